@@ -1,0 +1,5 @@
+"""``python -m dialogctl``."""
+
+from .cli import main
+
+main()

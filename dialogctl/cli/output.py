@@ -1,0 +1,129 @@
+"""One ``--format`` option for every command that prints data, and its writers.
+
+Records are streamed: a JSON array is written element by element, JSONL one
+object per line, CSV/TSV one row per record; an empty result is ``[]`` in JSON
+and nothing (CSV: just the header) otherwise. The shape of machine output never
+depends on whether stdout is a terminal. ``table`` is for people: Rich on a
+terminal, plain aligned columns in a pipe (imported only when used).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
+
+import typer
+
+from .state import CliState
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+FormatOption = Annotated[
+    Optional[Format],
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format: table (default), json, jsonl, csv or tsv.",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the field name in json/jsonl/csv
+    header: str  # the table heading
+    kind: str = "text"  # text, count, bytes, time, bool, json
+    max_width: int | None = None
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def emit_records(
+    state: CliState,
+    fmt: Format | None,
+    columns: list[Column],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    empty: str | None = None,
+) -> int:
+    """Write records in the chosen format; return how many were written."""
+    fmt = fmt or Format.table
+    count = 0
+    out = sys.stdout
+    if fmt is Format.json:
+        out.write("[")
+        for record in records:
+            out.write(("\n" if count == 0 else ",\n") + dumps(dict(record)))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    elif fmt is Format.jsonl:
+        for record in records:
+            out.write(dumps(dict(record)) + "\n")
+            count += 1
+    elif fmt in (Format.csv, Format.tsv):
+        import csv
+
+        writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n")
+        writer.writerow([c.key for c in columns])
+        for record in records:
+            writer.writerow([_cell(record.get(c.key)) for c in columns])
+            count += 1
+    else:
+        from .. import render
+
+        rows = list(records)
+        count = len(rows)
+        if rows:
+            render.table(state, columns, rows, title=title)
+        elif empty:
+            state.say(empty)
+    out.flush()
+    return count
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return dumps(value)
+    return str(value)
+
+
+def emit_object(state: CliState, fmt: Format | None, obj: Mapping[str, Any], table: Callable[[], None]) -> None:
+    """A single result object (stats, config...): JSON, one JSONL line, key/value rows, or a table."""
+    fmt = fmt or Format.table
+    if fmt is Format.json:
+        write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    elif fmt is Format.jsonl:
+        write(dumps(dict(obj)) + "\n")
+    elif fmt in (Format.csv, Format.tsv):
+        import csv
+
+        writer = csv.writer(sys.stdout, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n")
+        writer.writerow(["key", "value"])
+        for key, value in obj.items():
+            writer.writerow([key, _cell(value)])
+    else:
+        table()
+    sys.stdout.flush()

@@ -1,0 +1,319 @@
+"""The conversation file format: how dialogctl writes records and reads them back.
+
+A conversation file is YAML, in one of two shapes the reference implementation
+reads: a stream of documents (one mapping per message, ``---`` before each) or
+a block sequence (``- role: ...`` items). dialogctl writes new files as
+documents and appends to a sequence-shaped file in sequence shape.
+
+Every record dialogctl writes is *framed*: it is followed by a comment line
+
+    # dialogctl n=<message number> len=<bytes of the record> crc32=<hex>
+
+which any YAML parser ignores. The frame lets a reader tell a complete record
+from a torn one (plain YAML accepts most truncations as valid), lets it read
+our own records with a small exact parser instead of a general YAML parser,
+and gives the writer the conversation's message count by reading only the
+last line of the file (``n``), so an append never re-reads the conversation.
+
+Content is written as a literal block with an explicit indentation indicator
+(``|2-``, ``|2``, ``|2+``) whenever YAML can carry it that way, and otherwise as
+a double-quoted scalar that is also a valid JSON string. Metadata is written as
+one line of JSON, which is valid YAML 1.2 flow syntax. Timestamps are written
+double-quoted so no YAML loader turns them into dates.
+
+Anything not framed by us (files written by the reference implementation, or
+hand edits) is read by :mod:`dialogctl.salvage`, item by item, so one bad item
+never hides the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import InvalidInput
+from .models import Message
+
+Form = Literal["documents", "sequence"]
+
+TRAILER_PREFIX = b"# dialogctl n="
+TRAILER_RE = re.compile(rb"^# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a-f]{8})$", re.M)
+
+# Characters YAML cannot carry in a literal block (and that some parsers treat
+# as line breaks): C0/C1 controls except tab and LF, DEL, NEL, the Unicode
+# line/paragraph separators, BOM, non-characters and surrogates.
+_NOT_LITERAL = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+# What json.dumps(ensure_ascii=False) leaves raw but YAML double-quoted scalars
+# must not contain raw.
+_DQ_EXTRA = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+_PLAIN_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_YAML_WORDS = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y", "n"})
+
+MAX_METADATA_DEPTH = 64
+
+
+def _escape_extra(match: re.Match[str]) -> str:
+    return "\\u%04x" % ord(match.group(0))
+
+
+def quote(text: str) -> str:
+    """A double-quoted scalar that is valid YAML 1.2 and valid JSON."""
+    return _DQ_EXTRA.sub(_escape_extra, json.dumps(text, ensure_ascii=False))
+
+
+def dump_json_line(value: Any) -> str:
+    """Metadata as one line of JSON that is also a YAML 1.2 flow node."""
+    return _DQ_EXTRA.sub(_escape_extra, json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+def check_json_like(value: Any, what: str = "metadata", depth: int = 0) -> None:
+    """Refuse values that would not survive a JSON round trip exactly."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"{what} is nested deeper than {MAX_METADATA_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{what} holds a non-finite number")
+        return
+    if isinstance(value, str):
+        _check_text(value, what)
+        return
+    if isinstance(value, list):
+        for item in value:
+            check_json_like(item, what, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{what} has a key that is not a string")
+            _check_text(key, what)
+            check_json_like(item, what, depth + 1)
+        return
+    raise InvalidInput(f"{what} holds a {type(value).__name__}, which JSON cannot carry")
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} holds a lone surrogate, which UTF-8 cannot carry") from None
+
+
+def check_message(msg: Message) -> None:
+    """Validate a message before it is written."""
+    if not isinstance(msg.role, str) or not msg.role:
+        raise InvalidInput("message role must be a non-empty string")
+    if not isinstance(msg.content, str):
+        raise InvalidInput("message content must be a string")
+    if not isinstance(msg.timestamp, str) or not msg.timestamp:
+        raise InvalidInput("message timestamp must be a non-empty string")
+    _check_text(msg.role, "role")
+    _check_text(msg.content, "content")
+    _check_text(msg.timestamp, "timestamp")
+    if msg.metadata is not None:
+        if not isinstance(msg.metadata, dict):
+            raise InvalidInput("message metadata must be a mapping")
+        check_json_like(msg.metadata)
+
+
+# --- writing -----------------------------------------------------------------
+
+
+def _content_lines(content: str, key_indent: str) -> list[str]:
+    """The ``content:`` line(s) for a value, literal block where YAML allows it."""
+    if _NOT_LITERAL.search(content):
+        return [f"{key_indent}content: {quote(content)}"]
+    body = content.rstrip("\n")
+    trailing = len(content) - len(body)
+    block_indent = key_indent + "  "
+    if body == "":
+        if trailing == 0:
+            return [f"{key_indent}content: |2-"]
+        # Only line breaks: a keep-chomped block of empty lines.
+        return [f"{key_indent}content: |2+"] + [""] * trailing
+    indicator = "-" if trailing == 0 else ("" if trailing == 1 else "+")
+    lines = [f"{key_indent}content: |2{indicator}"]
+    lines.extend(block_indent + line if line else "" for line in body.split("\n"))
+    if trailing > 1:
+        lines.extend([""] * (trailing - 1))
+    return lines
+
+
+def _role_text(role: str) -> str:
+    if _PLAIN_ROLE.fullmatch(role) and role not in _YAML_WORDS:
+        return role
+    return quote(role)
+
+
+def encode_record(msg: Message, n: int, form: Form) -> bytes:
+    """One framed record: the message as YAML, then its frame comment line."""
+    if form == "documents":
+        lines = ["---", f"role: {_role_text(msg.role)}"]
+        indent = ""
+    else:
+        lines = [f"- role: {_role_text(msg.role)}"]
+        indent = "  "
+    lines.extend(_content_lines(msg.content, indent))
+    lines.append(f"{indent}timestamp: {quote(msg.timestamp)}")
+    if msg.metadata is not None:
+        lines.append(f"{indent}metadata: {dump_json_line(msg.metadata)}")
+    lines.append("")
+    body = "\n".join(lines).encode("utf-8")
+    return body + b"# dialogctl n=%d len=%d crc32=%08x\n" % (n, len(body), zlib.crc32(body))
+
+
+def encode_batch(messages: list[Message], first_n: int, form: Form) -> bytes:
+    return b"".join(encode_record(m, first_n + i, form) for i, m in enumerate(messages))
+
+
+# --- reading our own records --------------------------------------------------
+
+
+def decode_record(body: bytes) -> Message | None:
+    """Parse a record exactly as :func:`encode_record` writes it.
+
+    Returns None for anything else (the caller then uses a YAML parser), so
+    this never guesses.
+    """
+    try:
+        lines = body.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return None
+    if lines[-1] != "":
+        return None
+    i = 0
+    if lines[0] == "---":
+        indent, i = "", 1
+        role_prefix = "role: "
+    else:
+        indent = "  "
+        role_prefix = "- role: "
+    if not lines[i].startswith(role_prefix):
+        return None
+    role = _scalar(lines[i][len(role_prefix) :])
+    i += 1
+    prefix = indent + "content: "
+    if role is None or not lines[i].startswith(prefix):
+        return None
+    value = lines[i][len(prefix) :]
+    i += 1
+    if value.startswith('"'):
+        content = _json_string(value)
+        if content is None:
+            return None
+    elif value in ("|2-", "|2", "|2+"):
+        block_indent = indent + "  "
+        cut = len(block_indent)
+        collected: list[str] = []
+        end = len(lines) - 1
+        while i < end and (lines[i] == "" or lines[i].startswith(block_indent)):
+            collected.append(lines[i][cut:])
+            i += 1
+        if value == "|2-":
+            content = "\n".join(collected)
+        elif collected:
+            content = "\n".join(collected) + "\n"
+        else:
+            content = ""
+    else:
+        return None
+    prefix = indent + "timestamp: "
+    if not lines[i].startswith(prefix):
+        return None
+    timestamp = _json_string(lines[i][len(prefix) :])
+    if timestamp is None:
+        return None
+    i += 1
+    metadata = None
+    prefix = indent + "metadata: "
+    if lines[i].startswith(prefix):
+        try:
+            metadata = json.loads(lines[i][len(prefix) :])
+        except ValueError:
+            return None
+        if not isinstance(metadata, dict):
+            return None
+        i += 1
+    if i != len(lines) - 1:
+        return None
+    return Message(role, content, timestamp, metadata)
+
+
+def _json_string(text: str) -> str | None:
+    if not (text.startswith('"') and text.endswith('"')):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _scalar(text: str) -> str | None:
+    if text.startswith('"'):
+        return _json_string(text)
+    return text if _PLAIN_ROLE.fullmatch(text) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A framed record found in a file: bytes [start, end) and its trailer line."""
+
+    start: int
+    end: int  # end of the record body = start of the trailer line
+    after: int  # offset just past the trailer line's newline
+    n: int
+
+
+def find_frames(data: bytes, start: int = 0) -> tuple[list[Frame], list[int]]:
+    """Every valid frame in ``data``, plus offsets of trailer lines whose record fails its check.
+
+    A frame is valid when its record begins at a line start no earlier than
+    the end of the previous frame and its CRC-32 matches.
+    """
+    frames: list[Frame] = []
+    broken: list[int] = []
+    cursor = start
+    crc32 = zlib.crc32
+    for m in TRAILER_RE.finditer(data, start):
+        end = m.start()
+        rec_start = end - int(m.group(2))
+        if (
+            rec_start >= cursor
+            and (rec_start == 0 or data[rec_start - 1] == 10)
+            and crc32(data[rec_start:end]) == int(m.group(3), 16)
+        ):
+            after = m.end() + 1 if m.end() < len(data) else m.end()
+            frames.append(Frame(rec_start, end, after, int(m.group(1))))
+            cursor = after
+        else:
+            broken.append(end)
+    return frames, broken
+
+
+def last_frame_n(tail: bytes) -> int | None:
+    """The ``n`` of the trailer that ends ``tail`` (the last bytes of a file), if it does."""
+    if not tail.endswith(b"\n"):
+        return None
+    start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    m = TRAILER_RE.fullmatch(tail, start, len(tail) - 1)
+    return int(m.group(1)) if m else None
+
+
+def detect_form(head: bytes) -> Form | None:
+    """The shape of a file from its first bytes; None when it holds no items yet."""
+    for raw in head.split(b"\n"):
+        line = raw.lstrip(b"\xef\xbb\xbf").rstrip(b"\r")
+        if not line.strip() or line.startswith(b"#") or line.startswith(b"%"):
+            continue
+        if line == b"---" or line.startswith(b"--- #"):
+            continue  # a document start says nothing about what the document holds
+        if line.startswith(b"- ") or line == b"-":
+            return "sequence"
+        return "documents"
+    return None

@@ -1,0 +1,108 @@
+"""The error hierarchy of dialogctl.
+
+Every failure the core can report is a :class:`DialogError` subclass carrying
+the process exit code the CLI turns it into, so the CLI has exactly one place
+that maps failures to a line on stderr and an exit status. Messages never
+contain message text from the journal (it may be private); they name users,
+files, lines and settings instead.
+
+Exit codes (stable, documented in the README and the man page):
+
+====  ===========================================================
+0     success, including an empty result
+1     a negative answer (nothing matched, verify found problems)
+2     usage error or invalid input
+3     user, conversation or archive not found
+4     lock busy (another process holds the user's lock)
+5     damaged data (unreadable records; intact ones were still used)
+6     I/O or permission error
+====  ===========================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_NEGATIVE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_LOCK_BUSY = 4
+EXIT_DAMAGED = 5
+EXIT_IO = 6
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (also an empty result)",
+    EXIT_NEGATIVE: "a negative answer: nothing matched, or a check found problems",
+    EXIT_USAGE: "usage error or invalid input",
+    EXIT_NOT_FOUND: "user, conversation or archive not found",
+    EXIT_LOCK_BUSY: "lock busy: another process holds the user's lock",
+    EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
+    EXIT_IO: "I/O or permission error (disk full, read-only, permission denied)",
+}
+
+
+class DialogError(Exception):
+    """Base class: a failure with a one-line explanation and an exit code."""
+
+    exit_code: int = EXIT_NEGATIVE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NegativeAnswer(DialogError):
+    """The command ran, and the answer is no (grep-style exit 1)."""
+
+    exit_code = EXIT_NEGATIVE
+
+
+class InvalidInput(DialogError):
+    """Bad arguments, bad settings, or input that cannot be accepted."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidUserId(InvalidInput):
+    """A user, conversation or archive id that could escape the journal root."""
+
+
+class LayoutError(InvalidInput):
+    """The journal's folder layout is ambiguous or conflicts with the settings."""
+
+
+class NotFound(DialogError):
+    """A user, conversation or archive that does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class LockBusy(DialogError):
+    """The user's lock is held by someone else past the lock timeout."""
+
+    exit_code = EXIT_LOCK_BUSY
+
+
+class DamagedData(DialogError):
+    """Some records could not be read; every intact record was still used."""
+
+    exit_code = EXIT_DAMAGED
+
+
+class StorageError(DialogError):
+    """The operating system refused an I/O operation (disk full, permissions...)."""
+
+    exit_code = EXIT_IO
+
+
+class UnsafePath(StorageError):
+    """A symlink or foreign object where the journal expects its own folder or file."""
+
+
+def storage_error(exc: OSError, action: str, where: str) -> StorageError:
+    """Wrap an OSError with what dialogctl was doing and where, without message text."""
+    reason = exc.strerror or exc.__class__.__name__
+    return StorageError(f"cannot {action} {where}: {reason}")

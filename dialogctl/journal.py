@@ -1,0 +1,544 @@
+"""The journal: every operation on one root, for the CLI and for Python callers.
+
+:class:`Journal` never prints. Reads collect what they could not read in
+``journal.damage`` (every intact message is still returned), and writers
+raise :mod:`dialogctl.errors` exceptions.
+
+Every mutation of a user's files runs under that user's lock
+(:mod:`dialogctl.locking`): append, archive, restore and cleanup. An append
+learns the conversation's message count from the last frame line of the file
+(:mod:`dialogctl.codec`), so its cost does not grow with the conversation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from . import layout as L
+from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
+from .config import Settings
+from .errors import InvalidInput, LayoutError, NotFound, StorageError
+from .locking import FolderGone, LockState, UserLock, make_owner, probe
+from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
+from .reader import parse_conversation
+from .storage import TEMP_MARK, Folder, open_root
+from .times import archive_id_for, parse_timestamp, utc_now
+
+_TAIL_BYTES = 4096
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFile:
+    """A conversation file found on disk."""
+
+    ref: ConversationRef
+    rel_path: str  # relative to the journal root, as in damage reports
+    size: int
+    mtime: float
+
+
+@dataclass(slots=True)
+class Conversation:
+    ref: ConversationRef
+    rel_path: str
+    messages: list[Message]
+    damage: list[Damage]
+    size: int = 0
+    mtime: float = 0.0
+    form: Form | None = None  # the file's shape, kept when it is rewritten
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    user: str
+    restored: str
+    into: str
+    archived_first: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    size: int
+    form: Form | None
+    count: int
+    ends_with_newline: bool
+
+
+@dataclass
+class Journal:
+    settings: Settings
+    command: str = "python"
+    damage: list[Damage] = field(default_factory=list)
+    _layout: L.Layout | None = field(default=None, repr=False)
+
+    @property
+    def root(self) -> str:
+        return str(self.settings.root)
+
+    @property
+    def file_mode(self) -> int:
+        return int(self.settings["fileMode"])
+
+    @property
+    def dir_mode(self) -> int:
+        return int(self.settings["dirMode"])
+
+    # --- layout ----------------------------------------------------------------
+
+    def layout(self, for_write: bool = False) -> L.Layout:
+        """The root's layout: its record, else detected; settings may only confirm it."""
+        if self._layout is not None and not for_write:
+            return self._layout
+        explicit = {
+            name: self.settings[name]
+            for name in ("layout", "shardLevels", "shardSize", "conversations")
+            if self.settings.setting(name).explicit
+        }
+        record = self._read_record()
+        if record is not None:
+            found = L.Layout(
+                record.get("layout", "sharded"),  # type: ignore[arg-type]
+                int(record.get("shardLevels", 2)),
+                int(record.get("shardSize", 2)),
+                record.get("conversations", "current"),  # type: ignore[arg-type]
+            )
+            self._check_explicit(found, explicit, f"{'/'.join(L.RECORD_PATH)} records")
+        else:
+            detected = L.detect_layout(self.root)
+            conversations = explicit.get("conversations") or detected.conversations or "current"
+            if detected.scheme is None:
+                scheme = explicit.get("layout", "sharded")
+                found = L.Layout(scheme, self.settings["shardLevels"], self.settings["shardSize"], conversations)
+                if for_write:
+                    self._write_record(found)
+            else:
+                found = L.Layout(detected.scheme, detected.shard_levels or 0, detected.shard_size or 0, conversations)
+                self._check_explicit(found, {k: v for k, v in explicit.items() if k != "conversations"}, "its folders show")
+        self._layout = found
+        return found
+
+    def _check_explicit(self, found: L.Layout, explicit: dict[str, object], how: str) -> None:
+        actual = {"layout": found.scheme, "conversations": found.conversations}
+        if found.scheme == "sharded":
+            actual.update(shardLevels=found.shard_levels, shardSize=found.shard_size)
+        for name, value in explicit.items():
+            if name in actual and actual[name] != value:
+                source = self.settings.setting(name).source
+                raise LayoutError(
+                    f"{name} is {value!r} ({source}) but the journal at {self.root} {how} {found.describe()}",
+                    hint=f"drop the {name} setting, or point --root at another journal",
+                )
+
+    def _read_record(self) -> dict[str, object] | None:
+        path = os.path.join(self.root, *L.RECORD_PATH)
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read().decode("utf-8-sig")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LayoutError(f"cannot read {path}: {exc}") from None
+        record = _parse_simple_mapping(text)
+        if record is None:
+            from .salvage import _ItemError, load_yaml
+
+            try:
+                loaded = load_yaml(text)
+            except _ItemError as exc:
+                raise LayoutError(f"{path} line {exc.line_offset + 1}: {exc.detail}") from None
+            record = loaded if isinstance(loaded, dict) else {}
+        if "layout" not in record:
+            return None  # the reference's own settings file, without a layout record
+        if record.get("layout") not in ("flat", "sharded") or record.get("conversations", "current") not in ("current", "sessions"):
+            raise LayoutError(f"{path} holds an unknown layout record")
+        return record
+
+    def _write_record(self, layout: L.Layout) -> None:
+        lines = ["# Written by dialogctl when it created this journal: how the journal is laid out."]
+        lines += [f"{key}: {value}" for key, value in layout.as_record().items()]
+        with open_root(self.root, create=True, mode=self.dir_mode) as root:
+            with root.open_folder(L.RECORD_PATH[:-1], create=True, mode=self.dir_mode) as folder:
+                if folder.stat(L.RECORD_PATH[-1]) is None:
+                    folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.file_mode)
+
+    # --- finding users and conversations ----------------------------------------
+
+    def users(self) -> Iterator[str]:
+        """Every user id in the journal, in folder order; unusable folder names are reported."""
+        for parts in L.iter_user_folders(self.root):
+            user = L.user_id_from_parts(parts)
+            try:
+                L.validate_user_id(user)
+            except InvalidInput as exc:
+                self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(parts)}", None, "unusable user folder", str(exc)))
+                continue
+            yield user
+
+    def user_exists(self, user: str) -> bool:
+        try:
+            self._dialogs(user).close()
+        except NotFound:
+            return False
+        return True
+
+    def _user_rel(self, user: str) -> str:
+        return "/".join((L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR))
+
+    def _dialogs(self, user: str, create: bool = False) -> Folder:
+        """An open handle on the user's ``dialogs/`` folder."""
+        L.validate_user_id(user)
+        parts = (L.USERS_DIR, *self.layout(for_write=create).user_parts(user), L.DIALOGS_DIR)
+        try:
+            with open_root(self.root, create=create, mode=self.dir_mode) as root:
+                return root.open_folder(parts, create=create, mode=self.dir_mode)
+        except NotFound:
+            raise NotFound(f"user {user!r} not found in {self.root}") from None
+
+    def conversation_files(self, user: str, include_archives: bool = True) -> list[ConversationFile]:
+        """The user's conversation files: current, sessions (newest last), then archives."""
+        with self._dialogs(user) as dialogs:
+            return self._conversation_files(dialogs, user, include_archives)
+
+    def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool) -> list[ConversationFile]:
+        rel = self._user_rel(user)
+        current: list[ConversationFile] = []
+        sessions: list[ConversationFile] = []
+        for entry in dialogs.entries():
+            name = entry.name
+            if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if name == L.CURRENT_FILE:
+                current.append(ConversationFile(ConversationRef(user, "current"), f"{rel}/{name}", st.st_size, st.st_mtime))
+            elif name.startswith(L.SESSION_PREFIX):
+                cid = name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]
+                if _usable_name(cid):
+                    sessions.append(ConversationFile(ConversationRef(user, "session", cid), f"{rel}/{name}", st.st_size, st.st_mtime))
+        sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
+        files = current + sessions
+        if include_archives and dialogs.has_folder(L.ARCHIVE_DIR):
+            with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
+                archives = []
+                for entry in archived.entries():
+                    name = entry.name
+                    if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                        continue
+                    aid = name[: -len(L.YAML_SUFFIX)]
+                    if _usable_name(aid):
+                        st = entry.stat(follow_symlinks=False)
+                        archives.append(ConversationFile(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", st.st_size, st.st_mtime))
+                archives.sort(key=lambda f: f.ref.id or "")
+                files += archives
+        return files
+
+    def resolve(self, user: str, conversation: str | None = None, archive: str | None = None) -> ConversationRef:
+        """The conversation a command means: an archive, a named session, or the current one."""
+        L.validate_user_id(user)
+        if archive is not None:
+            return ConversationRef(user, "archive", L.validate_name(archive, "archive id"))
+        if conversation is not None and conversation != "current":
+            return ConversationRef(user, "session", L.validate_name(conversation))
+        if conversation == "current" or self.layout().conversations == "current":
+            return ConversationRef(user, "current")
+        files = [f for f in self.conversation_files(user, include_archives=False) if f.ref.kind == "session"]
+        if not files:
+            return ConversationRef(user, "current")
+        return files[-1].ref  # the most recently written session
+
+    # --- reading ---------------------------------------------------------------------
+
+    def read(self, ref: ConversationRef, missing_ok: bool = False) -> Conversation:
+        """Every intact message of one conversation; damage goes to ``self.damage`` too."""
+        with self._dialogs(ref.user) as dialogs:
+            folder, name = self._locate(dialogs, ref)
+            try:
+                fd = folder.open_read(name)
+                if fd is None:
+                    if ref.kind == "current" or missing_ok:
+                        return Conversation(ref, self._rel(ref), [], [])
+                    raise NotFound(f"{ref.describe()} not found")
+                try:
+                    st = os.fstat(fd)
+                    from .storage import read_all
+
+                    data = read_all(fd)
+                finally:
+                    os.close(fd)
+            finally:
+                if folder is not dialogs:
+                    folder.close()
+        return self._parse(ref, data, st.st_size, st.st_mtime)
+
+    def _parse(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
+        rel = self._rel(ref)
+        parsed = parse_conversation(data, rel)
+        self.damage.extend(parsed.damage)
+        return Conversation(ref, rel, parsed.messages, parsed.damage, size, mtime, parsed.form)
+
+    def _rel(self, ref: ConversationRef) -> str:
+        base = self._user_rel(ref.user)
+        if ref.kind == "current":
+            return f"{base}/{L.CURRENT_FILE}"
+        if ref.kind == "session":
+            return f"{base}/{L.session_file(ref.id or '')}"
+        return f"{base}/{L.ARCHIVE_DIR}/{L.archive_file(ref.id or '')}"
+
+    def _locate(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
+        if ref.kind == "current":
+            return dialogs, L.CURRENT_FILE
+        if ref.kind == "session":
+            return dialogs, L.session_file(ref.id or "")
+        try:
+            return dialogs.open_folder((L.ARCHIVE_DIR,)), L.archive_file(ref.id or "")
+        except NotFound:
+            raise NotFound(f"{ref.describe()} not found (the user has no archives)") from None
+
+    def conversations(self, users: Iterable[str] | None = None, include_archives: bool = True, active: bool = True) -> Iterator[Conversation]:
+        """Stream every selected conversation, user by user."""
+        for user in self.users() if users is None else users:
+            for f in self.conversation_files(user, include_archives=include_archives):
+                if not active and f.ref.kind != "archive":
+                    continue
+                yield self.read(f.ref, missing_ok=True)
+
+    def summaries(self, user: str) -> list[ConversationSummary]:
+        out = []
+        for f in self.conversation_files(user):
+            conv = self.read(f.ref, missing_ok=True)
+            out.append(summarize(conv))
+        return out
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _lock(self, dialogs: Folder, user: str, command: str) -> UserLock:
+        owner = make_owner(str(self.settings["serverId"]), f"dialogctl {command}" if self.command != "python" else command)
+        return UserLock(dialogs, user, owner, self.settings.lock_timeout, self.file_mode)
+
+    def _locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
+        """Run ``body(dialogs)`` under the user's lock.
+
+        If a cleanup removed the user's folder while we waited for the lock,
+        start over on the folder as it is now (recreated for an append).
+        """
+        for _ in range(5):
+            with self._dialogs(user, create=create) as dialogs:
+                lock = self._lock(dialogs, user, command)
+                try:
+                    lock.acquire()
+                except FolderGone:
+                    continue
+                try:
+                    return body(dialogs)
+                finally:
+                    lock.release()
+        raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+
+    def append(self, user: str, messages: list[Message], conversation: str | None = None) -> AppendResult:
+        """Append a batch to the user's conversation: one locked write, fsynced.
+
+        Archives automatically when the conversation reaches ``archiveThreshold``
+        (or ``maxConversationLength``), splitting the batch at that point.
+        """
+        L.validate_user_id(user)
+        if conversation is not None and conversation != "current":
+            L.validate_name(conversation)
+        if not messages:
+            raise InvalidInput("nothing to append")
+        for msg in messages:
+            check_message(msg)
+
+        def body(dialogs: Folder) -> AppendResult:
+            name, ref = self._target(dialogs, user, conversation)
+            return self._append_locked(dialogs, user, name, ref, messages)
+
+        return self._locked(user, "append", body, create=True)
+
+    def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
+        if conversation is not None and conversation != "current":
+            return L.session_file(conversation), ConversationRef(user, "session", conversation)
+        if conversation == "current" or self.layout().conversations == "current":
+            return L.CURRENT_FILE, ConversationRef(user, "current")
+        sessions = [f for f in self._conversation_files(dialogs, user, False) if f.ref.kind == "session"]
+        if sessions:
+            ref = sessions[-1].ref
+        else:
+            ref = ConversationRef(user, "session", utc_now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex())
+        return L.session_file(ref.id or ""), ref
+
+    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message]) -> AppendResult:
+        threshold = int(self.settings["archiveThreshold"])
+        cap = int(self.settings["maxConversationLength"])
+        limit = min(threshold, cap) if threshold > 0 else cap
+        tail = self._tail(dialogs, name, ref)
+        count = tail.count
+        archived: list[str] = []
+        remaining = messages
+        while remaining:
+            room = limit - count
+            if room <= 0:
+                aid = self._archive_locked(dialogs, user, name, ref)
+                if aid:
+                    archived.append(aid)
+                tail = _Tail(0, None, 0, True)
+                count = 0
+                continue
+            chunk, remaining = remaining[:room], remaining[room:]
+            data = encode_batch(chunk, count + 1, tail.form or "documents")
+            if tail.size and not tail.ends_with_newline:
+                data = b"\n" + data
+            _, new_size = dialogs.append(name, data, self.file_mode)
+            count += len(chunk)
+            tail = _Tail(new_size, tail.form or "documents", count, True)
+            if count >= limit:
+                aid = self._archive_locked(dialogs, user, name, ref)
+                if aid:
+                    archived.append(aid)
+                tail = _Tail(0, None, 0, True)
+                count = 0
+        return AppendResult(user, ref.name, len(messages), count, tuple(archived))
+
+    def _tail(self, dialogs: Folder, name: str, ref: ConversationRef) -> _Tail:
+        """Size, shape and message count of a conversation, from its first and last bytes."""
+        fd = dialogs.open_read(name)
+        if fd is None:
+            return _Tail(0, None, 0, True)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return _Tail(0, None, 0, True)
+            head = os.pread(fd, _TAIL_BYTES, 0)
+            tail = head if size <= _TAIL_BYTES else os.pread(fd, _TAIL_BYTES, size - _TAIL_BYTES)
+            form = detect_form(head)
+            n = last_frame_n(tail)
+            if n is None:
+                # The last record is not ours (written by another implementation, or torn):
+                # count by reading, once; our next record carries the count again.
+                from .storage import read_all
+
+                os.lseek(fd, 0, os.SEEK_SET)
+                data = read_all(fd)
+                n = len(parse_conversation(data, self._rel(ref)).messages)
+            return _Tail(size, form, n, tail.endswith(b"\n"))
+        finally:
+            os.close(fd)
+
+    def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
+        """Move the user's conversation into ``archived/``; None when it was empty."""
+        if archive_id is not None:
+            L.validate_name(archive_id, "archive id")
+        ref = self.resolve(user, conversation)
+
+        def body(dialogs: Folder) -> str | None:
+            name, _ = self._target(dialogs, user, ref.id if ref.kind == "session" else "current")
+            if ref.kind == "session" and dialogs.stat(name) is None:
+                raise NotFound(f"{ref.describe()} not found")
+            return self._archive_locked(dialogs, user, name, ref, archive_id)
+
+        return self._locked(user, "archive", body)
+
+    def _archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
+        st = dialogs.stat(name)
+        if st is None or st.st_size == 0:
+            return None
+        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode) as archived:
+            if archive_id is not None:
+                if archived.stat(L.archive_file(archive_id)) is not None:
+                    raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
+                chosen = archive_id
+            else:
+                base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
+                chosen = _unique(archived, base)
+            dialogs.rename_to(name, archived, L.archive_file(chosen))
+        # The reference implementation expects the file to exist after an archive.
+        dialogs.create_empty(name, self.file_mode)
+        return chosen
+
+    def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
+        """Make an archive the user's conversation again; a non-empty one is archived first."""
+        L.validate_user_id(user)
+        L.validate_name(archive_id, "archive id")
+        if conversation is not None and conversation != "current":
+            L.validate_name(conversation)
+
+        def body(dialogs: Folder) -> RestoreResult:
+            if not dialogs.has_folder(L.ARCHIVE_DIR):
+                raise NotFound(f"archive {archive_id!r} of user {user!r} not found (the user has no archives)")
+            with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
+                if archived.stat(L.archive_file(archive_id)) is None:
+                    raise NotFound(f"archive {archive_id!r} of user {user!r} not found")
+                target = conversation
+                if target is None and self.layout().conversations == "sessions":
+                    target = archive_id
+                name, ref = self._target(dialogs, user, target or "current")
+                archived_first = self._archive_locked(dialogs, user, name, ref)
+                archived.rename_to(L.archive_file(archive_id), dialogs, name)
+            return RestoreResult(user, archive_id, ref.name, archived_first)
+
+        return self._locked(user, "restore", body)
+
+    # --- whole-journal views -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.root)
+
+    def locks(self, users: Iterable[str] | None = None) -> Iterator[tuple[str, LockState]]:
+        """Each user's lock state (users without a lock file are left out)."""
+        for user in self.users() if users is None else users:
+            with self._dialogs(user) as dialogs:
+                state = probe(dialogs)
+            if state is not None:
+                yield user, state
+
+
+def summarize(conv: Conversation) -> ConversationSummary:
+    roles: dict[str, int] = {}
+    first = last = None
+    first_at = last_at = None
+    for msg in conv.messages:
+        roles[msg.role] = roles.get(msg.role, 0) + 1
+        moment = parse_timestamp(msg.timestamp)
+        if moment is None:
+            continue
+        if first_at is None or moment < first_at:
+            first_at, first = moment, msg.timestamp
+        if last_at is None or moment > last_at:
+            last_at, last = moment, msg.timestamp
+    return ConversationSummary(conv.ref, len(conv.messages), conv.size, conv.mtime, first, last, roles, len(conv.damage))
+
+
+def _unique(folder: Folder, base: str) -> str:
+    candidate = base
+    number = 1
+    while folder.stat(L.archive_file(candidate)) is not None:
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+def _usable_name(name: str) -> bool:
+    if TEMP_MARK in name:
+        return False
+    try:
+        L.validate_name(name)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _parse_simple_mapping(text: str) -> dict[str, object] | None:
+    """``key: value`` lines (dialogctl's own record); None if the text is anything else."""
+    out: dict[str, object] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = line.partition(": ")
+        if not sep or key != key.strip() or not key.isidentifier():
+            return None
+        value = value.strip()
+        out[key] = int(value) if value.isdigit() else value
+    return out
+

@@ -1,0 +1,100 @@
+"""Values that flow between the journal core, the exporters and the CLI.
+
+All are frozen dataclasses; the raw on-disk shape of a message (a YAML mapping
+with ``role``, ``content``, ``timestamp`` and optional ``metadata``) is
+:class:`RawMessage`. Timestamps are kept as the exact string found in the file:
+the journal is the source of truth, and rewriting ``2024-01-15T10:30:00Z`` as
+``...00.000Z`` on export would make exports disagree with the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+ROLES = ("user", "assistant", "system", "tool")
+
+ConversationKind = Literal["current", "session", "archive"]
+
+
+class RawMessage(TypedDict, total=False):
+    role: str
+    content: str
+    timestamp: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+    timestamp: str
+    metadata: dict[str, Any] | None = None
+
+    def to_raw(self) -> RawMessage:
+        raw: RawMessage = {"role": self.role, "content": self.content, "timestamp": self.timestamp}
+        if self.metadata is not None:
+            raw["metadata"] = self.metadata
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRef:
+    """Where a conversation lives: the user's current one, a session, or an archive."""
+
+    user: str
+    kind: ConversationKind
+    id: str | None = None  # session id or archive id; None for current.yaml
+
+    @property
+    def name(self) -> str:
+        """The conversation's name in exports: ``current``, the session id or the archive id."""
+        return self.id if self.id is not None else "current"
+
+    @property
+    def archived(self) -> bool:
+        return self.kind == "archive"
+
+    def describe(self) -> str:
+        if self.kind == "current":
+            return f"current conversation of user {self.user!r}"
+        if self.kind == "session":
+            return f"conversation {self.id!r} of user {self.user!r}"
+        return f"archive {self.id!r} of user {self.user!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """One unreadable spot in a journal file. ``line`` is 1-based, when known."""
+
+    path: str
+    line: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """What listing and stats need to know about one conversation file."""
+
+    ref: ConversationRef
+    messages: int
+    size: int
+    mtime: float
+    first_timestamp: str | None
+    last_timestamp: str | None
+    roles: dict[str, int] = field(default_factory=dict)
+    damaged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    user: str
+    conversation: str
+    appended: int
+    messages: int  # messages in the conversation after the append
+    archived: tuple[str, ...] = ()  # archives created automatically on the way

@@ -1,0 +1,157 @@
+"""Journal-wide views: the user listing, one user's conversations, and totals.
+
+Everything here is computed from per-conversation summaries
+(:class:`dialogctl.models.ConversationSummary`), so a faster source of
+summaries (a catalog) can replace reading every file without changing the
+numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from .journal import Journal
+from .models import ConversationSummary
+from .times import parse_timestamp
+
+
+@dataclass(frozen=True)
+class UserOverview:
+    user: str
+    conversations: int  # active: current and sessions holding messages
+    archives: int
+    messages: int
+    size: int
+    last_activity: str | None  # newest message timestamp, as written
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "conversations": self.conversations,
+            "archives": self.archives,
+            "messages": self.messages,
+            "bytes": self.size,
+            "lastActivity": self.last_activity,
+        }
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    ta, tb = parse_timestamp(a), parse_timestamp(b)
+    if ta is None:
+        return b
+    if tb is None:
+        return a
+    return b if tb > ta else a
+
+
+def _earlier(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    ta, tb = parse_timestamp(a), parse_timestamp(b)
+    if ta is None:
+        return b
+    if tb is None:
+        return a
+    return b if tb < ta else a
+
+
+def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOverview:
+    last = None
+    for s in summaries:
+        last = _later(last, s.last_timestamp)
+    return UserOverview(
+        user,
+        sum(1 for s in summaries if not s.ref.archived and s.messages),
+        sum(1 for s in summaries if s.ref.archived),
+        sum(s.messages for s in summaries),
+        sum(s.size for s in summaries),
+        last,
+    )
+
+
+def users_overview(journal: Journal, users: Iterable[str] | None = None) -> Iterator[UserOverview]:
+    for user in journal.users() if users is None else users:
+        yield user_overview(user, journal.summaries(user))
+
+
+@dataclass
+class Totals:
+    users: int = 0
+    messages: int = 0
+    conversations: int = 0
+    archived: int = 0
+    storage: int = 0
+    oldest: str | None = None
+    newest: str | None = None
+    roles: dict[str, int] = field(default_factory=dict)
+    damaged: int = 0
+    last_cleanup: str | None = None
+
+    def add(self, summaries: list[ConversationSummary]) -> None:
+        self.users += 1
+        for s in summaries:
+            self.messages += s.messages
+            self.storage += s.size
+            self.damaged += s.damaged
+            if s.ref.archived:
+                self.archived += 1
+            if s.messages or s.ref.archived:
+                self.conversations += 1
+            self.oldest = _earlier(self.oldest, s.first_timestamp)
+            self.newest = _later(self.newest, s.last_timestamp)
+            for role, count in s.roles.items():
+                self.roles[role] = self.roles.get(role, 0) + count
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "totalUsers": self.users,
+            "totalMessages": self.messages,
+            "totalConversations": self.conversations,
+            "totalArchivedConversations": self.archived,
+            "averageMessagesPerUser": round(self.messages / self.users, 2) if self.users else 0,
+            "storageUsage": self.storage,
+            "oldestMessage": self.oldest,
+            "newestMessage": self.newest,
+            "lastCleanup": self.last_cleanup,
+            "messagesByRole": dict(sorted(self.roles.items())),
+            "damagedRecords": self.damaged,
+        }
+
+
+def journal_totals(journal: Journal) -> Totals:
+    totals = Totals()
+    for user in journal.users():
+        totals.add(journal.summaries(user))
+    totals.last_cleanup = last_cleanup(journal.root)
+    return totals
+
+
+def last_cleanup(root: str) -> str | None:
+    """When the last cleanup ran, from the last line of ``system/cleanup.log``."""
+    path = os.path.join(root, "system", "cleanup.log")
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 8192))
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("time"), str):
+            moment = parse_timestamp(record["time"])
+            return record["time"] if isinstance(moment, datetime) else None
+    return None

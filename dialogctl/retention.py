@@ -1,0 +1,302 @@
+"""Retention: planning a cleanup the operator can read, then applying exactly that.
+
+A cleanup is two steps. :func:`plan_cleanup` reads the journal and changes
+nothing; it returns a :class:`CleanupPlan` listing every file it would remove or
+trim and why. :func:`apply_cleanup` carries out a plan user by user, each under
+the user's lock, and re-checks each step against the files as they are then:
+a file that changed since planning is re-planned with the same cut-off times,
+and a user who became active again is kept.
+
+Rules (each optional):
+
+* ``max_inactive``: a user whose newest message is older than this is removed
+  with all their conversations and archives;
+* ``retention``: an archive whose newest message is older than this goes;
+* ``max_age``: messages older than this are dropped from every conversation; a
+  file left empty is removed if it is an archive, kept empty otherwise.
+
+Never deleted: a file with damaged records (repair it first), and a message
+whose timestamp cannot be read (it cannot be dated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from . import layout as L
+from .codec import encode_batch
+from .journal import Conversation, Journal
+from .models import ConversationRef, Message
+from .storage import open_root
+from .times import format_timestamp, parse_timestamp, utc_now
+
+ActionKind = Literal["remove-user", "remove-archive", "trim"]
+
+
+@dataclass(frozen=True)
+class CleanupAction:
+    user: str
+    kind: ActionKind
+    conversation: str  # "current", a session id, an archive id; "*" for a whole user
+    path: str  # relative to the root
+    messages: int  # messages removed
+    bytes: int  # bytes freed (for a trim: old size minus new size)
+    reason: str
+    size: int = 0  # the file's size when planned (0 for a user)
+    keep: int = 0  # messages kept (trim only)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("size")
+        return data
+
+
+@dataclass
+class CleanupPlan:
+    created: datetime
+    max_age_cutoff: datetime | None
+    max_inactive_cutoff: datetime | None
+    retention_cutoff: datetime | None
+    actions: list[CleanupAction] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def users_removed(self) -> int:
+        return sum(1 for a in self.actions if a.kind == "remove-user")
+
+    @property
+    def archives_removed(self) -> int:
+        return sum(1 for a in self.actions if a.kind == "remove-archive")
+
+    @property
+    def messages_removed(self) -> int:
+        return sum(a.messages for a in self.actions)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(a.bytes for a in self.actions)
+
+    def cutoffs(self) -> dict[str, str | None]:
+        def show(moment: datetime | None) -> str | None:
+            return format_timestamp(moment) if moment else None
+
+        return {
+            "maxAge": show(self.max_age_cutoff),
+            "maxInactive": show(self.max_inactive_cutoff),
+            "retention": show(self.retention_cutoff),
+        }
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "usersRemoved": self.users_removed,
+            "archivesRemoved": self.archives_removed,
+            "filesTrimmed": sum(1 for a in self.actions if a.kind == "trim"),
+            "messagesRemoved": self.messages_removed,
+            "bytesFreed": self.bytes_freed,
+            "cutoffs": self.cutoffs(),
+        }
+
+
+def plan_cleanup(
+    journal: Journal,
+    max_age: timedelta | None = None,
+    max_inactive: timedelta | None = None,
+    retention: timedelta | None = None,
+    now: datetime | None = None,
+    users: list[str] | None = None,
+) -> CleanupPlan:
+    """What a cleanup would do, changing nothing at all (not even a lock file)."""
+    now = now or utc_now()
+    plan = CleanupPlan(
+        now,
+        now - max_age if max_age else None,
+        now - max_inactive if max_inactive else None,
+        now - retention if retention else None,
+    )
+    for user in journal.users() if users is None else users:
+        plan.actions.extend(_plan_user(journal, plan, user))
+    return plan
+
+
+def _plan_user(journal: Journal, plan: CleanupPlan, user: str) -> list[CleanupAction]:
+    conversations = [journal.read(f.ref, missing_ok=True) for f in journal.conversation_files(user)]
+    last = _newest(m for c in conversations for m in c.messages)
+    if plan.max_inactive_cutoff and last is not None and last < plan.max_inactive_cutoff:
+        if any(c.damage for c in conversations):
+            plan.skipped.append((journal._user_rel(user), "has damaged records; repair them before removing the user"))
+            return []
+        messages = sum(len(c.messages) for c in conversations)
+        size = sum(c.size for c in conversations)
+        reason = f"inactive: newest message {format_timestamp(last)} is older than {format_timestamp(plan.max_inactive_cutoff)}"
+        return [CleanupAction(user, "remove-user", "*", journal._user_rel(user).rsplit("/", 1)[0], messages, size, reason)]
+    actions = []
+    for conv in conversations:
+        action = _plan_file(plan, conv)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
+    ref = conv.ref
+    if conv.damage and (plan.max_age_cutoff or plan.retention_cutoff):
+        if ref.archived or conv.messages:
+            plan.skipped.append((conv.rel_path, "has damaged records; repair it before cleanup"))
+        return None
+    if ref.archived and plan.retention_cutoff:
+        newest = _newest(conv.messages)
+        when = newest or datetime.fromtimestamp(conv.mtime, plan.created.tzinfo)
+        if when < plan.retention_cutoff:
+            reason = f"retention: newest message {format_timestamp(when)} is older than {format_timestamp(plan.retention_cutoff)}"
+            return CleanupAction(ref.user, "remove-archive", ref.name, conv.rel_path, len(conv.messages), conv.size, reason, conv.size)
+    if plan.max_age_cutoff and conv.messages:
+        kept = _keep_newer(conv.messages, plan.max_age_cutoff)
+        dropped = len(conv.messages) - len(kept)
+        if dropped:
+            reason = f"max age: {dropped} messages older than {format_timestamp(plan.max_age_cutoff)}"
+            if not kept and ref.archived:
+                return CleanupAction(ref.user, "remove-archive", ref.name, conv.rel_path, dropped, conv.size, reason, conv.size)
+            new_size = len(_rewrite_bytes(kept, conv))
+            return CleanupAction(ref.user, "trim", ref.name, conv.rel_path, dropped, conv.size - new_size, reason, conv.size, len(kept))
+    return None
+
+
+def _newest(messages: object) -> datetime | None:
+    newest = None
+    for msg in messages:  # type: ignore[attr-defined]
+        moment = parse_timestamp(msg.timestamp)
+        if moment is not None and (newest is None or moment > newest):
+            newest = moment
+    return newest
+
+
+def _keep_newer(messages: list[Message], cutoff: datetime) -> list[Message]:
+    kept = []
+    for msg in messages:
+        moment = parse_timestamp(msg.timestamp)
+        if moment is None or moment >= cutoff:  # undatable messages are never dropped
+            kept.append(msg)
+    return kept
+
+
+def _rewrite_bytes(messages: list[Message], conv: Conversation) -> bytes:
+    """The file's new bytes: the kept messages, framed afresh, in the file's own shape."""
+    return encode_batch(messages, 1, conv.form or "documents") if messages else b""
+
+
+@dataclass
+class CleanupResult:
+    applied: list[CleanupAction] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "usersRemoved": sum(1 for a in self.applied if a.kind == "remove-user"),
+            "archivesRemoved": sum(1 for a in self.applied if a.kind == "remove-archive"),
+            "filesTrimmed": sum(1 for a in self.applied if a.kind == "trim"),
+            "messagesRemoved": sum(a.messages for a in self.applied),
+            "bytesFreed": sum(a.bytes for a in self.applied),
+        }
+
+
+def apply_cleanup(journal: Journal, plan: CleanupPlan) -> CleanupResult:
+    """Carry out a plan, user by user under each user's lock; log one line."""
+    result = CleanupResult(skipped=list(plan.skipped))
+    by_user: dict[str, list[CleanupAction]] = {}
+    for action in plan.actions:
+        by_user.setdefault(action.user, []).append(action)
+    for user, actions in by_user.items():
+        _apply_user(journal, plan, user, actions, result)
+    _log(journal, plan, result)
+    return result
+
+
+def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[CleanupAction], result: CleanupResult) -> None:
+    from .errors import NotFound
+
+    try:
+        dialogs = journal._dialogs(user)
+    except NotFound:
+        return
+    with dialogs, journal._lock(dialogs, user, "cleanup"):
+        if actions[0].kind == "remove-user":
+            # Re-check under the lock: a user who spoke since planning stays.
+            fresh = _plan_user(journal, plan, user)
+            if not (fresh and fresh[0].kind == "remove-user"):
+                result.skipped.append((actions[0].path, "became active since the plan was made; kept"))
+                return
+            _remove_user_folder(journal, user)
+            result.applied.append(fresh[0])
+            return
+        for action in actions:
+            applied = _apply_file(journal, dialogs, plan, action)
+            if applied is None:
+                result.skipped.append((action.path, "changed since the plan was made and no longer qualifies"))
+            else:
+                result.applied.append(applied)
+
+
+def _apply_file(journal: Journal, dialogs, plan: CleanupPlan, action: CleanupAction) -> CleanupAction | None:  # type: ignore[no-untyped-def]
+    ref = _ref_of(action)
+    folder, name = journal._locate(dialogs, ref)
+    try:
+        data = folder.read_bytes(name)
+        if data is None:
+            return None
+        st = folder.stat(name)
+        conv = journal._parse(ref, data, st.st_size if st else len(data), st.st_mtime if st else 0.0)
+        fresh = _plan_file(plan, conv)
+        if fresh is None or fresh.kind != action.kind:
+            return None
+        if fresh.kind == "remove-archive":
+            folder.remove(name)
+            folder.fsync()
+            return fresh
+        kept = _keep_newer(conv.messages, plan.max_age_cutoff)  # type: ignore[arg-type]
+        new = _rewrite_bytes(kept, conv)
+        folder.write_atomic(name, new, journal.file_mode)
+        return CleanupAction(fresh.user, "trim", fresh.conversation, fresh.path, fresh.messages, len(data) - len(new), fresh.reason, len(data), len(kept))
+    finally:
+        if folder is not dialogs:
+            folder.close()
+
+
+def _ref_of(action: CleanupAction) -> ConversationRef:
+    path = action.path
+    if f"/{L.ARCHIVE_DIR}/" in path:
+        return ConversationRef(action.user, "archive", action.conversation)
+    if action.conversation == "current":
+        return ConversationRef(action.user, "current")
+    return ConversationRef(action.user, "session", action.conversation)
+
+
+def _remove_user_folder(journal: Journal, user: str) -> None:
+    parts = journal.layout().user_parts(user)
+    with open_root(journal.root) as root, root.open_folder((L.USERS_DIR, *parts[:-1])) as parent:
+        parent.remove_tree(parts[-1])
+        parent.fsync()
+    # Drop shard folders left empty, deepest first; a folder still in use stays.
+    for depth in range(len(parts) - 1, 0, -1):
+        try:
+            os.rmdir(os.path.join(journal.root, L.USERS_DIR, *parts[:depth]))
+        except OSError:
+            break
+
+
+def _log(journal: Journal, plan: CleanupPlan, result: CleanupResult) -> None:
+    record = {
+        "time": format_timestamp(utc_now()),
+        "host": socket.gethostname(),
+        "serverId": journal.settings["serverId"],
+        **result.summary(),
+        "cutoffs": plan.cutoffs(),
+        "skipped": len(result.skipped),
+    }
+    line = (json.dumps(record) + "\n").encode()
+    with open_root(journal.root) as root, root.open_folder(("system",), create=True, mode=journal.dir_mode) as system:
+        system.append("cleanup.log", line, journal.file_mode)

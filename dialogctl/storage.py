@@ -1,0 +1,309 @@
+"""The journal's files on disk: folder handles, appends, atomic rewrites.
+
+Every path below the journal root is reached through open folder handles
+(``openat``-style ``dir_fd`` calls) with ``O_NOFOLLOW``, one name at a time,
+so a symlink planted anywhere under the root (even swapped in while we run)
+is refused instead of followed out of the root. The root itself may be a
+symlink: that is the operator's choice.
+
+Durability rules: an append is one ``write`` on an ``O_APPEND`` descriptor,
+rolled back to the old size if it comes up short, and fsynced before it is
+reported; a rewrite is temp file + fsync + ``rename`` + fsync of the folder;
+new files and folders get the configured modes exactly (``fchmod`` after
+creation, so the umask cannot widen or narrow them).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from typing import Iterator
+
+from .errors import NotFound, StorageError, UnsafePath, storage_error
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+TEMP_MARK = ".tmp-"
+
+
+class Folder:
+    """An open handle on a folder inside the journal, with its display path."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Folder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def child_path(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    # --- folders ---------------------------------------------------------
+
+    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> "Folder":
+        """Open ``parts`` below this folder, one name at a time, never through a symlink."""
+        fd = os.dup(self.fd)
+        path = self.path
+        try:
+            for name in parts:
+                path = os.path.join(path, name)
+                try:
+                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise NotFound(f"{path} does not exist") from None
+                    try:
+                        os.mkdir(name, mode, dir_fd=fd)
+                        created = True
+                    except FileExistsError:
+                        created = False
+                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    if created:
+                        os.fchmod(new, mode)
+                        os.fsync(fd)
+                os.close(fd)
+                fd = new
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(f"{path} is a symlink or not a folder; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open folder", path) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return Folder(fd, path)
+
+    def has_folder(self, name: str) -> bool:
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return False
+        os.close(fd)
+        return True
+
+    def names(self) -> list[str]:
+        try:
+            return os.listdir(self.fd)
+        except OSError as exc:
+            raise storage_error(exc, "list", self.path) from None
+
+    def entries(self) -> Iterator[os.DirEntry[str]]:
+        """Entries of this folder; ``is_dir``/``is_file`` do not follow symlinks when asked not to."""
+        try:
+            with os.scandir(self.fd) as it:
+                yield from it
+        except OSError as exc:
+            raise storage_error(exc, "list", self.path) from None
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    # --- files -------------------------------------------------------------
+
+    def stat(self, name: str) -> os.stat_result | None:
+        """lstat of a name in this folder; None when it does not exist."""
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(exc, "inspect", self.child_path(name)) from None
+
+    def open_read(self, name: str) -> int | None:
+        """A read descriptor for a regular file; None when it does not exist."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open", self.child_path(name)) from None
+        return fd
+
+    def read_bytes(self, name: str) -> bytes | None:
+        fd = self.open_read(name)
+        if fd is None:
+            return None
+        try:
+            return read_all(fd)
+        except OSError as exc:
+            raise storage_error(exc, "read", self.child_path(name)) from None
+        finally:
+            os.close(fd)
+
+    def open_append(self, name: str, mode: int) -> tuple[int, bool]:
+        """An ``O_APPEND`` write descriptor, creating the file with ``mode``; also says if it was created."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            try:
+                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=self.fd)
+            except FileExistsError:
+                return os.open(name, flags, dir_fd=self.fd), False
+            os.fchmod(fd, mode)
+            return fd, True
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open for append", self.child_path(name)) from None
+
+    def append(self, name: str, data: bytes, mode: int) -> tuple[int, int]:
+        """Append ``data`` in one write, fsync it; return (old size, new size).
+
+        On a short or failed write the file is cut back to its old size, so a
+        failed append leaves the file byte-identical to before.
+        """
+        fd, created = self.open_append(name, mode)
+        where = self.child_path(name)
+        try:
+            old_size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+                os.fsync(fd)
+            except OSError as exc:
+                _truncate_quietly(fd, old_size)
+                raise storage_error(exc, "append to", where) from None
+            if created:
+                self.fsync()
+            return old_size, old_size + len(data)
+        finally:
+            os.close(fd)
+
+    def create_empty(self, name: str, mode: int) -> None:
+        """Create an empty file if the name is free (no-op if it exists)."""
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise storage_error(exc, "create", self.child_path(name)) from None
+        try:
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_atomic(self, name: str, data: bytes, mode: int) -> None:
+        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder."""
+        temp = f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        where = self.child_path(name)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
+        except OSError as exc:
+            raise storage_error(exc, "create a temporary file for", where) from None
+        try:
+            try:
+                os.fchmod(fd, mode)
+                write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            self.remove_quietly(temp)
+            raise storage_error(exc, "rewrite", where) from None
+        except BaseException:
+            self.remove_quietly(temp)
+            raise
+        self.fsync()
+
+    def rename_to(self, name: str, target: "Folder", new_name: str) -> None:
+        """Move a file between two journal folders (same filesystem), durably."""
+        try:
+            os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+            target.fsync()
+            if target.fd != self.fd:
+                self.fsync()
+        except OSError as exc:
+            raise storage_error(exc, "move", f"{self.child_path(name)} to {target.child_path(new_name)}") from None
+
+    def remove(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise storage_error(exc, "remove", self.child_path(name)) from None
+
+    def remove_quietly(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass
+
+    def remove_tree(self, name: str) -> None:
+        """Delete a sub-folder and everything in it without following symlinks."""
+        import shutil
+
+        try:
+            shutil.rmtree(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise storage_error(exc, "remove", self.child_path(name)) from None
+
+
+def open_root(root: str, create: bool = False, mode: int = 0o700) -> Folder:
+    """Open the journal root (which itself may be a symlink)."""
+    try:
+        return Folder(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), root)
+    except FileNotFoundError:
+        if not create:
+            raise NotFound(f"journal root {root} does not exist") from None
+    except NotADirectoryError:
+        raise StorageError(f"journal root {root} is not a folder") from None
+    except OSError as exc:
+        raise storage_error(exc, "open journal root", root) from None
+    try:
+        os.makedirs(root, mode=mode, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise storage_error(exc, "create journal root", root) from None
+    os.fchmod(fd, mode)
+    return Folder(fd, root)
+
+
+def read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks = []
+    while True:
+        chunk = os.read(fd, max(size, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view = view[written:]
+
+
+def read_range(fd: int, start: int, length: int) -> bytes:
+    return os.pread(fd, length, start)
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        raise StorageError("an append failed and the file could not be cut back to its old size; run 'dialogctl verify'") from None

@@ -1,0 +1,94 @@
+"""Time in the journal: message timestamps, archive ids, durations and time specs.
+
+Journal timestamps are ISO 8601 in UTC with a ``Z`` and milliseconds
+(``2024-01-15T10:30:00.000Z``), as the reference writes them; what a file
+holds is kept verbatim, and parsed only to compare or filter.
+
+A *time spec* (``--since``, ``--until``, ``--timestamp``) is an ISO 8601 date or
+date-time, a duration back from now with a unit (``30s``, ``15m``, ``12h``,
+``7d``, ``2w``), ``N <unit>s ago``, ``yesterday``, ``today`` or ``now``. A
+*duration* (``--max-age``, ``--idle``) always carries its unit: a bare number is
+refused because ``--max-age 30`` could mean seconds or days.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import InvalidInput
+
+UTC = timezone.utc
+
+_UNITS = {
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "wk": 604800, "week": 604800, "weeks": 604800,
+}  # fmt: skip
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.I)
+_AGO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s+ago\s*", re.I)
+
+DURATION_FORMS = "a number with a unit: 30s, 15m, 12h, 7d, 2w"
+TIME_FORMS = "an ISO 8601 date or time (2024-01-15, 2024-01-15T10:30:00Z), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today' or 'now'"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """The journal's own form: ``2024-01-15T10:30:00.000Z``."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc_now_iso() -> str:
+    return format_timestamp(utc_now())
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """A journal timestamp as an aware datetime (naive ones are taken as UTC); None if unreadable."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def archive_id_for(moment: datetime) -> str:
+    """Archive ids are the UTC time of archiving: ``YYYY-MM-DD-HH-MM-SS``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def parse_duration(text: str, what: str = "duration") -> timedelta:
+    m = _DURATION.fullmatch(text or "")
+    if not m or m.group(2).lower() not in _UNITS:
+        raise InvalidInput(f"{what} {text!r} is not a duration; use {DURATION_FORMS}")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_time_spec(text: str, what: str = "time", now: datetime | None = None) -> datetime:
+    """A point in time from any of the accepted forms (see the module docstring)."""
+    now = now or utc_now()
+    spec = (text or "").strip()
+    low = spec.lower()
+    if low == "now":
+        return now
+    if low in ("today", "yesterday"):
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight if low == "today" else midnight - timedelta(days=1)
+    m = _AGO.fullmatch(spec)
+    if m and m.group(2).lower() in _UNITS:
+        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+    m = _DURATION.fullmatch(spec)
+    if m and m.group(2).lower() in _UNITS:
+        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", spec):
+        moment = parse_timestamp(spec.replace("z", "Z"))
+        if moment is not None:
+            return moment
+    raise InvalidInput(f"{what} {text!r} is not a time; use {TIME_FORMS}")
