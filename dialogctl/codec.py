@@ -32,8 +32,7 @@ import json
 import math
 import re
 import zlib
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidInput
 from .models import Message
@@ -45,8 +44,26 @@ TRAILER_RE = re.compile(rb"^# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a
 
 # Characters YAML cannot carry in a literal block (and that some parsers treat
 # as line breaks): C0/C1 controls except tab and LF, DEL, NEL, the Unicode
-# line/paragraph separators, BOM, non-characters and surrogates.
-_NOT_LITERAL = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+# line/paragraph separators, BOM, non-characters and surrogates. Compiled on
+# first use: most text passes the cheaper str.isprintable() test first, and
+# compiling this class costs several milliseconds of start-up.
+_NOT_LITERAL_PATTERN = "[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+_not_literal: re.Pattern[str] | None = None
+_NO_TAB_LF = str.maketrans("", "", "\t\n")
+
+
+def _literal_ok(text: str) -> bool:
+    """Whether YAML can carry ``text`` in a literal block."""
+    if text.isascii():
+        return text.translate(_NO_TAB_LF).isprintable()
+    if text.translate(_NO_TAB_LF).isprintable():
+        # isprintable() refuses every control, separator, format and unassigned
+        # character, so printable text is always literal-safe.
+        return True
+    global _not_literal
+    if _not_literal is None:
+        _not_literal = re.compile(_NOT_LITERAL_PATTERN)
+    return _not_literal.search(text) is None
 # What json.dumps(ensure_ascii=False) leaves raw but YAML double-quoted scalars
 # must not contain raw.
 _DQ_EXTRA = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
@@ -126,10 +143,14 @@ def check_message(msg: Message) -> None:
 
 def _content_lines(content: str, key_indent: str) -> list[str]:
     """The ``content:`` line(s) for a value, literal block where YAML allows it."""
-    if _NOT_LITERAL.search(content):
+    if not _literal_ok(content):
         return [f"{key_indent}content: {quote(content)}"]
     body = content.rstrip("\n")
     trailing = len(content) - len(body)
+    if body and not body[body.rfind("\n") + 1 :].strip(" \t"):
+        # A last line of only blanks is read back differently by some YAML 1.2
+        # parsers (eemeli/yaml drops it); quoting is unambiguous.
+        return [f"{key_indent}content: {quote(content)}"]
     block_indent = key_indent + "  "
     if body == "":
         if trailing == 0:
@@ -260,8 +281,7 @@ def _scalar(text: str) -> str | None:
     return text if _PLAIN_ROLE.fullmatch(text) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """A framed record found in a file: bytes [start, end) and its trailer line."""
 
     start: int

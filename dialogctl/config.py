@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from .errors import InvalidInput
 
@@ -88,8 +87,7 @@ def _optional_hours(value: Any) -> float | None:
     return number
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     name: str  # the setting's key, as in poto.config.yaml
     env: str
     default: Any
@@ -120,17 +118,20 @@ SPEC_BY_NAME = {s.name: s for s in SPECS}
 _ALIASES = {s.name.lower(): s.name for s in SPECS}
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     name: str
     value: Any
     source: str  # "flag --root", "env DIALOGUE_JOURNAL_ROOT", "poto.config.yaml (/path)", ...
     explicit: bool  # False only for built-in defaults
 
 
-@dataclass(frozen=True)
 class Settings:
-    values: Mapping[str, Setting] = field(default_factory=dict)
+    """Every setting's value and source; read-only."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Mapping[str, Setting]) -> None:
+        self.values = dict(values)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name].value

@@ -13,8 +13,7 @@ learns the conversation's message count from the last frame line of the file
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, TypeVar
 
 from . import layout as L
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
@@ -30,8 +29,7 @@ _TAIL_BYTES = 4096
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationFile:
+class ConversationFile(NamedTuple):
     """A conversation file found on disk."""
 
     ref: ConversationRef
@@ -40,8 +38,7 @@ class ConversationFile:
     mtime: float
 
 
-@dataclass(slots=True)
-class Conversation:
+class Conversation(NamedTuple):
     ref: ConversationRef
     rel_path: str
     messages: list[Message]
@@ -51,28 +48,31 @@ class Conversation:
     form: Form | None = None  # the file's shape, kept when it is rewritten
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreResult:
+class RestoreResult(NamedTuple):
     user: str
     restored: str
     into: str
     archived_first: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Tail:
+class _Tail(NamedTuple):
     size: int
     form: Form | None
     count: int
     ends_with_newline: bool
 
 
-@dataclass
 class Journal:
-    settings: Settings
-    command: str = "python"
-    damage: list[Damage] = field(default_factory=list)
-    _layout: L.Layout | None = field(default=None, repr=False)
+    """One journal root and every operation on it."""
+
+    def __init__(self, settings: Settings, command: str = "python") -> None:
+        self.settings = settings
+        self.command = command
+        self.damage: list[Damage] = []  # what reads could not read, for the caller to report
+        self._layout: L.Layout | None = None
+
+    def __repr__(self) -> str:
+        return f"Journal({self.root!r})"
 
     @property
     def root(self) -> str:

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator, Literal, NamedTuple
 
 from .errors import InvalidUserId, LayoutError
 
@@ -82,8 +81,7 @@ def validate_name(name: object, what: str = "conversation id") -> str:
     return _check_id(name, what, _NAME_PUNCTUATION)
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+class Layout(NamedTuple):
     scheme: Scheme = "sharded"
     shard_levels: int = 2
     shard_size: int = 2
@@ -158,8 +156,7 @@ def iter_user_folders(root: str, limit: int | None = None) -> Iterator[tuple[str
                 stack.append(parts + (name,))
 
 
-@dataclass(frozen=True, slots=True)
-class Detected:
+class Detected(NamedTuple):
     scheme: Scheme | None  # None: no user folders yet
     shard_levels: int | None
     shard_size: int | None

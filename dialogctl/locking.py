@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import LockBusy, StorageError, storage_error
 from .layout import LOCK_FILE
@@ -33,8 +31,7 @@ class FolderGone(StorageError):
     """The user's folder was deleted (by a cleanup) while we waited for its lock."""
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     server_id: str
     host: str
     pid: int
@@ -51,7 +48,7 @@ class Owner:
 def make_owner(server_id: str, command: str) -> Owner:
     from .times import utc_now_iso
 
-    return Owner(server_id, socket.gethostname(), os.getpid(), command, utc_now_iso())
+    return Owner(server_id, os.uname().nodename, os.getpid(), command, utc_now_iso())
 
 
 def parse_owner(data: bytes) -> Owner | None:
@@ -160,8 +157,7 @@ class UserLock:
         )
 
 
-@dataclass(frozen=True)
-class LockState:
+class LockState(NamedTuple):
     held: bool
     owner: Owner | None  # the record in the file (stale when not held)
     size: int

@@ -1,6 +1,8 @@
 """Values that flow between the journal core, the exporters and the CLI.
 
-All are frozen dataclasses; the raw on-disk shape of a message (a YAML mapping
+All are immutable NamedTuples (light to create, both at import time, which
+``dialogctl append`` pays on every call, and per message when millions are
+read); the raw on-disk shape of a message (a YAML mapping
 with ``role``, ``content``, ``timestamp`` and optional ``metadata``) is
 :class:`RawMessage`. Timestamps are kept as the exact string found in the file:
 the journal is the source of truth, and rewriting ``2024-01-15T10:30:00Z`` as
@@ -9,8 +11,7 @@ the journal is the source of truth, and rewriting ``2024-01-15T10:30:00Z`` as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 ROLES = ("user", "assistant", "system", "tool")
 
@@ -24,8 +25,7 @@ class RawMessage(TypedDict, total=False):
     metadata: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     role: str
     content: str
     timestamp: str
@@ -38,8 +38,7 @@ class Message:
         return raw
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRef:
+class ConversationRef(NamedTuple):
     """Where a conversation lives: the user's current one, a session, or an archive."""
 
     user: str
@@ -63,8 +62,7 @@ class ConversationRef:
         return f"archive {self.id!r} of user {self.user!r}"
 
 
-@dataclass(frozen=True, slots=True)
-class Damage:
+class Damage(NamedTuple):
     """One unreadable spot in a journal file. ``line`` is 1-based, when known."""
 
     path: str
@@ -77,8 +75,7 @@ class Damage:
         return f"{where}: {self.kind}: {self.detail}"
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
+class ConversationSummary(NamedTuple):
     """What listing and stats need to know about one conversation file."""
 
     ref: ConversationRef
@@ -87,12 +84,11 @@ class ConversationSummary:
     mtime: float
     first_timestamp: str | None
     last_timestamp: str | None
-    roles: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, int]
     damaged: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     user: str
     conversation: str
     appended: int

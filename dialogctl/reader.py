@@ -8,18 +8,20 @@ frames (reference-written items, hand edits, torn writes) goes to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .codec import Form, decode_record, detect_form, find_frames
 from .models import Damage, Message
 
 
-@dataclass(slots=True)
 class ParsedFile:
-    messages: list[Message] = field(default_factory=list)
-    damage: list[Damage] = field(default_factory=list)
-    form: Form | None = None
-    framed: int = 0  # records read through their frame
+    """What a conversation file held: intact messages, damage, shape."""
+
+    __slots__ = ("messages", "damage", "form", "framed")
+
+    def __init__(self, form: Form | None = None) -> None:
+        self.messages: list[Message] = []
+        self.damage: list[Damage] = []
+        self.form = form
+        self.framed = 0  # records read through their frame
 
 
 class _LineCounter:
@@ -57,7 +59,12 @@ def parse_conversation(data: bytes, label: str) -> ParsedFile:
             result.framed += 1
         cursor = frame.after
     if cursor < len(data) and data[cursor:].strip():
+        found = len(result.messages) + len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
+        if frames and len(result.messages) + len(result.damage) == found:
+            # Text after our last record that holds no message (e.g. a lone "---"):
+            # the start of a record whose write was cut short.
+            result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record"))
     return result
 
 

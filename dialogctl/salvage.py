@@ -146,7 +146,7 @@ def _read_item(item: Item, form: Form, is_last: bool) -> list[tuple[Message | No
         kind = "torn record" if is_last and exc.kind == "invalid YAML" and not raw.endswith(b"\n") else exc.kind
         return [(None, item.line + exc.line_offset, (kind, exc.detail))]
     result = _to_message(value, form, is_last)
-    if isinstance(result, tuple):
+    if not isinstance(result, Message):
         return [(None, item.line, result)]
     if framed_but_changed:
         return [(result, item.line, ("checksum mismatch", "record was changed after dialogctl wrote it; read as it is now"))]
@@ -184,7 +184,7 @@ def _read_glued(item: Item, is_last: bool) -> list[tuple[Message | None, int, tu
         except _ItemError as exc:
             out.append((None, piece_line + exc.line_offset, (exc.kind, exc.detail)))
             continue
-        if isinstance(result, tuple):
+        if not isinstance(result, Message):
             out.append((None, piece_line, result))
         else:
             out.append((result, piece_line, None))

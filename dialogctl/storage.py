@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 from typing import Iterator
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
@@ -199,7 +198,7 @@ class Folder:
 
     def write_atomic(self, name: str, data: bytes, mode: int) -> None:
         """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder."""
-        temp = f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        temp = f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         where = self.child_path(name)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)

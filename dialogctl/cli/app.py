@@ -33,7 +33,16 @@ class _PipeClosed(Exception):
 
 
 class DialogGroup(TyperGroup):
-    """Maps every failure to one line on stderr and a documented exit code."""
+    """Loads commands on demand; maps every failure to one line on stderr and an exit code."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            command = self.commands[cmd_name] = load_command(cmd_name)
+        return command
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -50,7 +59,9 @@ class DialogGroup(TyperGroup):
         from .. import errors
 
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            # Without standalone mode Typer returns the code of a typer.Exit.
+            returned = super().main(*args, standalone_mode=False, **kwargs)
+            code = returned if isinstance(returned, int) else 0
         except typer.Exit as exc:
             code = exc.exit_code
         except DialogError as exc:
@@ -172,15 +183,28 @@ def main_options(
     _CURRENT_STATE[:] = [state]
 
 
-from . import archives, export, messages, retention, views  # noqa: E402  (commands register on the app)
+# Commands are loaded on demand: building a command means inspecting its
+# signature, and `dialogctl append` should not pay for the other nine.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "append": ("messages", "append"),
+    "show": ("messages", "show"),
+    "archive": ("archives", "archive"),
+    "restore": ("archives", "restore"),
+    "list": ("views", "list_"),
+    "export": ("export", "export"),
+    "stats": ("views", "stats"),
+    "locks": ("views", "locks"),
+    "cleanup": ("retention", "cleanup"),
+    "config": ("views", "config"),
+}
 
-app.command("append")(messages.append)
-app.command("show")(messages.show)
-app.command("archive")(archives.archive)
-app.command("restore")(archives.restore)
-app.command("list")(views.list_)
-app.command("export")(export.export)
-app.command("stats")(views.stats)
-app.command("locks")(views.locks)
-app.command("cleanup")(retention.cleanup)
-app.command("config")(views.config)
+
+def load_command(name: str) -> Any:
+    """The click command for one subcommand, built from its function."""
+    import importlib
+
+    module_name, attr = COMMANDS[name]
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(name)(getattr(module, attr))
+    return typer.main.get_command(single)

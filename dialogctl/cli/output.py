@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
 import typer
 
@@ -40,8 +39,7 @@ FormatOption = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     key: str  # the field name in json/jsonl/csv
     header: str  # the table heading
     kind: str = "text"  # text, count, bytes, time, bool, json

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,16 +14,20 @@ if TYPE_CHECKING:
     from ..journal import Journal
 
 
-@dataclass
 class CliState:
-    flags: dict[str, Any] = field(default_factory=dict)
-    config_path: str | None = None
-    color: str = "auto"
-    quiet: bool = False
-    verbose: int = 0
-    command: str = "dialogctl"
-    _settings: "Settings | None" = None
-    _journal: "Journal | None" = None
+    """The global options of one invocation, and the journal they select."""
+
+    def __init__(
+        self, flags: dict[str, Any] | None = None, config_path: str | None = None, color: str = "auto", quiet: bool = False, verbose: int = 0
+    ) -> None:
+        self.flags = flags or {}
+        self.config_path = config_path
+        self.color = color
+        self.quiet = quiet
+        self.verbose = verbose
+        self.command = "dialogctl"
+        self._settings: "Settings | None" = None
+        self._journal: "Journal | None" = None
 
     def settings(self) -> "Settings":
         if self._settings is None:
