@@ -64,6 +64,8 @@ def _literal_ok(text: str) -> bool:
     if _not_literal is None:
         _not_literal = re.compile(_NOT_LITERAL_PATTERN)
     return _not_literal.search(text) is None
+
+
 # What json.dumps(ensure_ascii=False) leaves raw but YAML double-quoted scalars
 # must not contain raw.
 _DQ_EXTRA = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
@@ -74,7 +76,7 @@ MAX_METADATA_DEPTH = 64
 
 
 def _escape_extra(match: re.Match[str]) -> str:
-    return "\\u%04x" % ord(match.group(0))
+    return f"\\u{ord(match.group(0)):04x}"
 
 
 def quote(text: str) -> str:
@@ -303,11 +305,7 @@ def find_frames(data: bytes, start: int = 0) -> tuple[list[Frame], list[int]]:
     for m in TRAILER_RE.finditer(data, start):
         end = m.start()
         rec_start = end - int(m.group(2))
-        if (
-            rec_start >= cursor
-            and (rec_start == 0 or data[rec_start - 1] == 10)
-            and crc32(data[rec_start:end]) == int(m.group(3), 16)
-        ):
+        if rec_start >= cursor and (rec_start == 0 or data[rec_start - 1] == 10) and crc32(data[rec_start:end]) == int(m.group(3), 16):
             after = m.end() + 1 if m.end() < len(data) else m.end()
             frames.append(Frame(rec_start, end, after, int(m.group(1))))
             cursor = after

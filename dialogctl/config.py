@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import InvalidInput
 
@@ -112,7 +113,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("dirMode", "DIR_MODE", 0o700, _mode, "permissions of folders dialogctl creates"),
     Spec("backend", "BACKEND", "filesystem", _choice("filesystem", "memory"), "journal backend (dialogctl works on filesystem journals)", section=""),
     Spec("maxAgeHours", "CLEANUP_MAX_AGE_HOURS", None, _optional_hours, "cleanup default: drop messages older than this many hours", section="cleanup"),
-    Spec("maxInactiveHours", "CLEANUP_MAX_INACTIVE_HOURS", None, _optional_hours, "cleanup default: remove users idle longer than this many hours", section="cleanup"),
+    Spec(
+        "maxInactiveHours",
+        "CLEANUP_MAX_INACTIVE_HOURS",
+        None,
+        _optional_hours,
+        "cleanup default: remove users idle longer than this many hours",
+        section="cleanup",
+    ),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 _ALIASES = {s.name.lower(): s.name for s in SPECS}

@@ -9,7 +9,8 @@ index, timestamp).
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 from .journal import Conversation
 from .models import Message

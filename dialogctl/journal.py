@@ -13,7 +13,8 @@ learns the conversation's message count from the last frame line of the file
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Iterator, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple, TypeVar
 
 from . import layout as L
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
@@ -58,7 +59,7 @@ class RestoreResult(NamedTuple):
 class _Tail(NamedTuple):
     size: int
     form: Form | None
-    count: int
+    messages: int
     ends_with_newline: bool
 
 
@@ -92,17 +93,13 @@ class Journal:
         """The root's layout: its record, else detected; settings may only confirm it."""
         if self._layout is not None and not for_write:
             return self._layout
-        explicit = {
-            name: self.settings[name]
-            for name in ("layout", "shardLevels", "shardSize", "conversations")
-            if self.settings.setting(name).explicit
-        }
+        explicit = {name: self.settings[name] for name in ("layout", "shardLevels", "shardSize", "conversations") if self.settings.setting(name).explicit}
         record = self._read_record()
         if record is not None:
             found = L.Layout(
                 record.get("layout", "sharded"),  # type: ignore[arg-type]
-                int(record.get("shardLevels", 2)),
-                int(record.get("shardSize", 2)),
+                int(str(record.get("shardLevels", 2))),
+                int(str(record.get("shardSize", 2))),
                 record.get("conversations", "current"),  # type: ignore[arg-type]
             )
             self._check_explicit(found, explicit, f"{'/'.join(L.RECORD_PATH)} records")
@@ -121,7 +118,7 @@ class Journal:
         return found
 
     def _check_explicit(self, found: L.Layout, explicit: dict[str, object], how: str) -> None:
-        actual = {"layout": found.scheme, "conversations": found.conversations}
+        actual: dict[str, object] = {"layout": found.scheme, "conversations": found.conversations}
         if found.scheme == "sharded":
             actual.update(shardLevels=found.shard_levels, shardSize=found.shard_size)
         for name, value in explicit.items():
@@ -373,7 +370,7 @@ class Journal:
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
         tail = self._tail(dialogs, name, ref)
-        count = tail.count
+        count = tail.messages
         archived: list[str] = []
         remaining = messages
         while remaining:
@@ -541,4 +538,3 @@ def _parse_simple_mapping(text: str) -> dict[str, object] | None:
         value = value.strip()
         out[key] = int(value) if value.isdigit() else value
     return out
-

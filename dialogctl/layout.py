@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from typing import Iterator, Literal, NamedTuple
+from collections.abc import Iterator
+from typing import Literal, NamedTuple
 
 from .errors import InvalidUserId, LayoutError
 
@@ -61,8 +62,7 @@ def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
         elif unicodedata.category(ch)[0] in _ID_CATEGORIES:
             continue
         raise InvalidUserId(
-            f"{what} {shown!r} holds the character {ch.encode('unicode_escape').decode('ascii')!r}; "
-            "ids may hold letters, digits and - _ . @ + = : ~ ,"
+            f"{what} {shown!r} holds the character {ch.encode('unicode_escape').decode('ascii')!r}; ids may hold letters, digits and - _ . @ + = : ~ ,"
         )
     # Look-alikes: a fullwidth or compatibility form would name a different
     # folder than the id it resembles.
@@ -164,7 +164,9 @@ class Detected(NamedTuple):
 
 
 DETECTION_SAMPLE = 256
-LAYOUT_HINT = "pass --layout flat|sharded with --shard-levels N --shard-size N (or DIALOGUE_JOURNAL_LAYOUT, DIALOGUE_JOURNAL_SHARD_LEVELS, DIALOGUE_JOURNAL_SHARD_SIZE)"
+LAYOUT_HINT = (
+    "pass --layout flat|sharded with --shard-levels N --shard-size N (or DIALOGUE_JOURNAL_LAYOUT, DIALOGUE_JOURNAL_SHARD_LEVELS, DIALOGUE_JOURNAL_SHARD_SIZE)"
+)
 
 
 def detect_layout(root: str, sample: int = DETECTION_SAMPLE) -> Detected:

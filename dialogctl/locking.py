@@ -70,7 +70,7 @@ class UserLock:
         self.file_mode = file_mode
         self.fd = -1
 
-    def __enter__(self) -> "UserLock":
+    def __enter__(self) -> UserLock:
         self.acquire()
         return self
 

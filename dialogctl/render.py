@@ -15,9 +15,9 @@ from __future__ import annotations
 import io
 import re
 import sys
-import unicodedata
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .times import parse_timestamp, utc_now
 
@@ -56,7 +56,7 @@ def one_line(text: str, limit: int | None = None) -> str:
     return flat
 
 
-def console(state: "CliState", stderr: bool = False) -> "Console":
+def console(state: CliState, stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -75,7 +75,7 @@ def console(state: "CliState", stderr: bool = False) -> "Console":
     )
 
 
-def _print(state: "CliState", renderable: Any) -> None:
+def _print(state: CliState, renderable: Any) -> None:
     """Print to stdout; in a pipe, without trailing padding."""
     con = console(state)
     if sys.stdout.isatty():
@@ -101,17 +101,20 @@ def human_bytes(size: int | None) -> str:
     return f"{size} B"
 
 
+_SPANS = ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h"), (86400 * 60, 86400, "d"), (86400 * 730, 86400 * 30, "mo"))
+
+
 def relative(moment: datetime, now: datetime | None = None) -> str:
+    """``3h ago``, ``5d ago``, ``in 2m``: the largest unit that keeps the number small."""
     now = now or utc_now()
     seconds = (now - moment).total_seconds()
     future = seconds < 0
     seconds = abs(seconds)
-    for limit, size, unit in ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h"), (86400 * 60, 86400, "d"), (86400 * 730, 86400 * 30, "mo")):
+    amount, unit = int(seconds // (86400 * 365)), "y"
+    for limit, size, name in _SPANS:
         if seconds < limit:
-            amount = int(seconds // size)
+            amount, unit = int(seconds // size), name
             break
-    else:
-        amount, unit = int(seconds // (86400 * 365)), "y"
     return f"in {amount}{unit}" if future else f"{amount}{unit} ago"
 
 
@@ -124,7 +127,7 @@ def human_time(text: str | None) -> str:
     return f"{moment.strftime('%Y-%m-%d %H:%M')} ({relative(moment)})"
 
 
-def cell(column: "Column", value: Any) -> str:
+def cell(column: Column, value: Any) -> str:
     if value is None:
         return ""
     if column.kind == "bytes":
@@ -145,7 +148,7 @@ def cell(column: "Column", value: Any) -> str:
 # --- renderables -------------------------------------------------------------------
 
 
-def table(state: "CliState", columns: list["Column"], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
+def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
     from rich import box
     from rich.table import Table
 
@@ -164,7 +167,7 @@ def table(state: "CliState", columns: list["Column"], rows: Iterable[Mapping[str
     _print(state, t)
 
 
-def key_values(state: "CliState", pairs: Iterable[tuple[str, str]], title: str | None = None) -> None:
+def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | None = None) -> None:
     from rich import box
     from rich.table import Table
 
@@ -177,7 +180,7 @@ def key_values(state: "CliState", pairs: Iterable[tuple[str, str]], title: str |
     _print(state, t)
 
 
-def transcript(state: "CliState", messages: Iterable[tuple[int, "Message"]], heading: str | None = None) -> int:
+def transcript(state: CliState, messages: Iterable[tuple[int, Message]], heading: str | None = None) -> int:
     """A readable transcript: a coloured header per message, then its text as it is."""
     from rich.text import Text
 
@@ -200,7 +203,7 @@ def transcript(state: "CliState", messages: Iterable[tuple[int, "Message"]], hea
     return count
 
 
-def _metadata_summary(msg: "Message") -> str:
+def _metadata_summary(msg: Message) -> str:
     meta = msg.metadata or {}
     parts = []
     if isinstance(meta.get("model"), str):
@@ -211,7 +214,3 @@ def _metadata_summary(msg: "Message") -> str:
     elif isinstance(tokens, dict) and isinstance(tokens.get("total"), int):
         parts.append(f"{tokens['total']} tokens")
     return " · ".join(parts)
-
-
-def is_wide(ch: str) -> bool:
-    return unicodedata.east_asian_width(ch) in ("W", "F")

@@ -32,7 +32,7 @@ from . import layout as L
 from .codec import encode_batch
 from .journal import Conversation, Journal
 from .models import ConversationRef, Message
-from .storage import open_root
+from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
 
 ActionKind = Literal["remove-user", "remove-archive", "trim"]
@@ -241,7 +241,7 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
                 result.applied.append(applied)
 
 
-def _apply_file(journal: Journal, dialogs, plan: CleanupPlan, action: CleanupAction) -> CleanupAction | None:  # type: ignore[no-untyped-def]
+def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: CleanupAction) -> CleanupAction | None:
     ref = _ref_of(action)
     folder, name = journal._locate(dialogs, ref)
     try:

@@ -110,9 +110,7 @@ def _is_significant(line: bytes) -> bool:
     return bool(stripped) and not stripped.startswith(b"#") and stripped not in (b"---", b"...")
 
 
-def salvage_region(
-    data: bytes, start: int, end: int, first_line: int, form: Form, label: str, at_end: bool
-) -> tuple[list[Message], list[Damage], list[int]]:
+def salvage_region(data: bytes, start: int, end: int, first_line: int, form: Form, label: str, at_end: bool) -> tuple[list[Message], list[Damage], list[int]]:
     """Read every intact message of an unframed region.
 
     Returns the messages, the damage found, and for each message the line
@@ -277,7 +275,7 @@ def _c_loader() -> Any:
             _LOADERS["c"] = None
         else:
 
-            class JournalCLoader(CSafeLoader):  # type: ignore[misc, valid-type]
+            class JournalCLoader(CSafeLoader):
                 pass
 
             JournalCLoader.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)

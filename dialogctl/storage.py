@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
 
@@ -40,7 +40,7 @@ class Folder:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Folder":
+    def __enter__(self) -> Folder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -51,7 +51,7 @@ class Folder:
 
     # --- folders ---------------------------------------------------------
 
-    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> "Folder":
+    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> Folder:
         """Open ``parts`` below this folder, one name at a time, never through a symlink."""
         fd = os.dup(self.fd)
         path = self.path
@@ -220,7 +220,7 @@ class Folder:
             raise
         self.fsync()
 
-    def rename_to(self, name: str, target: "Folder", new_name: str) -> None:
+    def rename_to(self, name: str, target: Folder, new_name: str) -> None:
         """Move a file between two journal folders (same filesystem), durably."""
         try:
             os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)

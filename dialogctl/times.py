@@ -14,11 +14,9 @@ refused because ``--max-age 30`` could mean seconds or days.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidInput
-
-UTC = timezone.utc
 
 _UNITS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -31,7 +29,9 @@ _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.I)
 _AGO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s+ago\s*", re.I)
 
 DURATION_FORMS = "a number with a unit: 30s, 15m, 12h, 7d, 2w"
-TIME_FORMS = "an ISO 8601 date or time (2024-01-15, 2024-01-15T10:30:00Z), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today' or 'now'"
+TIME_FORMS = (
+    "an ISO 8601 date or time (2024-01-15, 2024-01-15T10:30:00Z), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today' or 'now'"
+)
 
 
 def utc_now() -> datetime:

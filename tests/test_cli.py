@@ -90,7 +90,14 @@ def test_usage_errors_exit_2(root: Path, cli: Cli, args: list[str]) -> None:
 
 def test_not_found_exit_3(root: Path, cli: Cli) -> None:
     cli("append", "alice", "hi")
-    for args in (["show", "nobody"], ["show", "alice", "--archive", "nope"], ["restore", "alice", "nope"], ["list", "nobody"], ["export", "nobody"], ["archive", "nobody"]):
+    for args in (
+        ["show", "nobody"],
+        ["show", "alice", "--archive", "nope"],
+        ["restore", "alice", "nope"],
+        ["list", "nobody"],
+        ["export", "nobody"],
+        ["archive", "nobody"],
+    ):
         result = cli(*args)
         assert result.exit_code == 3, (args, result.stderr)
         assert result.stderr.startswith("dialogctl: ")

@@ -82,7 +82,10 @@ def test_a_torn_last_record_is_never_read(before: list[Message], last: Message, 
 
 def test_every_cut_of_a_last_record(tmp_path: Path) -> None:
     """Truncate a file at every byte offset of its last record: never a half message."""
-    before = [Message("user", "hello\n", "2024-01-15T10:30:00.000Z"), Message("assistant", "  indented\n---\n# x", "2024-01-15T10:30:01.000Z", {"model": "m", "tokens": 3})]
+    before = [
+        Message("user", "hello\n", "2024-01-15T10:30:00.000Z"),
+        Message("assistant", "  indented\n---\n# x", "2024-01-15T10:30:01.000Z", {"model": "m", "tokens": 3}),
+    ]
     last = Message("assistant", "line one\nline two\n\n", "2024-01-15T10:30:02.000Z", {"model": "gpt-4", "tokens": {"total": 5}})
     for form in ("documents", "sequence"):
         head = encode_batch(before, 1, form)  # type: ignore[arg-type]
@@ -167,7 +170,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
         return float(a) == float(b)  # JSON.stringify prints 1e16 as 10000000000000000
     return type(a) is type(b) and a == b
@@ -210,7 +213,10 @@ def test_reference_parser_reads_our_appends_to_its_files(tmp_path: Path) -> None
 
     root = copy_tree("v1-sharded", tmp_path)
     journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
-    added = [Message("user", "  after: us\n---\n", "2024-01-16T00:00:00.000Z"), Message("assistant", 'quote " and \\', "2024-01-16T00:00:01.000Z", {"model": "x", "tokens": {"total": 3}})]
+    added = [
+        Message("user", "  after: us\n---\n", "2024-01-16T00:00:00.000Z"),
+        Message("assistant", 'quote " and \\', "2024-01-16T00:00:01.000Z", {"model": "x", "tokens": {"total": 3}}),
+    ]
     journal.append("user-1000", added)
     path = root / "users/us/er/-1000/dialogs/current.yaml"
     assert path.read_bytes().startswith(b"\n- role: user")  # still the sequence form
@@ -218,3 +224,15 @@ def test_reference_parser_reads_our_appends_to_its_files(tmp_path: Path) -> None
     for kind in ("bun", "node"):
         got = _parse_with(kind, [path])[str(path)]
         assert _same(got, expected + _raw(added)), kind
+
+
+def test_duplicate_keys_skip_only_that_item() -> None:
+    data = (
+        b"- role: user\n  content: |\n    a\n  timestamp: 2024-01-15T10:30:00.000Z\n"
+        b"- role: user\n  role: assistant\n  content: |\n    b\n  timestamp: 2024-01-15T10:30:01.000Z\n"
+        b"- role: user\n  content: |\n    c\n  timestamp: 2024-01-15T10:30:02.000Z\n"
+    )
+    parsed = parse_conversation(data, "f.yaml")
+    assert [m.content for m in parsed.messages] == ["a\n", "c\n"]
+    assert [(d.kind, d.line) for d in parsed.damage] == [("duplicate key", 6)]
+    assert "assistant" not in str(parsed.damage[0])  # errors never quote the file's text

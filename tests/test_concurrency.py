@@ -22,7 +22,7 @@ def _settings(root: str):  # type: ignore[no-untyped-def]
     return load_settings({"root": root, "archiveThreshold": "0", "maxConversationLength": "1000000", "lockTimeoutMs": "60000"})
 
 
-def _writer(root: str, number: int, count: int, acked: "multiprocessing.Queue[list[str]]") -> None:
+def _writer(root: str, number: int, count: int, acked: multiprocessing.Queue[list[str]]) -> None:
     from dialogctl.journal import Journal
     from dialogctl.models import Message
 
@@ -35,7 +35,7 @@ def _writer(root: str, number: int, count: int, acked: "multiprocessing.Queue[li
     acked.put(done)
 
 
-def _archiver(root: str, stop: "multiprocessing.Event") -> None:  # type: ignore[valid-type]
+def _archiver(root: str, stop: multiprocessing.Event) -> None:  # type: ignore[valid-type]
     from dialogctl.journal import Journal
 
     journal = Journal(_settings(root), command="archiver")
@@ -86,7 +86,7 @@ def test_executable_appends_from_parallel_shells(tmp_path: Path) -> None:
 
     root = tmp_path / "journal"
     env = dict(os.environ, DIALOGUE_JOURNAL_ROOT=str(root), DIALOGUE_JOURNAL_ARCHIVE_THRESHOLD="7")
-    script = "for i in $(seq 1 15); do dialogctl append shared \"w$W-$i\" || exit 1; done"
+    script = 'for i in $(seq 1 15); do dialogctl append shared "w$W-$i" || exit 1; done'
     exe_dir = os.path.dirname(sys.executable)
     env["PATH"] = exe_dir + os.pathsep + env.get("PATH", "")
     procs = [subprocess.Popen(["bash", "-c", script], env=dict(env, W=str(w))) for w in range(4)]

@@ -89,3 +89,31 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "dialogctl", "--root", str(root), "export", "--all"]
     proc = subprocess.run(" ".join(f"'{a}'" for a in exe) + " | head -c 10 >/dev/null", shell=True, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+
+
+def test_every_command_through_the_executable(tmp_path: Path) -> None:
+    env = {"DIALOGUE_JOURNAL_ROOT": str(tmp_path / "j")}
+    steps = [
+        (["append", "alice", "one", "--timestamp", "2020-01-01T00:00:00Z"], 0),
+        (["archive", "alice", "--id", "first"], 0),
+        (["append", "alice", "two"], 0),
+        (["restore", "alice", "first", "--format", "json"], 0),
+        (["show", "alice", "--format", "jsonl"], 0),
+        (["list", "--format", "json"], 0),
+        (["list", "alice", "--format", "csv"], 0),
+        (["export", "--all", "--format", "json"], 0),
+        (["stats", "--format", "json"], 0),
+        (["locks", "--format", "json"], 0),
+        (["config", "--format", "json"], 0),
+        (["cleanup", "--max-age", "365d", "--dry-run", "--format", "json"], 0),
+        (["cleanup", "--max-age", "365d", "--yes", "--format", "json"], 0),
+    ]
+    outputs = {}
+    for args, code in steps:
+        result = run_exe(*args, env=env)
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        outputs[args[0]] = result.stdout
+    assert json.loads(outputs["restore"])[0]["archivedFirst"]
+    assert json.loads(outputs["cleanup"])["messagesRemoved"] == 1
+    assert json.loads(outputs["stats"])["totalMessages"] == 2

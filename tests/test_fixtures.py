@@ -123,7 +123,9 @@ def test_after_cleanup_reports_each_glued_separator(tmp_path: Path, cli: Cli) ->
     assert "users/bob/-0/dialogs/current.yaml:7: glued separator" in result.stderr
 
 
-@pytest.mark.parametrize("tree,layout", [("v1-sharded", "sharded 2x2"), ("v1-flatish", "sharded 1x2"), ("v1-after-cleanup", "sharded 1x3"), ("v3-sessions", "sharded 2x2, sessions")])
+@pytest.mark.parametrize(
+    "tree,layout", [("v1-sharded", "sharded 2x2"), ("v1-flatish", "sharded 1x2"), ("v1-after-cleanup", "sharded 1x3"), ("v3-sessions", "sharded 2x2, sessions")]
+)
 def test_layout_is_detected(tree: str, layout: str, tmp_path: Path, cli: Cli) -> None:
     root = copy_tree(tree, tmp_path)
     records = cli.json("--root", str(root), "config", "--format", "json")

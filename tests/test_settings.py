@@ -82,7 +82,31 @@ def test_good_ids(user: str) -> None:
     assert validate_user_id(user) == user
 
 
-@pytest.mark.parametrize("user", ["", ".", "..", "../x", "a/b", "a\\b", "a\x00b", "a\nb", "a\tb", "x" * 201, ".hidden", "a b", "a\u202eb", "a\u200bb", "ａ", "a∕b", "a／b", "a․b", "ﬁ", "\x85"])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/b",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "a\tb",
+        "x" * 201,
+        ".hidden",
+        "a b",
+        "a\u202eb",
+        "a\u200bb",
+        "ａ",
+        "a∕b",
+        "a／b",
+        "a․b",
+        "ﬁ",
+        "\x85",
+    ],
+)
 def test_bad_ids(user: str) -> None:
     with pytest.raises(InvalidUserId):
         validate_user_id(user)

@@ -60,7 +60,7 @@ class DialogGroup(TyperGroup):
 
         try:
             # Without standalone mode Typer returns the code of a typer.Exit.
-            returned = super().main(*args, standalone_mode=False, **kwargs)
+            returned = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
             code = returned if isinstance(returned, int) else 0
         except typer.Exit as exc:
             code = exc.exit_code
@@ -151,13 +151,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    root: Annotated[Optional[str], typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH")] = None,
+    root: Annotated[
+        Optional[str], typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH")
+    ] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH")] = None,
-    layout: Annotated[Optional[str], typer.Option("--layout", help="User folder layout: flat or sharded (needed only when it cannot be detected).", metavar="flat|sharded")] = None,
+    layout: Annotated[
+        Optional[str], typer.Option("--layout", help="User folder layout: flat or sharded (needed only when it cannot be detected).", metavar="flat|sharded")
+    ] = None,
     shard_levels: Annotated[Optional[int], typer.Option("--shard-levels", help="Sharded layout: number of prefix folders.", metavar="N")] = None,
     shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="Sharded layout: characters per prefix folder.", metavar="N")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Set any setting, e.g. --set archiveThreshold=50 (repeatable).", metavar="KEY=VALUE")] = None,
-    color: Annotated[str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR and TERM=dumb also turn it off).", metavar="auto|always|never")] = "auto",
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Set any setting, e.g. --set archiveThreshold=50 (repeatable).", metavar="KEY=VALUE")
+    ] = None,
+    color: Annotated[
+        str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR and TERM=dumb also turn it off).", metavar="auto|always|never")
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes on stderr (warnings and errors still show).")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Say more on stderr.")] = 0,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
-from typing import Annotated, Iterator, Optional
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated, Optional
 
 import typer
 
 from .state import CliState
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
 
@@ -23,7 +24,10 @@ def export(
     conversation: Annotated[Optional[str], typer.Option("--conversation", help="Only this conversation id.", metavar="CID")] = None,
     archive: Annotated[Optional[str], typer.Option("--archive", help="Only this archive.", metavar="ID")] = None,
     include_archives: Annotated[bool, typer.Option("--include-archives", help="With USER: archives too, not only active conversations.")] = False,
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="json: the reference shape per conversation; jsonl: one message per line with its identity.", case_sensitive=False)] = ExportFormat.jsonl,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="json: the reference shape per conversation; jsonl: one message per line with its identity.", case_sensitive=False),
+    ] = ExportFormat.jsonl,
 ) -> None:
     """Export conversations as JSON or JSONL on stdout.
 
@@ -47,7 +51,12 @@ def export(
     if (conversation is not None or archive is not None) and include_archives:
         raise InvalidInput("--include-archives selects many conversations; it cannot be combined with --conversation or --archive")
     journal = state.journal()
-    single = bool(users) and len(users or []) == 1 and not include_archives and (conversation is not None or archive is not None or journal.layout().conversations == "current")
+    single = (
+        bool(users)
+        and len(users or []) == 1
+        and not include_archives
+        and (conversation is not None or archive is not None or journal.layout().conversations == "current")
+    )
 
     def selected() -> Iterator[Conversation]:
         if conversation is not None or archive is not None:

@@ -77,7 +77,7 @@ def parse_jsonl_messages(text: str, default_user: str | None) -> list[tuple[str,
         where = f"stdin line {number}"
         try:
             raw = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(raw, dict):
             raise InvalidInput(f"{where}: expected a JSON object")
@@ -86,7 +86,7 @@ def parse_jsonl_messages(text: str, default_user: str | None) -> list[tuple[str,
             raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         user = raw.get("user", default_user)
         if not isinstance(user, str) or not user:
-            raise InvalidInput(f"{where}: no user (pass USER or give each line a \"user\" field)")
+            raise InvalidInput(f'{where}: no user (pass USER or give each line a "user" field)')
         role = raw.get("role")
         if not isinstance(role, str):
             raise InvalidInput(f"{where}: field 'role' must be text")

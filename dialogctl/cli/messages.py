@@ -10,7 +10,9 @@ from .output import Column, FormatOption, emit_records
 from .state import CliState
 
 UserArg = Annotated[str, typer.Argument(help="User id.", metavar="USER", show_default=False)]
-ConversationOpt = Annotated[Optional[str], typer.Option("--conversation", help="Conversation id (session file session-<CID>.yaml) instead of the current conversation.", metavar="CID")]
+ConversationOpt = Annotated[
+    Optional[str], typer.Option("--conversation", help="Conversation id (session file session-<CID>.yaml) instead of the current conversation.", metavar="CID")
+]
 
 APPEND_COLUMNS = [
     Column("user", "User"),
@@ -23,13 +25,27 @@ APPEND_COLUMNS = [
 
 def append(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Argument(help="User id (with --jsonl optional: lines may carry a \"user\" field).", metavar="USER", show_default=False)] = None,
+    user: Annotated[
+        Optional[str], typer.Argument(help='User id (with --jsonl optional: lines may carry a "user" field).', metavar="USER", show_default=False)
+    ] = None,
     text: Annotated[Optional[str], typer.Argument(help="Message text; absent or '-' reads it from stdin.", metavar="[TEXT]", show_default=False)] = None,
     role: Annotated[str, typer.Option("--role", help="Role: user, assistant, system or tool.")] = "user",
-    meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Metadata KEY=VALUE; VALUE is JSON if it parses (12, true, {...}), dotted keys nest (tokens.total=5). Repeatable.", metavar="KEY=VALUE")] = None,
+    meta: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--meta",
+            help="Metadata KEY=VALUE; VALUE is JSON if it parses (12, true, {...}), dotted keys nest (tokens.total=5). Repeatable.",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
     timestamp: Annotated[Optional[str], typer.Option("--timestamp", help="Message time (ISO 8601 or e.g. '5m'); default now.", metavar="TIME")] = None,
     conversation: ConversationOpt = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="Read many messages from stdin, one JSON object per line: {\"role\", \"content\", \"timestamp\"?, \"metadata\"?, \"user\"?, \"conversation\"?}.")] = False,
+    jsonl: Annotated[
+        bool,
+        typer.Option(
+            "--jsonl", help='Read many messages from stdin, one JSON object per line: {"role", "content", "timestamp"?, "metadata"?, "user"?, "conversation"?}.'
+        ),
+    ] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Append a message (or, with --jsonl, many) to a user's conversation.
@@ -68,7 +84,7 @@ def append(
             return
     else:
         if user is None:
-            raise InvalidInput("missing USER (or use --jsonl with a \"user\" field on each line)")
+            raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
         check_role(role)
         content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
         groups = {(user, conversation): [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))]}
@@ -145,8 +161,9 @@ def show(
         render.transcript(state, indexed, heading=f"{user} · {ref.name}{' (archived)' if ref.archived else ''}")
         return
     if fmt.value == "json":
-        from .output import write
         import json
+
+        from .output import write
 
         obj = {
             "user": user,

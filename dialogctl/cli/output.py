@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
-from typing import Annotated, Any, Callable, Iterable, Mapping, NamedTuple, Optional
+from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
+from typing import Annotated, Any, NamedTuple, Optional
 
 import typer
 
 from .state import CliState
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"

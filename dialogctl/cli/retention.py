@@ -22,9 +22,19 @@ PLAN_COLUMNS = [
 
 def cleanup(
     ctx: typer.Context,
-    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Drop messages older than this (e.g. 90d); default: cleanup.maxAgeHours.", metavar="DURATION")] = None,
-    max_inactive: Annotated[Optional[str], typer.Option("--max-inactive", help="Remove users whose newest message is older than this (e.g. 180d); default: cleanup.maxInactiveHours.", metavar="DURATION")] = None,
-    retention_days: Annotated[Optional[int], typer.Option("--retention-days", help="Remove archives older than this many days; default: retentionDays (0 keeps them).", min=0, metavar="DAYS")] = None,
+    max_age: Annotated[
+        Optional[str], typer.Option("--max-age", help="Drop messages older than this (e.g. 90d); default: cleanup.maxAgeHours.", metavar="DURATION")
+    ] = None,
+    max_inactive: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-inactive", help="Remove users whose newest message is older than this (e.g. 180d); default: cleanup.maxInactiveHours.", metavar="DURATION"
+        ),
+    ] = None,
+    retention_days: Annotated[
+        Optional[int],
+        typer.Option("--retention-days", help="Remove archives older than this many days; default: retentionDays (0 keeps them).", min=0, metavar="DAYS"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show exactly what would go and change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required when stdin is not a terminal).")] = False,
     fmt: FormatOption = None,

@@ -17,26 +17,24 @@ if TYPE_CHECKING:
 class CliState:
     """The global options of one invocation, and the journal they select."""
 
-    def __init__(
-        self, flags: dict[str, Any] | None = None, config_path: str | None = None, color: str = "auto", quiet: bool = False, verbose: int = 0
-    ) -> None:
+    def __init__(self, flags: dict[str, Any] | None = None, config_path: str | None = None, color: str = "auto", quiet: bool = False, verbose: int = 0) -> None:
         self.flags = flags or {}
         self.config_path = config_path
         self.color = color
         self.quiet = quiet
         self.verbose = verbose
         self.command = "dialogctl"
-        self._settings: "Settings | None" = None
-        self._journal: "Journal | None" = None
+        self._settings: Settings | None = None
+        self._journal: Journal | None = None
 
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         if self._settings is None:
             from ..config import load_settings
 
             self._settings = load_settings(self.flags, self.config_path)
         return self._settings
 
-    def journal(self) -> "Journal":
+    def journal(self) -> Journal:
         if self._journal is None:
             from ..journal import Journal
 

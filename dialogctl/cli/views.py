@@ -32,7 +32,9 @@ CONVERSATION_COLUMNS = [
 
 def list_(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Argument(help="List this user's conversations and archives instead of all users.", metavar="[USER]", show_default=False)] = None,
+    user: Annotated[
+        Optional[str], typer.Argument(help="List this user's conversations and archives instead of all users.", metavar="[USER]", show_default=False)
+    ] = None,
     fmt: FormatOption = None,
 ) -> None:
     """List users with message counts and last activity, or one user's conversations.
