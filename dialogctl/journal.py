@@ -176,15 +176,15 @@ class Journal:
 
     def user_exists(self, user: str) -> bool:
         try:
-            self._dialogs(user).close()
+            self.dialogs_folder(user).close()
         except NotFound:
             return False
         return True
 
-    def _user_rel(self, user: str) -> str:
+    def user_path(self, user: str) -> str:
         return "/".join((L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR))
 
-    def _dialogs(self, user: str, create: bool = False) -> Folder:
+    def dialogs_folder(self, user: str, create: bool = False) -> Folder:
         """An open handle on the user's ``dialogs/`` folder."""
         L.validate_user_id(user)
         parts = (L.USERS_DIR, *self.layout(for_write=create).user_parts(user), L.DIALOGS_DIR)
@@ -196,11 +196,11 @@ class Journal:
 
     def conversation_files(self, user: str, include_archives: bool = True) -> list[ConversationFile]:
         """The user's conversation files: current, sessions (newest last), then archives."""
-        with self._dialogs(user) as dialogs:
+        with self.dialogs_folder(user) as dialogs:
             return self._conversation_files(dialogs, user, include_archives)
 
     def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool) -> list[ConversationFile]:
-        rel = self._user_rel(user)
+        rel = self.user_path(user)
         current: list[ConversationFile] = []
         sessions: list[ConversationFile] = []
         for entry in dialogs.entries():
@@ -249,13 +249,13 @@ class Journal:
 
     def read(self, ref: ConversationRef, missing_ok: bool = False) -> Conversation:
         """Every intact message of one conversation; damage goes to ``self.damage`` too."""
-        with self._dialogs(ref.user) as dialogs:
-            folder, name = self._locate(dialogs, ref)
+        with self.dialogs_folder(ref.user) as dialogs:
+            folder, name = self.locate(dialogs, ref)
             try:
                 fd = folder.open_read(name)
                 if fd is None:
                     if ref.kind == "current" or missing_ok:
-                        return Conversation(ref, self._rel(ref), [], [])
+                        return Conversation(ref, self.rel_path(ref), [], [])
                     raise NotFound(f"{ref.describe()} not found")
                 try:
                     st = os.fstat(fd)
@@ -267,23 +267,23 @@ class Journal:
             finally:
                 if folder is not dialogs:
                     folder.close()
-        return self._parse(ref, data, st.st_size, st.st_mtime)
+        return self.parse_bytes(ref, data, st.st_size, st.st_mtime)
 
-    def _parse(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
-        rel = self._rel(ref)
+    def parse_bytes(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
+        rel = self.rel_path(ref)
         parsed = parse_conversation(data, rel)
         self.damage.extend(parsed.damage)
         return Conversation(ref, rel, parsed.messages, parsed.damage, size, mtime, parsed.form)
 
-    def _rel(self, ref: ConversationRef) -> str:
-        base = self._user_rel(ref.user)
+    def rel_path(self, ref: ConversationRef) -> str:
+        base = self.user_path(ref.user)
         if ref.kind == "current":
             return f"{base}/{L.CURRENT_FILE}"
         if ref.kind == "session":
             return f"{base}/{L.session_file(ref.id or '')}"
         return f"{base}/{L.ARCHIVE_DIR}/{L.archive_file(ref.id or '')}"
 
-    def _locate(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
+    def locate(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
         if ref.kind == "current":
             return dialogs, L.CURRENT_FILE
         if ref.kind == "session":
@@ -314,14 +314,14 @@ class Journal:
         owner = make_owner(str(self.settings["serverId"]), f"dialogctl {command}" if self.command != "python" else command)
         return UserLock(dialogs, user, owner, self.settings.lock_timeout, self.file_mode)
 
-    def _locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
+    def locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
         """Run ``body(dialogs)`` under the user's lock.
 
         If a cleanup removed the user's folder while we waited for the lock,
         start over on the folder as it is now (recreated for an append).
         """
         for _ in range(5):
-            with self._dialogs(user, create=create) as dialogs:
+            with self.dialogs_folder(user, create=create) as dialogs:
                 lock = self._lock(dialogs, user, command)
                 try:
                     lock.acquire()
@@ -351,7 +351,7 @@ class Journal:
             name, ref = self._target(dialogs, user, conversation)
             return self._append_locked(dialogs, user, name, ref, messages)
 
-        return self._locked(user, "append", body, create=True)
+        return self.locked(user, "append", body, create=True)
 
     def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
         if conversation is not None and conversation != "current":
@@ -417,10 +417,38 @@ class Journal:
 
                 os.lseek(fd, 0, os.SEEK_SET)
                 data = read_all(fd)
-                n = len(parse_conversation(data, self._rel(ref)).messages)
+                n = len(parse_conversation(data, self.rel_path(ref)).messages)
             return _Tail(size, form, n, tail.endswith(b"\n"))
         finally:
             os.close(fd)
+
+    def write_conversation(
+        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False
+    ) -> int:
+        """Write a whole conversation file atomically (the caller holds the user's lock).
+
+        The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
+        file must not exist yet (a new archive); otherwise it is replaced. Returns
+        the number of bytes written.
+        """
+        for msg in messages:
+            check_message(msg)
+        data = encode_batch(messages, 1, form) if messages else b""
+        folder, name = self.locate_for_write(dialogs, ref)
+        try:
+            if exclusive and folder.stat(name) is not None:
+                raise InvalidInput(f"{ref.describe()} already exists")
+            folder.write_atomic(name, data, self.file_mode)
+        finally:
+            if folder is not dialogs:
+                folder.close()
+        return len(data)
+
+    def locate_for_write(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
+        """Like :meth:`locate`, creating ``archived/`` when an archive is meant."""
+        if ref.kind == "archive":
+            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode), L.archive_file(ref.id or "")
+        return self.locate(dialogs, ref)
 
     def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
         """Move the user's conversation into ``archived/``; None when it was empty."""
@@ -434,7 +462,7 @@ class Journal:
                 raise NotFound(f"{ref.describe()} not found")
             return self._archive_locked(dialogs, user, name, ref, archive_id)
 
-        return self._locked(user, "archive", body)
+        return self.locked(user, "archive", body)
 
     def _archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
         st = dialogs.stat(name)
@@ -474,7 +502,7 @@ class Journal:
                 archived.rename_to(L.archive_file(archive_id), dialogs, name)
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
-        return self._locked(user, "restore", body)
+        return self.locked(user, "restore", body)
 
     # --- whole-journal views -------------------------------------------------------------
 
@@ -484,7 +512,7 @@ class Journal:
     def locks(self, users: Iterable[str] | None = None) -> Iterator[tuple[str, LockState]]:
         """Each user's lock state (users without a lock file are left out)."""
         for user in self.users() if users is None else users:
-            with self._dialogs(user) as dialogs:
+            with self.dialogs_folder(user) as dialogs:
                 state = probe(dialogs)
             if state is not None:
                 yield user, state

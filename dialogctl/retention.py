@@ -128,12 +128,12 @@ def _plan_user(journal: Journal, plan: CleanupPlan, user: str) -> list[CleanupAc
     last = _newest(m for c in conversations for m in c.messages)
     if plan.max_inactive_cutoff and last is not None and last < plan.max_inactive_cutoff:
         if any(c.damage for c in conversations):
-            plan.skipped.append((journal._user_rel(user), "has damaged records; repair them before removing the user"))
+            plan.skipped.append((journal.user_path(user), "has damaged records; repair them before removing the user"))
             return []
         messages = sum(len(c.messages) for c in conversations)
         size = sum(c.size for c in conversations)
         reason = f"inactive: newest message {format_timestamp(last)} is older than {format_timestamp(plan.max_inactive_cutoff)}"
-        return [CleanupAction(user, "remove-user", "*", journal._user_rel(user).rsplit("/", 1)[0], messages, size, reason)]
+        return [CleanupAction(user, "remove-user", "*", journal.user_path(user).rsplit("/", 1)[0], messages, size, reason)]
     actions = []
     for conv in conversations:
         action = _plan_file(plan, conv)
@@ -219,11 +219,7 @@ def apply_cleanup(journal: Journal, plan: CleanupPlan) -> CleanupResult:
 def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[CleanupAction], result: CleanupResult) -> None:
     from .errors import NotFound
 
-    try:
-        dialogs = journal._dialogs(user)
-    except NotFound:
-        return
-    with dialogs, journal._lock(dialogs, user, "cleanup"):
+    def body(dialogs: Folder) -> None:
         if actions[0].kind == "remove-user":
             # Re-check under the lock: a user who spoke since planning stays.
             fresh = _plan_user(journal, plan, user)
@@ -240,16 +236,21 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
             else:
                 result.applied.append(applied)
 
+    try:
+        journal.locked(user, "cleanup", body)
+    except NotFound:
+        return  # removed by someone else since the plan was made
+
 
 def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: CleanupAction) -> CleanupAction | None:
     ref = _ref_of(action)
-    folder, name = journal._locate(dialogs, ref)
+    folder, name = journal.locate(dialogs, ref)
     try:
         data = folder.read_bytes(name)
         if data is None:
             return None
         st = folder.stat(name)
-        conv = journal._parse(ref, data, st.st_size if st else len(data), st.st_mtime if st else 0.0)
+        conv = journal.parse_bytes(ref, data, st.st_size if st else len(data), st.st_mtime if st else 0.0)
         fresh = _plan_file(plan, conv)
         if fresh is None or fresh.kind != action.kind:
             return None
@@ -257,13 +258,12 @@ def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: Cl
             folder.remove(name)
             folder.fsync()
             return fresh
-        kept = _keep_newer(conv.messages, plan.max_age_cutoff)  # type: ignore[arg-type]
-        new = _rewrite_bytes(kept, conv)
-        folder.write_atomic(name, new, journal.file_mode)
-        return CleanupAction(fresh.user, "trim", fresh.conversation, fresh.path, fresh.messages, len(data) - len(new), fresh.reason, len(data), len(kept))
     finally:
         if folder is not dialogs:
             folder.close()
+    kept = _keep_newer(conv.messages, plan.max_age_cutoff)  # type: ignore[arg-type]
+    written = journal.write_conversation(dialogs, ref, kept, conv.form or "documents")
+    return CleanupAction(fresh.user, "trim", fresh.conversation, fresh.path, fresh.messages, len(data) - written, fresh.reason, len(data), len(kept))
 
 
 def _ref_of(action: CleanupAction) -> ConversationRef:

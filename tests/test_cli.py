@@ -243,7 +243,7 @@ def test_lock_busy_exits_4_naming_the_holder(root: Path, cli: Cli) -> None:
 
     cli("append", "alice", "hi")
     journal = Journal(load_settings())
-    with journal._dialogs("alice") as dialogs, UserLock(dialogs, "alice", make_owner("srv-9", "holder-test"), 1.0):
+    with journal.dialogs_folder("alice") as dialogs, UserLock(dialogs, "alice", make_owner("srv-9", "holder-test"), 1.0):
         result = cli("--set", "lockTimeoutMs=200", "append", "alice", "blocked")
         locks = cli.json("locks", "--held", "--format", "json")
     assert result.exit_code == 4

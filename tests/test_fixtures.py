@@ -39,7 +39,7 @@ def _by_file(records: list[dict[str, Any]], root: Path, tree: str) -> dict[str, 
         msg = {k: rec[k] for k in ("role", "content", "timestamp")}
         if rec["metadata"] is not None:
             msg["metadata"] = rec["metadata"]
-        out[journal._rel(ref)].append(msg)
+        out[journal.rel_path(ref)].append(msg)
     return out
 
 
