@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
 from . import layout as L
+from . import usermeta
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
-from .errors import InvalidInput, LayoutError, NotFound, StorageError
+from .errors import DialogError, InvalidInput, LayoutError, NotFound, StorageError
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
@@ -370,13 +371,14 @@ class Journal:
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
         tail = self._tail(dialogs, name, ref)
+        size_before = tail.size
         count = tail.messages
         archived: list[str] = []
         remaining = messages
         while remaining:
             room = limit - count
             if room <= 0:
-                aid = self._archive_locked(dialogs, user, name, ref)
+                aid = self.archive_locked(dialogs, user, name, ref)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
@@ -390,12 +392,25 @@ class Journal:
             count += len(chunk)
             tail = _Tail(new_size, tail.form or "documents", count, True)
             if count >= limit:
-                aid = self._archive_locked(dialogs, user, name, ref)
+                aid = self.archive_locked(dialogs, user, name, ref)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
                 count = 0
+        self._keep_metadata(dialogs, lambda meta_folder: usermeta.after_append(self, meta_folder, user, name, size_before, tail.size, messages))
         return AppendResult(user, ref.name, len(messages), count, tuple(archived))
+
+    def _keep_metadata(self, dialogs: Folder, update: Callable[[Folder], None]) -> None:
+        """Update the user's metadata.yaml; a failure there never fails the write it follows.
+
+        The conversation change is already durable when this runs, and the
+        metadata is derived data that is recomputed when found stale.
+        """
+        try:
+            with dialogs.open_folder(("..",)) as user_folder:
+                update(user_folder)
+        except (OSError, DialogError):
+            pass
 
     def _tail(self, dialogs: Folder, name: str, ref: ConversationRef) -> _Tail:
         """Size, shape and message count of a conversation, from its first and last bytes."""
@@ -422,9 +437,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def write_conversation(
-        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False
-    ) -> int:
+    def write_conversation(self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False) -> int:
         """Write a whole conversation file atomically (the caller holds the user's lock).
 
         The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
@@ -460,11 +473,18 @@ class Journal:
             name, _ = self._target(dialogs, user, ref.id if ref.kind == "session" else "current")
             if ref.kind == "session" and dialogs.stat(name) is None:
                 raise NotFound(f"{ref.describe()} not found")
-            return self._archive_locked(dialogs, user, name, ref, archive_id)
+            return self.archive_locked(dialogs, user, name, ref, archive_id)
 
         return self.locked(user, "archive", body)
 
-    def _archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
+    @staticmethod
+    def target_name(ref: ConversationRef) -> str:
+        """The file name in ``dialogs/`` of an active conversation."""
+        if ref.kind == "archive":
+            raise InvalidInput(f"{ref.describe()} is already archived")
+        return L.session_file(ref.id or "") if ref.kind == "session" else L.CURRENT_FILE
+
+    def archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
         st = dialogs.stat(name)
         if st is None or st.st_size == 0:
             return None
@@ -479,6 +499,8 @@ class Journal:
             dialogs.rename_to(name, archived, L.archive_file(chosen))
         # The reference implementation expects the file to exist after an archive.
         dialogs.create_empty(name, self.file_mode)
+        moved = f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}"
+        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, name, moved, self.file_mode))
         return chosen
 
     def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
@@ -498,11 +520,28 @@ class Journal:
                 if target is None and self.layout().conversations == "sessions":
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
-                archived_first = self._archive_locked(dialogs, user, name, ref)
+                archived_first = self.archive_locked(dialogs, user, name, ref)
                 archived.rename_to(L.archive_file(archive_id), dialogs, name)
+            moved = f"{L.ARCHIVE_DIR}/{L.archive_file(archive_id)}"
+            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, moved, name, self.file_mode))
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
         return self.locked(user, "restore", body)
+
+    def remove_user_folder(self, user: str) -> None:
+        """Delete a user's folder and everything in it (the caller holds the user's lock).
+
+        Shard folders left empty are removed too; the walk never follows symlinks.
+        """
+        parts = self.layout().user_parts(user)
+        with open_root(self.root) as root, root.open_folder((L.USERS_DIR, *parts[:-1])) as parent:
+            parent.remove_tree(parts[-1])
+            parent.fsync()
+        for depth in range(len(parts) - 1, 0, -1):
+            try:
+                os.rmdir(os.path.join(self.root, L.USERS_DIR, *parts[:depth]))
+            except OSError:
+                break
 
     # --- whole-journal views -------------------------------------------------------------
 

@@ -196,8 +196,12 @@ class Folder:
         finally:
             os.close(fd)
 
-    def write_atomic(self, name: str, data: bytes, mode: int) -> None:
-        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder."""
+    def write_atomic(self, name: str, data: bytes, mode: int, durable: bool = True) -> None:
+        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder.
+
+        ``durable=False`` skips both fsyncs, for derived files (metadata, catalog)
+        that are recomputed when a crash leaves them stale: still atomic, never torn.
+        """
         temp = f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         where = self.child_path(name)
         try:
@@ -208,7 +212,8 @@ class Folder:
             try:
                 os.fchmod(fd, mode)
                 write_all(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -218,7 +223,8 @@ class Folder:
         except BaseException:
             self.remove_quietly(temp)
             raise
-        self.fsync()
+        if durable:
+            self.fsync()
 
     def rename_to(self, name: str, target: Folder, new_name: str) -> None:
         """Move a file between two journal folders (same filesystem), durably."""

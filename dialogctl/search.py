@@ -1,0 +1,109 @@
+"""Searching what users and assistants said.
+
+A pattern is a fixed string (default) or a regular expression, matched
+case-insensitively unless asked otherwise, against message content. Results
+come conversation by conversation as *groups*: each match with up to ``context``
+messages before and after it, overlapping groups merged (like ``grep -C``).
+
+Speed: parsing YAML is what costs. For a fixed string with no character YAML
+may escape (quote, backslash, tab, line breaks), every occurrence in a message
+is also an occurrence in the file's raw text, so the same pattern is first run
+over the raw file and a file without a hit is never parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from .filters import ALL, MessageFilter
+from .journal import Journal
+from .models import ConversationRef, Message
+
+_ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
+
+
+class Hit(NamedTuple):
+    ref: ConversationRef
+    position: int  # the message index in its conversation
+    message: Message
+    spans: tuple[tuple[int, int], ...]  # where the pattern matched in the content; () for context
+    matched: bool
+
+
+class Matcher(NamedTuple):
+    pattern: re.Pattern[str]
+    raw_check: bool  # True when a miss in the raw file text means a miss in every message
+
+
+def matcher(text: str, regex: bool = False, case_sensitive: bool = False) -> Matcher:
+    from .errors import InvalidInput
+
+    if text == "":
+        raise InvalidInput("the search pattern is empty")
+    flags = 0 if case_sensitive else re.IGNORECASE
+    try:
+        compiled = re.compile(text if regex else re.escape(text), flags)
+    except re.error as exc:
+        raise InvalidInput(f"invalid regular expression: {exc.msg} at position {exc.pos}") from None
+    return Matcher(compiled, not regex and _ESCAPED_IN_YAML.search(text) is None)
+
+
+def _spans(m: Matcher, content: str) -> tuple[tuple[int, int], ...]:
+    return tuple(hit.span() for hit in m.pattern.finditer(content))
+
+
+def search(
+    journal: Journal,
+    m: Matcher,
+    users: Iterable[str] | None = None,
+    include_archives: bool = False,
+    selection: MessageFilter = ALL,
+    context: int = 0,
+) -> Iterator[list[Hit]]:
+    """Groups of hits (matches with their context), conversation by conversation."""
+    for user in journal.users() if users is None else users:
+        for f in journal.conversation_files(user, include_archives=include_archives):
+            if f.size == 0 or (m.raw_check and not _raw_may_match(journal, f.ref, m)):
+                continue
+            conv = journal.read(f.ref, missing_ok=True)
+            yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+def _raw_may_match(journal: Journal, ref: ConversationRef, m: Matcher) -> bool:
+    with journal.dialogs_folder(ref.user) as dialogs:
+        folder, name = journal.locate(dialogs, ref)
+        try:
+            data = folder.read_bytes(name)
+        finally:
+            if folder is not dialogs:
+                folder.close()
+    if data is None:
+        return False
+    return m.pattern.search(data.decode("utf-8", "replace")) is not None
+
+
+def _groups(ref: ConversationRef, messages: list[Message], m: Matcher, selection: MessageFilter, context: int) -> Iterator[list[Hit]]:
+    matches: dict[int, tuple[tuple[int, int], ...]] = {}
+    for index, msg in selection.indexed(messages):
+        spans = _spans(m, msg.content)
+        if spans:
+            matches[index] = spans
+    if not matches:
+        return
+    group: list[Hit] = []
+    last = -1
+    for index in sorted(matches):
+        start = max(0, index - context, last + 1)
+        if group and start > last + 1:
+            yield group
+            group = []
+        for i in range(start, min(len(messages), index + context + 1)):
+            if i <= last:
+                continue
+            spans = matches.get(i, ())
+            group.append(Hit(ref, i, messages[i], spans, bool(spans)))
+            last = i
+    if group:
+        yield group
