@@ -12,18 +12,24 @@ Decisions a reader must know:
   there. Text another writer appended without frames is read once the file
   has stopped growing for one round, so a write in progress is never read in
   half.
-* A file whose inode changed was moved away (archive, restore) or replaced
-  (cleanup). The rest of the old file, appended after our last look and before
-  the move, is read where it went (found in ``archived/`` by its inode). In the
-  new file only messages newer than the newest one already seen for that
-  conversation are new: a restored archive or a trimmed rewrite brings back
-  old messages, which were not appended now and are not printed again.
+* When a file's inode changes, it was moved (archive, restore) or replaced
+  (cleanup). Growth of the same inode is simply read on. For the user whose
+  file moved, everything written since the last look is then read: the rest
+  of the old file where it went in ``archived/`` (found by inode), archives
+  written meanwhile (a fast writer can fill and archive several conversations
+  between two looks), and the new file. Content that was already there before
+  we started (a restored archive, the kept part of a trimmed file) is told
+  apart from new appends by two rules: a file not modified since the last look
+  holds nothing new, and a message older than the moment following started,
+  or already printed (kept as a per-user fingerprint), is not printed again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import NamedTuple
@@ -35,6 +41,9 @@ from .models import ConversationRef, Message
 from .reader import parse_conversation
 from .times import parse_timestamp, utc_now
 
+_SLACK = 1.0  # seconds: mtime and the wall clock may disagree this much
+_REMEMBERED = 4096  # fingerprints of printed messages kept per user
+
 
 class Event(NamedTuple):
     ref: ConversationRef
@@ -45,56 +54,47 @@ class Event(NamedTuple):
 class _Watched:
     """What we know of one active conversation file."""
 
-    __slots__ = ("ref", "ino", "offset", "count", "newest", "pending_size")
+    __slots__ = ("ref", "ino", "offset", "count", "pending_size")
 
-    def __init__(self, ref: ConversationRef, ino: int, offset: int, count: int, newest: datetime | None) -> None:
+    def __init__(self, ref: ConversationRef, ino: int, offset: int, count: int) -> None:
         self.ref = ref
         self.ino = ino
         self.offset = offset  # bytes already read
         self.count = count  # messages before ``offset``
-        self.newest = newest  # newest timestamp seen in this conversation
         self.pending_size = -1  # size seen last round while unframed text waited
 
 
+def _fingerprint(msg: Message) -> bytes:
+    return hashlib.blake2b(f"{msg.role}\0{msg.timestamp}\0{msg.content}".encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
 class Follower:
-    def __init__(
-        self,
-        journal: Journal,
-        users: Iterable[str] | None = None,
-        since: datetime | None = None,
-        rescan: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, journal: Journal, users: Iterable[str] | None = None, since: datetime | None = None, rescan: float = 2.0) -> None:
         self.journal = journal
         self.users = list(users) if users is not None else None
         self.since = since
         self.rescan = rescan
-        self.clock = clock
         self.started = utc_now()
         self.files: dict[str, _Watched] = {}  # by path relative to the root
+        self.printed: dict[str, OrderedDict[bytes, None]] = {}  # per user
+        self._last_look = time.time()
         self._last_scan = -1e18
         self._user_list: list[str] = []
         self._first_round = True
 
-    # --- one round --------------------------------------------------------------
+    # --- rounds ----------------------------------------------------------------------
 
     def poll(self) -> list[Event]:
         """Everything appended since the last round (the first round sets the starting point)."""
         events: list[Event] = []
-        now = self.clock()
-        if self.users is None and now - self._last_scan >= self.rescan:
+        look = time.time()
+        if self.users is None and time.monotonic() - self._last_scan >= self.rescan:
             self._user_list = list(self.journal.users())
-            self._last_scan = now
-        users = self.users if self.users is not None else self._user_list
-        seen: set[str] = set()
-        for user in users:
-            for path, ref in self._active_files(user):
-                seen.add(path)
-                events.extend(self._look(path, ref))
-        for path in set(self.files) - seen:
-            # The file went away (archived with nothing left behind, or the user removed).
-            events.extend(self._drain_moved(path, self.files.pop(path)))
+            self._last_scan = time.monotonic()
+        for user in self.users if self.users is not None else self._user_list:
+            events.extend(self._poll_user(user))
         self._first_round = False
+        self._last_look = look
         return events
 
     def run(self, interval: float = 0.5, stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
@@ -102,7 +102,35 @@ class Follower:
             yield from self.poll()
             time.sleep(interval)
 
-    # --- files -----------------------------------------------------------------------
+    def _poll_user(self, user: str) -> list[Event]:
+        events: list[Event] = []
+        present = self._active_files(user)
+        moved: list[_Watched] = []
+        for path, ref in present:
+            st = self._stat(path)
+            if st is None:
+                continue
+            watched = self.files.get(path)
+            if watched is None:
+                events.extend(self._start(path, ref, st))
+            elif st.st_ino != watched.ino or st.st_size < watched.offset:
+                moved.append(watched)
+                self.files[path] = self._replacement(path, ref, st, events)
+            elif st.st_size > watched.offset:
+                events.extend(self._read_new(path, watched, st.st_size))
+        gone = [p for p in self.files if p.startswith(self._user_prefix(user)) and p not in dict(present)]
+        moved.extend(self.files.pop(p) for p in gone)
+        if moved:
+            events[:0] = self._recover_moved(user, moved)
+        return events
+
+    # --- files ---------------------------------------------------------------------------
+
+    def _user_prefix(self, user: str) -> str:
+        try:
+            return self.journal.user_path(user) + "/"
+        except Exception:  # noqa: BLE001 - an id this layout cannot place has no files
+            return "\0"
 
     def _active_files(self, user: str) -> list[tuple[str, ConversationRef]]:
         try:
@@ -111,10 +139,10 @@ class Follower:
         except (OSError, ValueError):
             return []
         out = []
-        for name in names:
+        for name in sorted(names):
             if name == L.CURRENT_FILE:
                 out.append((f"{rel}/{name}", ConversationRef(user, "current")))
-            elif name.startswith(L.SESSION_PREFIX) and name.endswith(L.YAML_SUFFIX) and not name.startswith("."):
+            elif name.startswith(L.SESSION_PREFIX) and name.endswith(L.YAML_SUFFIX):
                 out.append((f"{rel}/{name}", ConversationRef(user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)])))
         return out
 
@@ -124,36 +152,6 @@ class Follower:
         except OSError:
             return None
         return st if (st.st_mode & 0o170000) == 0o100000 else None  # regular files only
-
-    def _look(self, path: str, ref: ConversationRef) -> list[Event]:
-        st = self._stat(path)
-        if st is None:
-            return []
-        watched = self.files.get(path)
-        if watched is None:
-            return self._start(path, ref, st)
-        events: list[Event] = []
-        if st.st_ino != watched.ino or st.st_size < watched.offset:
-            events.extend(self._drain_moved(path, watched))
-            watched = self.files[path] = _Watched(ref, st.st_ino, 0, 0, watched.newest)
-            events.extend(self._read_new(path, watched, st.st_size, only_newer=True))
-            return events
-        if st.st_size > watched.offset:
-            events.extend(self._read_new(path, watched, st.st_size, only_newer=False))
-        return events
-
-    def _start(self, path: str, ref: ConversationRef, st: os.stat_result) -> list[Event]:
-        if self._first_round and self.since is None:
-            # Start from now: skip what is there, but know how many messages it holds.
-            data = self._read(path, 0, st.st_size)
-            count = last_frame_n(data[-4096:]) if data else 0
-            if count is None:
-                count = len(parse_conversation(data, path).messages)
-            self.files[path] = _Watched(ref, st.st_ino, st.st_size, count, None)
-            return []
-        # A file that appeared while following (or --since): read it from the start.
-        watched = self.files[path] = _Watched(ref, st.st_ino, 0, 0, None)
-        return self._read_new(path, watched, st.st_size, only_newer=False)
 
     def _read(self, path: str, start: int, end: int) -> bytes:
         try:
@@ -165,57 +163,83 @@ class Follower:
         finally:
             os.close(fd)
 
-    def _read_new(self, path: str, watched: _Watched, size: int, only_newer: bool) -> list[Event]:
-        data = self._read(path, watched.offset, size)
-        return self._consume(path, watched, data, size, only_newer)
+    def _start(self, path: str, ref: ConversationRef, st: os.stat_result) -> list[Event]:
+        if self._first_round and self.since is None:
+            # Start from now: skip what is there, but know how many messages it holds.
+            self.files[path] = self._skipping(path, ref, st)
+            return []
+        # A file that appeared while following (or --since): read it from the start.
+        watched = self.files[path] = _Watched(ref, st.st_ino, 0, 0)
+        return self._read_new(path, watched, st.st_size, fresh_only=not self._first_round)
 
-    def _consume(self, label: str, watched: _Watched, data: bytes, size: int, only_newer: bool) -> list[Event]:
-        """Read complete records from ``data`` (the bytes from ``watched.offset``)."""
+    def _skipping(self, path: str, ref: ConversationRef, st: os.stat_result) -> _Watched:
+        """Watch a file from its current end."""
+        tail = self._read(path, max(0, st.st_size - 4096), st.st_size)
+        count = last_frame_n(tail) if tail else 0
+        if count is None:  # not ending on our frame: count by reading the file once
+            count = len(parse_conversation(self._read(path, 0, st.st_size), path).messages)
+        return _Watched(ref, st.st_ino, st.st_size, count)
+
+    def _replacement(self, path: str, ref: ConversationRef, st: os.stat_result, events: list[Event]) -> _Watched:
+        """A new file under a watched name: read what was written since the last look."""
+        if st.st_mtime < self._last_look - _SLACK:
+            return self._skipping(path, ref, st)  # untouched since before our last look: nothing new
+        watched = _Watched(ref, st.st_ino, 0, 0)
+        events.extend(self._read_new(path, watched, st.st_size, fresh_only=True))
+        return watched
+
+    def _recover_moved(self, user: str, moved: list[_Watched]) -> list[Event]:
+        """Messages written to files that moved into ``archived/`` since the last look."""
+        folder = os.path.join(self.journal.root, self.journal.user_path(user), L.ARCHIVE_DIR)
+        try:
+            entries = [e for e in os.scandir(folder) if e.name.endswith(L.YAML_SUFFIX) and not e.name.startswith(".")]
+        except OSError:
+            return []
+        by_ino = {w.ino: w for w in moved}
+        events: list[Event] = []
+        for entry in sorted(entries, key=lambda e: e.stat(follow_symlinks=False).st_mtime):
+            st = entry.stat(follow_symlinks=False)
+            rel = os.path.relpath(entry.path, self.journal.root)
+            archived = ConversationRef(user, "archive", entry.name[: -len(L.YAML_SUFFIX)])
+            old = by_ino.get(st.st_ino)
+            if old is not None:
+                # The file we were reading: its tail after our offset is new.
+                watched = _Watched(archived, st.st_ino, old.offset, old.count)
+                events.extend(self._read_new(rel, watched, st.st_size, fresh_only=False, final=True))
+            elif st.st_mtime >= self._last_look - _SLACK:
+                # Filled and archived between two looks.
+                watched = _Watched(archived, st.st_ino, 0, 0)
+                events.extend(self._read_new(rel, watched, st.st_size, fresh_only=True, final=True))
+        return events
+
+    def _read_new(self, path: str, watched: _Watched, size: int, fresh_only: bool = False, final: bool = False) -> list[Event]:
+        """Read complete records between ``watched.offset`` and ``size``."""
+        data = self._read(path, watched.offset, size)
         frames, _ = find_frames(data)
         end = frames[-1].after if frames else 0
-        rest = data[end:]
-        if rest.strip():
-            if watched.pending_size == size:
+        if data[end:].strip():
+            if final or watched.pending_size == size:
                 end = len(data)  # unframed text that stopped growing: read it now
                 watched.pending_size = -1
             else:
                 watched.pending_size = size
         if end == 0:
             return []
-        parsed = parse_conversation(data[:end], label)
+        parsed = parse_conversation(data[:end], path)
         watched.offset += end
+        printed = self.printed.setdefault(watched.ref.user, OrderedDict())
         events = []
-        floor = watched.newest if only_newer else None
-        if only_newer and floor is None:
-            floor = self.started
         for msg in parsed.messages:
-            index = watched.count
+            position = watched.count
             watched.count += 1
             moment = parse_timestamp(msg.timestamp)
-            if moment is not None and (watched.newest is None or moment > watched.newest):
-                watched.newest = moment
-            if floor is not None and (moment is None or moment <= floor):
-                continue
+            mark = _fingerprint(msg)
+            if fresh_only and (mark in printed or moment is None or moment < self.started):
+                continue  # there before we started, or printed already
             if self.since is not None and (moment is None or moment < self.since):
                 continue
-            events.append(Event(watched.ref, index, msg))
+            printed[mark] = None
+            if len(printed) > _REMEMBERED:
+                printed.popitem(last=False)
+            events.append(Event(watched.ref, position, msg))
         return events
-
-    def _drain_moved(self, path: str, watched: _Watched) -> list[Event]:
-        """Read the rest of a file that was moved into ``archived/`` after our last look."""
-        folder = os.path.join(self.journal.root, path.rsplit("/", 1)[0], L.ARCHIVE_DIR)
-        try:
-            entries = [e for e in os.scandir(folder) if e.inode() == watched.ino and e.name.endswith(L.YAML_SUFFIX)]
-        except OSError:
-            return []
-        if not entries:
-            return []
-        entry = entries[0]
-        archived = ConversationRef(watched.ref.user, "archive", entry.name[: -len(L.YAML_SUFFIX)])
-        rel = os.path.relpath(entry.path, self.journal.root)
-        size = entry.stat(follow_symlinks=False).st_size
-        if size <= watched.offset:
-            return []
-        moved = _Watched(archived, watched.ino, watched.offset, watched.count, watched.newest)
-        moved.pending_size = size  # it will not grow any more
-        return self._consume(rel, moved, self._read(rel, watched.offset, size), size, only_newer=False)

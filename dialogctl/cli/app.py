@@ -204,6 +204,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "locks": ("views", "locks"),
     "cleanup": ("retention", "cleanup"),
     "config": ("views", "config"),
+    "search": ("search", "search"),
+    "follow": ("follow", "follow"),
+    "rm": ("remove", "rm"),
 }
 
 
