@@ -128,9 +128,10 @@ class Totals:
         }
 
 
-def journal_totals(journal: Journal) -> Totals:
+def journal_totals(journal: Journal, users: Iterable[str] | None = None) -> Totals:
+    """Totals over ``users`` (default: every user); ``lastCleanup`` from the cleanup log."""
     totals = Totals()
-    for user in journal.users():
+    for user in journal.users() if users is None else users:
         totals.add(journal.summaries(user))
     totals.last_cleanup = last_cleanup(journal.root)
     return totals

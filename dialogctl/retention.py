@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -108,7 +109,7 @@ def plan_cleanup(
     max_inactive: timedelta | None = None,
     retention: timedelta | None = None,
     now: datetime | None = None,
-    users: list[str] | None = None,
+    users: Iterable[str] | None = None,
 ) -> CleanupPlan:
     """What a cleanup would do, changing nothing at all (not even a lock file)."""
     now = now or utc_now()
@@ -204,14 +205,19 @@ class CleanupResult:
         }
 
 
-def apply_cleanup(journal: Journal, plan: CleanupPlan) -> CleanupResult:
-    """Carry out a plan, user by user under each user's lock; log one line."""
+def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: Callable[[int, int], None] | None = None) -> CleanupResult:
+    """Carry out a plan, user by user under each user's lock; log one line.
+
+    ``progress(done, total)`` is called after each user, when given.
+    """
     result = CleanupResult(skipped=list(plan.skipped))
     by_user: dict[str, list[CleanupAction]] = {}
     for action in plan.actions:
         by_user.setdefault(action.user, []).append(action)
-    for user, actions in by_user.items():
+    for done, (user, actions) in enumerate(by_user.items(), 1):
         _apply_user(journal, plan, user, actions, result)
+        if progress is not None:
+            progress(done, len(by_user))
     _log(journal, plan, result)
     return result
 
