@@ -9,9 +9,9 @@ Rich markup, with hyperlinks off). Machine formats never come through here;
 they carry the exact text.
 
 On a terminal, tables use Rich's box drawing, colour (see
-:meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width, and
-long cells are cut short; in a pipe, the same columns are printed as plain
-aligned text, whole. Times in tables are relative (``3h ago``); the machine
+:meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
+(long cells wrap); in a pipe, the same columns are printed as plain aligned
+text on one line per row. Times in tables are relative (``3h ago``); the machine
 formats carry them as written. Colour means the 16 standard ANSI colours, or no escape
 sequence at all.
 """
@@ -57,11 +57,9 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def one_line(text: str, limit: int | None = None) -> str:
-    flat = visible(text).replace("\n", "⏎ ").replace("\t", " ")
-    if limit is not None and len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat
+def one_line(text: str) -> str:
+    """Text for a table cell: escaped, on one line."""
+    return visible(text).replace("\n", "⏎ ").replace("\t", " ")
 
 
 def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, markdown: bool = False) -> Console:
@@ -84,7 +82,9 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
         width = PIPE_MARKDOWN_WIDTH if markdown else 1_000_000
     return Console(
         file=file or stream,
-        force_terminal=color,
+        # A terminal stays one without colour (progress bars redraw in place); a pipe is
+        # treated as a terminal only when colour is forced into it.
+        force_terminal=terminal or color,
         no_color=not color,
         color_system="standard" if color else None,
         highlight=False,
@@ -161,7 +161,7 @@ def clock(text: str, local: bool = False) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S ") + (moment.tzname() or moment.strftime("%z"))
 
 
-def cell(column: Column, value: Any, limit: int | None = None) -> str:
+def cell(column: Column, value: Any) -> str:
     if value is None:
         return ""
     if column.kind == "bytes":
@@ -176,15 +176,15 @@ def cell(column: Column, value: Any, limit: int | None = None) -> str:
     if column.kind == "json":
         import json
 
-        return one_line(json.dumps(value, ensure_ascii=False), limit)
-    return one_line(str(value), limit)
+        return one_line(json.dumps(value, ensure_ascii=False))
+    return one_line(str(value))
 
 
 # --- renderables -------------------------------------------------------------------
 
 
 def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
-    """Rows as a table; cells are cut to their column's ``max_width`` on a terminal only."""
+    """Rows as a table: boxed and fitted to the terminal on one, plain aligned columns in a pipe."""
     from rich import box
     from rich.table import Table
 
@@ -207,10 +207,10 @@ def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, An
             justify="right" if column.kind in ("count", "bytes") else "left",
             overflow="fold",
             no_wrap=numeric,
-            min_width=min(max(floor, 8), column.max_width or 1_000),
+            min_width=max(floor, 8),
         )
     for row in rows:
-        t.add_row(*(cell(c, row.get(c.key), c.max_width if terminal else None) for c in shown))
+        t.add_row(*(cell(c, row.get(c.key)) for c in shown))
     _print(state, t)
 
 

@@ -45,6 +45,10 @@ class _PipeClosed(Exception):
     pass
 
 
+class _Interrupted(Exception):
+    """Ctrl-C during a command (Typer would turn it into a silent exit 130)."""
+
+
 class DialogCommand(TyperCommand):
     """A subcommand; its usage line names required arguments plainly (``USER``, not Typer's ``{USER}``)."""
 
@@ -69,6 +73,8 @@ class DialogGroup(TyperGroup):
             result = super().invoke(ctx)
         except BrokenPipeError:
             raise _PipeClosed() from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
         state = ctx.obj
         if isinstance(state, CliState) and state._journal is not None and state._journal.damage:
             _report_damage(state)
@@ -95,7 +101,7 @@ class DialogGroup(TyperGroup):
         except _PipeClosed:
             _silence_stdout()
             code = EXIT_BROKEN_PIPE
-        except KeyboardInterrupt:
+        except (_Interrupted, KeyboardInterrupt):
             code = _fail("interrupted", None, EXIT_INTERRUPTED)
         except typer.Abort:
             code = _fail("aborted", None, EXIT_NEGATIVE)

@@ -132,7 +132,9 @@ class Answer(ShellComplete):
         return {}
 
     def get_completion_args(self) -> tuple[list[str], str]:
-        return self.words[:-1], self.words[-1] if self.words else ""
+        # bash and zsh hand over the words as typed, quotes included ('/my journal'); fish unquotes them.
+        words = [_unquoted(word) for word in self.words] if self.shell != "fish" else self.words
+        return words[:-1], words[-1] if words else ""
 
     def get_completions(self, args: list[str], incomplete: str) -> list[CompletionItem]:
         from typer._click.shell_completion import _resolve_context, _resolve_incomplete
@@ -163,6 +165,14 @@ class Answer(ShellComplete):
         if self.shell != "bash" and incomplete.startswith("-") and "=" in incomplete:
             prefix = incomplete.partition("=")[0] + "="
         return "".join(self.format_completion(CompletionItem(prefix + str(i.value), i.type, i.help)) + "\n" for i in items)
+
+
+def _unquoted(word: str) -> str:
+    """A word as the shell will pass it: quotes and backslashes removed (an unfinished quote is fine)."""
+    from typer._click.shell_completion import split_arg_string
+
+    parts = split_arg_string(word)
+    return parts[0] if len(parts) == 1 else word
 
 
 def answer(cli: Any, shell: str, prog_name: str, words: list[str]) -> int:

@@ -124,8 +124,8 @@ MESSAGE_COLUMNS = [
     Column("index", "#", "count"),
     Column("timestamp", "Time"),
     Column("role", "Role"),
-    Column("content", "Content", max_width=200),
-    Column("metadata", "Metadata", "json", max_width=80),
+    Column("content", "Content"),
+    Column("metadata", "Metadata", "json"),
 ]
 
 

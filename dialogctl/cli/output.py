@@ -61,7 +61,6 @@ class Column(NamedTuple):
     key: str  # the field name in json/jsonl/csv
     header: str  # the table heading
     kind: str = "text"  # text, count, bytes, time, bool, json
-    max_width: int | None = None  # cells are cut to this on a terminal
     in_table: bool = True  # False: a field of the machine formats only (the table's title says it)
 
 

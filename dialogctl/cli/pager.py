@@ -19,13 +19,14 @@ from typing import IO
 from .state import CliState
 
 DEFAULT_PAGER = "less -FRX"
+PAGER_VARIABLES = ("DIALOGCTL_PAGER", "PAGER")  # first set one wins
 
 
 def pager_command() -> list[str]:
     """The pager to run, as an argument list; empty when paging is turned off."""
     import shlex
 
-    for variable in ("DIALOGCTL_PAGER", "PAGER"):
+    for variable in PAGER_VARIABLES:
         value = os.environ.get(variable)
         if value is not None:
             return shlex.split(value)
