@@ -235,17 +235,15 @@ def transcript(
     file: IO[str] | None = None,
     markdown: bool = False,
     local: bool = False,
-) -> int:
+) -> None:
     """A readable transcript: a role-coloured header per message (index, role, time), then its text.
 
     The text is shown as it is (escaped), or rendered as Markdown with
-    ``markdown``; trailing line breaks are left out. Returns how many
-    messages were shown.
+    ``markdown``; trailing line breaks are left out.
     """
     from rich.text import Text
 
     con = console(state, file, markdown=markdown)
-    count = 0
     if heading:
         con.print(Text(visible(heading), style="bold underline"))
         con.print()
@@ -259,15 +257,19 @@ def transcript(
             header.append(f"  {extra}", style="dim")
         con.print(header)
         text = visible(msg.content.rstrip("\n"))
-        if markdown:
+        if not markdown:
+            con.print(Text(text))
+        elif sys.stdout.isatty():
             from rich.markdown import Markdown
 
             con.print(Markdown(text, hyperlinks=False))
         else:
-            con.print(Text(text))
+            from rich.markdown import Markdown
+
+            with con.capture() as captured:  # Markdown pads every line to the width: not in a file
+                con.print(Markdown(text, hyperlinks=False))
+            con.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
         con.print()
-        count += 1
-    return count
 
 
 def _metadata_summary(msg: Message) -> str:

@@ -60,6 +60,7 @@ def test_show_markdown_renders_the_text(root: Path, cli: Cli) -> None:
     assert "# Title" in plain and "**bold**" in plain
     rendered = cli("show", "bob", "--markdown").stdout
     assert "**" not in rendered and "Title" in rendered and "bold" in rendered and "• one" in rendered
+    assert all(line == line.rstrip() for line in rendered.splitlines())  # no padding to the layout width in a file
 
 
 def test_verbose_and_dry_run_print_the_resolved_times(alice: Path, cli: Cli) -> None:
@@ -177,6 +178,7 @@ def test_append_and_restore_print_only_when_asked(root: Path, cli: Cli) -> None:
         ["show", "alice", "--format", "xml"],
         ["cleanup", "--max-age", "1d", "--format", "json"],
         ["--layout", "spiral", "list"],
+        ["--layout", "flat", "--shard-size", "3", "list"],
         ["--root", "/etc/passwd", "list"],
         ["list", "alice", "bob"],
     ],

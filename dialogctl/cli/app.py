@@ -238,6 +238,8 @@ def main_options(
 
     if quiet and verbose:
         raise InvalidInput("--quiet and --verbose pull in opposite directions; pass one")
+    if layout is LayoutName.flat and (shard_levels is not None or shard_size is not None):
+        raise InvalidInput("--shard-levels and --shard-size describe the sharded layout; --layout flat has no shard folders")
     state = CliState.from_params(ctx.params)
     state.command = ctx.invoked_subcommand or "dialogctl"
     ctx.obj = state
