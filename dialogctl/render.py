@@ -11,9 +11,9 @@ they carry the exact text.
 On a terminal, tables use Rich's box drawing, colour (see
 :meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
 (long cells wrap); in a pipe, the same columns are printed as plain aligned
-text on one line per row. Times in tables are relative (``3h ago``); the machine
-formats carry them as written. Colour means the 16 standard ANSI colours, or no escape
-sequence at all.
+text on one line per row. Times in tables are relative (``3h ago``); the
+machine formats carry them as written. Colour means the 16 standard ANSI
+colours, or no escape sequence at all.
 """
 
 from __future__ import annotations

@@ -162,6 +162,15 @@ def test_append_and_restore_print_only_when_asked(root: Path, cli: Cli) -> None:
     assert cli("archive", "alice", "--format", "csv").stdout.startswith("user,archive\nalice,")
 
 
+def test_cleanup_from_cron_prints_nothing_on_stdout(alice: Path, cli: Cli) -> None:
+    run = cli("cleanup", "--max-age", "1d", "--yes")
+    assert run.exit_code == 0 and run.stdout == ""
+    assert run.stderr.startswith("dialogctl: removed 0 users, 0 archives and 6 messages (1 files trimmed), freeing ")
+    assert run.stderr.count("\n") == 1  # no plan, no question: one line for the log mail
+    assert cli("-q", "cleanup", "--max-age", "1d", "--yes").stderr == ""
+    assert cli("show", "alice", "--format", "jsonl").stdout == ""
+
+
 # --- flag combinations ------------------------------------------------------------------------
 
 

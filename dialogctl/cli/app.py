@@ -24,7 +24,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_DAMAGED, EXIT_IO, EXIT_NEGATIVE, DialogError
-from .state import CliState
+from .state import CliState, tell
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -116,12 +116,10 @@ _CURRENT_STATE: list[CliState] = []
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
-    """The one place a failure is told: one line on stderr (and a hint), escaped."""
-    from ..render import visible
-
-    print(f"dialogctl: {visible(message)}", file=sys.stderr)
+    """The one place a failure is told: one line on stderr (and a hint)."""
+    tell(message)
     if hint:
-        print(f"dialogctl: hint: {visible(hint)}", file=sys.stderr)
+        tell(f"hint: {hint}")
     return code
 
 

@@ -88,13 +88,13 @@ def cleanup(
     (state.say if dry_run else state.detail)(f"cut-off times: {cutoffs}")
     for path, reason in plan.skipped:
         state.warn(f"{path}: skipped: {reason}")
-    if dry_run or (table and plan.actions):
+    if dry_run or (table and plan.actions and not yes):  # with --yes (cron) the plan is not shown
         _emit(state, fmt, plan.actions, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
-        if table:
+        if table and plan.actions:
             state.say(_counts("would remove" if dry_run else "will remove", plan.summary()))
     if dry_run:
         return
-    if table and plan.actions and not yes and not typer.confirm(f"Apply this cleanup ({len(plan.actions)} actions)?", default=False, err=True):
+    if plan.actions and not yes and not typer.confirm(f"Apply this cleanup ({len(plan.actions)} actions)?", default=False, err=True):
         raise typer.Abort()
     with ProgressBar(state, "Cleaning up") as bar:
         result = apply_cleanup(journal, plan, progress=bar.update)

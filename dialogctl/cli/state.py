@@ -65,19 +65,16 @@ class CliState:
     def say(self, message: str) -> None:
         """A note for the operator (suppressed by -q)."""
         if not self.quiet:
-            _tell(message)
+            tell(message)
 
     def detail(self, message: str) -> None:
         """Shown only with -v."""
         if self.verbose and not self.quiet:
-            _tell(message)
+            tell(message)
 
     def warn(self, message: str) -> None:
         """Warnings are shown even with -q."""
-        _tell(f"warning: {message}")
-
-    def stdout_is_terminal(self) -> bool:
-        return sys.stdout.isatty()
+        tell(f"warning: {message}")
 
     def use_color(self, stream: Any = None) -> bool:
         """Colour for ``stream`` (stdout by default): the flag wins, then NO_COLOR and TERM=dumb, then whether it is a terminal."""
@@ -93,7 +90,8 @@ class CliState:
         return not self.quiet and sys.stderr.isatty()
 
 
-def _tell(message: str) -> None:
+def tell(message: str) -> None:
+    """One line on stderr, escaped: ``dialogctl: message``."""
     from ..render import visible
 
     print(f"dialogctl: {visible(message)}", file=sys.stderr)

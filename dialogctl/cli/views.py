@@ -47,8 +47,8 @@ def list_(
 ) -> None:
     """List users with message counts, size and last activity, or one user's conversations.
 
-    Tables show human sizes and times (UTC, and how long ago); --format json,
-    jsonl, csv and tsv carry the raw values (bytes, ISO 8601 times as written).
+    Tables show human sizes and relative times (3h ago); --format json, jsonl,
+    csv and tsv carry the raw values (bytes, ISO 8601 times as written).
 
     Examples:
 
