@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,11 +162,25 @@ def test_pager_choice_dialogctl_pager_then_pager(tmp_path: Path, fake_pager: tup
     assert record.exists()
 
 
+def test_the_default_pager_is_less(tmp_path: Path) -> None:
+    if shutil.which("less") is None:
+        if os.environ.get("DIALOGCTL_REQUIRE_SHELLS"):
+            pytest.fail("less is required here (DIALOGCTL_REQUIRE_SHELLS is set)")
+        pytest.skip("less is not installed")
+    env = _journal(tmp_path, messages=40)
+    tty = run_tty("show", "alice", env=env, rows=24, keys=b"q")  # read the first screen, then quit
+    assert tty.returncode == 0
+    assert "message number 0" in tty.output and "message number 39" not in tty.output
+
+
 def test_a_missing_pager_prints_directly(tmp_path: Path) -> None:
     env = {**_journal(tmp_path, messages=40), "DIALOGCTL_PAGER": "no-such-pager-anywhere"}
     tty = run_tty("show", "alice", env=env, rows=24)
     assert tty.returncode == 0
     assert "message number 39" in tty.output and "cannot run the pager 'no-such-pager-anywhere'" in tty.output
+    without_less = run_tty("show", "alice", env={"DIALOGUE_JOURNAL_ROOT": env["DIALOGUE_JOURNAL_ROOT"], "PATH": "/nonexistent"}, rows=24)
+    assert without_less.returncode == 0
+    assert "message number 39" in without_less.output and "pager" not in without_less.output  # the default, missing: no news
 
 
 # --- untrusted text ---------------------------------------------------------------------

@@ -171,7 +171,6 @@ def _report_other(exc: Exception) -> int:
 app = typer.Typer(
     cls=DialogGroup,
     name="dialogctl",
-    help="Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks and cleanup.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -225,7 +224,7 @@ def main_options(
     ] = 0,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    """Manage the dialogue journal of a chat service.
+    """Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks and cleanup.
 
     Settings come from flags, then DIALOGUE_JOURNAL_* variables, then
     ./poto.config.yaml (or --config), then the user config file, then defaults;

@@ -22,15 +22,15 @@ DEFAULT_PAGER = "less -FRX"
 PAGER_VARIABLES = ("DIALOGCTL_PAGER", "PAGER")  # first set one wins
 
 
-def pager_command() -> list[str]:
-    """The pager to run, as an argument list; empty when paging is turned off."""
+def pager_command() -> tuple[list[str], bool]:
+    """The pager as an argument list (empty: paging is turned off), and whether the operator chose it."""
     import shlex
 
     for variable in PAGER_VARIABLES:
         value = os.environ.get(variable)
         if value is not None:
-            return shlex.split(value)
-    return shlex.split(DEFAULT_PAGER)
+            return shlex.split(value), True
+    return shlex.split(DEFAULT_PAGER), False
 
 
 @contextmanager
@@ -47,16 +47,16 @@ def paged(state: CliState, enabled: bool = True) -> Iterator[IO[str]]:
 def show(state: CliState, text: str) -> None:
     import shutil
 
-    command = pager_command()
+    command, chosen = pager_command()
     if not command or text.count("\n") < shutil.get_terminal_size().lines:
         sys.stdout.write(text)
         return
-    if not _run(state, command, text):
+    if not _run(state, command, text, chosen):
         sys.stdout.write(text)
 
 
-def _run(state: CliState, command: list[str], text: str) -> bool:
-    """Feed ``text`` to the pager and wait for it; False if it could not be started."""
+def _run(state: CliState, command: list[str], text: str, chosen: bool) -> bool:
+    """Feed ``text`` to the pager and wait for it; False if it could not be started (said only of a chosen pager)."""
     import signal
     import subprocess
 
@@ -66,7 +66,8 @@ def _run(state: CliState, command: list[str], text: str) -> bool:
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, env=env, encoding="utf-8", errors="replace")
     except OSError as exc:
-        state.warn(f"cannot run the pager {command[0]!r} ({exc.strerror}); printing directly")
+        if chosen:  # no less on a minimal system is no news
+            state.warn(f"cannot run the pager {command[0]!r} ({exc.strerror}); printing directly")
         return False
     # Ctrl-C belongs to the pager while it runs (less uses it to stop a search).
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
