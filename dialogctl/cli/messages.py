@@ -180,7 +180,7 @@ def show(
     transcript_only = [name for name, given in (("--markdown", markdown), ("--utc", utc), ("--local", local)) if given]
     if transcript_only and chosen is not Format.table:
         raise InvalidInput(f"{' and '.join(transcript_only)} only shape the transcript (--format table); --format {chosen.value} prints the exact data")
-    selection = message_filter(state, since, until, role)
+    selection = message_filter(since, until, role, state)
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)
     # The one read of the conversation. For a plain --tail, journal.read_tail(ref, tail)

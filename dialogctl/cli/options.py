@@ -97,8 +97,8 @@ RoleOption = Annotated[
 ]
 
 
-def message_filter(state: CliState, since: str | None, until: str | None, roles: list[str] | None) -> MessageFilter:
-    """The filter ``--since/--until/--role`` describe; with -v, the resolved times are said on stderr."""
+def message_filter(since: str | None, until: str | None, roles: list[str] | None, state: CliState | None = None) -> MessageFilter:
+    """The filter ``--since/--until/--role`` describe; given the state, -v says the resolved times on stderr."""
     from ..errors import InvalidInput
     from ..filters import MessageFilter
     from ..times import format_timestamp, parse_time_spec
@@ -109,7 +109,7 @@ def message_filter(state: CliState, since: str | None, until: str | None, roles:
     if start is not None and end is not None and end <= start:
         raise InvalidInput(f"--until ({format_timestamp(end)}) must be later than --since ({format_timestamp(start)})")
     for option, text, moment in (("--since", since, start), ("--until", until, end)):
-        if moment is not None:
+        if moment is not None and state is not None:
             state.detail(f"{option} {text} resolves to {format_timestamp(moment)}")
     chosen = frozenset(check_role(r) for r in roles) if roles else None
     return MessageFilter(start, end, chosen)

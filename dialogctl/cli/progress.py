@@ -6,12 +6,12 @@ Otherwise every call is a no-op and Rich is not imported.
 
 Commands feed a bar in one of two ways; the core never imports Rich:
 
-* iterate through it: ``for user in bar.track(users): ...``;
 * hand ``bar.update`` to a core function as its ``progress(done, total)``
-  callback.
+  callback (:data:`dialogctl.models.ProgressCallback`);
+* iterate through it: ``for user in bar.track(users): ...``.
 
-    with ProgressBar(state, "Reading users", total=len(users)) as bar:
-        totals = journal_totals(journal, bar.track(users))
+    with ProgressBar(state, "Reading users") as bar:
+        totals = journal_totals(journal, progress=bar.update)
 """
 
 from __future__ import annotations

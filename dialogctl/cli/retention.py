@@ -80,9 +80,8 @@ def cleanup(
     if not dry_run and not yes and not sys.stdin.isatty():
         raise InvalidInput("cleanup deletes data: pass --yes to run it without a terminal, or --dry-run to see the plan")
     journal = state.journal()
-    users = list(journal.users())
-    with ProgressBar(state, "Planning cleanup", total=len(users)) as bar:
-        plan = plan_cleanup(journal, age, inactive, retention, users=bar.track(users))
+    with ProgressBar(state, "Planning cleanup") as bar:
+        plan = plan_cleanup(journal, age, inactive, retention, progress=bar.update)
     labels = {"maxAge": "max age", "maxInactive": "max inactive", "retention": "retention"}
     cutoffs = ", ".join(f"{labels[key]} {moment or 'not set'}" for key, moment in plan.cutoffs().items())
     (state.say if dry_run else state.detail)(f"cut-off times: {cutoffs}")

@@ -66,9 +66,8 @@ def list_(
     if user is None:
         if not journal.exists():
             state.say(f"journal root {journal.root} does not exist yet (no users)")
-        users = list(journal.users())
-        with ProgressBar(state, "Reading users", total=len(users)) as bar:
-            overviews = users_overview(journal, bar.track(users))
+        with ProgressBar(state, "Reading users") as bar:
+            overviews = users_overview(journal, progress=bar.update)
             emit_records(state, fmt, USER_COLUMNS, (o.to_json() for o in overviews), empty="no users in the journal")
         return
     records = []
@@ -108,9 +107,8 @@ def stats(ctx: typer.Context, fmt: FormatOption = None) -> None:
     state: CliState = ctx.obj
     chosen = object_format(fmt, "stats")
     journal = state.journal()
-    users = list(journal.users())
-    with ProgressBar(state, "Reading users", total=len(users)) as bar:
-        totals = journal_totals(journal, bar.track(users)).to_json()
+    with ProgressBar(state, "Reading users") as bar:
+        totals = journal_totals(journal, progress=bar.update).to_json()
 
     def table() -> None:
         from .. import render
