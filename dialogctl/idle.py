@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from .errors import NotFound
 from .journal import Journal
-from .models import ConversationRef
+from .models import ConversationRef, ProgressCallback
 from .times import parse_timestamp, utc_now
 
 
@@ -49,11 +49,15 @@ def _last(journal: Journal, ref: ConversationRef) -> tuple[datetime | None, str 
     return moment, text, len(conv.messages)
 
 
-def plan_idle(journal: Journal, idle: timedelta, users: Iterable[str] | None = None, now: datetime | None = None) -> list[IdleConversation]:
+def plan_idle(
+    journal: Journal, idle: timedelta, users: Iterable[str] | None = None, now: datetime | None = None, progress: ProgressCallback | None = None
+) -> list[IdleConversation]:
     """Active conversations whose newest message is older than ``idle``; changes nothing."""
     cutoff = (now or utc_now()) - idle
     found = []
-    for user in journal.users() if users is None else users:
+    for done, user in enumerate(journal.users() if users is None else users, 1):
+        if progress is not None:
+            progress(done, None)
         for f in journal.conversation_files(user, include_archives=False):
             if f.size == 0:
                 continue

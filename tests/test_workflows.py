@@ -244,3 +244,48 @@ def test_follow_while_another_process_appends(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [json.loads(line)["content"] for line in out.decode().splitlines()] == [f"m{i}" for i in range(30)]
+
+
+def test_archive_idle_cli(root: Path, cli: Cli) -> None:
+    cli("append", "sleepy", "zzz", "--timestamp", "2024-01-15T10:00:00Z")
+    cli("append", "busy", "now")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    plan = cli.json("archive", "--idle", "5m", "--all", "--dry-run", "--format", "json")
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert [(r["user"], r["archive"], r["note"]) for r in plan] == [("sleepy", None, "would archive")]
+    done = cli("archive", "--idle", "5m", "--all")
+    assert done.exit_code == 0 and len(done.stdout.split()) == 1  # the new archive id, as plain archive prints
+    assert cli.json("show", "sleepy", "--format", "json")["messageCount"] == 0
+    assert cli.json("show", "busy", "--format", "json")["messageCount"] == 1
+    assert cli.json("archive", "--idle", "5m", "--all", "--format", "json") == []
+    for args in (["archive", "--idle", "5"], ["archive", "--idle", "5m"], ["archive", "--all"], ["archive", "busy", "--idle", "5m", "--all"], ["archive", "--idle", "5m", "--all", "--id", "x"], ["archive", "busy", "--dry-run"]):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+
+
+def test_idle_sweeps_while_servers_append(tmp_path: Path) -> None:
+    """cron runs the idle sweep again and again while another process appends: nothing lost or doubled."""
+    from collections import Counter
+
+    root = tmp_path / "j"
+    env = dict(os.environ, DIALOGUE_JOURNAL_ROOT=str(root))
+    code = (
+        "import time; from dialogctl.config import load_settings; from dialogctl.journal import Journal;"
+        "from dialogctl.models import Message; from dialogctl.times import utc_now_iso;"
+        "j = Journal(load_settings());"
+        "[(j.append(f'u{i % 4}', [Message('user', f'm{i}', utc_now_iso())]), time.sleep(0.01)) for i in range(200)]"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code], env=env)
+    sweeps = 0
+    while writer.poll() is None:
+        result = subprocess.run([sys.executable, "-m", "dialogctl", "-q", "archive", "--idle", "1s", "--all"], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        sweeps += 1
+    assert writer.returncode == 0 and sweeps >= 2
+    time.sleep(1.2)
+    assert subprocess.run([sys.executable, "-m", "dialogctl", "-q", "archive", "--idle", "1s", "--all"], env=env).returncode == 0
+    result = run_exe("export", "--all", env={"DIALOGUE_JOURNAL_ROOT": str(root)})
+    seen = Counter(json.loads(line)["content"] for line in result.stdout.splitlines())
+    assert seen == Counter(f"m{i}" for i in range(200))
+    listing = json.loads(run_exe("list", "--format", "json", env={"DIALOGUE_JOURNAL_ROOT": str(root)}).stdout)
+    assert all(row["conversations"] == 0 for row in listing)  # everyone idle now, all archived

@@ -7,16 +7,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .options import SinceOption
+from .options import SinceOption, UsersArg
 from .output import Format, FormatOption
 from .state import CliState
 
 
 def follow(
     ctx: typer.Context,
-    users: Annotated[
-        Optional[list[str]], typer.Argument(help="Only these users (default: the whole journal, new users included).", metavar="[USER]...", show_default=False)
-    ] = None,
+    users: UsersArg = None,
     since: SinceOption = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between looks at the files.", min=0.05, metavar="SECONDS")] = 0.5,
     count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N messages.", min=1, metavar="N")] = None,
@@ -29,10 +27,9 @@ def follow(
 
     Examples:
 
+    \b
       dialogctl follow
-
       dialogctl follow alice bob --since 10m
-
       dialogctl follow --format jsonl | jq -c '{user, role, content}'
     """
     import csv

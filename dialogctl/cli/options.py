@@ -78,6 +78,11 @@ ConversationOpt = Annotated[
 ArchiveOpt = Annotated[
     Optional[str], typer.Option("--archive", help="An archived conversation instead of the current one.", metavar="ID", autocompletion=complete_archives)
 ]
+OptionalUserArg = Annotated[Optional[str], typer.Argument(help="User id.", metavar="[USER]", show_default=False, autocompletion=complete_users)]
+UsersArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Only these users (default: every user).", metavar="[USER]...", show_default=False, autocompletion=complete_users),
+]
 ArchiveArg = Annotated[
     str, typer.Argument(help="The archive to restore (see 'dialogctl list USER').", metavar="ARCHIVE_ID", show_default=False, autocompletion=complete_archives)
 ]

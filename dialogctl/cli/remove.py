@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from .options import ArchiveOpt, ConversationOpt, UserArg
 from .output import Column, FormatOption, emit_object, emit_records
 from .state import CliState
 
@@ -15,11 +16,9 @@ FILE_COLUMNS = [Column("path", "File")]
 
 def rm(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User id.", metavar="USER", show_default=False)],
-    conversation: Annotated[
-        Optional[str], typer.Option("--conversation", help="Delete this conversation ('current' for the current one).", metavar="CID")
-    ] = None,
-    archive: Annotated[Optional[str], typer.Option("--archive", help="Delete this archive.", metavar="ID")] = None,
+    user: UserArg,
+    conversation: ConversationOpt = None,
+    archive: ArchiveOpt = None,
     all_data: Annotated[
         bool, typer.Option("--all-data", help="Delete everything of this user: conversations, archives, metadata, quarantined copies.")
     ] = False,
@@ -34,11 +33,10 @@ def rm(
 
     Examples:
 
+    \b
       dialogctl rm alice --all-data --dry-run
-
       dialogctl rm alice --archive 2024-01-15-10-30-00 --yes
-
-      dialogctl rm alice --conversation current
+      dialogctl rm alice --conversation current --yes
     """
     from ..deletion import plan_removal, remove
     from ..errors import InvalidInput

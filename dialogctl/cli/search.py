@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from .options import RoleOption, SinceOption, UntilOption
+from .options import RoleOption, SinceOption, UntilOption, UsersArg
 from .output import Column, FormatOption, emit_records
 from .state import CliState
 
@@ -19,14 +19,14 @@ HIT_COLUMNS = [
     Column("timestamp", "Time"),
     Column("role", "Role"),
     Column("match", "Match", "bool"),
-    Column("content", "Content", max_width=120),
+    Column("content", "Content"),
 ]
 
 
 def search(
     ctx: typer.Context,
     pattern: Annotated[str, typer.Argument(help="Text to look for (a regular expression with --regex).", metavar="PATTERN", show_default=False)],
-    users: Annotated[Optional[list[str]], typer.Argument(help="Only these users (default: every user).", metavar="[USER]...", show_default=False)] = None,
+    users: UsersArg = None,
     regex: Annotated[bool, typer.Option("--regex", "-E", help="PATTERN is a Python regular expression.")] = False,
     case_sensitive: Annotated[bool, typer.Option("--case-sensitive", "-s", help="Match case exactly (default: ignore case).")] = False,
     role: RoleOption = None,
@@ -40,11 +40,10 @@ def search(
 
     Examples:
 
+    \b
       dialogctl search "refund"
-
       dialogctl search -E "order #\\d+" alice bob --include-archives -C 1
-
-      dialogctl search password --role user --since 7d --format jsonl | jq -r .user | sort -u
+      dialogctl search password --role user --since 7d -f jsonl | jq -r .user | sort -u
     """
     from .. import search as core
     from .options import message_filter
@@ -52,7 +51,7 @@ def search(
     state: CliState = ctx.obj
     journal = state.journal()
     m = core.matcher(pattern, regex, case_sensitive)
-    selection = message_filter(since, until, role)
+    selection = message_filter(since, until, role, state)
     groups = core.search(journal, m, users or None, include_archives, selection, context)
     found = {"matches": 0}
 
