@@ -16,7 +16,8 @@ Formats:
   objects, each also carrying ``conversation`` and ``archived``, written one
   conversation at a time. ``timestamp`` is the time of the export (pinned by
   ``SOURCE_DATE_EPOCH`` when set, so the same journal exports to the same bytes).
-* ``jsonl``: one message per line, fields :data:`JSONL_FIELDS`.
+* ``jsonl``: one message per line (:func:`message_record`): user, conversation,
+  archived, index, role, content, timestamp, metadata.
 * ``csv``: RFC 4180 (CRLF rows, every cell quoted, a header row), columns
   :data:`CSV_COLUMNS`; ``metadata`` is the message's metadata as JSON (empty
   when it has none), ``model`` and ``totalTokens`` are read from it for
@@ -56,7 +57,6 @@ from .storage import TEMP_MARK
 from .times import format_timestamp, parse_timestamp, utc_now_iso
 
 FORMATS = ("json", "jsonl", "csv", "markdown", "openai", "sharegpt", "sqlite")
-JSONL_FIELDS = ("user", "conversation", "archived", "index", "role", "content", "timestamp", "metadata")
 CSV_COLUMNS = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "model", "totalTokens", "metadata")
 
 
@@ -198,9 +198,9 @@ def conversation_object(selected: Selected, with_identity: bool, exported_at: st
     return obj
 
 
-def write_json(out: IO[str], selected: Iterable[Selected], single: bool, exported_at: str | None = None) -> ExportResult:
+def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> ExportResult:
     """One object for a single conversation; otherwise an array written one conversation at a time."""
-    exported_at = exported_at or export_time()
+    exported_at = export_time()
     conversations = messages = 0
     if single:
         for conv in selected:
@@ -232,18 +232,19 @@ def write_jsonl(out: IO[str], selected: Iterable[Selected]) -> ExportResult:
 _FORMULA_START = frozenset("=+-@\t\r\n\0")
 
 
+def _quote_first(cell: str) -> bool:
+    """Whether a cell starts with the ``'`` that :func:`neutralise` puts before a formula character or a quote."""
+    return len(cell) > 1 and cell[0] == "'" and (cell[1] in _FORMULA_START or cell[1] == "'")
+
+
 def neutralise(cell: str) -> str:
     """Make a cell a spreadsheet shows as text (see the module docstring); exactly undone by :func:`restore_cell`."""
-    if cell and (cell[0] in _FORMULA_START or (cell[0] == "'" and len(cell) > 1 and (cell[1] in _FORMULA_START or cell[1] == "'"))):
-        return "'" + cell
-    return cell
+    return "'" + cell if cell and (cell[0] in _FORMULA_START or _quote_first(cell)) else cell
 
 
 def restore_cell(cell: str) -> str:
     """The cell as it was before :func:`neutralise`."""
-    if len(cell) > 1 and cell[0] == "'" and (cell[1] in _FORMULA_START or cell[1] == "'"):
-        return cell[1:]
-    return cell
+    return cell[1:] if _quote_first(cell) else cell
 
 
 def write_csv(out: IO[str], selected: Iterable[Selected], neutralised: bool = True) -> ExportResult:

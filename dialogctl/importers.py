@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import layout as L
 from .codec import check_message
@@ -59,10 +59,7 @@ _OBJECT_FIELDS = frozenset({"userId", "user", "timestamp", "messageCount", "mess
 _CSV_COLUMNS = frozenset({"user", "conversation", "archived", "index", "timestamp", "role", "content", "model", "totalTokens", "metadata"})
 _SHOWN_ROLE = re.compile(r"[A-Za-z_-]{1,32}")
 
-
-class ImportBatch(NamedTuple):
-    format: str
-    messages: list[Message]
+Record = tuple[str, Message]  # (which conversation of the file it belongs to, message)
 
 
 # --- telling formats apart -------------------------------------------------------------
@@ -96,7 +93,7 @@ def detect_format(name: str | None, data: bytes) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def parse_import(content: str | bytes, fmt: str, source: str, raw_csv: bool = False) -> ImportBatch:
+def parse_import(content: str | bytes, fmt: str, source: str, raw_csv: bool = False) -> list[Message]:
     """Every message of an import, validated; raises :class:`InvalidInput` naming the first bad record.
 
     ``content`` is the decoded text, or the raw bytes for ``sqlite``.
@@ -125,10 +122,7 @@ def parse_import(content: str | bytes, fmt: str, source: str, raw_csv: bool = Fa
             f"{source} holds messages of {len(conversations)} conversations ({shown}); an import fills one conversation",
             hint="export one conversation at a time (--conversation CID or --archive ID), or pick one out with jq",
         )
-    return ImportBatch(fmt, [msg for _, msg in records])
-
-
-Record = tuple[str, Message]  # (which conversation of the file, message)
+    return [msg for _, msg in records]
 
 
 def _message(raw: dict[str, Any], where: str, now: str, field: str = "field") -> Message:
@@ -311,21 +305,23 @@ def _csv_record(cells: dict[str, str], where: str, now: str) -> Record:
 
 def _sqlite_records(data: bytes, source: str, now: str) -> list[Record]:
     import sqlite3
+    from collections import Counter
 
     db = sqlite3.connect(":memory:")
+    records: list[Record] = []
+    found: Counter[int] = Counter()
     try:
         db.deserialize(data)
         db.execute("PRAGMA query_only = ON")
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"conversations", "messages"} <= tables:
             raise InvalidInput(f"{source}: not a database written by 'dialogctl export --format sqlite' (no conversations and messages tables)")
+        expected = dict(db.execute("SELECT id, message_count FROM conversations"))
         rows = db.execute(
-            "SELECT c.id, c.user, c.conversation, c.archived, c.message_count, m.id, m.role, m.content, m.timestamp, m.metadata "
+            "SELECT c.id, c.user, c.conversation, c.archived, m.id, m.role, m.content, m.timestamp, m.metadata "
             'FROM messages m JOIN conversations c ON c.id = m.conversation_id ORDER BY c.id, m."index"'
         )
-        records: list[Record] = []
-        counts: dict[int, tuple[int, int]] = {}
-        for cid, user, conversation, archived, expected, mid, role, content, timestamp, meta in rows:
+        for cid, user, conversation, archived, mid, role, content, timestamp, meta in rows:
             where = f"{source}: messages row {mid}"
             if archived not in (0, 1):
                 raise InvalidInput(f"{source}: conversations row {cid}: column 'archived' must be 0 or 1")
@@ -334,25 +330,24 @@ def _sqlite_records(data: bytes, source: str, now: str) -> list[Record]:
                 raise InvalidInput(f"{where}: column 'metadata' must hold a JSON object")
             raw = {"role": role, "content": content, "timestamp": timestamp, "metadata": metadata}
             records.append((_identity(user, conversation, bool(archived), where), _message(raw, where, now, "column")))
-            seen = counts.get(cid, (expected, 0))
-            counts[cid] = (expected, seen[1] + 1)
+            found[cid] += 1
     except sqlite3.Error as exc:
         raise InvalidInput(f"{source}: not a readable SQLite database of dialogctl's shape ({exc})") from None
     finally:
         db.close()
-    for cid, (expected, found) in counts.items():
-        if expected != found:
-            raise InvalidInput(f"{source}: conversations row {cid}: message_count says {expected} but the messages table holds {found}")
+    for cid, count in expected.items():
+        if found[cid] != count:
+            raise InvalidInput(f"{source}: conversations row {cid}: message_count says {count} but the messages table holds {found[cid]}")
     return records
 
 
 # --- writing ---------------------------------------------------------------------------------
 
 
-def import_batch(
-    journal: Journal, user: str, batch: ImportBatch, conversation: str | None = None, as_archive: str | None = None, dry_run: bool = False
+def import_messages(
+    journal: Journal, user: str, messages: list[Message], conversation: str | None = None, as_archive: str | None = None, dry_run: bool = False
 ) -> AppendResult:
-    """Put a validated batch into one conversation of ``user``, all or nothing (see the module docstring).
+    """Put validated messages into one conversation of ``user``, all or nothing (see the module docstring).
 
     With ``dry_run`` nothing is written (not even a lock file): the result's
     ``messages`` is what the target holds now.
@@ -364,15 +359,15 @@ def import_batch(
         L.validate_name(conversation)
     if as_archive is not None:
         L.validate_name(as_archive, "archive id")
-    if not batch.messages:
+    if not messages:
         raise InvalidInput("nothing to import")
-    count = len(batch.messages)
+    count = len(messages)
     if dry_run:
         return _dry_run(journal, user, count, conversation, as_archive)
     if as_archive is None:
-        return journal.append(user, batch.messages, conversation, one_write=True, command="import")
+        return journal.append(user, messages, conversation, one_write=True, command="import")
     ref = ConversationRef(user, "archive", as_archive)
-    journal.locked(user, "import", lambda dialogs: journal.write_conversation(dialogs, ref, batch.messages, exclusive=True), create=True)
+    journal.locked(user, "import", lambda dialogs: journal.write_conversation(dialogs, ref, messages, exclusive=True), create=True)
     return AppendResult(user, as_archive, count, count)
 
 

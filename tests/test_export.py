@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dialogctl.models import Message
 
@@ -257,3 +259,24 @@ def test_large_content_and_every_hostile_line_survive_jsonl(root: Path, cli: Cli
     result = cli("export", "alice")
     records = [json.loads(line) for line in result.stdout.split("\n") if line]  # not splitlines(): content holds U+2028 and friends
     assert [(r["role"], r["content"], r["timestamp"], r["metadata"]) for r in records] == [tuple(m) for m in messages]
+
+
+@given(st.text())
+def test_neutralising_is_undone_exactly_and_leaves_no_formula(cell: str) -> None:
+    from dialogctl.exporters import neutralise, restore_cell
+
+    assert restore_cell(neutralise(cell)) == cell
+    assert not neutralise(cell) or neutralise(cell)[0] not in "=+-@\t\r\n\0"
+
+
+def test_damaged_files_still_export_every_intact_message_to_the_file(fixture_tree, cli: Cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = fixture_tree("v1-broken")
+    target = tmp_path / "broken.csv"
+    result = cli("--root", str(root), "export", "--all", "--format", "csv", "-o", str(target))
+    assert result.exit_code == 5  # damage reported after the file was written
+    assert "torn record" in result.stderr
+    import csv
+
+    with open(target, newline="", encoding="utf-8") as fh:
+        users = [row["user"] for row in csv.DictReader(fh)]
+    assert sorted(set(users)) == ["carol-1", "carol-2", "carol-3"] and len(users) == 8

@@ -212,3 +212,29 @@ def test_a_missing_file_and_an_empty_one(root: Path, cli: Cli, tmp_path: Path) -
 def test_help_has_examples(cli: Cli) -> None:
     result = cli("import", "--help")
     assert result.exit_code == 0 and "Examples" in result.stdout and "--as-archive" in result.stdout
+
+
+def test_sqlite_from_a_file_or_stdin_and_foreign_databases(root: Path, cli: Cli, tmp_path: Path) -> None:
+    import sqlite3
+
+    journal_with(root, {("alice", None): [Message("user", "q", "2024-01-15T10:30:00.000Z"), Message("assistant", "a", "2024-01-15T10:30:01.000Z")]})
+    db = tmp_path / "alice.db"
+    assert cli("export", "alice", "--format", "sqlite", "-o", str(db)).exit_code == 0
+    assert cli("import", "bob", "-", input=db.read_bytes()).exit_code == 0
+    assert _contents(cli, "bob") == ["q", "a"]
+    tampered = tmp_path / "tampered.db"
+    tampered.write_bytes(db.read_bytes())
+    with sqlite3.connect(tampered) as conn:
+        conn.execute("UPDATE conversations SET message_count = 3")
+    result = cli("import", "carol", str(tampered))
+    assert result.exit_code == 2 and "message_count says 3 but the messages table holds 2" in result.stderr
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    result = cli("import", "carol", str(foreign))
+    assert result.exit_code == 2 and "not a database written by" in result.stderr
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(db.read_bytes()[:100] + b"\xff" * 4000)
+    result = cli("import", "carol", str(broken))
+    assert result.exit_code == 2 and "not a readable SQLite database" in result.stderr
+    assert not (root / "users" / "ca").exists()

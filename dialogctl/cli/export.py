@@ -96,7 +96,8 @@ def export(
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role))
     options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
     conversations = select(journal, selection)
-    # A progress display on stderr (issue 3's helper) wraps `conversations` here: it yields one conversation at a time.
+    # Progress on stderr goes here: wrap the stream, e.g. `conversations = bar.track(conversations)` inside
+    # `with ProgressBar(state, "Exporting conversations") as bar:` (it yields one conversation at a time).
     if to_file:
         assert output is not None
         with OutputFile(output, force, journal.file_mode) as target:

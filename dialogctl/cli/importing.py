@@ -65,7 +65,7 @@ def import_(
       jq -c 'select(.conversation == "current")' dump.jsonl | dialogctl import alice -
     """
     from ..errors import InvalidInput, storage_error
-    from ..importers import detect_format, import_batch, parse_import
+    from ..importers import detect_format, import_messages, parse_import
     from .inputs import decode_input
 
     state: CliState = ctx.obj
@@ -86,11 +86,11 @@ def import_(
     if raw_csv and chosen != "csv":
         raise InvalidInput(f"--raw-csv applies only to csv, and {source} is read as {chosen}")
     state.detail(f"reading {source} as {chosen}" + ("" if fmt is not None else " (told from its name and content)"))
-    batch = parse_import(data if chosen == "sqlite" else decode_input(data, source), chosen, source, raw_csv)
-    if not batch.messages:
+    messages = parse_import(data if chosen == "sqlite" else decode_input(data, source), chosen, source, raw_csv)
+    if not messages:
         state.say(f"{source} holds no messages; nothing imported")
         return
-    result = import_batch(state.journal(), user, batch, conversation, as_archive, dry_run)
+    result = import_messages(state.journal(), user, messages, conversation, as_archive, dry_run)
     target = f"{user}/{result.conversation}{' (a new archive)' if as_archive is not None else ''}"
     if dry_run:
         state.say(f"{source}: {result.appended} valid messages for {target}, which holds {result.messages} now; nothing written (dry run)")
