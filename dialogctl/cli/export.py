@@ -23,12 +23,9 @@ class ExportFormat(StrEnum):
 
 
 FORMAT_HELP = (
-    "json: the reference shape {userId, timestamp, messageCount, messages} for one conversation, an array of them for several; "
-    "jsonl: one message per line with user, conversation, archived, index; "
-    "csv: RFC 4180, one message per row, formula cells neutralised; "
-    "markdown: a transcript per conversation; "
-    "openai / sharegpt: one fine-tuning conversation per line; "
-    "sqlite: a database file (needs -o)."
+    "json (the reference shape {userId, timestamp, messageCount, messages}; an array for several conversations), "
+    "jsonl (one message per line), csv (RFC 4180, formula cells neutralised), markdown (transcripts), "
+    "openai / sharegpt (fine-tuning lines), sqlite (a database; needs -o)."
 )
 
 
@@ -76,7 +73,7 @@ def export(
 
       dialogctl export alice --include-archives --since 30d --format csv -o alice.csv
 
-      dialogctl export --all --format sqlite -o journal.db && sqlite3 journal.db 'select count(*) from messages'
+      dialogctl export --all --format sqlite -o journal.db
 
       dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
     """
