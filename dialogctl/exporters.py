@@ -46,7 +46,7 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 from .errors import InvalidInput, StorageError, UnsafePath, storage_error
@@ -413,7 +413,7 @@ CREATE INDEX messages_timestamp ON messages (timestamp);
 SQLITE_BATCH = 20_000  # messages per transaction
 
 
-def write_sqlite(path: str, selected: Iterable[Selected], check: Any = None) -> ExportResult:
+def write_sqlite(path: str, selected: Iterable[Selected], check: Callable[[], None] | None = None) -> ExportResult:
     """Write a new database at ``path`` (an empty file the caller created).
 
     No rollback journal: the file is a temp file that is renamed into place
@@ -529,14 +529,15 @@ class OutputFile:
             self._text = open(self.fd, "w", encoding="utf-8", newline="", closefd=False)
         return self._text
 
-    def check_ours(self) -> None:
-        """Refuse if the temp file's name no longer leads to the file we created (a swapped-in symlink)."""
+    def check_ours(self, written: bool = False) -> None:
+        """Refuse if the temp file's name no longer leads to the file we created (a swapped-in symlink),
+        or, with ``written``, if the file is still empty (whatever wrote by name wrote elsewhere)."""
         try:
             named = os.stat(self.temp, dir_fd=self.dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             named = None
         held = os.fstat(self.fd)
-        if named is None or not stat.S_ISREG(named.st_mode) or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+        if named is None or not stat.S_ISREG(named.st_mode) or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino) or (written and not held.st_size):
             raise UnsafePath(f"the temporary file for {self.path} was replaced while it was written; nothing was saved")
 
     def _check_target(self) -> None:
@@ -624,15 +625,9 @@ def write_export(target: IO[str] | OutputFile, selected: Iterable[Selected], opt
     if options.format == "sqlite":
         assert isinstance(target, OutputFile)
         file = target
-
-        def written() -> None:
-            file.check_ours()
-            if os.fstat(file.fd).st_size == 0:
-                raise UnsafePath(f"the temporary file for {file.path} was replaced before the database was written; nothing was saved")
-
         # SQLite opens files by name: check the name right before, and that it wrote into our file right after.
         file.check_ours()
-        return write_sqlite(target.temp_path, selected, check=written)
+        return write_sqlite(file.temp_path, selected, check=lambda: file.check_ours(written=True))
     out = target.text() if isinstance(target, OutputFile) else target
     if options.format == "json":
         return write_json(out, selected, options.single)

@@ -46,6 +46,7 @@ from typing import Any
 from . import layout as L
 from .codec import check_message
 from .errors import InvalidInput
+from .exporters import CSV_COLUMNS, restore_cell
 from .journal import Journal
 from .models import ROLES, AppendResult, ConversationRef, Message
 from .times import parse_timestamp, utc_now_iso
@@ -56,7 +57,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 _MESSAGE_FIELDS = frozenset({"role", "content", "timestamp", "metadata"})
 _IDENTITY_FIELDS = frozenset({"user", "conversation", "archived", "index"})  # dialogctl's export lines; index is recomputed
 _OBJECT_FIELDS = frozenset({"userId", "user", "timestamp", "messageCount", "messages", "conversation", "archived"})
-_CSV_COLUMNS = frozenset({"user", "conversation", "archived", "index", "timestamp", "role", "content", "model", "totalTokens", "metadata"})
 _SHOWN_ROLE = re.compile(r"[A-Za-z_-]{1,32}")
 
 Record = tuple[str, Message]  # (which conversation of the file it belongs to, message)
@@ -257,8 +257,6 @@ def _csv_records(text: str, source: str, now: str, raw_csv: bool) -> list[Record
     import csv
     import io
 
-    from .exporters import CSV_COLUMNS, restore_cell
-
     csv.field_size_limit(2**31 - 1)  # content has no length limit
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[Record] = []
@@ -267,7 +265,7 @@ def _csv_records(text: str, source: str, now: str, raw_csv: bool) -> list[Record
         if header is None:
             return records
         columns = [name.strip() for name in header]
-        _unknown(columns, _CSV_COLUMNS, f"{source} line 1 (header)", "column")
+        _unknown(columns, frozenset(CSV_COLUMNS), f"{source} line 1 (header)", "column")
         if len(set(columns)) != len(columns) or not {"role", "content"} <= set(columns):
             raise InvalidInput(f"{source} line 1 (header): the header must name 'role' and 'content', each column once")
         restore = tuple(columns) == CSV_COLUMNS and not raw_csv
