@@ -6,7 +6,9 @@
 Exports stream one conversation at a time, so peak RSS should not grow with
 the journal: for each format this runs ``dialogctl export --all`` as a child
 process on both journals and reports each child's peak RSS (``wait4``), the
-ratio large/small, and the throughput in journal MB/s. Text formats go to
+ratio large/small, and the throughput in journal MB/s. A third journal holding
+a single conversation of ``--conversation-mb`` MB shows what memory does
+depend on: the largest conversation, which is read whole. Text formats go to
 /dev/null through stdout; sqlite writes a database with ``-o`` in the work
 folder (removed afterwards).
 
@@ -25,6 +27,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +67,9 @@ def _pool(rng: random.Random, size: int = 4000) -> list[tuple[str, str]]:
     return [(_text(rng), _text(rng) + "\n") for _ in range(size)]
 
 
-def build_journal(root: Path, megabytes: int, seed: int = 7) -> tuple[int, int, int]:
+def build_journal(
+    root: Path, megabytes: int, per_conversation: int = PER_CONVERSATION, archives: int = ARCHIVES_PER_USER, seed: int = 7
+) -> tuple[int, int, int]:
     """Write a journal of about ``megabytes`` MB; return (bytes, messages, largest file). Reuses one built before."""
     marker = root / ".bench-size"
     if marker.exists():
@@ -83,9 +88,9 @@ def build_journal(root: Path, megabytes: int, seed: int = 7) -> tuple[int, int, 
         user_number += 1
         dialogs = root.joinpath("users", *layout.user_parts(f"user-{user_number:06d}"), "dialogs")
         (dialogs / "archived").mkdir(parents=True)
-        for part in range(ARCHIVES_PER_USER + 1):
+        for part in range(archives + 1):
             batch = []
-            for i in range(PER_CONVERSATION):
+            for i in range(per_conversation):
                 question, answer = rng.choice(pool)
                 moment += rng.uniform(1, 90)
                 stamp = format_timestamp(datetime.fromtimestamp(moment, UTC))
@@ -95,7 +100,7 @@ def build_journal(root: Path, megabytes: int, seed: int = 7) -> tuple[int, int, 
                     meta = {"model": "gpt-4o", "tokens": {"prompt": rng.randint(10, 900), "completion": rng.randint(10, 900), "total": rng.randint(20, 1800)}}
                     batch.append(Message("assistant", answer, stamp, meta))
             data = encode_batch(batch, 1, "documents")
-            path = dialogs / "current.yaml" if part == ARCHIVES_PER_USER else dialogs / "archived" / f"2024-01-{part + 10:02d}-10-30-00.yaml"
+            path = dialogs / "current.yaml" if part == archives else dialogs / "archived" / f"2024-01-{part + 10:02d}-10-30-00.yaml"
             path.write_bytes(data)
             written += len(data)
             messages += len(batch)
@@ -112,13 +117,13 @@ def measure(root: Path, fmt: str, work: Path) -> tuple[float, float]:
         target.unlink(missing_ok=True)
         cmd += ["-o", str(target)]
     started = time.perf_counter()
-    with open(os.devnull, "wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.PIPE)
+    with open(os.devnull, "wb") as sink, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"export --format {fmt} failed: {err}")
+        elapsed = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"export --format {fmt} failed: {err.read().decode()}")
     target.unlink(missing_ok=True)
     return usage.ru_maxrss / 1024, elapsed
 
@@ -128,35 +133,49 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats (default: all)")
     parser.add_argument("--megabytes", type=int, default=int(os.environ.get("DIALOGCTL_BENCH_MB", "500")), help="size of the large journal")
     parser.add_argument("--small", type=int, default=5, help="size of the small journal (the baseline)")
+    parser.add_argument("--conversation-mb", type=int, default=20, help="size of the journal that is one conversation")
     parser.add_argument("--work", type=Path, default=HERE / "work" / "export-memory", help="where the journals live")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    journals = {
+        "small": (args.work / f"journal-{args.small}mb", args.small, {}),
+        "large": (args.work / f"journal-{args.megabytes}mb", args.megabytes, {}),
+        # About 650 bytes a message: one conversation of about the size asked for.
+        "one conversation": (
+            args.work / f"conversation-{args.conversation_mb}mb",
+            args.conversation_mb,
+            {"per_conversation": args.conversation_mb * 1540, "archives": 0},
+        ),
+    }
     sizes = {}
-    for label, mb in (("small", args.small), ("large", args.megabytes)):
+    for label, (root, mb, shape) in journals.items():
         started = time.perf_counter()
-        sizes[label] = build_journal(args.work / f"journal-{mb}mb", mb)
-        size, count, largest = sizes[label]
+        sizes[label] = size, count, largest = build_journal(root, mb, **shape)
         print(f"{label} journal: {size / 1e6:.0f} MB, {count:,} messages, largest conversation file {largest / 1e3:.0f} kB", file=sys.stderr)
         print(f"  ({time.perf_counter() - started:.0f} s to build or find)", file=sys.stderr)
-    floor, _ = measure_import_floor()
+    floor = measure_import_floor()
     print(f"\nPeak RSS of `dialogctl export --all` (child process, wait4), Python {sys.version.split()[0]}; "
           f"interpreter + dialogctl CLI imported: {floor:.0f} MiB\n")  # fmt: skip
-    print(f"| format | RSS {sizes['small'][0] / 1e6:.0f} MB journal | RSS {sizes['large'][0] / 1e6:.0f} MB journal | large / small | throughput (large) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| format | RSS {sizes['small'][0] / 1e6:.0f} MB journal | RSS {sizes['large'][0] / 1e6:.0f} MB journal | large / small "
+        f"| RSS one {sizes['one conversation'][2] / 1e6:.0f} MB conversation | throughput (large) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for fmt in args.formats.split(","):
-        small_rss, _ = measure(args.work / f"journal-{args.small}mb", fmt, args.work)
-        large_rss, seconds = measure(args.work / f"journal-{args.megabytes}mb", fmt, args.work)
+        small_rss, _ = measure(journals["small"][0], fmt, args.work)
+        large_rss, seconds = measure(journals["large"][0], fmt, args.work)
+        one_rss, _ = measure(journals["one conversation"][0], fmt, args.work)
         print(
-            f"| {fmt} | {small_rss:.0f} MiB | {large_rss:.0f} MiB | {large_rss / small_rss:.2f}x | {sizes['large'][0] / 1e6 / seconds:.0f} MB/s |", flush=True
+            f"| {fmt} | {small_rss:.0f} MiB | {large_rss:.0f} MiB | {large_rss / small_rss:.2f}x | {one_rss:.0f} MiB | {sizes['large'][0] / 1e6 / seconds:.0f} MB/s |",
+            flush=True,
         )
 
 
-def measure_import_floor() -> tuple[float, float]:
-    """RSS of a process that only starts Python and imports the CLI: the part no journal size can change."""
-    started = time.perf_counter()
+def measure_import_floor() -> float:
+    """RSS in MiB of a process that only starts Python and imports the CLI: the part no journal size can change."""
     proc = subprocess.Popen([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exporters, dialogctl.journal"])
     _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+    return usage.ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -186,16 +186,32 @@ def _dumps(value: Any) -> str:
 # --- json and jsonl ------------------------------------------------------------------------
 
 
-def conversation_object(selected: Selected, with_identity: bool, exported_at: str) -> dict[str, Any]:
-    """The reference implementation's export shape, plus identity when several are exported."""
-    obj: dict[str, Any] = {"userId": selected.ref.user}
+def write_conversation_object(out: IO[str], conv: Selected, with_identity: bool, exported_at: str, pretty: bool = False) -> None:
+    """The reference implementation's export shape (plus identity when several are exported), message by message.
+
+    The text is exactly ``json.dumps`` of the whole object (``indent=2`` when
+    ``pretty``), without ever holding the whole conversation as one string.
+    """
+    head: dict[str, Any] = {"userId": conv.ref.user}
     if with_identity:
-        obj["conversation"] = selected.ref.name
-        obj["archived"] = selected.ref.archived
-    obj["timestamp"] = exported_at
-    obj["messageCount"] = len(selected.messages)
-    obj["messages"] = [m.to_raw() for _, m in selected.messages]
-    return obj
+        head["conversation"] = conv.ref.name
+        head["archived"] = conv.ref.archived
+    head["timestamp"] = exported_at
+    head["messageCount"] = len(conv.messages)
+    head["messages"] = []
+    if pretty:
+        text = json.dumps(head, ensure_ascii=False, indent=2)  # ends with '"messages": []\n}'
+        out.write(text[: -len("[]\n}")] + ("[" if conv.messages else "[]\n}"))
+        for n, (_, msg) in enumerate(conv.messages):
+            item = json.dumps(msg.to_raw(), ensure_ascii=False, indent=2).replace("\n", "\n    ")  # LF only ever separates JSON tokens
+            out.write(("\n    " if not n else ",\n    ") + item)
+        if conv.messages:
+            out.write("\n  ]\n}")
+        return
+    out.write(_dumps(head)[: -len("[]}")] + "[")
+    for n, (_, msg) in enumerate(conv.messages):
+        out.write((", " if n else "") + _dumps(msg.to_raw()))
+    out.write("]}")
 
 
 def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> ExportResult:
@@ -204,13 +220,15 @@ def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> Expo
     conversations = messages = 0
     if single:
         for conv in selected:
-            out.write(json.dumps(conversation_object(conv, False, exported_at), ensure_ascii=False, indent=2) + "\n")
+            write_conversation_object(out, conv, False, exported_at, pretty=True)
+            out.write("\n")
             return ExportResult(1, len(conv.messages), {})
         out.write("null\n")
         return ExportResult(0, 0, {})
     out.write("[")
     for conv in selected:
-        out.write(("\n" if not conversations else ",\n") + _dumps(conversation_object(conv, True, exported_at)))
+        out.write("\n" if not conversations else ",\n")
+        write_conversation_object(out, conv, True, exported_at)
         conversations += 1
         messages += len(conv.messages)
     out.write("\n]\n" if conversations else "]\n")

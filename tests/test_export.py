@@ -280,3 +280,35 @@ def test_damaged_files_still_export_every_intact_message_to_the_file(fixture_tre
     with open(target, newline="", encoding="utf-8") as fh:
         users = [row["user"] for row in csv.DictReader(fh)]
     assert sorted(set(users)) == ["carol-1", "carol-2", "carol-3"] and len(users) == 8
+
+
+@given(
+    st.lists(
+        st.builds(
+            Message,
+            st.sampled_from(["user", "assistant"]),
+            st.text(),
+            st.just("2024-01-15T10:30:00.000Z"),
+            st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5) | st.lists(st.integers(), max_size=2), max_size=3),
+        ),
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: list[Message], pretty: bool) -> None:
+    import io
+
+    from dialogctl.exporters import Selected, write_conversation_object
+    from dialogctl.models import ConversationRef
+
+    out = io.StringIO()
+    write_conversation_object(out, Selected(ConversationRef("alice", "archive", "a1"), list(enumerate(messages))), True, "2024-01-15T00:00:00.000Z", pretty)
+    whole = {
+        "userId": "alice",
+        "conversation": "a1",
+        "archived": True,
+        "timestamp": "2024-01-15T00:00:00.000Z",
+        "messageCount": len(messages),
+        "messages": [m.to_raw() for m in messages],
+    }
+    assert out.getvalue() == json.dumps(whole, ensure_ascii=False, indent=2 if pretty else None)

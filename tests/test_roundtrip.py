@@ -3,7 +3,7 @@
 Each example writes a conversation (current, or an archive) into a fresh
 journal, exports it, imports the export into a second fresh journal under the
 same user and place, exports that, and compares: the two exports byte for
-byte (SQLite databases by their SQL dump), and the messages read back from
+byte (SQLite databases by their SQL dump first, for a readable failure), and the messages read back from
 the second journal with the originals. ``DIALOGCTL_ROUNDTRIP_EXAMPLES`` sets
 the number of examples per format (default 40).
 """
@@ -51,9 +51,15 @@ FORMATS = {
 def _export(cli: Cli, root: Path, selector: list[str], fmt: str, options: list[str], target: Path) -> bytes:
     result = cli("--root", str(root), "export", *selector, "--format", fmt, *options, "-o", str(target), env={"SOURCE_DATE_EPOCH": "1700000000"})
     assert result.exit_code == 0, result.stderr
-    if fmt == "sqlite":
-        return "\n".join(sqlite3.connect(target).iterdump()).encode()
     return target.read_bytes()
+
+
+def _dump(path: Path) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return list(db.iterdump())
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("variant", list(FORMATS))
@@ -70,6 +76,8 @@ def test_export_import_export_is_identical(cli: Cli, variant: str, original: lis
         imported = cli("--root", str(second), "import", "alice", str(Path(work, f"first.{fmt}")), *import_options, *place)
         assert imported.exit_code == 0, imported.stderr
         again = _export(cli, second, selector, fmt, export_options, Path(work, f"second.{fmt}"))
+        if fmt == "sqlite":
+            assert _dump(Path(work, "second.sqlite")) == _dump(Path(work, "first.sqlite"))
         assert again == exported
         ref = ConversationRef("alice", "archive", "kept") if archived else ConversationRef("alice", "current")
         assert Journal(load_settings({"root": str(second)})).read(ref).messages == original
