@@ -109,23 +109,41 @@ def build_journal(
     return written, messages, largest
 
 
+# A child's ru_maxrss includes the memory of the process it was forked from
+# (Linux records the old image's peak at exec), and this script holds the
+# journals it built. So each command is started from a small fresh Python
+# process that reports its own child's peak.
+PEAK_OF_CHILD = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def peak_rss(cmd: list[str]) -> tuple[float, float]:
+    """(peak RSS in MiB, seconds) of ``cmd`` run with stdout to /dev/null."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        out = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *cmd], stdout=subprocess.PIPE, stderr=err, check=True)
+        elapsed = time.perf_counter() - started
+        kib, code = (int(n) for n in out.stdout.split())
+        if code != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd[3:])} failed: {err.read().decode()}")
+    return kib / 1024, elapsed
+
+
 def measure(root: Path, fmt: str, work: Path) -> tuple[float, float]:
-    """(peak RSS in MiB, seconds) of one export of the whole journal, in a child process."""
+    """(peak RSS in MiB, seconds) of one export of the whole journal."""
     cmd = [sys.executable, "-m", "dialogctl", "--root", str(root), "export", "--all", "--format", fmt]
     target = work / "export.db"
     if fmt == "sqlite":
         target.unlink(missing_ok=True)
         cmd += ["-o", str(target)]
-    started = time.perf_counter()
-    with open(os.devnull, "wb") as sink, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            raise SystemExit(f"export --format {fmt} failed: {err.read().decode()}")
+    result = peak_rss(cmd)
     target.unlink(missing_ok=True)
-    return usage.ru_maxrss / 1024, elapsed
+    return result
 
 
 def main() -> None:
@@ -173,9 +191,7 @@ def main() -> None:
 
 def measure_import_floor() -> float:
     """RSS in MiB of a process that only starts Python and imports the CLI: the part no journal size can change."""
-    proc = subprocess.Popen([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exporters, dialogctl.journal"])
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss / 1024
+    return peak_rss([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exporters, dialogctl.journal"])[0]
 
 
 if __name__ == "__main__":

@@ -388,11 +388,12 @@ def write_training(out: IO[str], selected: Iterable[Selected], flavour: str, sys
         if isinstance(pairs, str):
             skipped[pairs] += 1
             continue
-        if flavour == "openai":
-            line: dict[str, Any] = {"messages": [{"role": role, "content": content} for role, content in pairs]}
-        else:
-            line = {"conversations": [{"from": SHAREGPT_FROM[role], "value": content} for role, content in pairs]}
-        out.write(_dumps(line) + "\n")
+        # Written message by message (the same text as dumping the whole line): a line is a whole conversation.
+        out.write('{"messages": [' if flavour == "openai" else '{"conversations": [')
+        for n, (role, content) in enumerate(pairs):
+            item = {"role": role, "content": content} if flavour == "openai" else {"from": SHAREGPT_FROM[role], "value": content}
+            out.write((", " if n else "") + _dumps(item))
+        out.write("]}\n")
         conversations += 1
         messages += len(conv.messages)
     return ExportResult(conversations, messages, dict(skipped))

@@ -116,14 +116,15 @@ def test_openai_and_sharegpt_skip_and_count_what_fails_the_checks(root: Path, cl
     )
     result = cli("export", "--all", "--format", "openai", "--system", "Be brief.")
     assert result.exit_code == 0
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert lines == [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+    expected = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    assert result.stdout == json.dumps(expected) + "\n"
     assert "skipped 3 conversation(s)" in result.stderr
     assert "1 with empty content" in result.stderr and "1 with no assistant message" in result.stderr and "1 with unknown role" in result.stderr
     share = cli("export", "good", "--format", "sharegpt", "--system", "Be brief.")
-    assert json.loads(share.stdout) == {
-        "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
-    }
+    assert (
+        share.stdout
+        == json.dumps({"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}) + "\n"
+    )
     assert cli("-q", "export", "--all", "--format", "openai").stderr == ""
 
 

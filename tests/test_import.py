@@ -238,3 +238,12 @@ def test_sqlite_from_a_file_or_stdin_and_foreign_databases(root: Path, cli: Cli,
     result = cli("import", "carol", str(broken))
     assert result.exit_code == 2 and "not a readable SQLite database" in result.stderr
     assert not (root / "users" / "ca").exists()
+
+
+def test_the_import_and_export_cores_never_load_the_cli_toolkit() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, dialogctl.importers, dialogctl.exporters\nprint(','.join(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
