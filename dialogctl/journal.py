@@ -163,9 +163,9 @@ class Journal:
 
     # --- finding users and conversations ----------------------------------------
 
-    def users(self) -> Iterator[str]:
-        """Every user id in the journal, in folder order; unusable folder names are reported."""
-        for parts in L.iter_user_folders(self.root):
+    def users(self, prefix: str = "") -> Iterator[str]:
+        """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
+        for parts in L.iter_user_folders(self.root, prefix=prefix):
             user = L.user_id_from_parts(parts)
             try:
                 L.validate_user_id(user)
