@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import RoleOption, SinceOption, UntilOption
+from .options import RoleOption, SinceOption, UntilOption, complete_users
 from .state import CliState
 
 
@@ -31,7 +31,9 @@ FORMAT_HELP = (
 
 def export(
     ctx: typer.Context,
-    users: Annotated[Optional[list[str]], typer.Argument(help="Users to export (or --all).", metavar="[USER]...", show_default=False)] = None,
+    users: Annotated[
+        Optional[list[str]], typer.Argument(help="Users to export (or --all).", metavar="[USER]...", show_default=False, autocompletion=complete_users)
+    ] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Every user and every conversation, archives included (a full dump).")] = False,
     conversation: Annotated[Optional[str], typer.Option("--conversation", help="Only this conversation id ('current' or a session id).", metavar="CID")] = None,
     archive: Annotated[Optional[str], typer.Option("--archive", help="Only this archive.", metavar="ID")] = None,
@@ -80,6 +82,7 @@ def export(
     from ..errors import InvalidInput
     from ..exporters import ExportOptions, OutputFile, Selection, is_single, select, write_export
     from .options import message_filter
+    from .progress import ProgressBar
 
     state: CliState = ctx.obj
     if all_users and users:
@@ -90,20 +93,19 @@ def export(
     if force and not to_file:
         raise InvalidInput("--force replaces the file named by -o; there is none")
     journal = state.journal()
-    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role))
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
     options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
     conversations = select(journal, selection)
-    # Progress on stderr goes here: wrap the stream, e.g. `conversations = bar.track(conversations)` inside
-    # `with ProgressBar(state, "Exporting conversations") as bar:` (it yields one conversation at a time).
-    if to_file:
-        assert output is not None
-        with OutputFile(output, force, journal.file_mode) as target:
-            result = write_export(target, conversations, options)
-    else:
-        if hasattr(sys.stdout, "reconfigure"):
-            sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
-        result = write_export(sys.stdout, conversations, options)
-        sys.stdout.flush()
+    with ProgressBar(state, "Exporting conversations") as bar:
+        if to_file:
+            assert output is not None
+            with OutputFile(output, force, journal.file_mode) as target:
+                result = write_export(target, bar.track(conversations), options)
+        else:
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
+            result = write_export(sys.stdout, bar.track(conversations), options)
+            sys.stdout.flush()
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import ConversationOpt, UserArg
 from .state import CliState
 
 
@@ -21,7 +22,7 @@ class ImportFormat(StrEnum):
 
 def import_(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="The user the messages are imported for.", metavar="USER", show_default=False)],
+    user: UserArg,
     file: Annotated[str, typer.Argument(help="The file to import; '-' reads stdin.", metavar="FILE|-", show_default=False)],
     fmt: Annotated[
         Optional[ImportFormat],
@@ -34,9 +35,7 @@ def import_(
             show_default=False,
         ),
     ] = None,
-    conversation: Annotated[
-        Optional[str], typer.Option("--conversation", help="Import into this conversation id instead of the current one.", metavar="CID")
-    ] = None,
+    conversation: ConversationOpt = None,
     as_archive: Annotated[Optional[str], typer.Option("--as-archive", help="Import as a new archive with this id (never replaces one).", metavar="ID")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Validate and report counts; write nothing.")] = False,
     raw_csv: Annotated[bool, typer.Option("--raw-csv", help="csv: the file was exported with --raw-csv; take cells exactly as they are.")] = False,
