@@ -197,6 +197,21 @@ def encode_batch(messages: list[Message], first_n: int, form: Form) -> bytes:
 # --- reading our own records --------------------------------------------------
 
 
+# One record exactly as :func:`encode_record` writes it, per shape: role line,
+# content (a JSON string, or a literal block whose lines are empty or carry the
+# block indentation), timestamp, optional metadata. Matching a whole record with
+# one compiled pattern keeps the per-record work in C; the groups are then
+# checked as strictly as a line-by-line parser would.
+_RECORD_PATTERN = (
+    r"{start}role: ([^\n]*)\n"
+    r"{indent}content: (?:(\"[^\n]*)\n|\|2([-+]?)\n((?:(?:{indent}  [^\n]*)?\n)*))"
+    r"{indent}timestamp: ([^\n]*)\n"
+    r"(?:{indent}metadata: ([^\n]*)\n)?"
+)
+_DOCUMENT_RECORD = re.compile(_RECORD_PATTERN.format(start="---\n", indent=""))
+_SEQUENCE_RECORD = re.compile(_RECORD_PATTERN.format(start="- ", indent="  "))
+
+
 def decode_record(body: bytes) -> Message | None:
     """Parse a record exactly as :func:`encode_record` writes it.
 
@@ -204,72 +219,52 @@ def decode_record(body: bytes) -> Message | None:
     this never guesses.
     """
     try:
-        lines = body.decode("utf-8").split("\n")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if lines[-1] != "":
-        return None
-    i = 0
-    if lines[0] == "---":
-        indent, i = "", 1
-        role_prefix = "role: "
+    if text.startswith("---\n"):
+        m = _DOCUMENT_RECORD.fullmatch(text)
+        block_indent = "\n  "
     else:
-        indent = "  "
-        role_prefix = "- role: "
-    if not lines[i].startswith(role_prefix):
+        m = _SEQUENCE_RECORD.fullmatch(text)
+        block_indent = "\n    "
+    if m is None:
         return None
-    role = _scalar(lines[i][len(role_prefix) :])
-    i += 1
-    prefix = indent + "content: "
-    if role is None or not lines[i].startswith(prefix):
+    role_text, quoted, chomp, block, stamp, meta = m.groups()
+    role = _scalar(role_text)
+    if role is None:
         return None
-    value = lines[i][len(prefix) :]
-    i += 1
-    if value.startswith('"'):
-        content = _json_string(value)
+    if quoted is not None:
+        content = _json_string(quoted)
         if content is None:
             return None
-    elif value in ("|2-", "|2", "|2+"):
-        block_indent = indent + "  "
-        cut = len(block_indent)
-        collected: list[str] = []
-        end = len(lines) - 1
-        while i < end and (lines[i] == "" or lines[i].startswith(block_indent)):
-            collected.append(lines[i][cut:])
-            i += 1
-        if value == "|2-":
-            content = "\n".join(collected)
-        elif collected:
-            content = "\n".join(collected) + "\n"
-        else:
-            content = ""
+    elif block:
+        # Every block line is empty or starts with the indentation: drop it once per line.
+        content = ("\n" + block).replace(block_indent, "\n")[1:]
+        if chomp == "-":
+            content = content[:-1]
     else:
-        return None
-    prefix = indent + "timestamp: "
-    if not lines[i].startswith(prefix):
-        return None
-    timestamp = _json_string(lines[i][len(prefix) :])
+        content = ""
+    timestamp = _json_string(stamp)
     if timestamp is None:
         return None
-    i += 1
     metadata = None
-    prefix = indent + "metadata: "
-    if lines[i].startswith(prefix):
+    if meta is not None:
         try:
-            metadata = json.loads(lines[i][len(prefix) :])
+            metadata = json.loads(meta)
         except ValueError:
             return None
         if not isinstance(metadata, dict):
             return None
-        i += 1
-    if i != len(lines) - 1:
-        return None
     return Message(role, content, timestamp, metadata)
 
 
 def _json_string(text: str) -> str | None:
-    if not (text.startswith('"') and text.endswith('"')):
+    if not (text.startswith('"') and text.endswith('"')) or len(text) < 2:
         return None
+    inner = text[1:-1]
+    if "\\" not in inner and '"' not in inner and inner.isprintable():
+        return inner  # no escapes and no raw controls: the JSON value is the text itself
     try:
         value = json.loads(text)
     except ValueError:
