@@ -24,7 +24,7 @@ from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import TEMP_MARK, Folder, open_root
-from .times import archive_id_for, parse_timestamp, utc_now
+from .times import archive_id_for, utc_now
 
 _TAIL_BYTES = 4096
 T = TypeVar("T")
@@ -37,6 +37,9 @@ class ConversationFile(NamedTuple):
     rel_path: str  # relative to the journal root, as in damage reports
     size: int
     mtime: float
+    dev: int = 0
+    ino: int = 0
+    mtime_ns: int = 0
 
 
 class Conversation(NamedTuple):
@@ -199,25 +202,28 @@ class Journal:
         with self.dialogs_folder(user) as dialogs:
             return self._conversation_files(dialogs, user, include_archives)
 
-    def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool) -> list[ConversationFile]:
-        rel = self.user_path(user)
+    def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool, rel: str | None = None) -> list[ConversationFile]:
+        rel = rel if rel is not None else self.user_path(user)
         current: list[ConversationFile] = []
         sessions: list[ConversationFile] = []
+        has_archives = False
         for entry in dialogs.entries():
             name = entry.name
+            if name == L.ARCHIVE_DIR:
+                has_archives = entry.is_dir(follow_symlinks=False)
+                continue
             if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
-            st = entry.stat(follow_symlinks=False)
             if name == L.CURRENT_FILE:
-                current.append(ConversationFile(ConversationRef(user, "current"), f"{rel}/{name}", st.st_size, st.st_mtime))
+                current.append(_file(ConversationRef(user, "current"), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
             elif name.startswith(L.SESSION_PREFIX):
                 cid = name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]
                 if _usable_name(cid):
-                    sessions.append(ConversationFile(ConversationRef(user, "session", cid), f"{rel}/{name}", st.st_size, st.st_mtime))
+                    sessions.append(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
-        if include_archives and dialogs.has_folder(L.ARCHIVE_DIR):
-            with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
+        if include_archives and has_archives:
+            with dialogs.open_child(L.ARCHIVE_DIR) as archived:
                 archives = []
                 for entry in archived.entries():
                     name = entry.name
@@ -225,11 +231,60 @@ class Journal:
                         continue
                     aid = name[: -len(L.YAML_SUFFIX)]
                     if _usable_name(aid):
-                        st = entry.stat(follow_symlinks=False)
-                        archives.append(ConversationFile(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", st.st_size, st.st_mtime))
+                        archives.append(_file(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", entry.stat(follow_symlinks=False)))
                 archives.sort(key=lambda f: f.ref.id or "")
                 files += archives
         return files
+
+    def walk(self) -> Iterator[tuple[str, list[ConversationFile]]]:
+        """Every user with their conversation files, in one pass over the tree.
+
+        The same users in the same order as :meth:`users`, but each folder is
+        opened once, relative to its parent's handle (never through a symlink),
+        so a whole-journal scan costs about what listing the tree costs.
+        """
+        if not self.exists():
+            return
+        self.layout()  # an ambiguous root is refused here as everywhere else
+        try:
+            root = open_root(self.root)
+        except NotFound:
+            return
+        with root:
+            try:
+                users = root.open_child(L.USERS_DIR)
+            except NotFound:
+                return
+            with users:
+                yield from self._walk(users, ())
+
+    def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, list[ConversationFile]]]:
+        names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        if parts and L.DIALOGS_DIR in names:
+            user = L.user_id_from_parts(parts)
+            rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
+            try:
+                L.validate_user_id(user)
+            except InvalidInput as exc:
+                self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
+            else:
+                try:
+                    dialogs = folder.open_child(L.DIALOGS_DIR)
+                except NotFound:  # removed by a cleanup while we walked
+                    dialogs = None
+                if dialogs is not None:
+                    with dialogs:
+                        files = self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
+                    yield user, files
+        for name in names:
+            if name == L.DIALOGS_DIR and parts:
+                continue
+            try:
+                child = folder.open_child(name)
+            except NotFound:
+                continue
+            with child:
+                yield from self._walk(child, parts + (name,))
 
     def resolve(self, user: str, conversation: str | None = None, archive: str | None = None) -> ConversationRef:
         """The conversation a command means: an archive, a named session, or the current one."""
@@ -302,11 +357,10 @@ class Journal:
                 yield self.read(f.ref, missing_ok=True)
 
     def summaries(self, user: str) -> list[ConversationSummary]:
-        out = []
-        for f in self.conversation_files(user):
-            conv = self.read(f.ref, missing_ok=True)
-            out.append(summarize(conv))
-        return out
+        """One user's conversations summarised, read from the files."""
+        from .catalog import summarize
+
+        return [summarize(self.read(f.ref, missing_ok=True)) for f in self.conversation_files(user)]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -422,9 +476,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def write_conversation(
-        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False
-    ) -> int:
+    def write_conversation(self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False) -> int:
         """Write a whole conversation file atomically (the caller holds the user's lock).
 
         The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
@@ -518,20 +570,8 @@ class Journal:
                 yield user, state
 
 
-def summarize(conv: Conversation) -> ConversationSummary:
-    roles: dict[str, int] = {}
-    first = last = None
-    first_at = last_at = None
-    for msg in conv.messages:
-        roles[msg.role] = roles.get(msg.role, 0) + 1
-        moment = parse_timestamp(msg.timestamp)
-        if moment is None:
-            continue
-        if first_at is None or moment < first_at:
-            first_at, first = moment, msg.timestamp
-        if last_at is None or moment > last_at:
-            last_at, last = moment, msg.timestamp
-    return ConversationSummary(conv.ref, len(conv.messages), conv.size, conv.mtime, first, last, roles, len(conv.damage))
+def _file(ref: ConversationRef, rel_path: str, st: os.stat_result) -> ConversationFile:
+    return ConversationFile(ref, rel_path, st.st_size, st.st_mtime, st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 def _unique(folder: Folder, base: str) -> str:

@@ -1,9 +1,9 @@
 """Journal-wide views: the user listing, one user's conversations, and totals.
 
 Everything here is computed from per-conversation summaries
-(:class:`dialogctl.models.ConversationSummary`), so a faster source of
-summaries (a catalog) can replace reading every file without changing the
-numbers.
+(:class:`dialogctl.models.ConversationSummary`). Whole-journal views take them
+from the catalog (:mod:`dialogctl.catalog`), which reads only files that changed
+and gives the same numbers as reading every file.
 """
 
 from __future__ import annotations
@@ -80,7 +80,13 @@ def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOvervi
 
 
 def users_overview(journal: Journal, users: Iterable[str] | None = None) -> Iterator[UserOverview]:
-    for user in journal.users() if users is None else users:
+    if users is None:
+        from .catalog import summaries
+
+        for user, found in summaries(journal):
+            yield user_overview(user, found)
+        return
+    for user in users:
         yield user_overview(user, journal.summaries(user))
 
 
@@ -129,9 +135,11 @@ class Totals:
 
 
 def journal_totals(journal: Journal) -> Totals:
+    from .catalog import summaries
+
     totals = Totals()
-    for user in journal.users():
-        totals.add(journal.summaries(user))
+    for _user, found in summaries(journal):
+        totals.add(found)
     totals.last_cleanup = last_cleanup(journal.root)
     return totals
 

@@ -13,40 +13,56 @@ from .models import Damage, Message
 
 
 class ParsedFile:
-    """What a conversation file held: intact messages, damage, shape."""
+    """What a conversation file held: intact messages, damage, shape.
 
-    __slots__ = ("messages", "damage", "form", "framed")
+    ``settled`` is where the last valid frame ends (0 without frames), with how
+    many messages and damage entries came before it: a file only grows, so a
+    later read can start there (see :mod:`dialogctl.catalog`).
+    """
+
+    __slots__ = ("messages", "damage", "form", "framed", "settled", "settled_messages", "settled_damage", "last_n")
 
     def __init__(self, form: Form | None = None) -> None:
         self.messages: list[Message] = []
         self.damage: list[Damage] = []
         self.form = form
         self.framed = 0  # records read through their frame
+        self.settled = 0
+        self.settled_messages = 0
+        self.settled_damage = 0
+        self.last_n = 0  # the n of the last valid frame
 
 
 class _LineCounter:
     """Line numbers for increasing byte offsets, counted incrementally."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, first_line: int = 1) -> None:
         self.data = data
         self.offset = 0
-        self.line = 1
+        self.line = first_line
+        self.first_line = first_line
 
     def at(self, offset: int) -> int:
         if offset < self.offset:
-            self.offset, self.line = 0, 1
+            self.offset, self.line = 0, self.first_line
         self.line += self.data.count(b"\n", self.offset, offset)
         self.offset = offset
         return self.line
 
 
-def parse_conversation(data: bytes, label: str) -> ParsedFile:
-    """Every intact message of a conversation file, and the damage found."""
-    result = ParsedFile(form=detect_form(data[:65536]))
+def parse_conversation(data: bytes, label: str, form: Form | None = None, first_line: int = 1, after_frame: bool = False) -> ParsedFile:
+    """Every intact message of a conversation file, and the damage found.
+
+    To read only what was added to a file since a valid frame ended, pass the
+    bytes from there on as ``data`` with the file's ``form``, the line number
+    ``data`` starts on and ``after_frame=True``: the result is then exactly the
+    part of a whole-file read that comes after that frame.
+    """
+    result = ParsedFile(form=form or detect_form(data[:65536]))
     if not data.strip():
         return result
     frames, _broken = find_frames(data)
-    lines = _LineCounter(data)
+    lines = _LineCounter(data, first_line)
     cursor = 0
     for frame in frames:
         if frame.start > cursor and data[cursor : frame.start].strip():
@@ -58,10 +74,13 @@ def parse_conversation(data: bytes, label: str) -> ParsedFile:
             result.messages.append(msg)
             result.framed += 1
         cursor = frame.after
+    if frames:
+        result.settled, result.last_n = cursor, frames[-1].n
+        result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
     if cursor < len(data) and data[cursor:].strip():
         found = len(result.messages) + len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
-        if frames and len(result.messages) + len(result.damage) == found:
+        if (frames or after_frame) and len(result.messages) + len(result.damage) == found:
             # Text after our last record that holds no message (e.g. a lone "---"):
             # the start of a record whose write was cut short.
             result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record"))

@@ -84,6 +84,18 @@ class Folder:
             raise
         return Folder(fd, path)
 
+    def open_child(self, name: str) -> Folder:
+        """Open one sub-folder (never through a symlink): one system call, for tree walks."""
+        path = os.path.join(self.path, name)
+        try:
+            return Folder(os.open(name, _DIR_FLAGS, dir_fd=self.fd), path)
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(f"{path} is a symlink or not a folder; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open folder", path) from None
+
     def has_folder(self, name: str) -> bool:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
