@@ -50,6 +50,7 @@ class Conversation(NamedTuple):
     size: int = 0
     mtime: float = 0.0
     form: Form | None = None  # the file's shape, kept when it is rewritten
+    first_index: int = 0  # index of messages[0] in the conversation (a tail read starts late)
 
 
 class RestoreResult(NamedTuple):
@@ -324,6 +325,42 @@ class Journal:
                     folder.close()
         return self.parse_bytes(ref, data, st.st_size, st.st_mtime)
 
+    def read_tail(self, ref: ConversationRef, count: int) -> Conversation:
+        """The last ``count`` messages, read backwards from the end of the file, frame by frame.
+
+        Each frame gives its record's length, so only the last ``count`` records
+        are read, whatever the conversation's length; their indexes come from
+        the frames' message numbers. When the end of the file is not a
+        contiguous run of intact dialogctl records (a file written by another
+        implementation, a torn tail), the whole file is read instead, so the
+        answer is always what :meth:`read` would end with.
+        """
+        with self.dialogs_folder(ref.user) as dialogs:
+            folder, name = self.locate(dialogs, ref)
+            try:
+                fd = folder.open_read(name)
+            finally:
+                if folder is not dialogs:
+                    folder.close()
+        if fd is None:
+            if ref.kind == "current":
+                return Conversation(ref, self.rel_path(ref), [], [])
+            raise NotFound(f"{ref.describe()} not found")
+        try:
+            st = os.fstat(fd)
+            found = _framed_tail(fd, st.st_size, count) if st.st_size else (0, [], "documents")
+            if found is None:
+                from .storage import read_all
+
+                os.lseek(fd, 0, os.SEEK_SET)
+                conv = self.parse_bytes(ref, read_all(fd), st.st_size, st.st_mtime)
+                first = max(0, len(conv.messages) - count)
+                return conv._replace(messages=conv.messages[first:], first_index=first)
+        finally:
+            os.close(fd)
+        first_index, messages, form = found
+        return Conversation(ref, self.rel_path(ref), messages, [], st.st_size, st.st_mtime, form, first_index)
+
     def parse_bytes(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
         rel = self.rel_path(ref)
         parsed = parse_conversation(data, rel)
@@ -568,6 +605,62 @@ class Journal:
                 state = probe(dialogs)
             if state is not None:
                 yield user, state
+
+
+def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Form] | None:
+    """(index of the first, messages, shape) of the last ``count`` records, or None if the end is not all framed."""
+    import zlib
+
+    from .codec import TRAILER_RE, decode_record
+
+    found: list[Message] = []
+    end = size  # the end of the trailer line looked at next
+    buffer, buffer_start = b"", size  # the bytes [buffer_start, size) read so far
+    form: Form = "documents"
+    n = 0
+    while True:
+        if end - buffer_start < 128:  # the trailer line may not be in the buffer yet
+            # One page first, then what the records read so far say the rest will take.
+            want = max(_TAIL_BYTES, (size - end) // len(found) * (count - len(found))) if found else _TAIL_BYTES
+            new_start = max(0, buffer_start - want)
+            buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
+            buffer_start = new_start
+        local_end = end - buffer_start
+        line_end = local_end - 1 if buffer.endswith(b"\n", 0, local_end) else local_end
+        line_start = buffer.rfind(b"\n", 0, line_end) + 1
+        m = TRAILER_RE.fullmatch(buffer, line_start, line_end)
+        if m is None or (found and int(m.group(1)) != n - 1):
+            return None
+        n, length = int(m.group(1)), int(m.group(2))
+        record_start = buffer_start + line_start - length
+        if record_start < 0 or n < 1:
+            return None
+        if record_start <= buffer_start:  # read the record and the byte before it
+            new_start = max(0, record_start - 1)
+            buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
+            buffer_start = new_start
+        body = buffer[record_start - buffer_start : line_start]
+        if record_start > 0 and buffer[record_start - buffer_start - 1] != 10:
+            return None
+        if zlib.crc32(body) != int(m.group(3), 16):
+            return None
+        msg = decode_record(body)
+        if msg is None:
+            return None
+        if not found:
+            form = "documents" if body.startswith(b"---") else "sequence"
+        found.append(msg)
+        if n == 1 or record_start == 0:
+            if (n == 1) != (record_start == 0):
+                return None  # the frames' count does not start where the file starts
+            break
+        if len(found) >= max(count, 1):
+            break
+        end = record_start
+    found.reverse()
+    if count <= 0:  # only the count was wanted
+        return n - 1 + len(found), [], form
+    return n - 1, found, form
 
 
 def _file(ref: ConversationRef, rel_path: str, st: os.stat_result) -> ConversationFile:

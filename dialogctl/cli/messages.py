@@ -148,10 +148,8 @@ def show(
         raise InvalidInput("--conversation and --archive name different conversations; pass one")
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)
-    conv = journal.read(ref)
-    indexed = list(enumerate(conv.messages))
-    if tail is not None:
-        indexed = indexed[len(indexed) - tail :] if tail else []
+    conv = journal.read(ref) if tail is None else journal.read_tail(ref, tail)
+    indexed = list(enumerate(conv.messages, conv.first_index))
     if fmt is None or fmt.value == "table":
         from .. import render
 
@@ -169,7 +167,7 @@ def show(
             "user": user,
             "conversation": ref.name,
             "archived": ref.archived,
-            "messageCount": len(conv.messages),
+            "messageCount": conv.first_index + len(conv.messages),
             "messages": [{"index": i, **m.to_raw()} for i, m in indexed],
         }
         write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
