@@ -90,6 +90,11 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
 def _salvage(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, label: str, at_end: bool) -> None:
     from .salvage import salvage_region
 
+    if result.form == "sequence":
+        start = _read_reference_items(data, start, end, result)
+        if not data[start:end].strip():
+            return
+
     messages, damage, _ = salvage_region(data, start, end, lines.at(start), result.form or "documents", label, at_end)
     result.messages.extend(messages)
     result.damage.extend(damage)
@@ -105,3 +110,23 @@ def _decode_framed_slowly(data: bytes, start: int, end: int, lines: _LineCounter
         return parsed
     result.damage.append(Damage(label, lines.at(start), parsed[0], parsed[1]))
     return None
+
+
+def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile) -> int:
+    """Read the leading items in the reference writer's exact shape quickly; return where the rest begins."""
+    from .sequence import read_items
+
+    lead = start
+    while lead < end and data[lead] == 10:
+        lead += 1
+    if not data.startswith(b"- role: ", lead):
+        return start
+    try:
+        text = data[lead:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return start
+    messages, stop = read_items(text)
+    if not messages:
+        return start
+    result.messages.extend(messages)
+    return lead + (len(text[:stop].encode("utf-8")) if stop < len(text) else end - lead)
