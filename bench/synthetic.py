@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta  # noqa: F401 - timedelta is used by run.py too
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+# Today at midnight UTC: cleanup's cut-offs are relative to the real clock.
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 MODELS = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "llama-3.1-70b"]
 WORDS = (
     "the journal keeps every message append only so a crash never loses what was said before "
@@ -91,3 +92,32 @@ def write_jsonl(path: str, total: int, users: int, seed: int = 1) -> int:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def _reference_scalar(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)
+
+
+def _reference_mapping(mapping: dict[str, object], indent: str) -> list[str]:
+    lines = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_reference_mapping(value, indent + "  "))
+        else:
+            lines.append(f"{indent}{key}: {_reference_scalar(value)}")
+    return lines
+
+
+def reference_item(record: dict[str, object]) -> str:
+    """One message as the reference writer emits it: a ``- role:`` item, ``|`` content indented 4, bare timestamp."""
+    content = str(record["content"])
+    lines = [f"- role: {record['role']}", "  content: |"]
+    lines.extend("    " + line if line else "" for line in content.rstrip("\n").split("\n"))
+    lines.append(f"  timestamp: {record['timestamp']}")
+    if record.get("metadata"):
+        lines.append("  metadata:")
+        lines.extend(_reference_mapping(record["metadata"], "    "))  # type: ignore[arg-type]
+    return "\n".join(lines) + "\n"

@@ -39,11 +39,11 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC
 from typing import Any, NamedTuple
 
-from .errors import DialogError, NotFound
+from .errors import DialogError
 from .journal import Conversation, ConversationFile, Journal
 from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
-from .storage import open_root
+from .storage import open_below, open_root
 from .times import parse_timestamp
 
 CATALOG_DIR = "system"
@@ -177,17 +177,11 @@ def read_entry(root: str, rel_path: str, old: list[Any] | None) -> list[Any] | N
     None when the file is gone. The entry describes exactly the bytes read: the
     size recorded is the size read, so a file that grew meanwhile is caught next time.
     """
-    *folders, name = rel_path.split("/")
-    try:
-        with open_root(root) as top, top.open_folder(folders) as folder:
-            fd = folder.open_read(name)
-    except NotFound:
-        return None
+    fd = open_below(root, rel_path)
     if fd is None:
         return None
     try:
-        st = os.fstat(fd)
-        return _entry_from_fd(fd, st, rel_path, old)
+        return _entry_from_fd(fd, os.fstat(fd), rel_path, old)
     finally:
         os.close(fd)
 
@@ -213,7 +207,9 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
         settled = old[E_SETTLED]
         lo = max(0, settled - CHECK_BYTES)
         data = _pread_all(fd, size - lo, lo)
-        if zlib.crc32(data[: settled - lo]) == old[E_CHECK]:
+        # The settled frame must end with its line break: otherwise what was added
+        # may have run on into its trailer line and unmade it.
+        if data[settled - lo - 1] == 10 and zlib.crc32(data[: settled - lo]) == old[E_CHECK]:
             start, line, form, last_n, check = settled, old[E_LINE], old[E_FORM], old[E_N], old[E_CHECK]
             base = Tally.from_list(old[E_BASE] if old[E_BASE] is not None else old[E_FULL])
     if start == 0:
@@ -356,15 +352,13 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, parallel: 
 
 
 def _run(jobs: list[tuple[str, str, list[Any] | None]], parallel: bool) -> list[list[Any] | None]:
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 8)
-    if not parallel or workers < 2 or len(jobs) < 2:
-        return [_read_job(job) for job in jobs]
-    import multiprocessing
+    from .parallel import pool, workers
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(workers) as pool:
-        return pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+    count = workers()
+    if not parallel or count < 2 or len(jobs) < 2:
+        return [_read_job(job) for job in jobs]
+    with pool(count) as workers_pool:
+        return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
 
 
 def summaries(journal: Journal, save_learned: bool = True) -> Iterator[tuple[str, list[ConversationSummary]]]:

@@ -244,6 +244,11 @@ class Journal:
         opened once, relative to its parent's handle (never through a symlink),
         so a whole-journal scan costs about what listing the tree costs.
         """
+        for user, _dialogs, files in self._walk_open():
+            yield user, files
+
+    def _walk_open(self) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
+        """Like :meth:`walk`, with each user's ``dialogs/`` folder open while the user is looked at."""
         if not self.exists():
             return
         self.layout()  # an ambiguous root is refused here as everywhere else
@@ -259,7 +264,7 @@ class Journal:
             with users:
                 yield from self._walk(users, ())
 
-    def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, list[ConversationFile]]]:
+    def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
         names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
         if parts and L.DIALOGS_DIR in names:
             user = L.user_id_from_parts(parts)
@@ -275,8 +280,7 @@ class Journal:
                     dialogs = None
                 if dialogs is not None:
                     with dialogs:
-                        files = self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
-                    yield user, files
+                        yield user, dialogs, self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
         for name in names:
             if name == L.DIALOGS_DIR and parts:
                 continue
@@ -386,12 +390,51 @@ class Journal:
             raise NotFound(f"{ref.describe()} not found (the user has no archives)") from None
 
     def conversations(self, users: Iterable[str] | None = None, include_archives: bool = True, active: bool = True) -> Iterator[Conversation]:
-        """Stream every selected conversation, user by user."""
-        for user in self.users() if users is None else users:
+        """Stream every selected conversation, user by user (all users: in one pass over the tree)."""
+        if users is None:
+            for _user, dialogs, files in self._walk_open():
+                archived: Folder | None = None
+                try:
+                    for f in files:
+                        if f.ref.kind == "archive":
+                            if not include_archives:
+                                continue
+                            if archived is None:
+                                archived = dialogs.open_child(L.ARCHIVE_DIR)
+                            conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                        elif not active:
+                            continue
+                        else:
+                            conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                        if conv is not None:
+                            yield conv
+                finally:
+                    if archived is not None:
+                        archived.close()
+            return
+        for user in users:
             for f in self.conversation_files(user, include_archives=include_archives):
                 if not active and f.ref.kind != "archive":
                     continue
                 yield self.read(f.ref, missing_ok=True)
+
+    def _read_in(self, folder: Folder, name: str, ref: ConversationRef) -> Conversation | None:
+        """One conversation file in an open folder; None if it is gone."""
+        from .storage import read_all
+
+        fd = folder.open_read(name)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            data = read_all(fd)
+        except OSError as exc:
+            from .errors import storage_error
+
+            raise storage_error(exc, "read", folder.child_path(name)) from None
+        finally:
+            os.close(fd)
+        return self.parse_bytes(ref, data, st.st_size, st.st_mtime)
 
     def summaries(self, user: str) -> list[ConversationSummary]:
         """One user's conversations summarised, read from the files."""

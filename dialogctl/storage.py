@@ -288,6 +288,17 @@ def open_root(root: str, create: bool = False, mode: int = 0o700) -> Folder:
     return Folder(fd, root)
 
 
+def open_below(root: str, rel_path: str) -> int | None:
+    """A read descriptor for a file given by its ``/``-separated path below the root, folder by folder
+    (never through a symlink); None when it or a folder on the way does not exist."""
+    *folders, name = rel_path.split("/")
+    try:
+        with open_root(root) as top, top.open_folder(folders) as folder:
+            return folder.open_read(name)
+    except NotFound:
+        return None
+
+
 def read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     chunks = []

@@ -38,7 +38,7 @@ def export(
       dialogctl export --all --format jsonl | gzip > journal.jsonl.gz
     """
     from ..errors import InvalidInput
-    from ..exporters import write_json, write_jsonl
+    from ..exporters import write_json, write_jsonl, write_jsonl_journal
     from ..journal import Conversation
 
     state: CliState = ctx.obj
@@ -76,7 +76,9 @@ def export(
             yield from journal.conversations([user], include_archives=include_archives)
 
     out = sys.stdout
-    if fmt is ExportFormat.jsonl:
+    if fmt is ExportFormat.jsonl and all_users and conversation is None and archive is None:
+        count = write_jsonl_journal(out, journal)
+    elif fmt is ExportFormat.jsonl:
         count = write_jsonl(out, selected())
     else:
         count = write_json(out, selected(), single=single)
