@@ -6,7 +6,7 @@
 Builds each synthetic journal through ``dialogctl append --jsonl`` (sharded,
 realistic mix; see ``bench/synthetic.py``), measures every workload and its
 baselines in the same run (medians of ``--runs`` runs, each command its own
-process, peak RSS from ``wait4``), and writes ``results.md``, ``results.json``
+process, peak RSS from GNU time), and writes ``results.md``, ``results.json``
 and ``chart.png`` to ``bench/results/`` (``--out``). Work files go to
 ``bench/work/`` (``--work``), which is not kept in git.
 """
@@ -39,8 +39,17 @@ SIZES = [(10_000, 100), (100_000, 1_000), (1_000_000, 10_000)]
 QUICK = [(2_000, 20)]
 
 
+# A child's ru_maxrss starts from its parent's size at fork, so peak RSS is taken by
+# GNU time (a small parent) when it is installed; otherwise it is an upper bound.
+TIME = os.path.exists("/usr/bin/time")
+
+
 def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, capture: bool = False) -> tuple[float, int, str]:
     """Wall time, peak RSS (KiB) and captured output of one process."""
+    rss_file = None
+    if TIME:
+        rss_file = Path(WORK_CWD[0] or ".") / ".rss"
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd]
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     fout: Any = subprocess.PIPE if capture else (open(stdout, "wb") if stdout else subprocess.DEVNULL)
     start = time.perf_counter()
@@ -55,7 +64,10 @@ def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, cap
             handle.close()
     if proc.returncode not in (0, 5):
         raise SystemExit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
-    return elapsed, usage.ru_maxrss, out
+    rss = usage.ru_maxrss
+    if rss_file is not None:
+        rss = int(rss_file.read_text().split()[-1])
+    return elapsed, rss, out
 
 
 def median(cmd: list[str], runs: int, **kw: Any) -> dict[str, float]:
@@ -89,11 +101,11 @@ def build_reference_journal(jsonl: Path, root: Path) -> None:
 
 
 def one_percent(size: int, users: int, work: Path, run_number: int) -> Path:
-    """1% new messages for existing users (as servers keep appending)."""
+    """1% new messages for existing users, from the last day (as servers keep appending)."""
     path = work / f"new-{size}-{run_number}.jsonl"
     count = max(1, size // 100)
     with open(path, "w", encoding="utf-8") as out:
-        for i, record in enumerate(synthetic.messages(count, max(1, min(users, count // 2)), seed=1000 + run_number)):
+        for i, record in enumerate(synthetic.messages(count, max(1, min(users, count // 2)), seed=1000 + run_number, days_back=(0.2, 1))):
             record["user"] = synthetic.user_id((i * 7919) % users)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

@@ -58,12 +58,12 @@ def per_user_counts(total: int, users: int, seed: int = 1) -> list[int]:
     return counts
 
 
-def messages(total: int, users: int, seed: int = 1) -> Iterator[dict[str, object]]:
+def messages(total: int, users: int, seed: int = 1, days_back: tuple[float, float] = (1, 400)) -> Iterator[dict[str, object]]:
     """``total`` messages as ``append --jsonl`` lines (dicts), user by user, oldest first."""
     rng = random.Random(seed)
     for number, count in enumerate(per_user_counts(total, users, seed)):
-        # Each user talks for a while somewhere in the last 400 days.
-        start = NOW - timedelta(days=rng.uniform(1, 400))
+        # Each user talks for a while somewhere in the last 400 days (by default).
+        start = NOW - timedelta(days=rng.uniform(*days_back))
         moment = start
         for i in range(count):
             moment += timedelta(seconds=rng.uniform(5, 600))

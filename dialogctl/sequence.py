@@ -38,7 +38,6 @@ _YAML_WORDS = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y",
 _KEY = re.compile(r"( +)([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})\.[0-9]{1,17}")
-_NO_TAB_LF = str.maketrans("", "", "\t\n")
 _SPACES_ONLY = re.compile(r"^[ \t]+$", re.M)
 
 
@@ -59,7 +58,7 @@ def read_items(text: str, start: int = 0) -> tuple[list[Message], int]:
             return messages, pos  # lines of only spaces: YAML's rules for them are subtle, leave them to YAML
         # Clip chomping: the text without its indentation, trailing empty lines cut to one line break.
         content = ("\n" + block.rstrip("\n")).replace("\n    ", "\n")[1:] + "\n"
-        if not content.translate(_NO_TAB_LF).isprintable():
+        if not content.replace("\n", "").replace("\t", "").isprintable():
             return messages, pos
         metadata = None
         if meta is not None:
