@@ -674,18 +674,19 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
         m = TRAILER_RE.fullmatch(buffer, line_start, line_end)
         if m is None or (found and int(m.group(1)) != n - 1):
             return None
-        n, length = int(m.group(1)), int(m.group(2))
-        record_start = buffer_start + line_start - length
+        n, length, crc = int(m.group(1)), int(m.group(2)), int(m.group(3), 16)
+        trailer_start = buffer_start + line_start  # offsets in the file from here on
+        record_start = trailer_start - length
         if record_start < 0 or n < 1:
             return None
         if record_start <= buffer_start:  # read the record and the byte before it
             new_start = max(0, record_start - 1)
             buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
             buffer_start = new_start
-        body = buffer[record_start - buffer_start : line_start]
+        body = buffer[record_start - buffer_start : trailer_start - buffer_start]
         if record_start > 0 and buffer[record_start - buffer_start - 1] != 10:
             return None
-        if zlib.crc32(body) != int(m.group(3), 16):
+        if zlib.crc32(body) != crc:
             return None
         msg = decode_record(body)
         if msg is None:

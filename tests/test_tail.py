@@ -100,3 +100,18 @@ def test_tail_reads_only_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     tail = journal.read_tail(ConversationRef("alice", "current"), 20)
     assert tail.first_index == 4980 and len(tail.messages) == 20
     assert sum(read) < size / 50
+
+
+def test_tail_of_records_longer_than_a_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    journal = Journal(load_settings({"root": str(tmp_path / "j"), "archiveThreshold": "0"}))
+    big = [Message("user", f"{i}\n" + "x" * (3000 + 1500 * i), f"2024-03-01T10:00:{i:02d}.000Z") for i in range(8)]
+    journal.append("alice", big)
+    ref = ConversationRef("alice", "current")
+    for count in (1, 2, 3, 8, 9):
+        expected = _expected(journal, ref, count)
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "read", lambda *a: pytest.fail("the whole file was read"))
+            tail = journal.read_tail(ref, count)
+        assert (tail.first_index, tail.messages) == expected, count
