@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from .errors import DialogError
 from .journal import Conversation, ConversationFile, Journal
+from .layout import ARCHIVE_DIR
 from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
@@ -51,7 +52,7 @@ CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
 MAGIC = b"dialogctl catalog 1\n"
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
-CHECK_BYTES = 4096  # bytes before the settled offset that must be unchanged to read on from there
+CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to read on from there
 PARALLEL_BYTES = 16 << 20  # below this much to read, a second process costs more than it saves
 
 # Entry layout (a list, for a compact marshal payload).
@@ -315,15 +316,22 @@ class Scan(NamedTuple):
 
 
 def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, parallel: bool = True) -> Scan:
-    """Walk the journal and bring every file's entry up to date, reading only what changed."""
+    """Walk the journal and bring every file's entry up to date, reading only what changed.
+
+    A file that grew is read on the spot, through its folder's open handle
+    (a few hundred bytes); files to read from the start are read after the
+    walk, on every core when they add up to many bytes.
+    """
     saved = load(journal.root) if saved is None else saved
-    users = list(journal.walk())
+    users: list[tuple[str, list[ConversationFile]]] = []
     entries: dict[str, list[Any]] = {}
     by_inode: dict[tuple[int, int], list[Any]] | None = None
+    read: list[str] = []
     jobs: list[tuple[str, str, list[Any] | None]] = []
     to_read = 0
     learned = False
-    for _user, files in users:
+    for user, dialogs, files in journal._walk_open():
+        users.append((user, files))
         for f in files:
             entry = saved.get(f.rel_path)
             if entry is not None and not _valid(entry):
@@ -339,16 +347,41 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, parallel: 
                     entries[f.rel_path] = entry
                     learned = True
                     continue
+            if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
+                fresh = _read_grown(dialogs, f, entry)
+                read.append(f.rel_path)
+                learned = True
+                if fresh is not None:
+                    entries[f.rel_path] = fresh
+                continue
             jobs.append((journal.root, f.rel_path, entry))
-            to_read += f.size - (entry[E_SETTLED] if entry is not None else 0)
+            to_read += f.size
     if jobs:
         learned = True
         for (_, rel_path, _), entry in zip(jobs, _run(jobs, parallel and to_read >= PARALLEL_BYTES), strict=True):
+            read.append(rel_path)
             if entry is not None:
                 entries[rel_path] = entry
     if len(entries) != len(saved):
         learned = True
-    return Scan(users, entries, [job[1] for job in jobs], learned)
+    return Scan(users, entries, read, learned)
+
+
+def _read_grown(dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:
+    """A grown file's entry, opened through the user's open ``dialogs/`` handle."""
+    name = f.rel_path.rsplit("/", 1)[1]
+    folder = dialogs.open_child(ARCHIVE_DIR) if f.ref.archived else dialogs
+    try:
+        fd = folder.open_read(name)
+    finally:
+        if folder is not dialogs:
+            folder.close()
+    if fd is None:
+        return None
+    try:
+        return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
+    finally:
+        os.close(fd)
 
 
 def _run(jobs: list[tuple[str, str, list[Any] | None]], parallel: bool) -> list[list[Any] | None]:
