@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC
 from typing import Any, NamedTuple
 
+from . import parallel
 from .errors import DialogError
 from .journal import Conversation, ConversationFile, Journal
 from .layout import ARCHIVE_DIR
@@ -53,7 +54,6 @@ CATALOG_LOCK = "catalog.lock"
 MAGIC = b"dialogctl catalog 1\n"
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
 CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to read on from there
-PARALLEL_BYTES = 16 << 20  # below this much to read, a second process costs more than it saves
 
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
@@ -110,15 +110,20 @@ class Tally:
                 if count is not None:
                     self.tokens += count
                     self.token_messages += 1
-            moment = parse_timestamp(msg.timestamp)
+            stamp = msg.timestamp
+            moment = parse_timestamp(stamp)
             if moment is None:
                 continue
-            day = moment.astimezone(UTC).date().isoformat()
+            # The journal's own form (...T...Z) names its UTC day in its first ten characters.
+            if stamp.endswith("Z") and stamp[10:11] == "T" and stamp[:1].isdigit():
+                day = stamp[:10]
+            else:
+                day = moment.astimezone(UTC).date().isoformat()
             days[day] = days.get(day, 0) + 1
             if first_at is None or moment < first_at:
-                first_at, self.first = moment, msg.timestamp
+                first_at, self.first = moment, stamp
             if last_at is None or moment > last_at:
-                last_at, self.last = moment, msg.timestamp
+                last_at, self.last = moment, stamp
         self.first_at, self.last_at = first_at, last_at
 
     def add_damage(self, damage: Iterable[Damage]) -> None:
@@ -296,7 +301,7 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
 
 
 def _valid(entry: Any) -> bool:
-    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list
+    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list and len(entry[E_FULL]) == 9
 
 
 def _matches(entry: list[Any], f: ConversationFile) -> bool:
@@ -315,7 +320,7 @@ class Scan(NamedTuple):
     learned: bool  # anything read, moved or dropped since the saved catalog
 
 
-def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, parallel: bool = True) -> Scan:
+def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores: bool = True) -> Scan:
     """Walk the journal and bring every file's entry up to date, reading only what changed.
 
     A file that grew is read on the spot, through its folder's open handle
@@ -358,7 +363,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, parallel: 
             to_read += f.size
     if jobs:
         learned = True
-        for (_, rel_path, _), entry in zip(jobs, _run(jobs, parallel and to_read >= PARALLEL_BYTES), strict=True):
+        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
             read.append(rel_path)
             if entry is not None:
                 entries[rel_path] = entry
@@ -384,13 +389,11 @@ def _read_grown(dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any
         os.close(fd)
 
 
-def _run(jobs: list[tuple[str, str, list[Any] | None]], parallel: bool) -> list[list[Any] | None]:
-    from .parallel import pool, workers
-
-    count = workers()
-    if not parallel or count < 2 or len(jobs) < 2:
+def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | None]:
+    count = parallel.workers()
+    if not use_cores or count < 2 or len(jobs) < 2:
         return [_read_job(job) for job in jobs]
-    with pool(count) as workers_pool:
+    with parallel.pool(count) as workers_pool:
         return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
 
 

@@ -202,15 +202,36 @@ def encode_batch(messages: list[Message], first_n: int, form: Form) -> bytes:
 # content (a JSON string, or a literal block whose lines are empty or carry the
 # block indentation), timestamp, optional metadata. Matching a whole record with
 # one compiled pattern keeps the per-record work in C; the groups are then
-# checked as strictly as a line-by-line parser would.
+# checked as strictly as a line-by-line parser would. Compiled on first use
+# (start-up matters to appends, which never decode).
 _RECORD_PATTERN = (
     r"{start}role: ([^\n]*)\n"
     r"{indent}content: (?:(\"[^\n]*)\n|\|2([-+]?)\n((?:(?:{indent}  [^\n]*)?\n)*))"
     r"{indent}timestamp: ([^\n]*)\n"
     r"(?:{indent}metadata: ([^\n]*)\n)?"
 )
-_DOCUMENT_RECORD = re.compile(_RECORD_PATTERN.format(start="---\n", indent=""))
-_SEQUENCE_RECORD = re.compile(_RECORD_PATTERN.format(start="- ", indent="  "))
+_SHAPES: dict[Form, tuple[str, str]] = {"documents": ("---\n", ""), "sequence": ("- ", "  ")}
+_RECORDS: dict[Form, re.Pattern[str]] = {}
+_FRAMED_RECORDS: dict[Form, re.Pattern[bytes]] = {}
+
+
+def record_pattern(form: Form) -> re.Pattern[str]:
+    """A record body of one shape (as text)."""
+    pattern = _RECORDS.get(form)
+    if pattern is None:
+        start, indent = _SHAPES[form]
+        pattern = _RECORDS[form] = re.compile(_RECORD_PATTERN.format(start=start, indent=indent))
+    return pattern
+
+
+def framed_record_pattern(form: Form) -> re.Pattern[bytes]:
+    """A record body of one shape and its frame line (as bytes; groups 7-9 are n, len and crc32)."""
+    pattern = _FRAMED_RECORDS.get(form)
+    if pattern is None:
+        start, indent = _SHAPES[form]
+        text = _RECORD_PATTERN.format(start=start, indent=indent) + r"# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)"
+        pattern = _FRAMED_RECORDS[form] = re.compile(text.encode())
+    return pattern
 
 
 def decode_record(body: bytes) -> Message | None:
@@ -223,15 +244,15 @@ def decode_record(body: bytes) -> Message | None:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if text.startswith("---\n"):
-        m = _DOCUMENT_RECORD.fullmatch(text)
-        block_indent = "\n  "
-    else:
-        m = _SEQUENCE_RECORD.fullmatch(text)
-        block_indent = "\n    "
+    form: Form = "documents" if text.startswith("---\n") else "sequence"
+    m = record_pattern(form).fullmatch(text)
     if m is None:
         return None
-    role_text, quoted, chomp, block, stamp, meta = m.groups()
+    return message_from_fields(form, *m.groups())
+
+
+def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: str | None, block: str | None, stamp: str, meta: str | None) -> Message | None:
+    """The message a matched record holds, checked strictly; None if a field is not what we write."""
     role = _scalar(role_text)
     if role is None:
         return None
@@ -241,7 +262,7 @@ def decode_record(body: bytes) -> Message | None:
             return None
     elif block:
         # Every block line is empty or starts with the indentation: drop it once per line.
-        content = ("\n" + block).replace(block_indent, "\n")[1:]
+        content = ("\n" + block).replace("\n    " if form == "sequence" else "\n  ", "\n")[1:]
         if chomp == "-":
             content = content[:-1]
     else:

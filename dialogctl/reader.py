@@ -58,6 +58,10 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     ``data`` starts on and ``after_frame=True``: the result is then exactly the
     part of a whole-file read that comes after that frame.
     """
+    whole = _read_framed_file(data)
+    if whole is not None:
+        whole.form = form or whole.form
+        return whole
     result = ParsedFile(form=form or detect_form(data[:65536]))
     if not data.strip():
         return result
@@ -84,6 +88,63 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
             # Text after our last record that holds no message (e.g. a lone "---"):
             # the start of a record whose write was cut short.
             result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record"))
+    return result
+
+
+def _read_framed_file(data: bytes) -> ParsedFile | None:
+    """Data that is nothing but dialogctl's own framed records, read in one pass; None if it is anything else.
+
+    Each record and its frame line are matched by one pattern, checked (length,
+    CRC-32, fields) and decoded field by field: the same messages the general
+    path below finds, without its separate passes and copies.
+    """
+    import zlib
+
+    from .codec import framed_record_pattern, message_from_fields
+
+    form: Form
+    if data.startswith(b"---\n"):
+        form = "documents"
+    elif data.startswith(b"- "):
+        form = "sequence"
+    else:
+        return None
+    match = framed_record_pattern(form).match
+    view = memoryview(data)
+    crc32 = zlib.crc32
+    messages: list[Message] = []
+    pos, size, n = 0, len(data), 0
+    try:
+        while pos < size:
+            m = match(data, pos)
+            if m is None:
+                return None
+            trailer = m.start(7) - 14  # len(b"# dialogctl n=")
+            if int(m.group(8)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(9), 16):
+                return None
+            role, quoted, chomp, block, stamp, meta = m.group(1, 2, 3, 4, 5, 6)
+            msg = message_from_fields(
+                form,
+                role.decode(),
+                None if quoted is None else quoted.decode(),
+                None if chomp is None else chomp.decode(),
+                None if block is None else block.decode(),
+                stamp.decode(),
+                None if meta is None else meta.decode(),
+            )
+            if msg is None:
+                return None
+            messages.append(msg)
+            n = int(m.group(7))
+            pos = m.end()
+    except UnicodeDecodeError:
+        return None
+    finally:
+        view.release()
+    result = ParsedFile(form)
+    result.messages = messages
+    result.framed = result.settled_messages = len(messages)
+    result.settled, result.last_n = pos, n
     return result
 
 

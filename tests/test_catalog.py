@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl import catalog
+from dialogctl import catalog, parallel
 from dialogctl.codec import encode_batch
 from dialogctl.config import load_settings
 from dialogctl.journal import Journal
@@ -209,11 +210,12 @@ def test_parallel_scan_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyP
     journal = _journal(root, archiveThreshold="0")
     for i in range(30):
         journal.append(f"user-{i}", [_msg(j) for j in range(i % 5 + 1)])
-    serial = catalog.scan(journal, saved={}, parallel=False)
-    monkeypatch.setattr(catalog, "PARALLEL_BYTES", 0)
-    parallel = catalog.scan(journal, saved={}, parallel=True)
-    assert parallel.entries == serial.entries and parallel.read == serial.read
-    assert list(parallel.entries) == list(serial.entries)
+    serial = catalog.scan(journal, saved={}, use_cores=False)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    fanned = catalog.scan(journal, saved={}, use_cores=True)
+    assert fanned.entries == serial.entries and fanned.read == serial.read
+    assert list(fanned.entries) == list(serial.entries)
 
 
 def test_torn_or_foreign_catalog_is_rebuilt(tmp_path: Path) -> None:
@@ -290,3 +292,16 @@ def test_concurrent_writers_and_scans(tmp_path: Path) -> None:
     assert_same(journal)
     totals = sum(s.messages for s in via_catalog(journal)[0].values())
     assert totals == 3 * 60
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=datetime(1900, 1, 1)), st.sampled_from(["Z", "+00:00", "+05:30", "-08:00", ""]), st.sampled_from(["T", " "]), st.booleans())
+def test_days_are_utc_days(moment: datetime, zone: str, sep: str, millis: bool) -> None:
+    from datetime import UTC
+
+    text = moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (".123" if millis else "") + zone
+    tally = catalog.Tally()
+    tally.add([Message("user", "x", text)])
+    parsed = catalog.parse_timestamp(text)
+    assert parsed is not None
+    assert tally.days == {parsed.astimezone(UTC).date().isoformat(): 1}
