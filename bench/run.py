@@ -1,7 +1,7 @@
 """dialogctl at operator scale: workloads W1-W5 against the ruamel, SQLite and disk baselines.
 
-    python bench/run.py            # 10k, 100k and 1M messages (about 20-30 minutes on 2 cores)
-    python bench/run.py --quick    # a 2,000-message smoke run (about a minute)
+    python bench/run.py            # 10k, 100k and 1M messages (about 20 minutes on 2 cores)
+    python bench/run.py --quick    # a 2,000-message smoke run (about two minutes; results in bench/work/)
 
 Builds each synthetic journal through ``dialogctl append --jsonl`` (sharded,
 realistic mix; see ``bench/synthetic.py``), measures every workload and its
@@ -391,9 +391,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one small journal: a smoke run")
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement (median); default 5, 3 with --quick")
     parser.add_argument("--work", type=Path, default=HERE / "work")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: bench/results (--quick: bench/work/results-quick, so a smoke run never replaces the committed results)"
+    )
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
+    if args.out is None:
+        args.out = args.work / "results-quick" if args.quick else HERE / "results"
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     WORK_CWD[0] = str(args.work)
