@@ -167,9 +167,9 @@ class Journal:
 
     # --- finding users and conversations ----------------------------------------
 
-    def users(self) -> Iterator[str]:
-        """Every user id in the journal, in folder order; unusable folder names are reported."""
-        for parts in L.iter_user_folders(self.root):
+    def users(self, prefix: str = "") -> Iterator[str]:
+        """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
+        for parts in L.iter_user_folders(self.root, prefix=prefix):
             user = L.user_id_from_parts(parts)
             try:
                 L.validate_user_id(user)
@@ -467,11 +467,17 @@ class Journal:
                     lock.release()
         raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
 
-    def append(self, user: str, messages: list[Message], conversation: str | None = None) -> AppendResult:
+    def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
 
         Archives automatically when the conversation reaches ``archiveThreshold``
         (or ``maxConversationLength``), splitting the batch at that point.
+
+        With ``one_write`` the batch is never split, so it lands all or nothing
+        even if the process dies (an import): a non-empty conversation the batch
+        would overflow is archived first, and a batch longer than the limit is
+        written whole and then archived. ``command`` names the operation in the
+        lock's owner record.
         """
         L.validate_user_id(user)
         if conversation is not None and conversation != "current":
@@ -483,9 +489,9 @@ class Journal:
 
         def body(dialogs: Folder) -> AppendResult:
             name, ref = self._target(dialogs, user, conversation)
-            return self._append_locked(dialogs, user, name, ref, messages)
+            return self._append_locked(dialogs, user, name, ref, messages, one_write)
 
-        return self.locked(user, "append", body, create=True)
+        return self.locked(user, command, body, create=True)
 
     def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
         if conversation is not None and conversation != "current":
@@ -499,7 +505,7 @@ class Journal:
             ref = ConversationRef(user, "session", utc_now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex())
         return L.session_file(ref.id or ""), ref
 
-    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message]) -> AppendResult:
+    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message], one_write: bool = False) -> AppendResult:
         threshold = int(self.settings["archiveThreshold"])
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
@@ -509,14 +515,15 @@ class Journal:
         remaining = messages
         while remaining:
             room = limit - count
-            if room <= 0:
+            if room <= 0 or (one_write and count and len(remaining) > room):
                 aid = self._archive_locked(dialogs, user, name, ref)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
                 count = 0
                 continue
-            chunk, remaining = remaining[:room], remaining[room:]
+            cut = len(remaining) if one_write else room
+            chunk, remaining = remaining[:cut], remaining[cut:]
             data = encode_batch(chunk, count + 1, tail.form or "documents")
             if tail.size and not tail.ends_with_newline:
                 data = b"\n" + data

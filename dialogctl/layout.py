@@ -150,10 +150,12 @@ def archive_file(archive_id: str) -> str:
 # --- walking and detection -------------------------------------------------
 
 
-def iter_user_folders(root: str, limit: int | None = None) -> Iterator[tuple[str, ...]]:
+def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> Iterator[tuple[str, ...]]:
     """Yield the path parts (below ``users/``) of every folder that holds ``dialogs/``.
 
     Symlinks are never followed. Yields at most ``limit`` folders when given.
+    With ``prefix``, only folders of ids starting with it, and only folders
+    that can lead to such ids are entered (shell completion stays fast).
     """
     base = os.path.join(root, USERS_DIR)
     stack: list[tuple[str, ...]] = [()]
@@ -166,13 +168,15 @@ def iter_user_folders(root: str, limit: int | None = None) -> Iterator[tuple[str
         except (FileNotFoundError, NotADirectoryError):
             continue
         subdirs = sorted((name for name, is_dir in entries if is_dir and not name.startswith(".")), reverse=True)
-        if parts and DIALOGS_DIR in subdirs:
+        so_far = "".join(parts)
+        if parts and DIALOGS_DIR in subdirs and so_far.startswith(prefix):
             yield parts
             found += 1
             if limit is not None and found >= limit:
                 return
         for name in subdirs:
-            if name != DIALOGS_DIR or not parts:
+            below = so_far + name
+            if (name != DIALOGS_DIR or not parts) and (below.startswith(prefix) or prefix.startswith(below)):
                 stack.append(parts + (name,))
 
 

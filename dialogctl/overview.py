@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .journal import Journal
-from .models import ConversationSummary
+from .models import ConversationSummary, ProgressCallback
 from .times import parse_timestamp
 
 
@@ -79,15 +79,19 @@ def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOvervi
     )
 
 
-def users_overview(journal: Journal, users: Iterable[str] | None = None) -> Iterator[UserOverview]:
+def users_overview(journal: Journal, users: Iterable[str] | None = None, progress: ProgressCallback | None = None) -> Iterator[UserOverview]:
     if users is None:
         from .catalog import summaries
 
-        for user, found in summaries(journal):
+        for done, (user, found) in enumerate(summaries(journal), 1):
             yield user_overview(user, found)
+            if progress is not None:
+                progress(done, None)
         return
-    for user in users:
+    for done, user in enumerate(users, 1):
         yield user_overview(user, journal.summaries(user))
+        if progress is not None:
+            progress(done, None)
 
 
 @dataclass
@@ -134,12 +138,15 @@ class Totals:
         }
 
 
-def journal_totals(journal: Journal) -> Totals:
+def journal_totals(journal: Journal, progress: ProgressCallback | None = None) -> Totals:
+    """Totals over every user (``progress`` is told after each); ``lastCleanup`` from the cleanup log."""
     from .catalog import summaries
 
     totals = Totals()
-    for _user, found in summaries(journal):
+    for done, (_user, found) in enumerate(summaries(journal), 1):
         totals.add(found)
+        if progress is not None:
+            progress(done, None)
     totals.last_cleanup = last_cleanup(journal.root)
     return totals
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -32,7 +32,7 @@ from typing import Literal
 from . import layout as L
 from .codec import encode_batch
 from .journal import Conversation, Journal
-from .models import ConversationRef, ConversationSummary, Message
+from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
 
@@ -110,8 +110,9 @@ def plan_cleanup(
     retention: timedelta | None = None,
     now: datetime | None = None,
     users: list[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> CleanupPlan:
-    """What a cleanup would do, changing nothing at all (not even a lock file)."""
+    """What a cleanup would do, changing nothing at all (not even a lock file); ``progress`` is told after each user."""
     now = now or utc_now()
     plan = CleanupPlan(
         now,
@@ -123,11 +124,13 @@ def plan_cleanup(
         from .catalog import summaries
 
         # Planning changes nothing, not even the catalog: it reads what is saved and the files.
-        for user, found in summaries(journal, save_learned=False):
-            plan.actions.extend(_plan_user(journal, plan, user, found))
+        found_by_user: Iterator[tuple[str, list[ConversationSummary]]] = summaries(journal, save_learned=False)
     else:
-        for user in users:
-            plan.actions.extend(_plan_user(journal, plan, user, journal.summaries(user)))
+        found_by_user = ((user, journal.summaries(user)) for user in users)
+    for done, (user, found) in enumerate(found_by_user, 1):
+        plan.actions.extend(_plan_user(journal, plan, user, found))
+        if progress is not None:
+            progress(done, None)
     return plan
 
 
@@ -230,14 +233,16 @@ class CleanupResult:
         }
 
 
-def apply_cleanup(journal: Journal, plan: CleanupPlan) -> CleanupResult:
-    """Carry out a plan, user by user under each user's lock; log one line."""
+def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallback | None = None) -> CleanupResult:
+    """Carry out a plan, user by user under each user's lock (``progress`` is told after each); log one line."""
     result = CleanupResult(skipped=list(plan.skipped))
     by_user: dict[str, list[CleanupAction]] = {}
     for action in plan.actions:
         by_user.setdefault(action.user, []).append(action)
-    for user, actions in by_user.items():
+    for done, (user, actions) in enumerate(by_user.items(), 1):
         _apply_user(journal, plan, user, actions, result)
+        if progress is not None:
+            progress(done, len(by_user))
     _log(journal, plan, result)
     return result
 
