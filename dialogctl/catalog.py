@@ -40,9 +40,8 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from . import parallel
-from .errors import DialogError
+from .errors import DialogError, NotFound
 from .journal import Conversation, ConversationFile, Journal
-from .layout import ARCHIVE_DIR
 from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
@@ -353,7 +352,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     learned = True
                     continue
             if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
-                fresh = _read_grown(dialogs, f, entry)
+                fresh = _read_grown(journal, dialogs, f, entry)
                 read.append(f.rel_path)
                 learned = True
                 if fresh is not None:
@@ -372,15 +371,12 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     return Scan(users, entries, read, learned)
 
 
-def _read_grown(dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:
+def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:
     """A grown file's entry, opened through the user's open ``dialogs/`` handle."""
-    name = f.rel_path.rsplit("/", 1)[1]
-    folder = dialogs.open_child(ARCHIVE_DIR) if f.ref.archived else dialogs
     try:
-        fd = folder.open_read(name)
-    finally:
-        if folder is not dialogs:
-            folder.close()
+        fd = journal.open_file(dialogs, f.ref)
+    except NotFound:  # archived/ went away while we looked
+        return None
     if fd is None:
         return None
     try:

@@ -340,12 +340,7 @@ class Journal:
         answer is always what :meth:`read` would end with.
         """
         with self.dialogs_folder(ref.user) as dialogs:
-            folder, name = self.locate(dialogs, ref)
-            try:
-                fd = folder.open_read(name)
-            finally:
-                if folder is not dialogs:
-                    folder.close()
+            fd = self.open_file(dialogs, ref)
         if fd is None:
             if ref.kind == "current":
                 return Conversation(ref, self.rel_path(ref), [], [])
@@ -364,6 +359,15 @@ class Journal:
             os.close(fd)
         first_index, messages, form = found
         return Conversation(ref, self.rel_path(ref), messages, [], st.st_size, st.st_mtime, form, first_index)
+
+    def open_file(self, dialogs: Folder, ref: ConversationRef) -> int | None:
+        """A read descriptor for a conversation file of the user whose ``dialogs/`` is open; None if absent."""
+        folder, name = self.locate(dialogs, ref)
+        try:
+            return folder.open_read(name)
+        finally:
+            if folder is not dialogs:
+                folder.close()
 
     def parse_bytes(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
         rel = self.rel_path(ref)
