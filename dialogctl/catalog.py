@@ -46,6 +46,7 @@ from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
 from .times import parse_timestamp
+from .usage import tokens_in
 
 CATALOG_DIR = "system"
 CATALOG_FILE = "catalog.bin"
@@ -57,23 +58,6 @@ CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to r
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
 _ENTRY_LEN = 11
-
-
-def token_count(tokens: Any) -> int | None:
-    """Tokens of one message: an integer, or a mapping's total (else prompt + completion, else input + output)."""
-    if isinstance(tokens, bool):
-        return None
-    if isinstance(tokens, int):
-        return tokens
-    if isinstance(tokens, dict):
-        total = tokens.get("total")
-        if isinstance(total, int) and not isinstance(total, bool):
-            return total
-        for a, b in (("prompt", "completion"), ("input", "output")):
-            x, y = tokens.get(a), tokens.get(b)
-            if isinstance(x, int) and isinstance(y, int) and not isinstance(x, bool) and not isinstance(y, bool):
-                return x + y
-    return None
 
 
 class Tally:
@@ -105,7 +89,7 @@ class Tally:
                 model = meta.get("model")
                 if isinstance(model, str):
                     models[model] = models.get(model, 0) + 1
-                count = token_count(meta.get("tokens"))
+                count = tokens_in(meta.get("tokens"))
                 if count is not None:
                     self.tokens += count
                     self.token_messages += 1

@@ -152,13 +152,9 @@ def message_record(conv: Conversation | Selected, index: int, msg: Message) -> d
 
 def model_and_tokens(metadata: dict[str, Any] | None) -> tuple[str | None, int | None]:
     """The model name and total token count a message's metadata records, if any."""
-    if not metadata:
-        return None, None
-    model = metadata.get("model")
-    tokens = metadata.get("tokens")
-    if isinstance(tokens, dict):
-        tokens = tokens.get("total")
-    return (model if isinstance(model, str) else None), (tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None)
+    from .usage import model_of, tokens_of
+
+    return model_of(metadata), tokens_of(metadata)
 
 
 def time_span(messages: Iterable[tuple[int, Message]]) -> tuple[str | None, str | None]:

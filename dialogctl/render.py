@@ -273,13 +273,10 @@ def transcript(
 
 
 def _metadata_summary(msg: Message) -> str:
-    meta = msg.metadata or {}
-    parts = []
-    if isinstance(meta.get("model"), str):
-        parts.append(visible(meta["model"]))
-    tokens = meta.get("tokens")
-    if isinstance(tokens, int) and not isinstance(tokens, bool):
+    from .usage import model_of, tokens_of
+
+    model, tokens = model_of(msg.metadata), tokens_of(msg.metadata)
+    parts = [visible(model)] if model else []
+    if tokens is not None:
         parts.append(f"{tokens} tokens")
-    elif isinstance(tokens, dict) and isinstance(tokens.get("total"), int):
-        parts.append(f"{tokens['total']} tokens")
     return " · ".join(parts)

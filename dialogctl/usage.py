@@ -1,9 +1,11 @@
 """Usage accounting for one message: the model that answered and the tokens it used.
 
-Metadata in the wild carries ``tokens`` either as an integer or as a mapping
-(``prompt``/``completion``/``total``, or ``input``/``output``); the reference
-implementation also wrote broken values such as ``["object Object"]``.
-Anything that is not a count is ignored rather than guessed at.
+Metadata in the wild carries ``tokens`` either as an integer or as a mapping:
+its ``total``, else ``prompt`` + ``completion``, else ``input`` + ``output``.
+The reference implementation also wrote broken values such as
+``["object Object"]``; anything that is not a count is ignored rather than
+guessed at. Every place that counts tokens (stats, the catalog, metadata.yaml,
+CSV export, transcripts) uses these two functions.
 """
 
 from __future__ import annotations
@@ -12,29 +14,27 @@ from typing import Any
 
 
 def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def tokens_of(metadata: dict[str, Any] | None) -> int | None:
-    """Total tokens of a message, or None when its metadata does not say."""
-    if not metadata:
-        return None
-    tokens = metadata.get("tokens")
+def tokens_in(tokens: Any) -> int | None:
+    """The token count a ``tokens`` value records, or None."""
     direct = _count(tokens)
-    if direct is not None:
+    if direct is not None or not isinstance(tokens, dict):
         return direct
-    if not isinstance(tokens, dict):
-        return None
     total = _count(tokens.get("total"))
     if total is not None:
         return total
     for first, second in (("prompt", "completion"), ("input", "output")):
         a, b = _count(tokens.get(first)), _count(tokens.get(second))
-        if a is not None or b is not None:
-            return (a or 0) + (b or 0)
+        if a is not None and b is not None:
+            return a + b
     return None
+
+
+def tokens_of(metadata: dict[str, Any] | None) -> int | None:
+    """Total tokens of a message, or None when its metadata does not say."""
+    return tokens_in(metadata.get("tokens")) if metadata else None
 
 
 def model_of(metadata: dict[str, Any] | None) -> str | None:

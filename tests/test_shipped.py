@@ -125,7 +125,8 @@ def _shell_env(tmp_path: Path) -> dict[str, str]:
     env = {"DIALOGUE_JOURNAL_ROOT": str(colons), "DIALOGUE_JOURNAL_LAYOUT": "flat"}
     for user in ("team:alice", "team:bob"):
         assert run_exe("append", user, "hi", env=env).returncode == 0
-    exe = shutil.which("dialogctl")
+    # The dialogctl installed next to this Python (the checkout under test), even when the venv is not activated.
+    exe = shutil.which("dialogctl", path=str(Path(sys.executable).parent)) or shutil.which("dialogctl")
     path = os.environ["PATH"] if exe is None else f"{Path(exe).parent}{os.pathsep}{os.environ['PATH']}"
     return {"PATH": path, "DIALOGUE_JOURNAL_ROOT": str(root), "FLAT_ROOT": str(colons), "HOME": str(tmp_path), "TERM": "dumb", "LC_ALL": "C.UTF-8"}
 

@@ -258,7 +258,14 @@ def test_archive_idle_cli(root: Path, cli: Cli) -> None:
     assert cli.json("show", "sleepy", "--format", "json")["messageCount"] == 0
     assert cli.json("show", "busy", "--format", "json")["messageCount"] == 1
     assert cli.json("archive", "--idle", "5m", "--all", "--format", "json") == []
-    for args in (["archive", "--idle", "5"], ["archive", "--idle", "5m"], ["archive", "--all"], ["archive", "busy", "--idle", "5m", "--all"], ["archive", "--idle", "5m", "--all", "--id", "x"], ["archive", "busy", "--dry-run"]):
+    for args in (
+        ["archive", "--idle", "5"],
+        ["archive", "--idle", "5m"],
+        ["archive", "--all"],
+        ["archive", "busy", "--idle", "5m", "--all"],
+        ["archive", "--idle", "5m", "--all", "--id", "x"],
+        ["archive", "busy", "--dry-run"],
+    ):
         result = cli(*args)
         assert result.exit_code == 2, (args, result.stderr)
 
