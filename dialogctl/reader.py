@@ -59,12 +59,13 @@ def parse_conversation(data: bytes, label: str) -> ParsedFile:
             result.framed += 1
         cursor = frame.after
     if cursor < len(data) and data[cursor:].strip():
-        found = len(result.messages) + len(result.damage)
+        messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
-        if frames and len(result.messages) + len(result.damage) == found:
-            # Text after our last record that holds no message (e.g. a lone "---"):
-            # the start of a record whose write was cut short.
-            result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record"))
+        if frames and len(result.messages) == messages:
+            # Text after our last record that holds no message (a lone "---", half a
+            # record): one record whose write was cut short, however it fails to parse.
+            del result.damage[damage:]
+            result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record (an interrupted write)"))
     return result
 
 
