@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
 
@@ -229,6 +229,28 @@ class Folder:
                 self.fsync()
         except OSError as exc:
             raise storage_error(exc, "move", f"{self.child_path(name)} to {target.child_path(new_name)}") from None
+
+    def set_mode(self, name: str | None, mode: int) -> None:
+        """chmod a file in this folder (``None``: the folder itself), never through a symlink."""
+        self._change(name, "set the mode of", lambda fd: os.fchmod(fd, mode))
+
+    def set_owner(self, name: str | None, uid: int, gid: int) -> None:
+        """chown a file in this folder (``None``: the folder itself), never through a symlink."""
+        self._change(name, "set the owner of", lambda fd: os.fchown(fd, uid, gid))
+
+    def _change(self, name: str | None, action: str, change: Callable[[int], None]) -> None:
+        where = self.path if name is None else self.child_path(name)
+        try:
+            if name is None:
+                change(self.fd)
+                return
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+            try:
+                change(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(exc, action, where) from None
 
     def remove(self, name: str) -> None:
         try:

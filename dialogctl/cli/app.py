@@ -204,6 +204,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "locks": ("views", "locks"),
     "cleanup": ("retention", "cleanup"),
     "config": ("views", "config"),
+    "verify": ("health", "verify"),
+    "repair": ("health", "repair"),
+    "doctor": ("health", "doctor"),
 }
 
 
