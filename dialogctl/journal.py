@@ -376,7 +376,13 @@ class Journal:
         while remaining:
             room = limit - count
             if room <= 0:
-                aid = self._archive_locked(dialogs, user, name, ref)
+                try:
+                    aid = self._archive_locked(dialogs, user, name, ref)
+                except StorageError as exc:
+                    if remaining is messages:
+                        raise
+                    done = len(messages) - len(remaining)
+                    raise StorageError(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}") from None
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
@@ -389,8 +395,13 @@ class Journal:
             _, new_size = dialogs.append(name, data, self.file_mode)
             count += len(chunk)
             tail = _Tail(new_size, tail.form or "documents", count, True)
-            if count >= limit:
-                aid = self._archive_locked(dialogs, user, name, ref)
+            if count >= limit and not remaining:
+                # The messages are durable: a failed archive must not report them as
+                # lost (a caller would append them again). The next append archives first.
+                try:
+                    aid = self._archive_locked(dialogs, user, name, ref)
+                except StorageError as exc:
+                    return AppendResult(user, ref.name, len(messages), count, tuple(archived), exc.message)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
@@ -422,9 +433,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def write_conversation(
-        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False
-    ) -> int:
+    def write_conversation(self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False) -> int:
         """Write a whole conversation file atomically (the caller holds the user's lock).
 
         The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
@@ -477,8 +486,12 @@ class Journal:
                 base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
                 chosen = _unique(archived, base)
             dialogs.rename_to(name, archived, L.archive_file(chosen))
-        # The reference implementation expects the file to exist after an archive.
-        dialogs.create_empty(name, self.file_mode)
+            # The reference implementation expects the file to exist after an archive.
+            try:
+                dialogs.create_empty(name, self.file_mode)
+            except StorageError:
+                _move_back(archived, L.archive_file(chosen), dialogs, name)
+                raise
         return chosen
 
     def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
@@ -499,7 +512,12 @@ class Journal:
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
                 archived_first = self._archive_locked(dialogs, user, name, ref)
-                archived.rename_to(L.archive_file(archive_id), dialogs, name)
+                try:
+                    archived.rename_to(L.archive_file(archive_id), dialogs, name)
+                except StorageError:
+                    if archived_first is not None:  # undo the archive-first step: all as it was
+                        _move_back(archived, L.archive_file(archived_first), dialogs, name)
+                    raise
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
         return self.locked(user, "restore", body)
@@ -532,6 +550,14 @@ def summarize(conv: Conversation) -> ConversationSummary:
         if last_at is None or moment > last_at:
             last_at, last = moment, msg.timestamp
     return ConversationSummary(conv.ref, len(conv.messages), conv.size, conv.mtime, first, last, roles, len(conv.damage))
+
+
+def _move_back(folder: Folder, name: str, target: Folder, new_name: str) -> None:
+    """Undo a move while handling a failure; the failure itself is what gets reported."""
+    try:
+        folder.rename_to(name, target, new_name)
+    except StorageError:
+        pass
 
 
 def _unique(folder: Folder, base: str) -> str:

@@ -52,36 +52,44 @@ class Folder:
     # --- folders ---------------------------------------------------------
 
     def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> Folder:
-        """Open ``parts`` below this folder, one name at a time, never through a symlink."""
-        fd = os.dup(self.fd)
+        """Open ``parts`` below this folder, one name at a time, never through a symlink.
+
+        With ``create``, missing folders are made with ``mode``; if that fails
+        part-way, the folders this call made are removed again.
+        """
+        fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
+        made: list[int] = []
         path = self.path
         try:
-            for name in parts:
+            for index, name in enumerate(parts):
                 path = os.path.join(path, name)
                 try:
-                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                    continue
                 except FileNotFoundError:
                     if not create:
                         raise NotFound(f"{path} does not exist") from None
-                    try:
-                        os.mkdir(name, mode, dir_fd=fd)
-                        created = True
-                    except FileExistsError:
-                        created = False
-                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                    if created:
-                        os.fchmod(new, mode)
-                        os.fsync(fd)
-                os.close(fd)
-                fd = new
+                try:
+                    os.mkdir(name, mode, dir_fd=fds[-1])
+                    made.append(index)
+                except FileExistsError:
+                    pass
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                if made and made[-1] == index:
+                    os.fchmod(fds[-1], mode)
+                    os.fsync(fds[-2])
         except OSError as exc:
-            os.close(fd)
+            for index in reversed(made):
+                _rmdir_quietly(parts[index], fds[index])
+            _close_all(fds)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafePath(f"{path} is a symlink or not a folder; dialogctl does not follow links inside the journal") from None
             raise storage_error(exc, "open folder", path) from None
         except BaseException:
-            os.close(fd)
+            _close_all(fds)
             raise
+        fd = fds.pop()
+        _close_all(fds)
         return Folder(fd, path)
 
     def has_folder(self, name: str) -> bool:
@@ -151,7 +159,12 @@ class Folder:
                 fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=self.fd)
             except FileExistsError:
                 return os.open(name, flags, dir_fd=self.fd), False
-            os.fchmod(fd, mode)
+            try:
+                os.fchmod(fd, mode)
+            except OSError:
+                os.close(fd)
+                self.remove_quietly(name)
+                raise
             return fd, True
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -159,25 +172,29 @@ class Folder:
             raise storage_error(exc, "open for append", self.child_path(name)) from None
 
     def append(self, name: str, data: bytes, mode: int) -> tuple[int, int]:
-        """Append ``data`` in one write, fsync it; return (old size, new size).
+        """Append ``data`` with one write, fsync it; return (old size, new size).
 
-        On a short or failed write the file is cut back to its old size, so a
-        failed append leaves the file byte-identical to before.
+        On a short or failed write or fsync the file is cut back to its old
+        size (or removed, if this call created it), so a failed append leaves
+        the folder byte-identical to before.
         """
         fd, created = self.open_append(name, mode)
         where = self.child_path(name)
         try:
             old_size = os.fstat(fd).st_size
             try:
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+                # One write in all but failure cases: a short write (the disk filled up)
+                # is continued only to learn the real error, then cut back.
+                write_all(fd, data)
                 os.fsync(fd)
+                if created:
+                    self.fsync()
             except OSError as exc:
-                _truncate_quietly(fd, old_size)
+                if created:
+                    self.remove_quietly(name)
+                else:
+                    _truncate_quietly(fd, old_size)
                 raise storage_error(exc, "append to", where) from None
-            if created:
-                self.fsync()
             return old_size, old_size + len(data)
         finally:
             os.close(fd)
@@ -193,17 +210,27 @@ class Folder:
         try:
             os.fchmod(fd, mode)
             os.fsync(fd)
+        except OSError as exc:
+            self.remove_quietly(name)
+            raise storage_error(exc, "create", self.child_path(name)) from None
         finally:
             os.close(fd)
 
     def write_atomic(self, name: str, data: bytes, mode: int) -> None:
-        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder."""
+        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder.
+
+        The old file keeps a second name (a hard link) until the folder is
+        fsynced, so if that last step fails the old file is put back and a
+        failed rewrite leaves the folder as it was. Where hard links are not
+        available the rewrite goes ahead without that safety net.
+        """
         temp = f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         where = self.child_path(name)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
         except OSError as exc:
             raise storage_error(exc, "create a temporary file for", where) from None
+        backup: str | None = None
         try:
             try:
                 os.fchmod(fd, mode)
@@ -211,24 +238,57 @@ class Folder:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            try:
+                os.link(name, f"{temp}-old", src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+                backup = f"{temp}-old"
+            except OSError:
+                pass  # a new file, or no hard links here
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except OSError as exc:
             self.remove_quietly(temp)
+            if backup is not None:
+                self.remove_quietly(backup)
             raise storage_error(exc, "rewrite", where) from None
         except BaseException:
             self.remove_quietly(temp)
             raise
-        self.fsync()
+        try:
+            self.fsync()
+        except OSError as exc:
+            try:
+                if backup is not None:
+                    os.rename(backup, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+                    backup = None
+                else:
+                    os.unlink(name, dir_fd=self.fd)
+            except OSError:
+                pass
+            raise storage_error(exc, "rewrite", where) from None
+        finally:
+            if backup is not None:
+                self.remove_quietly(backup)
 
     def rename_to(self, name: str, target: Folder, new_name: str) -> None:
-        """Move a file between two journal folders (same filesystem), durably."""
+        """Move a file between two journal folders (same filesystem), durably.
+
+        If the folders cannot be fsynced the file is moved back, so a failed
+        move leaves both folders as they were.
+        """
+        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
         try:
             os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+        except OSError as exc:
+            raise storage_error(exc, "move", where) from None
+        try:
             target.fsync()
             if target.fd != self.fd:
                 self.fsync()
         except OSError as exc:
-            raise storage_error(exc, "move", f"{self.child_path(name)} to {target.child_path(new_name)}") from None
+            try:
+                os.rename(new_name, name, src_dir_fd=target.fd, dst_dir_fd=self.fd)
+            except OSError:
+                pass
+            raise storage_error(exc, "move", where) from None
 
     def set_mode(self, name: str | None, mode: int) -> None:
         """chmod a file in this folder (``None``: the folder itself), never through a symlink."""
@@ -320,6 +380,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 def read_range(fd: int, start: int, length: int) -> bytes:
     return os.pread(fd, length, start)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _rmdir_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
