@@ -317,8 +317,9 @@ class Journal:
     def locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
         """Run ``body(dialogs)`` under the user's lock.
 
-        If a cleanup removed the user's folder while we waited for the lock,
-        start over on the folder as it is now (recreated for an append).
+        If a cleanup removed the user's folder while we waited for the lock
+        (or moved it away to delete it, and died), start over on the folder as
+        it is now (recreated for an append): the lock we got guards nothing.
         """
         for _ in range(5):
             with self.dialogs_folder(user, create=create) as dialogs:
@@ -328,10 +329,40 @@ class Journal:
                 except FolderGone:
                     continue
                 try:
+                    if not self._still_in_place(dialogs, user):
+                        continue
                     return body(dialogs)
                 finally:
                     lock.release()
         raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+
+    def _still_in_place(self, dialogs: Folder, user: str) -> bool:
+        """Whether ``dialogs`` is still the folder found at the user's path."""
+        try:
+            with self.dialogs_folder(user) as now:
+                here, there = os.fstat(now.fd), os.fstat(dialogs.fd)
+        except NotFound:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def remove_user_folder(self, user: str) -> None:
+        """Delete a user's conversations and archives (the caller holds the user's lock).
+
+        ``dialogs/`` is first renamed to a hidden temp name, which removes the
+        user in one step (a crash mid-way leaves a leftover that verify reports,
+        never half a user), and only then deleted. A user's folder can also be
+        the shard folder of longer ids (``user`` holds ``user-1000`` in the
+        sharded layout), so only ``dialogs/`` goes, and folders only when empty.
+        """
+        parts = self.layout().user_parts(user)
+        with open_root(self.root) as root:
+            with root.open_folder((L.USERS_DIR, *parts)) as folder:
+                doomed = f".{L.DIALOGS_DIR}{TEMP_MARK}removed-{os.getpid()}-{os.urandom(4).hex()}"
+                folder.rename_to(L.DIALOGS_DIR, folder, doomed)
+                folder.remove_tree(doomed)
+                folder.fsync()
+            with root.open_folder((L.USERS_DIR,)) as users:
+                users.remove_empty_folders(parts)
 
     def append(self, user: str, messages: list[Message], conversation: str | None = None) -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
@@ -511,6 +542,18 @@ class Journal:
                 if target is None and self.layout().conversations == "sessions":
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
+                st = dialogs.stat(name)
+                if st is not None and st.st_size > 0:
+                    first = _unique(archived, ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now()))
+                    if archived.exchange(L.archive_file(archive_id), dialogs, name):
+                        # One atomic step restored the archive; the conversation it replaced
+                        # sits under the restored archive's name until it is given its own.
+                        try:
+                            archived.rename_to(L.archive_file(archive_id), archived, L.archive_file(first))
+                        except StorageError:
+                            archived.exchange(L.archive_file(archive_id), dialogs, name)
+                            raise
+                        return RestoreResult(user, archive_id, ref.name, first)
                 archived_first = self._archive_locked(dialogs, user, name, ref)
                 try:
                     archived.rename_to(L.archive_file(archive_id), dialogs, name)

@@ -22,7 +22,6 @@ whose timestamp cannot be read (it cannot be dated).
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -226,7 +225,7 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
             if not (fresh and fresh[0].kind == "remove-user"):
                 result.skipped.append((actions[0].path, "became active since the plan was made; kept"))
                 return
-            _remove_user_folder(journal, user)
+            journal.remove_user_folder(user)
             result.applied.append(fresh[0])
             return
         for action in actions:
@@ -273,19 +272,6 @@ def _ref_of(action: CleanupAction) -> ConversationRef:
     if action.conversation == "current":
         return ConversationRef(action.user, "current")
     return ConversationRef(action.user, "session", action.conversation)
-
-
-def _remove_user_folder(journal: Journal, user: str) -> None:
-    parts = journal.layout().user_parts(user)
-    with open_root(journal.root) as root, root.open_folder((L.USERS_DIR, *parts[:-1])) as parent:
-        parent.remove_tree(parts[-1])
-        parent.fsync()
-    # Drop shard folders left empty, deepest first; a folder still in use stays.
-    for depth in range(len(parts) - 1, 0, -1):
-        try:
-            os.rmdir(os.path.join(journal.root, L.USERS_DIR, *parts[:depth]))
-        except OSError:
-            break
 
 
 def _log(journal: Journal, plan: CleanupPlan, result: CleanupResult) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
 
@@ -290,6 +291,46 @@ class Folder:
                 pass
             raise storage_error(exc, "move", where) from None
 
+    def exchange(self, name: str, other: Folder, other_name: str) -> bool:
+        """Swap two files in one atomic step, durably; False (nothing changed) where the system cannot.
+
+        Linux's ``renameat2(RENAME_EXCHANGE)``: a restore that must keep the
+        conversation it replaces becomes one step instead of two, so a crash
+        leaves either the old state or the new one.
+        """
+        swap = _renameat2()
+        if swap is None:
+            return False
+        where = f"{self.child_path(name)} and {other.child_path(other_name)}"
+        if swap(self.fd, os.fsencode(name), other.fd, os.fsencode(other_name), _RENAME_EXCHANGE) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                return False  # e.g. NFS: the caller falls back to two renames
+            raise storage_error(OSError(code, os.strerror(code)), "swap", where)
+        try:
+            self.fsync()
+            other.fsync()
+        except OSError as exc:
+            swap(self.fd, os.fsencode(name), other.fd, os.fsencode(other_name), _RENAME_EXCHANGE)
+            raise storage_error(exc, "swap", where) from None
+        return True
+
+    def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
+        """Remove ``parts`` below this folder, deepest first, while they are empty; never through a symlink."""
+        fds = [os.dup(self.fd)]
+        try:
+            for name in parts[:-1]:
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            for depth in range(len(parts) - 1, -1, -1):
+                os.rmdir(parts[depth], dir_fd=fds[depth])
+                os.fsync(fds[depth])
+        except OSError:
+            pass  # not empty (another user's folder lives below), already gone, or not a folder: stop
+        finally:
+            _close_all(fds)
+
     def set_mode(self, name: str | None, mode: int) -> None:
         """chmod a file in this folder (``None``: the folder itself), never through a symlink."""
         self._change(name, "set the mode of", lambda fd: os.fchmod(fd, mode))
@@ -356,6 +397,25 @@ def open_root(root: str, create: bool = False, mode: int = 0o700) -> Folder:
         raise storage_error(exc, "create journal root", root) from None
     os.fchmod(fd, mode)
     return Folder(fd, root)
+
+
+_RENAME_EXCHANGE = 2
+_SWAP: list[Any] = []
+
+
+def _renameat2() -> Any:
+    """libc's renameat2, or None where there is none (loaded on first use: only restore needs it)."""
+    if not _SWAP:
+        try:
+            import ctypes
+
+            swap = ctypes.CDLL(None, use_errno=True).renameat2
+            swap.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            swap.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            swap = None
+        _SWAP.append(swap)
+    return _SWAP[0]
 
 
 def read_all(fd: int) -> bytes:

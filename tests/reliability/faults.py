@@ -129,9 +129,10 @@ class Injector:
                         original(args[0], data[: max(1, len(data) // 2)], *args[2:])
                     os.kill(os.getpid(), signal.SIGKILL)
                 elif rule.do == "kill-after":
-                    result = original(*args, **kwargs)
-                    os.kill(os.getpid(), signal.SIGKILL)
-                    return result
+                    try:
+                        return original(*args, **kwargs)
+                    finally:  # even when the call fails (an O_EXCL open of an existing file)
+                        os.kill(os.getpid(), signal.SIGKILL)
                 else:
                     code = getattr(errno, rule.do)
                     raise OSError(code, os.strerror(code))
@@ -140,6 +141,8 @@ class Injector:
         return wrapper
 
     def install(self) -> None:
+        import shutil  # noqa: F401 - shutil decides at import whether the os functions take dir_fd; they must be the real ones
+
         self.originals["open"] = os.open
         self._track()
         for name in STEP_CALLS:
