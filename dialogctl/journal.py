@@ -13,13 +13,14 @@ learns the conversation's message count from the last frame line of the file
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
 from . import layout as L
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
-from .errors import InvalidInput, LayoutError, NotFound, StorageError
+from .errors import InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
@@ -165,12 +166,13 @@ class Journal:
 
     def users(self) -> Iterator[str]:
         """Every user id in the journal, in folder order; unusable folder names are reported."""
+        layout = self.layout()
         for parts in L.iter_user_folders(self.root):
             user = L.user_id_from_parts(parts)
             try:
-                L.validate_user_id(user)
+                L.check_user_folder(user, parts, layout)
             except InvalidInput as exc:
-                self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(parts)}", None, "unusable user folder", str(exc)))
+                self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(L.shown(p) for p in parts)}", None, "unusable user folder", str(exc)))
                 continue
             yield user
 
@@ -505,7 +507,7 @@ class Journal:
         return self.locked(user, "archive", body)
 
     def _archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
-        st = dialogs.stat(name)
+        st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
         with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode) as archived:
@@ -536,13 +538,13 @@ class Journal:
             if not dialogs.has_folder(L.ARCHIVE_DIR):
                 raise NotFound(f"archive {archive_id!r} of user {user!r} not found (the user has no archives)")
             with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
-                if archived.stat(L.archive_file(archive_id)) is None:
+                if _regular(archived, L.archive_file(archive_id)) is None:
                     raise NotFound(f"archive {archive_id!r} of user {user!r} not found")
                 target = conversation
                 if target is None and self.layout().conversations == "sessions":
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
-                st = dialogs.stat(name)
+                st = _regular(dialogs, name)
                 if st is not None and st.st_size > 0:
                     first = _unique(archived, ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now()))
                     if archived.exchange(L.archive_file(archive_id), dialogs, name):
@@ -593,6 +595,14 @@ def summarize(conv: Conversation) -> ConversationSummary:
         if last_at is None or moment > last_at:
             last_at, last = moment, msg.timestamp
     return ConversationSummary(conv.ref, len(conv.messages), conv.size, conv.mtime, first, last, roles, len(conv.damage))
+
+
+def _regular(folder: Folder, name: str) -> os.stat_result | None:
+    """lstat of a conversation file that is to be moved; anything but a regular file is refused."""
+    st = folder.stat(name)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UnsafePath(f"{folder.child_path(name)} is a symlink or not a regular file; dialogctl does not move it")
+    return st
 
 
 def _move_back(folder: Folder, name: str, target: Folder, new_name: str) -> None:

@@ -71,9 +71,25 @@ def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
     return value
 
 
+def shown(name: str) -> str:
+    """A name read from the disk, safe to print: control and invisible characters escaped."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def validate_user_id(user: object) -> str:
     """Return ``user`` if it is a safe user id, else raise :class:`InvalidUserId`."""
     return _check_id(user, "user id", _ID_PUNCTUATION)
+
+
+def check_user_folder(user: str, parts: tuple[str, ...], layout: Layout) -> None:
+    """Refuse a folder found under ``users/`` whose id is unsafe or that is not where the layout keeps that id.
+
+    (``users/us/er.old/dialogs`` reads as user ``user.old``, whom the sharded
+    layout keeps in ``users/us/er/.old``: every operation on it would miss.)
+    """
+    validate_user_id(user)
+    if layout.user_parts(user) != parts:
+        raise InvalidUserId(f"folder users/{'/'.join(shown(p) for p in parts)} is not where the {layout.describe()} layout keeps user {shown(user)!r}")
 
 
 def validate_name(name: object, what: str = "conversation id") -> str:

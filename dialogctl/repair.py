@@ -198,6 +198,8 @@ def _requote(match: re.Match[str]) -> str:
 
 def repair(journal: Journal, users: list[str] | None = None, dry_run: bool = False) -> RepairReport:
     """Mend the whole journal (or the given users); with ``dry_run``, only say what would be done."""
+    for user in users or []:
+        L.validate_user_id(user)  # before anything touches the disk
     mender = _Mender(journal, dry_run)
     with open_root(journal.root) as root:
         mender.expect = expectations(journal, root)
@@ -232,7 +234,7 @@ class _Mender:
 
         assert self.expect is not None
         users: list[str] = []
-        for parts, finding in walk_users(self.journal.root):
+        for parts, finding in walk_users(self.journal.root, self.journal.layout()):
             if finding is None:
                 users.append(L.user_id_from_parts(parts))
             elif finding.mend is None:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 TEMP_MARK = ".tmp-"
 
 
@@ -139,6 +141,9 @@ class Folder:
             if exc.errno == errno.ELOOP:
                 raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
             raise storage_error(exc, "open", self.child_path(name)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafePath(f"{self.child_path(name)} is not a regular file; dialogctl reads only regular files inside the journal")
         return fd
 
     def read_bytes(self, name: str) -> bytes | None:

@@ -31,6 +31,7 @@ from . import layout as L
 from .codec import Frame, find_frames
 from .errors import InvalidInput, NotFound
 from .journal import Journal
+from .layout import shown
 from .models import ROLES, ConversationRef
 from .reader import ParsedFile, parse_conversation
 from .storage import TEMP_MARK, Folder, open_root
@@ -122,11 +123,6 @@ class UserFolder(NamedTuple):
 FileCheck = Callable[[ConversationFile, Expectations], Iterable[Finding]]
 FolderCheck = Callable[[UserFolder, Expectations], Iterable[Finding]]
 RootCheck = Callable[[Journal, Folder, Expectations], Iterable[Finding]]
-
-
-def shown(name: str) -> str:
-    """A name from the disk, safe to print: invisible and control characters escaped."""
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 # --- checks of one conversation file ------------------------------------------
@@ -402,7 +398,7 @@ def _usable_file_name(name: str, archived: bool) -> bool:
     return not stem.startswith(".")
 
 
-def walk_users(root: str) -> Iterator[tuple[tuple[str, ...], Finding | None]]:
+def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], Finding | None]]:
     """Every folder under ``users/`` that holds ``dialogs/``, and what dialogctl cannot use there.
 
     Yields ``(parts, None)`` for a usable user folder and ``(parts, finding)``
@@ -421,12 +417,9 @@ def walk_users(root: str) -> Iterator[tuple[tuple[str, ...], Finding | None]]:
         where = "/".join((L.USERS_DIR, *(shown(p) for p in parts)))
         if parts and (L.DIALOGS_DIR, True, False) in entries:
             try:
-                L.validate_user_id(L.user_id_from_parts(parts))
-            except InvalidInput:
-                yield (
-                    parts,
-                    Finding(where, None, "leftovers", "unusable user folder", "the folder names do not form a valid user id, so dialogctl ignores it", None),
-                )
+                L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
+            except InvalidInput as exc:
+                yield parts, Finding(where, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None)
             else:
                 yield parts, None
         for name, is_dir, is_link in reversed(entries):
@@ -463,6 +456,8 @@ class Report(NamedTuple):
 
 def verify(journal: Journal, users: list[str] | None = None) -> Report:
     """Run every check on the whole journal, or on the given users only."""
+    for user in users or []:
+        L.validate_user_id(user)  # before anything touches the disk
     findings: list[Finding] = []
     with open_root(journal.root) as root:
         expect = expectations(journal, root)
@@ -470,7 +465,7 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
             for check in ROOT_CHECKS:
                 findings.extend(check(journal, root, expect))
             users = []
-            for parts, finding in walk_users(journal.root):
+            for parts, finding in walk_users(journal.root, journal.layout()):
                 if finding is None:
                     users.append(L.user_id_from_parts(parts))
                 else:

@@ -40,6 +40,7 @@ def export(
     from ..errors import InvalidInput
     from ..exporters import write_json, write_jsonl
     from ..journal import Conversation
+    from ..layout import validate_user_id
 
     state: CliState = ctx.obj
     if all_users and users:
@@ -50,6 +51,8 @@ def export(
         raise InvalidInput("--conversation and --archive name different conversations; pass one")
     if (conversation is not None or archive is not None) and include_archives:
         raise InvalidInput("--include-archives selects many conversations; it cannot be combined with --conversation or --archive")
+    for user in users or []:
+        validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
     single = (
         bool(users)

@@ -50,9 +50,9 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     from ..verify import verify as run_checks
 
     state: CliState = ctx.obj
-    report = run_checks(state.journal(), [user] if user else None)
+    report = run_checks(state.journal(), None if user is None else [user])
     emit_records(state, fmt, FINDING_COLUMNS, (f.to_json() for f in report.findings), title="Problems found")
-    scope = f"user {user!r}" if user else f"{report.users} user(s)"
+    scope = f"user {user!r}" if user is not None else f"{report.users} user(s)"
     if report.findings:
         mendable = sum(1 for f in report.findings if f.mend is not None)
         raise NegativeAnswer(
@@ -88,7 +88,7 @@ def repair(
 
     state: CliState = ctx.obj
     journal = state.journal()
-    report = run_repair(journal, [user] if user else None, dry_run=dry_run)
+    report = run_repair(journal, None if user is None else [user], dry_run=dry_run)
     title = "Repair plan (dry run)" if dry_run else "Repairs"
     emit_records(state, fmt, ACTION_COLUMNS, (a.to_json() for a in report.actions), title=title, empty="nothing to repair")
     if report.quarantine:
