@@ -164,15 +164,15 @@ class Journal:
 
     # --- finding users and conversations ----------------------------------------
 
-    def users(self) -> Iterator[str]:
-        """Every user id in the journal, in folder order; unusable folder names are reported."""
+    def users(self, prefix: str = "") -> Iterator[str]:
+        """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
         layout = self.layout()
-        for parts in L.iter_user_folders(self.root):
+        for parts in L.iter_user_folders(self.root, prefix=prefix):
             user = L.user_id_from_parts(parts)
             try:
                 L.check_user_folder(user, parts, layout)
             except InvalidInput as exc:
-                self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(L.shown(p) for p in parts)}", None, "unusable user folder", str(exc)))
+                self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(parts)}", None, "unusable user folder", str(exc)))
                 continue
             yield user
 

@@ -71,11 +71,6 @@ def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
     return value
 
 
-def shown(name: str) -> str:
-    """A name read from the disk, safe to print: control and invisible characters escaped."""
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
-
-
 def validate_user_id(user: object) -> str:
     """Return ``user`` if it is a safe user id, else raise :class:`InvalidUserId`."""
     return _check_id(user, "user id", _ID_PUNCTUATION)
@@ -89,7 +84,7 @@ def check_user_folder(user: str, parts: tuple[str, ...], layout: Layout) -> None
     """
     validate_user_id(user)
     if layout.user_parts(user) != parts:
-        raise InvalidUserId(f"folder users/{'/'.join(shown(p) for p in parts)} is not where the {layout.describe()} layout keeps user {shown(user)!r}")
+        raise InvalidUserId(f"folder users/{'/'.join(parts)} is not where the {layout.describe()} layout keeps user {user!r}")
 
 
 def validate_name(name: object, what: str = "conversation id") -> str:
@@ -146,10 +141,12 @@ def archive_file(archive_id: str) -> str:
 # --- walking and detection -------------------------------------------------
 
 
-def iter_user_folders(root: str, limit: int | None = None) -> Iterator[tuple[str, ...]]:
+def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> Iterator[tuple[str, ...]]:
     """Yield the path parts (below ``users/``) of every folder that holds ``dialogs/``.
 
     Symlinks are never followed. Yields at most ``limit`` folders when given.
+    With ``prefix``, only folders of ids starting with it, and only folders
+    that can lead to such ids are entered (shell completion stays fast).
     """
     base = os.path.join(root, USERS_DIR)
     stack: list[tuple[str, ...]] = [()]
@@ -162,13 +159,15 @@ def iter_user_folders(root: str, limit: int | None = None) -> Iterator[tuple[str
         except (FileNotFoundError, NotADirectoryError):
             continue
         subdirs = sorted((name for name, is_dir in entries if is_dir and not name.startswith(".")), reverse=True)
-        if parts and DIALOGS_DIR in subdirs:
+        so_far = "".join(parts)
+        if parts and DIALOGS_DIR in subdirs and so_far.startswith(prefix):
             yield parts
             found += 1
             if limit is not None and found >= limit:
                 return
         for name in subdirs:
-            if name != DIALOGS_DIR or not parts:
+            below = so_far + name
+            if (name != DIALOGS_DIR or not parts) and (below.startswith(prefix) or prefix.startswith(below)):
                 stack.append(parts + (name,))
 
 

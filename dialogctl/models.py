@@ -11,9 +11,14 @@ the journal is the source of truth, and rewriting ``2024-01-15T10:30:00Z`` as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypedDict
 
 ROLES = ("user", "assistant", "system", "tool")
+
+# ``progress(done, total)`` after each step of a long run (total None when not known
+# ahead): how the CLI draws a progress bar without the core knowing about terminals.
+ProgressCallback = Callable[[int, int | None], None]
 
 ConversationKind = Literal["current", "session", "archive"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .journal import Journal
-from .models import ConversationSummary
+from .models import ConversationSummary, ProgressCallback
 from .times import parse_timestamp
 
 
@@ -79,9 +79,11 @@ def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOvervi
     )
 
 
-def users_overview(journal: Journal, users: Iterable[str] | None = None) -> Iterator[UserOverview]:
-    for user in journal.users() if users is None else users:
+def users_overview(journal: Journal, users: Iterable[str] | None = None, progress: ProgressCallback | None = None) -> Iterator[UserOverview]:
+    for done, user in enumerate(journal.users() if users is None else users, 1):
         yield user_overview(user, journal.summaries(user))
+        if progress is not None:
+            progress(done, None)
 
 
 @dataclass
@@ -128,10 +130,13 @@ class Totals:
         }
 
 
-def journal_totals(journal: Journal) -> Totals:
+def journal_totals(journal: Journal, progress: ProgressCallback | None = None) -> Totals:
+    """Totals over every user (``progress`` is told after each); ``lastCleanup`` from the cleanup log."""
     totals = Totals()
-    for user in journal.users():
+    for done, user in enumerate(journal.users(), 1):
         totals.add(journal.summaries(user))
+        if progress is not None:
+            progress(done, None)
     totals.last_cleanup = last_cleanup(journal.root)
     return totals
 

@@ -1,13 +1,19 @@
 """Rendering for people: Rich tables and transcripts (the only module besides the CLI that imports Rich).
 
-Untrusted text (message content, user and conversation ids from the disk) is
-passed through :func:`visible` before it reaches a terminal: every control
-and bidi-format character except newline and tab is shown as an escape, and
-Rich markup is never interpreted (``markup=False`` everywhere). Machine
-formats never come through here; they carry the exact text.
+Untrusted text (message content, roles, metadata, user and conversation ids,
+paths from the disk) goes through :func:`visible` before it reaches a
+terminal: every control and bidi-format character except newline and tab is
+shown as an escape, and Rich markup is never interpreted (``markup=False``
+everywhere; Markdown is rendered by Rich's Markdown parser, which knows no
+Rich markup, with hyperlinks off). Machine formats never come through here;
+they carry the exact text.
 
-On a terminal, tables use Rich's box drawing and colour; in a pipe, the same
-columns are printed as plain aligned text with no colour and no truncation.
+On a terminal, tables use Rich's box drawing, colour (see
+:meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
+(long cells wrap); in a pipe, the same columns are printed as plain aligned
+text on one line per row. Times in tables are relative (``3h ago``); the
+machine formats carry them as written. Colour means the 16 standard ANSI
+colours, or no escape sequence at all.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import io
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
 
 from .times import parse_timestamp, utc_now
 
@@ -34,6 +40,8 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u20
 _NAMED = {"\r": "\\r", "\x1b": "\\e", "\x00": "\\0", "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f"}
 
 ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta", "tool": "bold yellow"}
+# Markdown needs a width to lay out rules and code blocks; in a pipe there is no terminal to ask.
+PIPE_MARKDOWN_WIDTH = 100
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -49,41 +57,57 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def one_line(text: str, limit: int | None = None) -> str:
-    flat = visible(text).replace("\n", "⏎ ").replace("\t", " ")
-    if limit is not None and len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat
+def one_line(text: str) -> str:
+    """Text for a table cell: escaped, on one line."""
+    return visible(text).replace("\n", "⏎ ").replace("\t", " ")
 
 
-def console(state: CliState, stderr: bool = False) -> Console:
+def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, markdown: bool = False) -> Console:
+    """A Rich console for stdout (or stderr) that follows the colour rules.
+
+    ``file`` receives the output instead of the stream (a pager's buffer); it
+    is laid out as the stream would be: the terminal's width on a terminal,
+    unbounded lines in a pipe.
+    """
+    import shutil
+
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     color = state.use_color(stream)
     terminal = stream.isatty()
+    if terminal:
+        width = shutil.get_terminal_size().columns
+    else:
+        width = PIPE_MARKDOWN_WIDTH if markdown else 1_000_000
     return Console(
-        file=stream,
-        force_terminal=True if color and not terminal else None,
+        file=file or stream,
+        # A terminal stays one without colour (progress bars redraw in place); a pipe is
+        # treated as a terminal only when colour is forced into it.
+        force_terminal=terminal or color,
         no_color=not color,
-        color_system="auto" if color else None,
+        color_system="standard" if color else None,
         highlight=False,
         markup=False,
         emoji=False,
-        width=None if terminal else 1_000_000,
-        soft_wrap=not terminal,
+        width=width,
+        soft_wrap=not terminal and not markdown,
     )
 
 
 def _print(state: CliState, renderable: Any) -> None:
     """Print to stdout; in a pipe, without trailing padding."""
-    con = console(state)
     if sys.stdout.isatty():
+        from rich.measure import Measurement
+
+        con = console(state)
+        # Too narrow a terminal: lay the table out wider and let the terminal wrap its lines,
+        # rather than let Rich squeeze columns to nothing and drop them.
+        con.width = max(con.width, Measurement.get(con, con.options.update_width(1_000_000), renderable).minimum)
         con.print(renderable)
         return
     buffer = io.StringIO()
-    con.file = buffer
-    con.print(renderable)
+    console(state, buffer).print(renderable)
     sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
@@ -119,12 +143,22 @@ def relative(moment: datetime, now: datetime | None = None) -> str:
 
 
 def human_time(text: str | None) -> str:
+    """A journal time for people: UTC to the minute, and how long ago."""
     if not text:
         return ""
     moment = parse_timestamp(text)
     if moment is None:
         return visible(text)
-    return f"{moment.strftime('%Y-%m-%d %H:%M')} ({relative(moment)})"
+    return f"{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} ({relative(moment)})"
+
+
+def clock(text: str, local: bool = False) -> str:
+    """A message time for a transcript: to the second, in UTC or the local zone, with the zone's name."""
+    moment = parse_timestamp(text)
+    if moment is None:
+        return visible(text)
+    moment = moment.astimezone() if local else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S ") + (moment.tzname() or moment.strftime("%z"))
 
 
 def cell(column: Column, value: Any) -> str:
@@ -135,20 +169,22 @@ def cell(column: Column, value: Any) -> str:
     if column.kind == "count":
         return f"{int(value):,}"
     if column.kind == "time":
-        return human_time(str(value))
+        moment = parse_timestamp(str(value))
+        return relative(moment) if moment is not None else visible(str(value))
     if column.kind == "bool":
         return "yes" if value else "no"
     if column.kind == "json":
         import json
 
-        return one_line(json.dumps(value, ensure_ascii=False), column.max_width)
-    return one_line(str(value), column.max_width)
+        return one_line(json.dumps(value, ensure_ascii=False))
+    return one_line(str(value))
 
 
 # --- renderables -------------------------------------------------------------------
 
 
 def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
+    """Rows as a table: boxed and fitted to the terminal on one, plain aligned columns in a pipe."""
     from rich import box
     from rich.table import Table
 
@@ -160,10 +196,21 @@ def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, An
         header_style="bold" if terminal else "",
         pad_edge=False,
     )
-    for column in columns:
-        t.add_column(column.header, justify="right" if column.kind in ("count", "bytes") else "left", overflow="fold")
+    shown = [c for c in columns if c.in_table]
+    for column in shown:
+        numeric = column.kind in ("count", "bytes", "bool")
+        # Numbers never wrap; ids and text fold, but never below their header's longest word,
+        # so a narrow terminal never leaves a column one letter wide.
+        floor = max(len(word) for word in column.header.split())
+        t.add_column(
+            column.header,
+            justify="right" if column.kind in ("count", "bytes") else "left",
+            overflow="fold",
+            no_wrap=numeric,
+            min_width=max(floor, 8),
+        )
     for row in rows:
-        t.add_row(*(cell(c, row.get(c.key)) for c in columns))
+        t.add_row(*(cell(c, row.get(c.key)) for c in shown))
     _print(state, t)
 
 
@@ -176,31 +223,53 @@ def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | N
     t.add_column(style="bold" if terminal else "")
     t.add_column()
     for key, value in pairs:
-        t.add_row(key, visible(value))
+        t.add_row(visible(key), visible(value))
     _print(state, t)
 
 
-def transcript(state: CliState, messages: Iterable[tuple[int, Message]], heading: str | None = None) -> int:
-    """A readable transcript: a coloured header per message, then its text as it is."""
+def transcript(
+    state: CliState,
+    messages: Iterable[tuple[int, Message]],
+    heading: str | None = None,
+    *,
+    file: IO[str] | None = None,
+    markdown: bool = False,
+    local: bool = False,
+) -> None:
+    """A readable transcript: a role-coloured header per message (index, role, time), then its text.
+
+    The text is shown as it is (escaped), or rendered as Markdown with
+    ``markdown``; trailing line breaks are left out.
+    """
     from rich.text import Text
 
-    con = console(state)
-    count = 0
+    con = console(state, file, markdown=markdown)
     if heading:
         con.print(Text(visible(heading), style="bold underline"))
+        con.print()
     for index, msg in messages:
         header = Text()
         header.append(f"[{index}] ", style="dim")
         header.append(visible(msg.role), style=ROLE_STYLES.get(msg.role, "bold"))
-        header.append(f"  {visible(msg.timestamp)}", style="dim")
+        header.append(f"  {clock(msg.timestamp, local)}", style="dim")
         extra = _metadata_summary(msg)
         if extra:
             header.append(f"  {extra}", style="dim")
         con.print(header)
-        con.print(Text(visible(msg.content)))
+        text = visible(msg.content.rstrip("\n"))
+        if not markdown:
+            con.print(Text(text))
+        elif sys.stdout.isatty():
+            from rich.markdown import Markdown
+
+            con.print(Markdown(text, hyperlinks=False))
+        else:
+            from rich.markdown import Markdown
+
+            with con.capture() as captured:  # Markdown pads every line to the width: not in a file
+                con.print(Markdown(text, hyperlinks=False))
+            con.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
         con.print()
-        count += 1
-    return count
 
 
 def _metadata_summary(msg: Message) -> str:

@@ -30,7 +30,7 @@ from typing import Literal
 from . import layout as L
 from .codec import encode_batch
 from .journal import Conversation, Journal
-from .models import ConversationRef, Message
+from .models import ConversationRef, Message, ProgressCallback
 from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
 
@@ -108,8 +108,9 @@ def plan_cleanup(
     retention: timedelta | None = None,
     now: datetime | None = None,
     users: list[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> CleanupPlan:
-    """What a cleanup would do, changing nothing at all (not even a lock file)."""
+    """What a cleanup would do, changing nothing at all (not even a lock file); ``progress`` is told after each user."""
     now = now or utc_now()
     plan = CleanupPlan(
         now,
@@ -117,8 +118,10 @@ def plan_cleanup(
         now - max_inactive if max_inactive else None,
         now - retention if retention else None,
     )
-    for user in journal.users() if users is None else users:
+    for done, user in enumerate(journal.users() if users is None else users, 1):
         plan.actions.extend(_plan_user(journal, plan, user))
+        if progress is not None:
+            progress(done, None)
     return plan
 
 
@@ -203,14 +206,16 @@ class CleanupResult:
         }
 
 
-def apply_cleanup(journal: Journal, plan: CleanupPlan) -> CleanupResult:
-    """Carry out a plan, user by user under each user's lock; log one line."""
+def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallback | None = None) -> CleanupResult:
+    """Carry out a plan, user by user under each user's lock (``progress`` is told after each); log one line."""
     result = CleanupResult(skipped=list(plan.skipped))
     by_user: dict[str, list[CleanupAction]] = {}
     for action in plan.actions:
         by_user.setdefault(action.user, []).append(action)
-    for user, actions in by_user.items():
+    for done, (user, actions) in enumerate(by_user.items(), 1):
         _apply_user(journal, plan, user, actions, result)
+        if progress is not None:
+            progress(done, len(by_user))
     _log(journal, plan, result)
     return result
 

@@ -31,7 +31,6 @@ from . import layout as L
 from .codec import Frame, find_frames
 from .errors import InvalidInput, NotFound
 from .journal import Journal
-from .layout import shown
 from .models import ROLES, ConversationRef
 from .reader import ParsedFile, parse_conversation
 from .storage import TEMP_MARK, Folder, open_root
@@ -215,7 +214,7 @@ def check_leftovers(folder: UserFolder, expect: Expectations) -> Iterator[Findin
     """Temp files left by a rewrite that was interrupted, and things dialogctl will not touch."""
     for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
         for name, st in entries.items():
-            path = f"{where}/{shown(name)}"
+            path = f"{where}/{name}"
             if TEMP_MARK in name:
                 yield Finding(
                     path,
@@ -255,11 +254,11 @@ def check_archive_moves(folder: UserFolder, expect: Expectations) -> Iterator[Fi
     for key, name in active.items():
         if key in archived:
             yield Finding(
-                f"{folder.rel_path}/{shown(name)}",
+                f"{folder.rel_path}/{name}",
                 None,
                 "archive moves",
                 SHARED_FILE,
-                f"this file is also {L.ARCHIVE_DIR}/{shown(archived[key])}: a move into archived/ stopped half-way, so its messages show twice",
+                f"this file is also {L.ARCHIVE_DIR}/{archived[key]}: a move into archived/ stopped half-way, so its messages show twice",
                 "finish the move: start an empty conversation (the archive keeps the messages)",
                 folder.user,
             )
@@ -268,7 +267,7 @@ def check_archive_moves(folder: UserFolder, expect: Expectations) -> Iterator[Fi
             key = (st.st_dev, st.st_ino)
             if _is_conversation(name, st) and st.st_nlink > 1 and not (key in active and key in archived):
                 yield Finding(
-                    f"{where}/{shown(name)}",
+                    f"{where}/{name}",
                     None,
                     "archive moves",
                     "hard link",
@@ -322,7 +321,7 @@ def check_root_leftovers(journal: Journal, root: Folder, expect: Expectations) -
             for entry in folder.entries():
                 if TEMP_MARK in entry.name:
                     yield Finding(
-                        f"{'/'.join(parts)}/{shown(entry.name)}",
+                        f"{'/'.join(parts)}/{entry.name}",
                         None,
                         "leftovers",
                         TEMP_FILE,
@@ -414,7 +413,7 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
                 entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
         except OSError:
             continue
-        where = "/".join((L.USERS_DIR, *(shown(p) for p in parts)))
+        where = "/".join((L.USERS_DIR, *parts))
         if parts and (L.DIALOGS_DIR, True, False) in entries:
             try:
                 L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
@@ -423,7 +422,7 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
             else:
                 yield parts, None
         for name, is_dir, is_link in reversed(entries):
-            path = f"{where}/{shown(name)}"
+            path = f"{where}/{name}"
             if TEMP_MARK in name and is_dir:
                 yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a user folder left half-removed by an interrupted cleanup", "finish removing it")
             elif TEMP_MARK in name:
@@ -536,18 +535,12 @@ def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -
     """One conversation file read and parsed, without touching ``journal.damage``; None if it is gone."""
     folder, name = journal.locate(dialogs, ref)
     try:
-        fd = folder.open_read(name)
-        if fd is None:
-            return None
-        try:
-            st = os.fstat(fd)
-            from .storage import read_all
-
-            data = read_all(fd)
-        finally:
-            os.close(fd)
+        st = folder.stat(name)
+        data = folder.read_bytes(name)
     finally:
         if folder is not dialogs:
             folder.close()
+    if st is None or data is None:
+        return None
     rel = journal.rel_path(ref)
     return ConversationFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])

@@ -8,28 +8,53 @@ exits with the failure's code (see :mod:`dialogctl.errors`).
 
 Start-up matters (scripts run ``dialogctl append`` once per message), so
 modules here import only Typer at load time; Rich, ruamel.yaml and the rest
-are imported inside the commands that use them.
+are imported inside the commands that use them. This module has no
+``from __future__ import annotations``: Typer evaluates string annotations
+twice on every run (signature and type hints), real ones cost once at import
+(about 4 ms less for every invocation).
 """
-
-from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import EXIT_DAMAGED, EXIT_IO, DialogError
-from .state import CliState
+from ..errors import EXIT_DAMAGED, EXIT_IO, EXIT_NEGATIVE, DialogError
+from .state import CliState, tell
 
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+# Besides dialogctl.errors.EXIT_CODES, the process itself can end with these.
+PROCESS_EXIT_CODES = {
+    EXIT_INTERNAL: "internal error: a bug (DIALOGCTL_DEBUG=1 shows the traceback)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout was closed by its reader (dialogctl export --all | head)",
+}
+COMPLETE_VAR = "_DIALOGCTL_COMPLETE"
+# Help is plain text at up to 100 columns: the same words on a terminal, in a
+# pipe, in docs/cli.md and in the man page, and no Rich import for --help.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class _PipeClosed(Exception):
     pass
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a command (Typer would turn it into a silent exit 130)."""
+
+
+class DialogCommand(TyperCommand):
+    """A subcommand; its usage line names required arguments plainly (``USER``, not Typer's ``{USER}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
 
 class DialogGroup(TyperGroup):
@@ -49,15 +74,22 @@ class DialogGroup(TyperGroup):
             result = super().invoke(ctx)
         except BrokenPipeError:
             raise _PipeClosed() from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
         state = ctx.obj
         if isinstance(state, CliState) and state._journal is not None and state._journal.damage:
             _report_damage(state)
             raise typer.Exit(EXIT_DAMAGED)
         return result
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        from .. import errors
+    def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: str | None = None) -> None:
+        # A shell asking for completions (see dialogctl.cli.completion): answer and exit.
+        if os.environ.get(COMPLETE_VAR):
+            from .completion import answer
 
+            sys.exit(answer(self, os.environ[COMPLETE_VAR], prog_name, sys.argv[1:]))
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             # Without standalone mode Typer returns the code of a typer.Exit.
             returned = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
@@ -66,19 +98,14 @@ class DialogGroup(TyperGroup):
             code = exc.exit_code
         except DialogError as exc:
             _report_damage_of_context()
-            print(f"dialogctl: {exc.message}", file=sys.stderr)
-            if exc.hint:
-                print(f"dialogctl: hint: {exc.hint}", file=sys.stderr)
-            code = exc.exit_code
+            code = _fail(exc.message, exc.hint, exc.exit_code)
         except _PipeClosed:
             _silence_stdout()
             code = EXIT_BROKEN_PIPE
-        except KeyboardInterrupt:
-            print("dialogctl: interrupted", file=sys.stderr)
-            code = 130
+        except (_Interrupted, KeyboardInterrupt):
+            code = _fail("interrupted", None, EXIT_INTERRUPTED)
         except typer.Abort:
-            print("dialogctl: aborted", file=sys.stderr)
-            code = errors.EXIT_NEGATIVE
+            code = _fail("aborted", None, EXIT_NEGATIVE)
         except Exception as exc:  # click's usage errors, and anything unexpected
             code = _report_other(exc)
         if standalone_mode:
@@ -87,6 +114,14 @@ class DialogGroup(TyperGroup):
 
 
 _CURRENT_STATE: list[CliState] = []
+
+
+def _fail(message: str, hint: str | None, code: int) -> int:
+    """The one place a failure is told: one line on stderr (and a hint)."""
+    tell(message)
+    if hint:
+        tell(f"hint: {hint}")
+    return code
 
 
 def _report_damage(state: CliState) -> None:
@@ -117,29 +152,43 @@ def _silence_stdout() -> None:
 
 
 def _report_other(exc: Exception) -> int:
-    exit_code = getattr(exc, "exit_code", None)
-    show = getattr(exc, "show", None)
-    if isinstance(exit_code, int) and callable(show):  # a click UsageError / BadParameter
-        show()
-        return exit_code
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+    if isinstance(exc, NoArgsIsHelpError):
+        print(exc.format_message(), file=sys.stderr)  # the help itself: our own text
+        return exc.exit_code
+    if isinstance(exc, ClickException):
+        ctx = getattr(exc, "ctx", None)
+        hint = f"see '{ctx.command_path} --help'" if isinstance(exc, UsageError) and ctx is not None else None
+        message = exc.format_message()
+        return _fail(message[:1].lower() + message[1:], hint, exc.exit_code)
     if isinstance(exc, OSError):
-        print(f"dialogctl: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_IO
+        return _fail(exc.strerror or str(exc), None, EXIT_IO)
     if os.environ.get("DIALOGCTL_DEBUG"):
         raise exc
-    print(f"dialogctl: internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", file=sys.stderr)
-    return EXIT_INTERNAL
+    return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)
 
 
 app = typer.Typer(
     cls=DialogGroup,
     name="dialogctl",
-    help="Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks and cleanup.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    rich_markup_mode=None,
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+class ColorMode(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+class LayoutName(StrEnum):
+    flat = "flat"
+    sharded = "sharded"
 
 
 def _version(value: bool) -> None:
@@ -152,40 +201,44 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     root: Annotated[
-        Optional[str], typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH")
+        Optional[Path],
+        typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", file_okay=False),
     ] = None,
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH", dir_okay=False)
+    ] = None,
     layout: Annotated[
-        Optional[str], typer.Option("--layout", help="User folder layout: flat or sharded (needed only when it cannot be detected).", metavar="flat|sharded")
+        Optional[LayoutName], typer.Option("--layout", help="User folder layout: flat or sharded (needed only when it cannot be detected).", show_default=False)
     ] = None,
     shard_levels: Annotated[Optional[int], typer.Option("--shard-levels", help="Sharded layout: number of prefix folders.", metavar="N")] = None,
     shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="Sharded layout: characters per prefix folder.", metavar="N")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Set any setting, e.g. --set archiveThreshold=50 (repeatable).", metavar="KEY=VALUE")
+        Optional[list[str]],
+        typer.Option("--set", help="Set any setting, e.g. --set archiveThreshold=50 (repeatable; see 'dialogctl config').", metavar="KEY=VALUE"),
     ] = None,
     color: Annotated[
-        str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR and TERM=dumb also turn it off).", metavar="auto|always|never")
-    ] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes on stderr (warnings and errors still show).")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Say more on stderr.")] = 0,
+        ColorMode, typer.Option("--color", help="Colour on stdout and stderr: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always or never.")
+    ] = ColorMode.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes or progress bars on stderr (warnings and errors still show).")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Say more on stderr: resolved times, what each step did.", show_default=False)
+    ] = 0,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    """Manage the dialogue journal of a chat service.
+    """Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks, cleanup, verify, repair and doctor.
 
     Settings come from flags, then DIALOGUE_JOURNAL_* variables, then
     ./poto.config.yaml (or --config), then the user config file, then defaults;
-    'dialogctl config' shows each with its source.
+    'dialogctl config' shows each with its source. Run 'dialogctl COMMAND --help'
+    for a command's options and examples.
     """
-    from ..config import parse_set_options
     from ..errors import InvalidInput
 
-    if color not in ("auto", "always", "never"):
-        raise InvalidInput(f"--color takes auto, always or never, not {color!r}")
-    flags: dict[str, Any] = parse_set_options(set_ or [])
-    for name, value in (("root", root), ("layout", layout), ("shardLevels", shard_levels), ("shardSize", shard_size)):
-        if value is not None:
-            flags[name] = value
-    state = CliState(flags=flags, config_path=config, color=color, quiet=quiet, verbose=verbose)
+    if quiet and verbose:
+        raise InvalidInput("--quiet and --verbose pull in opposite directions; pass one")
+    if layout is LayoutName.flat and (shard_levels is not None or shard_size is not None):
+        raise InvalidInput("--shard-levels and --shard-size describe the sharded layout; --layout flat has no shard folders")
+    state = CliState.from_params(ctx.params)
     state.command = ctx.invoked_subcommand or "dialogctl"
     ctx.obj = state
     _CURRENT_STATE[:] = [state]
@@ -216,6 +269,6 @@ def load_command(name: str) -> Any:
 
     module_name, attr = COMMANDS[name]
     module = importlib.import_module(f"{__package__}.{module_name}")
-    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    single.command(name)(getattr(module, attr))
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    single.command(name, cls=DialogCommand, context_settings=CONTEXT_SETTINGS)(getattr(module, attr))
     return typer.main.get_command(single)

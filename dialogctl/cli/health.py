@@ -15,8 +15,8 @@ FINDING_COLUMNS = [
     Column("path", "File"),
     Column("line", "Line"),
     Column("problem", "Problem"),
-    Column("detail", "Detail", max_width=120),
-    Column("repair", "What repair does", max_width=80),
+    Column("detail", "Detail"),
+    Column("repair", "What repair does"),
 ]
 
 ACTION_COLUMNS = [
@@ -25,7 +25,7 @@ ACTION_COLUMNS = [
     Column("messages", "Messages"),
     Column("recovered", "Recovered"),
     Column("dropped", "Left out"),
-    Column("detail", "Detail", max_width=120),
+    Column("detail", "Detail"),
 ]
 
 ADVICE_COLUMNS = [Column("check", "Check"), Column("status", "Status"), Column("detail", "Detail")]

@@ -6,13 +6,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .output import Column, FormatOption, emit_records
+from .options import ArchiveOpt, ConversationOpt, RoleOption, SinceOption, UntilOption, UserArg, complete_roles, complete_users
+from .output import Column, Format, FormatOption, emit_object, emit_records
 from .state import CliState
-
-UserArg = Annotated[str, typer.Argument(help="User id.", metavar="USER", show_default=False)]
-ConversationOpt = Annotated[
-    Optional[str], typer.Option("--conversation", help="Conversation id (session file session-<CID>.yaml) instead of the current conversation.", metavar="CID")
-]
 
 APPEND_COLUMNS = [
     Column("user", "User"),
@@ -26,10 +22,13 @@ APPEND_COLUMNS = [
 def append(
     ctx: typer.Context,
     user: Annotated[
-        Optional[str], typer.Argument(help='User id (with --jsonl optional: lines may carry a "user" field).', metavar="USER", show_default=False)
+        Optional[str],
+        typer.Argument(
+            help='User id (with --jsonl optional: lines may carry a "user" field).', metavar="USER", show_default=False, autocompletion=complete_users
+        ),
     ] = None,
     text: Annotated[Optional[str], typer.Argument(help="Message text; absent or '-' reads it from stdin.", metavar="[TEXT]", show_default=False)] = None,
-    role: Annotated[str, typer.Option("--role", help="Role: user, assistant, system or tool.")] = "user",
+    role: Annotated[str, typer.Option("--role", help="Role: user, assistant, system or tool.", metavar="ROLE", autocompletion=complete_roles)] = "user",
     meta: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -38,7 +37,10 @@ def append(
             metavar="KEY=VALUE",
         ),
     ] = None,
-    timestamp: Annotated[Optional[str], typer.Option("--timestamp", help="Message time (ISO 8601 or e.g. '5m'); default now.", metavar="TIME")] = None,
+    timestamp: Annotated[
+        Optional[str],
+        typer.Option("--timestamp", help="Message time: ISO 8601, or a time back from now (5m, '2 hours ago', yesterday); default now.", metavar="TIME"),
+    ] = None,
     conversation: ConversationOpt = None,
     jsonl: Annotated[
         bool,
@@ -51,14 +53,16 @@ def append(
     """Append a message (or, with --jsonl, many) to a user's conversation.
 
     Each user's batch is one locked, fsynced write; the conversation is
-    archived automatically when it reaches archiveThreshold messages.
+    archived automatically when it reaches archiveThreshold messages. Prints
+    nothing unless --format asks for the result (user, conversation, appended,
+    messages, archived).
 
     Examples:
 
+    \b
       dialogctl append alice "Hello there"
-
       echo "Hi! How can I help?" | dialogctl append alice --role assistant --meta model=gpt-4 --meta tokens=12
-
+      dialogctl append alice - < reply.txt
       dialogctl append --jsonl < messages.jsonl
     """
     from ..errors import InvalidInput
@@ -80,7 +84,8 @@ def append(
                 validate_name(conv)
         if not groups:
             state.say("no messages on stdin; nothing appended")
-            emit_records(state, fmt, APPEND_COLUMNS, [])
+            if fmt is not None:
+                emit_records(state, fmt, APPEND_COLUMNS, [])
             return
     else:
         if user is None:
@@ -97,12 +102,11 @@ def append(
             state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
         archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
         state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
-    if fmt is None or fmt.value == "table":
-        total = sum(r.appended for r in results)
-        if len(results) > 1 or total > 1:
-            state.say(f"appended {total} messages for {len(results)} user conversation(s)")
-        return
-    emit_records(state, fmt, APPEND_COLUMNS, [_append_record(r) for r in results])
+    total = sum(r.appended for r in results)
+    if len(results) > 1 or total > 1:
+        state.say(f"appended {total} messages for {len(results)} user conversation(s)")
+    if fmt is not None:  # scripts append once per message: stdout stays quiet unless asked
+        emit_records(state, fmt, APPEND_COLUMNS, [_append_record(r) for r in results])
 
 
 def _append_record(result: Any) -> dict[str, Any]:
@@ -116,11 +120,14 @@ def _append_record(result: Any) -> dict[str, Any]:
 
 
 MESSAGE_COLUMNS = [
+    Column("user", "User"),
+    Column("conversation", "Conversation"),
+    Column("archived", "Archived", "bool"),
     Column("index", "#", "count"),
     Column("timestamp", "Time"),
     Column("role", "Role"),
-    Column("content", "Content", max_width=200),
-    Column("metadata", "Metadata", "json", max_width=80),
+    Column("content", "Content"),
+    Column("metadata", "Metadata", "json"),
 ]
 
 
@@ -128,45 +135,74 @@ def show(
     ctx: typer.Context,
     user: UserArg,
     conversation: ConversationOpt = None,
-    archive: Annotated[Optional[str], typer.Option("--archive", help="Show this archived conversation.", metavar="ID")] = None,
-    tail: Annotated[Optional[int], typer.Option("--tail", "-n", help="Only the last N messages.", min=0, metavar="N")] = None,
+    archive: ArchiveOpt = None,
+    tail: Annotated[
+        Optional[int], typer.Option("--tail", "-n", help="Only the last N messages (of those --since/--until/--role keep).", min=0, metavar="N")
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    role: RoleOption = None,
+    markdown: Annotated[bool, typer.Option("--markdown", "-m", help="Render message text as Markdown (transcript only).")] = False,
+    utc: Annotated[bool, typer.Option("--utc", help="Times in UTC (the default; transcript only).")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Times in the local time zone (transcript only).")] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager", help="Never page the transcript (by default a long one goes through $DIALOGCTL_PAGER, $PAGER or 'less -FRX' on a terminal)."
+        ),
+    ] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Show a user's conversation as a transcript (or as data with --format).
 
+    Indexes are those of the whole conversation, also when --tail or a filter
+    leaves messages out. json prints one object (user, conversation, archived,
+    messageCount, messages); jsonl, csv and tsv print one message per line with
+    its identity.
+
     Examples:
 
+    \b
       dialogctl show alice
-
+      dialogctl show alice --tail 20 --local
+      dialogctl show alice --since yesterday --role assistant --markdown
       dialogctl show alice --archive 2024-01-15-10-30-00 --format json
-
-      dialogctl show alice --tail 20 --format jsonl | jq .content
+      dialogctl show alice --tail 20 --format jsonl | jq -r .content
     """
     from ..errors import InvalidInput
     from ..exporters import message_record
+    from .options import message_filter
 
     state: CliState = ctx.obj
+    chosen = fmt or Format.table
     if conversation is not None and archive is not None:
         raise InvalidInput("--conversation and --archive name different conversations; pass one")
+    if utc and local:
+        raise InvalidInput("--utc and --local ask for different clocks; pass one")
+    transcript_only = [name for name, given in (("--markdown", markdown), ("--utc", utc), ("--local", local)) if given]
+    if transcript_only and chosen is not Format.table:
+        raise InvalidInput(f"{' and '.join(transcript_only)} only shape the transcript (--format table); --format {chosen.value} prints the exact data")
+    selection = message_filter(since, until, role, state)
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)
+    # The one read of the conversation. For a plain --tail, journal.read_tail(ref, tail)
+    # (reading from the end of the file) can stand in here.
     conv = journal.read(ref)
-    indexed = list(enumerate(conv.messages))
+    indexed = list(selection.indexed(conv.messages))
     if tail is not None:
         indexed = indexed[len(indexed) - tail :] if tail else []
-    if fmt is None or fmt.value == "table":
+    if chosen is Format.table:
         from .. import render
+        from .pager import paged
 
         if not indexed:
-            state.say(f"{ref.describe()} holds no messages")
+            state.say(f"{ref.describe()} holds no messages" + (" that match" if conv.messages else ""))
             return
-        render.transcript(state, indexed, heading=f"{user} · {ref.name}{' (archived)' if ref.archived else ''}")
+        heading = f"{user} · {ref.name}{' (archived)' if ref.archived else ''}"
+        with paged(state, enabled=not no_pager) as out:
+            render.transcript(state, indexed, heading, file=out, markdown=markdown, local=local)
         return
-    if fmt.value == "json":
-        import json
-
-        from .output import write
-
+    if chosen is Format.json:
         obj = {
             "user": user,
             "conversation": ref.name,
@@ -174,6 +210,6 @@ def show(
             "messageCount": len(conv.messages),
             "messages": [{"index": i, **m.to_raw()} for i, m in indexed],
         }
-        write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+        emit_object(state, chosen, obj, lambda: None)
         return
-    emit_records(state, fmt, MESSAGE_COLUMNS, (message_record(conv, i, m) for i, m in indexed))
+    emit_records(state, chosen, MESSAGE_COLUMNS, (message_record(conv, i, m) for i, m in indexed))

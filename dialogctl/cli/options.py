@@ -1,8 +1,12 @@
-"""Options shared by several commands, declared once.
+"""Arguments and options shared by several commands, declared once.
 
-``--format`` lives in :mod:`dialogctl.cli.output`; the time and role filters
-are here, with :func:`message_filter` turning them into a
-:class:`dialogctl.filters.MessageFilter`.
+``--format`` lives in :mod:`dialogctl.cli.output`; the user and conversation
+selectors, the time and role filters live here, with :func:`message_filter`
+turning the filters into a :class:`dialogctl.filters.MessageFilter`.
+
+User, archive and conversation ids complete from the journal (see
+:mod:`dialogctl.cli.completion`): the completers read folder names only,
+never a conversation file, and never create anything.
 """
 
 from __future__ import annotations
@@ -13,30 +17,99 @@ import typer
 
 if TYPE_CHECKING:
     from ..filters import MessageFilter
+    from ..journal import Journal
+    from .state import CliState
+
+
+def _journal_of(ctx: typer.Context) -> Journal:
+    from .state import CliState
+
+    return CliState.from_params(ctx.find_root().params).journal()
+
+
+COMPLETION_LIMIT = 1000  # a TAB on a huge journal answers quickly; type a longer prefix for the rest
+
+
+def complete_users(ctx: typer.Context, incomplete: str) -> list[str]:
+    """User ids starting with ``incomplete``, from the folders of the journal the command line selects."""
+    from itertools import islice
+
+    try:
+        return sorted(islice(_journal_of(ctx).users(prefix=incomplete), COMPLETION_LIMIT))
+    except Exception:  # a completion never fails loudly: it just offers nothing
+        return []
+
+
+def _conversation_ids(ctx: typer.Context, kind: str) -> list[str]:
+    try:
+        user = ctx.params.get("user")
+        files = _journal_of(ctx).conversation_files(user, include_archives=kind == "archive") if user else []
+    except Exception:
+        return []
+    return [f.ref.name for f in files if f.ref.kind == kind]
+
+
+def complete_archives(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The archive ids of the USER already on the command line."""
+    return [name for name in _conversation_ids(ctx, "archive") if name.startswith(incomplete)]
+
+
+def complete_conversations(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``current`` and the session ids of the USER already on the command line."""
+    return [name for name in ["current", *_conversation_ids(ctx, "session")] if name.startswith(incomplete)]
+
+
+def complete_roles(incomplete: str) -> list[str]:
+    from ..models import ROLES
+
+    return [role for role in ROLES if role.startswith(incomplete)]
+
+
+UserArg = Annotated[str, typer.Argument(help="User id.", metavar="USER", show_default=False, autocompletion=complete_users)]
+ConversationOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--conversation",
+        help="Conversation id (session file session-<CID>.yaml) instead of the current conversation.",
+        metavar="CID",
+        autocompletion=complete_conversations,
+    ),
+]
+ArchiveOpt = Annotated[
+    Optional[str], typer.Option("--archive", help="An archived conversation instead of the current one.", metavar="ID", autocompletion=complete_archives)
+]
+ArchiveArg = Annotated[
+    str, typer.Argument(help="The archive to restore (see 'dialogctl list USER').", metavar="ARCHIVE_ID", show_default=False, autocompletion=complete_archives)
+]
 
 SinceOption = Annotated[
     Optional[str],
     typer.Option(
         "--since",
-        help="Only messages at or after TIME: ISO 8601 (2024-01-15, 2024-01-15T10:30:00Z), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today'.",
+        help="Only messages at or after TIME: ISO 8601 (2024-01-15, 2024-01-15T10:30:00Z, with an offset), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today' or 'now'.",
         metavar="TIME",
     ),
 ]
 UntilOption = Annotated[Optional[str], typer.Option("--until", help="Only messages before TIME (same forms as --since).", metavar="TIME")]
 RoleOption = Annotated[
-    Optional[list[str]], typer.Option("--role", help="Only messages with this role (repeatable): user, assistant, system, tool.", metavar="ROLE")
+    Optional[list[str]],
+    typer.Option("--role", help="Only messages with this role (repeatable): user, assistant, system, tool.", metavar="ROLE", autocompletion=complete_roles),
 ]
 
 
-def message_filter(since: str | None, until: str | None, roles: list[str] | None) -> MessageFilter:  # noqa: F821
+def message_filter(since: str | None, until: str | None, roles: list[str] | None, state: CliState | None = None) -> MessageFilter:
+    """The filter ``--since/--until/--role`` describe; given the state, -v says the resolved times on stderr."""
     from ..errors import InvalidInput
     from ..filters import MessageFilter
-    from ..times import parse_time_spec
+    from ..times import format_timestamp, parse_time_spec
     from .inputs import check_role
 
     start = parse_time_spec(since, "--since") if since is not None else None
     end = parse_time_spec(until, "--until") if until is not None else None
     if start is not None and end is not None and end <= start:
-        raise InvalidInput(f"--until ({end.isoformat()}) must be later than --since ({start.isoformat()})")
+        raise InvalidInput(f"--until ({format_timestamp(end)}) must be later than --since ({format_timestamp(start)})")
+    for option, text, moment in (("--since", since, start), ("--until", until, end)):
+        if moment is not None and state is not None:
+            state.detail(f"{option} {text} resolves to {format_timestamp(moment)}")
     chosen = frozenset(check_role(r) for r in roles) if roles else None
     return MessageFilter(start, end, chosen)

@@ -5,6 +5,10 @@ object per line, CSV/TSV one row per record; an empty result is ``[]`` in JSON
 and nothing (CSV: just the header) otherwise. The shape of machine output never
 depends on whether stdout is a terminal. ``table`` is for people: Rich on a
 terminal, plain aligned columns in a pipe (imported only when used).
+
+A command whose data is one object (``stats``) prints it as a JSON object, one
+JSONL line or key/value rows for people; CSV and TSV do not fit it, and asking
+for them is a usage error (:func:`object_format`), never silently ignored.
 """
 
 from __future__ import annotations
@@ -40,11 +44,24 @@ FormatOption = Annotated[
 ]
 
 
+OBJECT_FORMATS = (Format.table, Format.json, Format.jsonl)
+
+
+def object_format(fmt: Format | None, command: str) -> Format:
+    """The format for a command whose data is one object: a usage error for csv and tsv."""
+    chosen = fmt or Format.table
+    if chosen not in OBJECT_FORMATS:
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"'{command}' prints one object, which --format {chosen.value} cannot carry; use table, json or jsonl")
+    return chosen
+
+
 class Column(NamedTuple):
     key: str  # the field name in json/jsonl/csv
     header: str  # the table heading
     kind: str = "text"  # text, count, bytes, time, bool, json
-    max_width: int | None = None
+    in_table: bool = True  # False: a field of the machine formats only (the table's title says it)
 
 
 def dumps(value: Any) -> str:
@@ -110,19 +127,13 @@ def _cell(value: Any) -> str:
 
 
 def emit_object(state: CliState, fmt: Format | None, obj: Mapping[str, Any], table: Callable[[], None]) -> None:
-    """A single result object (stats, config...): JSON, one JSONL line, key/value rows, or a table."""
+    """A single result object (stats, a cleanup): a JSON object, one JSONL line, or ``table()`` for people."""
     fmt = fmt or Format.table
     if fmt is Format.json:
         write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
     elif fmt is Format.jsonl:
         write(dumps(dict(obj)) + "\n")
-    elif fmt in (Format.csv, Format.tsv):
-        import csv
-
-        writer = csv.writer(sys.stdout, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n")
-        writer.writerow(["key", "value"])
-        for key, value in obj.items():
-            writer.writerow([key, _cell(value)])
     else:
+        object_format(fmt, state.command)
         table()
     sys.stdout.flush()

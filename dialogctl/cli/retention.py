@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .output import Column, FormatOption, emit_object, emit_records
+from .output import Column, Format, FormatOption, emit_object, emit_records
 from .state import CliState
 
 PLAN_COLUMNS = [
@@ -23,34 +23,40 @@ PLAN_COLUMNS = [
 def cleanup(
     ctx: typer.Context,
     max_age: Annotated[
-        Optional[str], typer.Option("--max-age", help="Drop messages older than this (e.g. 90d); default: cleanup.maxAgeHours.", metavar="DURATION")
+        Optional[str],
+        typer.Option("--max-age", help="Drop messages older than DURATION (30s, 15m, 12h, 90d, 2w); default: cleanup.maxAgeHours.", metavar="DURATION"),
     ] = None,
     max_inactive: Annotated[
         Optional[str],
         typer.Option(
-            "--max-inactive", help="Remove users whose newest message is older than this (e.g. 180d); default: cleanup.maxInactiveHours.", metavar="DURATION"
+            "--max-inactive",
+            help="Remove users whose newest message is older than DURATION (e.g. 180d); default: cleanup.maxInactiveHours.",
+            metavar="DURATION",
         ),
     ] = None,
     retention_days: Annotated[
         Optional[int],
         typer.Option("--retention-days", help="Remove archives older than this many days; default: retentionDays (0 keeps them).", min=0, metavar="DAYS"),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show exactly what would go and change nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required when stdin is not a terminal).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show exactly what would go, and the cut-off times, and change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required without a terminal, and with --format json/jsonl/csv/tsv).")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Apply retention: drop old messages, idle users and expired archives.
 
     Always plans first. --dry-run prints the plan and changes nothing; a real
-    run asks for confirmation on a terminal and needs --yes otherwise (cron).
-    Each run appends one line to system/cleanup.log.
+    run shows the plan and asks on a terminal, and needs --yes otherwise
+    (cron). Each run appends one line to system/cleanup.log. A table run
+    prints the plan; json prints one object (counts, cut-offs, actions);
+    jsonl, csv and tsv print one action per line: the plan with --dry-run,
+    what was done otherwise.
 
     Examples:
 
+    \b
       dialogctl cleanup --dry-run
-
       dialogctl cleanup --max-inactive 180d --dry-run --format json
-
+      dialogctl cleanup --max-age 90d --yes --format jsonl >> cleanup-actions.jsonl
       dialogctl cleanup --yes -q          # nightly, from cron
     """
     from datetime import timedelta
@@ -58,6 +64,7 @@ def cleanup(
     from ..errors import InvalidInput
     from ..retention import apply_cleanup, plan_cleanup
     from ..times import parse_duration
+    from .progress import ProgressBar
 
     state: CliState = ctx.obj
     settings = state.settings()
@@ -65,38 +72,37 @@ def cleanup(
     inactive = parse_duration(max_inactive, "--max-inactive") if max_inactive is not None else _hours(settings["maxInactiveHours"])
     days = settings["retentionDays"] if retention_days is None else retention_days
     retention = timedelta(days=days) if days else None
+    table = fmt in (None, Format.table)
     if dry_run and yes:
         raise InvalidInput("--dry-run changes nothing, so --yes has nothing to confirm; pass one")
+    if not dry_run and not yes and not table:
+        raise InvalidInput(f"--format {fmt} reports what a cleanup did and cannot stop to ask first; pass --yes, or --dry-run for the plan")
     if not dry_run and not yes and not sys.stdin.isatty():
         raise InvalidInput("cleanup deletes data: pass --yes to run it without a terminal, or --dry-run to see the plan")
     journal = state.journal()
-    plan = plan_cleanup(journal, age, inactive, retention)
-    for label, cutoff in plan.cutoffs().items():
-        state.detail(f"cut-off {label}: {cutoff or 'not set'}")
-    if dry_run or (not yes and plan.actions):
-        _show_plan(state, fmt, plan, dry_run)
+    with ProgressBar(state, "Planning cleanup") as bar:
+        plan = plan_cleanup(journal, age, inactive, retention, progress=bar.update)
+    labels = {"maxAge": "max age", "maxInactive": "max inactive", "retention": "retention"}
+    cutoffs = ", ".join(f"{labels[key]} {moment or 'not set'}" for key, moment in plan.cutoffs().items())
+    (state.say if dry_run else state.detail)(f"cut-off times: {cutoffs}")
     for path, reason in plan.skipped:
         state.warn(f"{path}: skipped: {reason}")
+    if dry_run or (table and plan.actions and not yes):  # with --yes (cron) the plan is not shown
+        _emit(state, fmt, plan.actions, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
+        if table and plan.actions:
+            state.say(_counts("would remove" if dry_run else "will remove", plan.summary()))
     if dry_run:
         return
-    if not plan.actions:
-        state.say("nothing to clean up")
-        if fmt is not None and fmt.value != "table":
-            emit_object(state, fmt, {"dryRun": False, **_zero()}, lambda: None)
-        apply_cleanup(journal, plan)  # still logged: the run happened
-        return
-    if not yes and not typer.confirm(f"Apply this cleanup ({len(plan.actions)} actions)?", default=False, err=True):
+    if plan.actions and not yes and not typer.confirm(f"Apply this cleanup ({len(plan.actions)} actions)?", default=False, err=True):
         raise typer.Abort()
-    result = apply_cleanup(journal, plan)
+    with ProgressBar(state, "Cleaning up") as bar:
+        result = apply_cleanup(journal, plan, progress=bar.update)
     for path, reason in result.skipped[len(plan.skipped) :]:
         state.warn(f"{path}: skipped: {reason}")
     summary = result.summary()
-    state.say(
-        f"removed {summary['usersRemoved']} users, {summary['archivesRemoved']} archives and "
-        f"{summary['messagesRemoved']} messages; freed {summary['bytesFreed']} bytes"
-    )
-    if fmt is not None and fmt.value != "table":
-        emit_object(state, fmt, {"dryRun": False, **summary, "actions": [_record(a) for a in result.applied]}, lambda: None)
+    state.say(_counts("removed", summary) if plan.actions else "nothing to clean up")
+    if not table:
+        _emit(state, fmt, result.applied, {"dryRun": False, **summary, "cutoffs": plan.cutoffs()})
 
 
 def _hours(value: Any) -> Any:
@@ -105,8 +111,11 @@ def _hours(value: Any) -> Any:
     return timedelta(hours=float(value)) if value else None
 
 
-def _zero() -> dict[str, int]:
-    return {"usersRemoved": 0, "archivesRemoved": 0, "filesTrimmed": 0, "messagesRemoved": 0, "bytesFreed": 0}
+def _counts(verb: str, summary: dict[str, Any]) -> str:
+    return (
+        f"{verb} {summary['usersRemoved']} users, {summary['archivesRemoved']} archives and {summary['messagesRemoved']} messages "
+        f"({summary['filesTrimmed']} files trimmed), freeing {summary['bytesFreed']:,} bytes"
+    )
 
 
 def _record(action: Any) -> dict[str, Any]:
@@ -121,20 +130,10 @@ def _record(action: Any) -> dict[str, Any]:
     }
 
 
-def _show_plan(state: CliState, fmt: Any, plan: Any, dry_run: bool) -> None:
-    records = [_record(a) for a in plan.actions]
-    if fmt is None or fmt.value == "table":
-        if not records:
-            state.say("nothing to clean up")
-            return
-        emit_records(state, fmt, PLAN_COLUMNS, records, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
-        s = plan.summary()
-        state.say(
-            f"{'would remove' if dry_run else 'will remove'} {s['usersRemoved']} users, {s['archivesRemoved']} archives and "
-            f"{s['messagesRemoved']} messages, freeing {s['bytesFreed']} bytes"
-        )
-        return
-    if fmt.value == "json":
-        emit_object(state, fmt, {"dryRun": dry_run, **plan.summary(), "actions": records}, lambda: None)
+def _emit(state: CliState, fmt: Format | None, actions: list[Any], header: dict[str, Any], title: str | None = None) -> None:
+    """Actions as a table or rows, or one object (``header`` plus the actions) in json."""
+    records = [_record(a) for a in actions]
+    if fmt is Format.json:
+        emit_object(state, fmt, {**header, "actions": records}, lambda: None)
     else:
-        emit_records(state, fmt, PLAN_COLUMNS, records)
+        emit_records(state, fmt, PLAN_COLUMNS, records, title=title, empty="nothing to clean up")

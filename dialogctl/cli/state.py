@@ -1,17 +1,23 @@
 """What every command shares: the global options, the journal, and stderr talk.
 
-stdout carries data only; everything here that speaks goes to stderr.
+stdout carries data only; everything here that speaks goes to stderr, with
+untrusted text (ids and paths from the disk) passed through
+:func:`dialogctl.render.visible`, because stderr is a terminal too.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..journal import Journal
+
+# The global options that select the journal, as (parameter name, setting name).
+SETTING_OPTIONS = (("root", "root"), ("layout", "layout"), ("shard_levels", "shardLevels"), ("shard_size", "shardSize"))
 
 
 class CliState:
@@ -26,6 +32,19 @@ class CliState:
         self.command = "dialogctl"
         self._settings: Settings | None = None
         self._journal: Journal | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CliState:
+        """The state the global options (the root command's parameters) describe."""
+        from ..config import parse_set_options
+
+        flags: dict[str, Any] = parse_set_options(params.get("set_") or [])
+        for param, setting in SETTING_OPTIONS:
+            if params.get(param) is not None:
+                flags[setting] = params[param]  # str-valued enums and paths: settings convert them
+        config = params.get("config")
+        color = str(params.get("color") or "auto")
+        return cls(flags, None if config is None else str(config), color, bool(params.get("quiet")), int(params.get("verbose") or 0))
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -46,24 +65,33 @@ class CliState:
     def say(self, message: str) -> None:
         """A note for the operator (suppressed by -q)."""
         if not self.quiet:
-            print(f"dialogctl: {message}", file=sys.stderr)
+            tell(message)
 
     def detail(self, message: str) -> None:
         """Shown only with -v."""
         if self.verbose and not self.quiet:
-            print(f"dialogctl: {message}", file=sys.stderr)
+            tell(message)
 
     def warn(self, message: str) -> None:
         """Warnings are shown even with -q."""
-        print(f"dialogctl: warning: {message}", file=sys.stderr)
-
-    def stdout_is_terminal(self) -> bool:
-        return sys.stdout.isatty()
+        tell(f"warning: {message}")
 
     def use_color(self, stream: Any = None) -> bool:
+        """Colour for ``stream`` (stdout by default): the flag wins, then NO_COLOR and TERM=dumb, then whether it is a terminal."""
         stream = stream or sys.stdout
         if self.color == "always":
             return True
         if self.color == "never" or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
             return False
         return bool(stream.isatty())
+
+    def show_progress(self) -> bool:
+        """Progress bars are drawn on stderr when it is a terminal, never with -q."""
+        return not self.quiet and sys.stderr.isatty()
+
+
+def tell(message: str) -> None:
+    """One line on stderr, escaped: ``dialogctl: message``."""
+    from ..render import visible
+
+    print(f"dialogctl: {visible(message)}", file=sys.stderr)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .output import Column, FormatOption, emit_object, emit_records
+from .options import complete_users
+from .output import Column, FormatOption, emit_object, emit_records, object_format
 from .state import CliState
+
+if TYPE_CHECKING:
+    from ..journal import Journal
 
 USER_COLUMNS = [
     Column("user", "User"),
@@ -19,9 +23,10 @@ USER_COLUMNS = [
 ]
 
 CONVERSATION_COLUMNS = [
+    Column("user", "User", in_table=False),
     Column("conversation", "Conversation"),
     Column("kind", "Kind"),
-    Column("archived", "Archived", "bool"),
+    Column("archived", "Archived", "bool", in_table=False),  # the kind says it
     Column("messages", "Messages", "count"),
     Column("firstMessage", "First message", "time"),
     Column("lastMessage", "Last message", "time"),
@@ -33,33 +38,43 @@ CONVERSATION_COLUMNS = [
 def list_(
     ctx: typer.Context,
     user: Annotated[
-        Optional[str], typer.Argument(help="List this user's conversations and archives instead of all users.", metavar="[USER]", show_default=False)
+        Optional[str],
+        typer.Argument(
+            help="List this user's conversations and archives instead of all users.", metavar="[USER]", show_default=False, autocompletion=complete_users
+        ),
     ] = None,
     fmt: FormatOption = None,
 ) -> None:
-    """List users with message counts and last activity, or one user's conversations.
+    """List users with message counts, size and last activity, or one user's conversations.
+
+    Tables show human sizes and relative times (3h ago); --format json, jsonl,
+    csv and tsv carry the raw values (bytes, ISO 8601 times as written).
 
     Examples:
 
+    \b
       dialogctl list
-
       dialogctl list alice
-
-      dialogctl list --format json | jq '.[] | select(.messages > 100) | .user'
+      dialogctl list --format json | jq -r '.[] | select(.messages > 100) | .user'
+      dialogctl list --format csv > users.csv
     """
     from ..overview import users_overview
+    from .progress import ProgressBar
 
     state: CliState = ctx.obj
     journal = state.journal()
     if user is None:
         if not journal.exists():
             state.say(f"journal root {journal.root} does not exist yet (no users)")
-        emit_records(state, fmt, USER_COLUMNS, (o.to_json() for o in users_overview(journal)), empty="no users in the journal")
+        with ProgressBar(state, "Reading users") as bar:
+            overviews = users_overview(journal, progress=bar.update)
+            emit_records(state, fmt, USER_COLUMNS, (o.to_json() for o in overviews), empty="no users in the journal")
         return
     records = []
     for summary in journal.summaries(user):
         records.append(
             {
+                "user": user,
                 "conversation": summary.ref.name,
                 "kind": summary.ref.kind,
                 "archived": summary.ref.archived,
@@ -76,16 +91,24 @@ def list_(
 def stats(ctx: typer.Context, fmt: FormatOption = None) -> None:
     """Totals for the whole journal: users, messages, archives, storage, time span.
 
+    One object: --format json (or jsonl, on one line) carries raw values
+    (storageUsage in bytes, ISO 8601 times); csv and tsv do not fit it.
+
     Examples:
 
+    \b
       dialogctl stats
-
       dialogctl stats --format json | jq .totalMessages
+      dialogctl stats --format jsonl >> stats-history.jsonl
     """
     from ..overview import journal_totals
+    from .progress import ProgressBar
 
     state: CliState = ctx.obj
-    totals = journal_totals(state.journal()).to_json()
+    chosen = object_format(fmt, "stats")
+    journal = state.journal()
+    with ProgressBar(state, "Reading users") as bar:
+        totals = journal_totals(journal, progress=bar.update).to_json()
 
     def table() -> None:
         from .. import render
@@ -106,7 +129,7 @@ def stats(ctx: typer.Context, fmt: FormatOption = None) -> None:
             pairs.append(("Damaged records", f"{totals['damagedRecords']:,}"))
         render.key_values(state, pairs, title="Journal statistics")
 
-    emit_object(state, fmt, totals, table)
+    emit_object(state, chosen, totals, table)
 
 
 LOCK_COLUMNS = [
@@ -122,18 +145,19 @@ LOCK_COLUMNS = [
 
 def locks(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Argument(help="Only this user's lock.", metavar="[USER]", show_default=False)] = None,
+    user: Annotated[Optional[str], typer.Argument(help="Only this user's lock.", metavar="[USER]", show_default=False, autocompletion=complete_users)] = None,
     held_only: Annotated[bool, typer.Option("--held", help="Only locks that are held right now.")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Show users' locks: whether each is held right now, and by whom.
 
-    The owner of a lock that is not held is the last holder (left for inspection).
+    A lock that is not held shows no owner (the record left in its file is
+    stale). Users who never took a lock have no lock file and are not listed.
 
     Examples:
 
+    \b
       dialogctl locks --held
-
       dialogctl locks alice --format json
     """
     state: CliState = ctx.obj
@@ -163,14 +187,17 @@ CONFIG_COLUMNS = [Column("setting", "Setting"), Column("value", "Value"), Column
 def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
     """Show every effective setting and where it came from.
 
+    Sources, first match wins: flag, environment variable, ./poto.config.yaml
+    (or --config), the user config file, the default. The last row is the
+    layout of the journal the settings select.
+
     Examples:
 
+    \b
       dialogctl config
-
       DIALOGUE_JOURNAL_ROOT=/srv/journal dialogctl config --format json
     """
     from ..config import ENV_PREFIX, SPECS
-    from ..errors import DialogError
 
     state: CliState = ctx.obj
     settings = state.settings()
@@ -181,11 +208,17 @@ def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
         if spec.name in ("fileMode", "dirMode"):
             value = f"{value:04o}"
         records.append({"setting": spec.name, "value": value, "source": setting.source, "env": ENV_PREFIX + spec.env})
-    journal = state.journal()
+    records.append(_effective_layout(state.journal()))
+    emit_records(state, fmt, CONFIG_COLUMNS, records)
+
+
+def _effective_layout(journal: Journal) -> dict[str, Any]:
+    """The layout row of ``config``: a journal whose layout cannot be told still shows every setting."""
+    from ..errors import DialogError
+
     try:
         layout = journal.layout()
-        how = "recorded in config/journal-config.yaml" if journal._read_record() else ("detected from folders" if journal.exists() else "for a new journal")
-        records.append({"setting": "effectiveLayout", "value": layout.describe(), "source": how, "env": None})
     except DialogError as exc:
-        records.append({"setting": "effectiveLayout", "value": None, "source": f"error: {exc.message}", "env": None})
-    emit_records(state, fmt, CONFIG_COLUMNS, records)
+        return {"setting": "effectiveLayout", "value": None, "source": f"error: {exc.message}", "env": None}
+    how = "recorded in config/journal-config.yaml" if journal._read_record() else ("detected from folders" if journal.exists() else "for a new journal")
+    return {"setting": "effectiveLayout", "value": layout.describe(), "source": how, "env": None}

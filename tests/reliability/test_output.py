@@ -86,7 +86,7 @@ def test_transcripts_and_tables_show_hostile_text_escaped(tmp_path: Path) -> Non
                 assert escaped in shown, escaped
             assert "[bold red]not bold[/]" in shown and "[link=https://evil.example]x[/link]" in shown
         if args == ["list"]:
-            assert "users/\\x1b]0;owned\\x07x: unusable user folder" in shown  # the folder's name in the warning, escaped
+            assert "users/\\e]0;owned\\ax: unusable user folder" in shown  # the folder's name in the warning, escaped
 
 
 def test_pipes_show_the_same_escapes_and_machine_formats_the_exact_text(tmp_path: Path) -> None:

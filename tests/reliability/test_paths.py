@@ -47,7 +47,10 @@ HOSTILE_IDS = [
 
 @contextmanager
 def disk_audit(root: Path) -> Iterator[list[str]]:
-    """Record every disk call under ``root`` (or relative to an open folder) while the block runs."""
+    """Record every disk call below ``root`` (or relative to an open folder) while the block runs.
+
+    (The root itself is the operator's path: the option parser may check that it is a folder.)
+    """
     calls: list[str] = []
     under = str(root)
     patched: dict[str, Any] = {}
@@ -55,7 +58,7 @@ def disk_audit(root: Path) -> Iterator[list[str]]:
     def touches(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         if any(k.endswith("dir_fd") and v is not None for k, v in kwargs.items()):
             return True
-        return any(isinstance(a, (str, bytes, os.PathLike)) and os.fsdecode(a).startswith(under) for a in args[:2])
+        return any(isinstance(a, (str, bytes, os.PathLike)) and os.fsdecode(a).startswith(under + os.sep) for a in args[:2])
 
     def recorder(name: str, original: Any) -> Any:
         def record(*args: Any, **kwargs: Any) -> Any:
