@@ -366,11 +366,17 @@ class Journal:
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
-    def append(self, user: str, messages: list[Message], conversation: str | None = None) -> AppendResult:
+    def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
 
         Archives automatically when the conversation reaches ``archiveThreshold``
         (or ``maxConversationLength``), splitting the batch at that point.
+
+        With ``one_write`` the batch is never split, so it lands all or nothing
+        even if the process dies (an import): a non-empty conversation the batch
+        would overflow is archived first, and a batch longer than the limit is
+        written whole and then archived. ``command`` names the operation in the
+        lock's owner record.
         """
         L.validate_user_id(user)
         if conversation is not None and conversation != "current":
@@ -382,9 +388,9 @@ class Journal:
 
         def body(dialogs: Folder) -> AppendResult:
             name, ref = self._target(dialogs, user, conversation)
-            return self._append_locked(dialogs, user, name, ref, messages)
+            return self._append_locked(dialogs, user, name, ref, messages, one_write)
 
-        return self.locked(user, "append", body, create=True)
+        return self.locked(user, command, body, create=True)
 
     def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
         if conversation is not None and conversation != "current":
@@ -398,7 +404,7 @@ class Journal:
             ref = ConversationRef(user, "session", utc_now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex())
         return L.session_file(ref.id or ""), ref
 
-    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message]) -> AppendResult:
+    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message], one_write: bool = False) -> AppendResult:
         threshold = int(self.settings["archiveThreshold"])
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
@@ -408,7 +414,7 @@ class Journal:
         remaining = messages
         while remaining:
             room = limit - count
-            if room <= 0:
+            if room <= 0 or (one_write and count and len(remaining) > room):
                 try:
                     aid = self._archive_locked(dialogs, user, name, ref)
                 except StorageError as exc:
@@ -421,7 +427,8 @@ class Journal:
                 tail = _Tail(0, None, 0, True)
                 count = 0
                 continue
-            chunk, remaining = remaining[:room], remaining[room:]
+            cut = len(remaining) if one_write else room
+            chunk, remaining = remaining[:cut], remaining[cut:]
             data = encode_batch(chunk, count + 1, tail.form or "documents")
             if tail.size and not tail.ends_with_newline:
                 data = b"\n" + data

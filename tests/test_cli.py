@@ -249,3 +249,13 @@ def test_lock_busy_exits_4_naming_the_holder(root: Path, cli: Cli) -> None:
     assert result.exit_code == 4
     assert "srv-9" in result.stderr and "holder-test" in result.stderr and "pid" in result.stderr
     assert locks[0]["user"] == "alice" and locks[0]["serverId"] == "srv-9"
+
+
+def test_append_jsonl_keeps_unicode_line_separators(root: Path, cli: Cli) -> None:
+    content = "one\u2028two\x85three\u2029four\x1c\x1d\x1e end"
+    line = json.dumps({"role": "user", "content": content}, ensure_ascii=False)
+    result = cli("append", "alice", "--jsonl", input=line + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert [m["content"] for m in cli.jsonl("show", "alice", "--format", "jsonl")] == [content]
+    exported = cli("export", "alice").stdout
+    assert exported.count("\n") == 1  # one message, one line, however many separators it holds

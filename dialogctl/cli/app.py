@@ -253,6 +253,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("archives", "restore"),
     "list": ("views", "list_"),
     "export": ("export", "export"),
+    "import": ("importing", "import_"),
     "stats": ("views", "stats"),
     "locks": ("views", "locks"),
     "cleanup": ("retention", "cleanup"),

@@ -39,6 +39,7 @@ ENVIRONMENT = {
     "LESS": "Options for less; set to FRX for the pager when not set.",
     "TZ": "The local time zone of show --local.",
     "DIALOGCTL_DEBUG": "When set, an internal error shows its Python traceback.",
+    "SOURCE_DATE_EPOCH": "Seconds since 1970: the export time export --format json writes instead of now, so the same journal exports to the same bytes.",
     "XDG_CONFIG_HOME, XDG_DATA_HOME": "Where the user config file and the default journal root live (through platformdirs).",
     "_DIALOGCTL_COMPLETE": "Set by the shell completion scripts: dialogctl then prints completions instead of running a command.",
 }

@@ -1,87 +1,115 @@
-"""``export``: conversations out of the journal, streamed."""
+"""``export``: conversations out of the journal, streamed to stdout or a file."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Optional
 
 import typer
 
+from .options import RoleOption, SinceOption, UntilOption, complete_users
 from .state import CliState
 
 
 class ExportFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
+    csv = "csv"
+    markdown = "markdown"
+    openai = "openai"
+    sharegpt = "sharegpt"
+    sqlite = "sqlite"
+
+
+FORMAT_HELP = (
+    "json (the reference shape {userId, timestamp, messageCount, messages}; an array for several conversations), "
+    "jsonl (one message per line), csv (RFC 4180, formula cells neutralised), markdown (transcripts), "
+    "openai / sharegpt (fine-tuning lines), sqlite (a database; needs -o)."
+)
 
 
 def export(
     ctx: typer.Context,
-    users: Annotated[Optional[list[str]], typer.Argument(help="Users to export (or --all).", metavar="[USER]...", show_default=False)] = None,
+    users: Annotated[
+        Optional[list[str]], typer.Argument(help="Users to export (or --all).", metavar="[USER]...", show_default=False, autocompletion=complete_users)
+    ] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Every user and every conversation, archives included (a full dump).")] = False,
-    conversation: Annotated[Optional[str], typer.Option("--conversation", help="Only this conversation id.", metavar="CID")] = None,
+    conversation: Annotated[Optional[str], typer.Option("--conversation", help="Only this conversation id ('current' or a session id).", metavar="CID")] = None,
     archive: Annotated[Optional[str], typer.Option("--archive", help="Only this archive.", metavar="ID")] = None,
     include_archives: Annotated[bool, typer.Option("--include-archives", help="With USER: archives too, not only active conversations.")] = False,
-    fmt: Annotated[
-        ExportFormat,
-        typer.Option("--format", "-f", help="json: the reference shape per conversation; jsonl: one message per line with its identity.", case_sensitive=False),
-    ] = ExportFormat.jsonl,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    role: RoleOption = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat.jsonl,
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Write to FILE (via a temp file renamed into place; '-' is stdout).", metavar="FILE"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With -o: replace FILE if it exists (a symlink is never followed or replaced).")] = False,
+    raw_csv: Annotated[
+        bool,
+        typer.Option("--raw-csv", help="csv: write cells exactly, without prefixing ' to cells a spreadsheet would run as formulas (= + - @ tab CR LF)."),
+    ] = False,
+    system: Annotated[
+        Optional[str], typer.Option("--system", help="openai/sharegpt: prepend this system message to every conversation.", metavar="TEXT")
+    ] = None,
 ) -> None:
-    """Export conversations as JSON or JSONL on stdout.
+    """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
+
+    Every record names its user, conversation, archive state and message
+    index. Output streams one conversation at a time, so memory stays flat
+    however large the journal. Conversations that fail the fine-tuning checks
+    (openai/sharegpt: no assistant message, empty content, a role other than
+    system/user/assistant) are skipped and counted on stderr.
+
+    CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
+    them or by another ') get a ' prepended so spreadsheets show them as text;
+    'dialogctl import' removes exactly that prefix again.
 
     Examples:
 
       dialogctl export alice --format json > alice.json
 
       dialogctl export --all --format jsonl | gzip > journal.jsonl.gz
+
+      dialogctl export alice --include-archives --since 30d --format csv -o alice.csv
+
+      dialogctl export --all --format sqlite -o journal.db
+
+      dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
     """
     from ..errors import InvalidInput
-    from ..exporters import write_json, write_jsonl
-    from ..journal import Conversation
+    from ..exporters import ExportOptions, OutputFile, Selection, is_single, select, write_export
     from ..layout import validate_user_id
+    from .options import message_filter
+    from .progress import ProgressBar
 
     state: CliState = ctx.obj
     if all_users and users:
         raise InvalidInput("pass USER names or --all, not both")
     if not all_users and not users:
         raise InvalidInput("name the users to export, or pass --all")
-    if conversation is not None and archive is not None:
-        raise InvalidInput("--conversation and --archive name different conversations; pass one")
-    if (conversation is not None or archive is not None) and include_archives:
-        raise InvalidInput("--include-archives selects many conversations; it cannot be combined with --conversation or --archive")
+    to_file = output is not None and output != "-"
+    if force and not to_file:
+        raise InvalidInput("--force replaces the file named by -o; there is none")
     for user in users or []:
         validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
-    single = (
-        bool(users)
-        and len(users or []) == 1
-        and not include_archives
-        and (conversation is not None or archive is not None or journal.layout().conversations == "current")
-    )
-
-    def selected() -> Iterator[Conversation]:
-        if conversation is not None or archive is not None:
-            for user in users if users else journal.users():
-                ref = journal.resolve(user, conversation, archive)
-                if all_users:
-                    files = {f.ref for f in journal.conversation_files(user)}
-                    if ref not in files:
-                        continue
-                yield journal.read(ref)
-            return
-        if all_users:
-            yield from journal.conversations(None, include_archives=True)
-            return
-        for user in users or []:
-            journal.conversation_files(user)  # a missing user is an error, not an empty export
-            yield from journal.conversations([user], include_archives=include_archives)
-
-    out = sys.stdout
-    if fmt is ExportFormat.jsonl:
-        count = write_jsonl(out, selected())
-    else:
-        count = write_json(out, selected(), single=single)
-    out.flush()
-    state.detail(f"exported {count} messages")
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
+    options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
+    conversations = select(journal, selection)
+    with ProgressBar(state, "Exporting conversations") as bar:
+        if to_file:
+            assert output is not None
+            with OutputFile(output, force, journal.file_mode) as target:
+                result = write_export(target, bar.track(conversations), options)
+        else:
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
+            result = write_export(sys.stdout, bar.track(conversations), options)
+            sys.stdout.flush()
+    if result.skipped:
+        reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
+        state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")
+    state.detail(f"exported {result.messages} messages from {result.conversations} conversation(s)" + (f" to {output}" if to_file else ""))

@@ -71,7 +71,9 @@ _IGNORED_KEYS = {"archived", "index"}  # fields of dialogctl's own JSONL export
 def parse_jsonl_messages(text: str, default_user: str | None) -> list[tuple[str, str | None, Message]]:
     """Validate every line first: (user, conversation, message) per line, or an error naming the line."""
     out: list[tuple[str, str | None, Message]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Only LF ends a line: JSON text may hold raw U+2028, U+0085 and other characters
+    # that str.splitlines() would cut a message at.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"stdin line {number}"

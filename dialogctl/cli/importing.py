@@ -1,0 +1,98 @@
+"""``import``: messages from a file into one conversation, validated first, written all or nothing."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated, Optional
+
+import typer
+
+from .options import ConversationOpt, UserArg
+from .state import CliState
+
+
+class ImportFormat(StrEnum):
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    openai = "openai"
+    sqlite = "sqlite"
+
+
+def import_(
+    ctx: typer.Context,
+    user: UserArg,
+    file: Annotated[str, typer.Argument(help="The file to import; '-' reads stdin.", metavar="FILE|-", show_default=False)],
+    fmt: Annotated[
+        Optional[ImportFormat],
+        typer.Option(
+            "--format",
+            "-f",
+            help="json (the reference export {userId, messages...} or dialogctl's), jsonl, csv (with a header naming role and content), "
+            'openai (one {"messages": [...]} line) or sqlite (dialogctl\'s database); default: told from the file name and content.',
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    conversation: ConversationOpt = None,
+    as_archive: Annotated[Optional[str], typer.Option("--as-archive", help="Import as a new archive with this id (never replaces one).", metavar="ID")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Validate and report counts; write nothing.")] = False,
+    raw_csv: Annotated[bool, typer.Option("--raw-csv", help="csv: the file was exported with --raw-csv; take cells exactly as they are.")] = False,
+) -> None:
+    """Import messages from a file into one of a user's conversations.
+
+    Every record is checked first; an error names the line or record and the
+    field, and nothing is written. The import then lands in one atomic write:
+    all of it or none of it, even if the process dies. A conversation the import
+    would take past archiveThreshold is archived first; an import that alone
+    reaches the threshold is archived right after it is written.
+
+    CSV cells may hold commas, quotes and line breaks (RFC 4180). In a CSV with
+    dialogctl's own header the ' that export put before formula-like cells is
+    removed again (pass --raw-csv for a file exported with --raw-csv). Messages
+    without a timestamp get the time of the import.
+
+    Examples:
+
+      dialogctl import alice alice.json
+
+      dialogctl export alice --format csv -o alice.csv && dialogctl import bob alice.csv --dry-run
+
+      dialogctl import alice old.jsonl --as-archive 2023-imported
+
+      jq -c 'select(.conversation == "current")' dump.jsonl | dialogctl import alice -
+    """
+    from ..errors import InvalidInput, storage_error
+    from ..importers import detect_format, import_messages, parse_import
+    from .inputs import decode_input
+
+    state: CliState = ctx.obj
+    if file == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InvalidInput(f"the import is read from stdin, which is a terminal; pipe it in, e.g. dialogctl import {user} - < messages.jsonl")
+        data, source, name = sys.stdin.buffer.read(), "stdin", None
+    else:
+        try:
+            with open(file, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise InvalidInput(f"{file}: no such file") from None
+        except OSError as exc:
+            raise storage_error(exc, "read", file) from None
+        source = name = file
+    chosen = fmt.value if fmt is not None else detect_format(name, data)
+    if raw_csv and chosen != "csv":
+        raise InvalidInput(f"--raw-csv applies only to csv, and {source} is read as {chosen}")
+    state.detail(f"reading {source} as {chosen}" + ("" if fmt is not None else " (told from its name and content)"))
+    messages = parse_import(data if chosen == "sqlite" else decode_input(data, source), chosen, source, raw_csv)
+    if not messages:
+        state.say(f"{source} holds no messages; nothing imported")
+        return
+    result = import_messages(state.journal(), user, messages, conversation, as_archive, dry_run)
+    target = f"{user}/{result.conversation}{' (a new archive)' if as_archive is not None else ''}"
+    if dry_run:
+        state.say(f"{source}: {result.appended} valid messages for {target}, which holds {result.messages} now; nothing written (dry run)")
+        return
+    archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
+    state.say(f"imported {result.appended} messages into {target}{archived}")
