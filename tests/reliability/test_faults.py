@@ -57,7 +57,10 @@ SCENARIOS: dict[str, tuple[list[str], Any]] = {
     "restore": (["restore", "alice", "a1"], None),
     "cleanup": (["cleanup", "--max-age", "1000d", "--yes"], None),
     "repair": (["repair", "alice"], _damage),
+    "import": (["import", "alice", "{input}", "--format", "jsonl"], None),
+    "import as an archive": (["import", "alice", "{input}", "--format", "jsonl", "--as-archive", "imported"], None),
 }
+IMPORTED = "".join(json.dumps({"role": "user", "content": f"imported {i}", "timestamp": "2024-01-05T00:00:00.000Z"}) + "\n" for i in range(3))
 # Commands made of several steps that each commit on their own: a fault after
 # the first commit leaves the earlier steps done (each file old or new, never torn).
 MULTI_STEP = {"cleanup", "repair"}
@@ -104,6 +107,9 @@ def test_injected_errors_leave_files_as_they_were(scenario: str, template: Path,
     """Each fault either stops the command with exit 6 and every file as it was, or lands after the
     command's last commit (releasing the lock), which then succeeds with exactly the clean run's result."""
     args, prepare = SCENARIOS[scenario]
+    source = tmp_path / "import.jsonl"
+    source.write_text(IMPORTED)
+    args = [a.replace("{input}", str(source)) for a in args]
     root = _fresh(template, tmp_path / "journal", prepare)
     clean = faults.run(["--root", str(root), *args], tmp=tmp_path)
     assert clean.returncode == 0, clean.stderr

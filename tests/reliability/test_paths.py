@@ -246,6 +246,19 @@ def test_symlinks_are_refused_and_nothing_outside_is_touched(plant: str, tmp_pat
     assert digest(outside) == before
 
 
+def test_export_never_writes_through_a_symlinked_target(tmp_path: Path, outside: Path, cli: Cli) -> None:
+    root = tmp_path / "journal"
+    Journal(load_settings({"root": str(root)})).append("alice", [Message("user", "mine", TS)])
+    target = tmp_path / "export.jsonl"
+    target.symlink_to(outside / "dialogs" / "current.yaml")
+    before = digest(outside)
+    for extra in ([], ["--force"]):
+        result = cli("--root", str(root), "export", "--all", "-o", str(target), *extra)
+        assert result.exit_code in (2, 6) and "symlink" in result.stderr, (extra, result.stderr)
+        assert target.is_symlink() and digest(outside) == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temp file left beside it
+
+
 def test_a_folder_swapped_for_a_symlink_during_cleanup(tmp_path: Path, outside: Path, figures: Any) -> None:
     """Another process keeps swapping a shard folder for a symlink out of the root while cleanups run."""
     rounds = count("SWAP_ROUNDS", 20)
