@@ -49,14 +49,15 @@ TRAILER_RE = re.compile(rb"^# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a
 # compiling this class costs several milliseconds of start-up.
 _NOT_LITERAL_PATTERN = "[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 _not_literal: re.Pattern[str] | None = None
-_NO_TAB_LF = str.maketrans("", "", "\t\n")
 
 
 def _literal_ok(text: str) -> bool:
     """Whether YAML can carry ``text`` in a literal block."""
+    # str.replace, not str.translate: translate is ten times slower on non-ASCII text.
+    printable = text.replace("\n", "").replace("\t", "").isprintable()
     if text.isascii():
-        return text.translate(_NO_TAB_LF).isprintable()
-    if text.translate(_NO_TAB_LF).isprintable():
+        return printable
+    if printable:
         # isprintable() refuses every control, separator, format and unassigned
         # character, so printable text is always literal-safe.
         return True
@@ -197,6 +198,42 @@ def encode_batch(messages: list[Message], first_n: int, form: Form) -> bytes:
 # --- reading our own records --------------------------------------------------
 
 
+# One record exactly as :func:`encode_record` writes it, per shape: role line,
+# content (a JSON string, or a literal block whose lines are empty or carry the
+# block indentation), timestamp, optional metadata. Matching a whole record with
+# one compiled pattern keeps the per-record work in C; the groups are then
+# checked as strictly as a line-by-line parser would. Compiled on first use
+# (start-up matters to appends, which never decode).
+_RECORD_PATTERN = (
+    r"{start}role: ([^\n]*)\n"
+    r"{indent}content: (?:(\"[^\n]*)\n|\|2([-+]?)\n((?:(?:{indent}  [^\n]*)?\n)*))"
+    r"{indent}timestamp: ([^\n]*)\n"
+    r"(?:{indent}metadata: ([^\n]*)\n)?"
+)
+_SHAPES: dict[Form, tuple[str, str]] = {"documents": ("---\n", ""), "sequence": ("- ", "  ")}
+_RECORDS: dict[Form, re.Pattern[str]] = {}
+_FRAMED_RECORDS: dict[Form, re.Pattern[bytes]] = {}
+
+
+def record_pattern(form: Form) -> re.Pattern[str]:
+    """A record body of one shape (as text)."""
+    pattern = _RECORDS.get(form)
+    if pattern is None:
+        start, indent = _SHAPES[form]
+        pattern = _RECORDS[form] = re.compile(_RECORD_PATTERN.format(start=start, indent=indent))
+    return pattern
+
+
+def framed_record_pattern(form: Form) -> re.Pattern[bytes]:
+    """A record body of one shape and its frame line (as bytes; groups 7-9 are n, len and crc32)."""
+    pattern = _FRAMED_RECORDS.get(form)
+    if pattern is None:
+        start, indent = _SHAPES[form]
+        text = _RECORD_PATTERN.format(start=start, indent=indent) + r"# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)"
+        pattern = _FRAMED_RECORDS[form] = re.compile(text.encode())
+    return pattern
+
+
 def decode_record(body: bytes) -> Message | None:
     """Parse a record exactly as :func:`encode_record` writes it.
 
@@ -204,72 +241,52 @@ def decode_record(body: bytes) -> Message | None:
     this never guesses.
     """
     try:
-        lines = body.decode("utf-8").split("\n")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if lines[-1] != "":
+    form: Form = "documents" if text.startswith("---\n") else "sequence"
+    m = record_pattern(form).fullmatch(text)
+    if m is None:
         return None
-    i = 0
-    if lines[0] == "---":
-        indent, i = "", 1
-        role_prefix = "role: "
-    else:
-        indent = "  "
-        role_prefix = "- role: "
-    if not lines[i].startswith(role_prefix):
+    return message_from_fields(form, *m.groups())
+
+
+def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: str | None, block: str | None, stamp: str, meta: str | None) -> Message | None:
+    """The message a matched record holds, checked strictly; None if a field is not what we write."""
+    role = _scalar(role_text)
+    if role is None:
         return None
-    role = _scalar(lines[i][len(role_prefix) :])
-    i += 1
-    prefix = indent + "content: "
-    if role is None or not lines[i].startswith(prefix):
-        return None
-    value = lines[i][len(prefix) :]
-    i += 1
-    if value.startswith('"'):
-        content = _json_string(value)
+    if quoted is not None:
+        content = _json_string(quoted)
         if content is None:
             return None
-    elif value in ("|2-", "|2", "|2+"):
-        block_indent = indent + "  "
-        cut = len(block_indent)
-        collected: list[str] = []
-        end = len(lines) - 1
-        while i < end and (lines[i] == "" or lines[i].startswith(block_indent)):
-            collected.append(lines[i][cut:])
-            i += 1
-        if value == "|2-":
-            content = "\n".join(collected)
-        elif collected:
-            content = "\n".join(collected) + "\n"
-        else:
-            content = ""
+    elif block:
+        # Every block line is empty or starts with the indentation: drop it once per line.
+        content = ("\n" + block).replace("\n    " if form == "sequence" else "\n  ", "\n")[1:]
+        if chomp == "-":
+            content = content[:-1]
     else:
-        return None
-    prefix = indent + "timestamp: "
-    if not lines[i].startswith(prefix):
-        return None
-    timestamp = _json_string(lines[i][len(prefix) :])
+        content = ""
+    timestamp = _json_string(stamp)
     if timestamp is None:
         return None
-    i += 1
     metadata = None
-    prefix = indent + "metadata: "
-    if lines[i].startswith(prefix):
+    if meta is not None:
         try:
-            metadata = json.loads(lines[i][len(prefix) :])
+            metadata = json.loads(meta)
         except ValueError:
             return None
         if not isinstance(metadata, dict):
             return None
-        i += 1
-    if i != len(lines) - 1:
-        return None
     return Message(role, content, timestamp, metadata)
 
 
 def _json_string(text: str) -> str | None:
-    if not (text.startswith('"') and text.endswith('"')):
+    if not (text.startswith('"') and text.endswith('"')) or len(text) < 2:
         return None
+    inner = text[1:-1]
+    if "\\" not in inner and '"' not in inner and inner.isprintable():
+        return inner  # no escapes and no raw controls: the JSON value is the text itself
     try:
         value = json.loads(text)
     except ValueError:

@@ -25,7 +25,7 @@ from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import TEMP_MARK, Folder, open_root
-from .times import archive_id_for, parse_timestamp, utc_now
+from .times import archive_id_for, utc_now
 
 _TAIL_BYTES = 4096
 T = TypeVar("T")
@@ -38,6 +38,9 @@ class ConversationFile(NamedTuple):
     rel_path: str  # relative to the journal root, as in damage reports
     size: int
     mtime: float
+    dev: int = 0
+    ino: int = 0
+    mtime_ns: int = 0
 
 
 class Conversation(NamedTuple):
@@ -48,6 +51,7 @@ class Conversation(NamedTuple):
     size: int = 0
     mtime: float = 0.0
     form: Form | None = None  # the file's shape, kept when it is rewritten
+    first_index: int = 0  # index of messages[0] in the conversation (a tail read starts late)
 
 
 class RestoreResult(NamedTuple):
@@ -201,25 +205,28 @@ class Journal:
         with self.dialogs_folder(user) as dialogs:
             return self._conversation_files(dialogs, user, include_archives)
 
-    def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool) -> list[ConversationFile]:
-        rel = self.user_path(user)
+    def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool, rel: str | None = None) -> list[ConversationFile]:
+        rel = rel if rel is not None else self.user_path(user)
         current: list[ConversationFile] = []
         sessions: list[ConversationFile] = []
+        has_archives = False
         for entry in dialogs.entries():
             name = entry.name
+            if name == L.ARCHIVE_DIR:
+                has_archives = entry.is_dir(follow_symlinks=False)
+                continue
             if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
-            st = entry.stat(follow_symlinks=False)
             if name == L.CURRENT_FILE:
-                current.append(ConversationFile(ConversationRef(user, "current"), f"{rel}/{name}", st.st_size, st.st_mtime))
+                current.append(_file(ConversationRef(user, "current"), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
             elif name.startswith(L.SESSION_PREFIX):
                 cid = name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]
                 if _usable_name(cid):
-                    sessions.append(ConversationFile(ConversationRef(user, "session", cid), f"{rel}/{name}", st.st_size, st.st_mtime))
+                    sessions.append(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
-        if include_archives and dialogs.has_folder(L.ARCHIVE_DIR):
-            with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
+        if include_archives and has_archives:
+            with dialogs.open_child(L.ARCHIVE_DIR) as archived:
                 archives = []
                 for entry in archived.entries():
                     name = entry.name
@@ -227,11 +234,64 @@ class Journal:
                         continue
                     aid = name[: -len(L.YAML_SUFFIX)]
                     if _usable_name(aid):
-                        st = entry.stat(follow_symlinks=False)
-                        archives.append(ConversationFile(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", st.st_size, st.st_mtime))
+                        archives.append(_file(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", entry.stat(follow_symlinks=False)))
                 archives.sort(key=lambda f: f.ref.id or "")
                 files += archives
         return files
+
+    def walk(self) -> Iterator[tuple[str, list[ConversationFile]]]:
+        """Every user with their conversation files, in one pass over the tree.
+
+        The same users in the same order as :meth:`users`, but each folder is
+        opened once, relative to its parent's handle (never through a symlink),
+        so a whole-journal scan costs about what listing the tree costs.
+        """
+        for user, _dialogs, files in self._walk_open():
+            yield user, files
+
+    def _walk_open(self) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
+        """Like :meth:`walk`, with each user's ``dialogs/`` folder open while the user is looked at."""
+        if not self.exists():
+            return
+        self.layout()  # an ambiguous root is refused here as everywhere else
+        try:
+            root = open_root(self.root)
+        except NotFound:
+            return
+        with root:
+            try:
+                users = root.open_child(L.USERS_DIR)
+            except NotFound:
+                return
+            with users:
+                yield from self._walk(users, ())
+
+    def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
+        names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        if parts and L.DIALOGS_DIR in names:
+            user = L.user_id_from_parts(parts)
+            rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
+            try:
+                L.validate_user_id(user)
+            except InvalidInput as exc:
+                self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
+            else:
+                try:
+                    dialogs = folder.open_child(L.DIALOGS_DIR)
+                except NotFound:  # removed by a cleanup while we walked
+                    dialogs = None
+                if dialogs is not None:
+                    with dialogs:
+                        yield user, dialogs, self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
+        for name in names:
+            if name == L.DIALOGS_DIR and parts:
+                continue
+            try:
+                child = folder.open_child(name)
+            except NotFound:
+                continue
+            with child:
+                yield from self._walk(child, parts + (name,))
 
     def resolve(self, user: str, conversation: str | None = None, archive: str | None = None) -> ConversationRef:
         """The conversation a command means: an archive, a named session, or the current one."""
@@ -271,6 +331,46 @@ class Journal:
                     folder.close()
         return self.parse_bytes(ref, data, st.st_size, st.st_mtime)
 
+    def read_tail(self, ref: ConversationRef, count: int) -> Conversation:
+        """The last ``count`` messages, read backwards from the end of the file, frame by frame.
+
+        Each frame gives its record's length, so only the last ``count`` records
+        are read, whatever the conversation's length; their indexes come from
+        the frames' message numbers. When the end of the file is not a
+        contiguous run of intact dialogctl records (a file written by another
+        implementation, a torn tail), the whole file is read instead, so the
+        answer is always what :meth:`read` would end with.
+        """
+        with self.dialogs_folder(ref.user) as dialogs:
+            fd = self.open_file(dialogs, ref)
+        if fd is None:
+            if ref.kind == "current":
+                return Conversation(ref, self.rel_path(ref), [], [])
+            raise NotFound(f"{ref.describe()} not found")
+        try:
+            st = os.fstat(fd)
+            found = _framed_tail(fd, st.st_size, count) if st.st_size else (0, [], "documents")
+            if found is None:
+                from .storage import read_all
+
+                os.lseek(fd, 0, os.SEEK_SET)
+                conv = self.parse_bytes(ref, read_all(fd), st.st_size, st.st_mtime)
+                first = max(0, len(conv.messages) - count)
+                return conv._replace(messages=conv.messages[first:], first_index=first)
+        finally:
+            os.close(fd)
+        first_index, messages, form = found
+        return Conversation(ref, self.rel_path(ref), messages, [], st.st_size, st.st_mtime, form, first_index)
+
+    def open_file(self, dialogs: Folder, ref: ConversationRef) -> int | None:
+        """A read descriptor for a conversation file of the user whose ``dialogs/`` is open; None if absent."""
+        folder, name = self.locate(dialogs, ref)
+        try:
+            return folder.open_read(name)
+        finally:
+            if folder is not dialogs:
+                folder.close()
+
     def parse_bytes(self, ref: ConversationRef, data: bytes, size: int, mtime: float) -> Conversation:
         rel = self.rel_path(ref)
         parsed = parse_conversation(data, rel)
@@ -296,19 +396,57 @@ class Journal:
             raise NotFound(f"{ref.describe()} not found (the user has no archives)") from None
 
     def conversations(self, users: Iterable[str] | None = None, include_archives: bool = True, active: bool = True) -> Iterator[Conversation]:
-        """Stream every selected conversation, user by user."""
-        for user in self.users() if users is None else users:
+        """Stream every selected conversation, user by user (all users: in one pass over the tree)."""
+        if users is None:
+            for _user, dialogs, files in self._walk_open():
+                archived: Folder | None = None
+                try:
+                    for f in files:
+                        if f.ref.kind == "archive":
+                            if not include_archives:
+                                continue
+                            if archived is None:
+                                archived = dialogs.open_child(L.ARCHIVE_DIR)
+                            conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                        elif not active:
+                            continue
+                        else:
+                            conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                        if conv is not None:
+                            yield conv
+                finally:
+                    if archived is not None:
+                        archived.close()
+            return
+        for user in users:
             for f in self.conversation_files(user, include_archives=include_archives):
                 if not active and f.ref.kind != "archive":
                     continue
                 yield self.read(f.ref, missing_ok=True)
 
+    def _read_in(self, folder: Folder, name: str, ref: ConversationRef) -> Conversation | None:
+        """One conversation file in an open folder; None if it is gone."""
+        from .storage import read_all
+
+        fd = folder.open_read(name)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            data = read_all(fd)
+        except OSError as exc:
+            from .errors import storage_error
+
+            raise storage_error(exc, "read", folder.child_path(name)) from None
+        finally:
+            os.close(fd)
+        return self.parse_bytes(ref, data, st.st_size, st.st_mtime)
+
     def summaries(self, user: str) -> list[ConversationSummary]:
-        out = []
-        for f in self.conversation_files(user):
-            conv = self.read(f.ref, missing_ok=True)
-            out.append(summarize(conv))
-        return out
+        """One user's conversations summarised, read from the files."""
+        from .catalog import summarize
+
+        return [summarize(self.read(f.ref, missing_ok=True)) for f in self.conversation_files(user)]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -588,20 +726,65 @@ class Journal:
                 yield user, state
 
 
-def summarize(conv: Conversation) -> ConversationSummary:
-    roles: dict[str, int] = {}
-    first = last = None
-    first_at = last_at = None
-    for msg in conv.messages:
-        roles[msg.role] = roles.get(msg.role, 0) + 1
-        moment = parse_timestamp(msg.timestamp)
-        if moment is None:
-            continue
-        if first_at is None or moment < first_at:
-            first_at, first = moment, msg.timestamp
-        if last_at is None or moment > last_at:
-            last_at, last = moment, msg.timestamp
-    return ConversationSummary(conv.ref, len(conv.messages), conv.size, conv.mtime, first, last, roles, len(conv.damage))
+def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Form] | None:
+    """(index of the first, messages, shape) of the last ``count`` records, or None if the end is not all framed."""
+    import zlib
+
+    from .codec import TRAILER_RE, decode_record
+
+    found: list[Message] = []
+    end = size  # the end of the trailer line looked at next
+    buffer, buffer_start = b"", size  # the bytes [buffer_start, size) read so far
+    form: Form = "documents"
+    n = 0
+    while True:
+        if end - buffer_start < 128:  # the trailer line may not be in the buffer yet
+            # One page first, then what the records read so far say the rest will take.
+            want = max(_TAIL_BYTES, (size - end) // len(found) * (count - len(found))) if found else _TAIL_BYTES
+            new_start = max(0, buffer_start - want)
+            buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
+            buffer_start = new_start
+        local_end = end - buffer_start
+        line_end = local_end - 1 if buffer.endswith(b"\n", 0, local_end) else local_end
+        line_start = buffer.rfind(b"\n", 0, line_end) + 1
+        m = TRAILER_RE.fullmatch(buffer, line_start, line_end)
+        if m is None or (found and int(m.group(1)) != n - 1):
+            return None
+        n, length, crc = int(m.group(1)), int(m.group(2)), int(m.group(3), 16)
+        trailer_start = buffer_start + line_start  # offsets in the file from here on
+        record_start = trailer_start - length
+        if record_start < 0 or n < 1:
+            return None
+        if record_start <= buffer_start:  # read the record and the byte before it
+            new_start = max(0, record_start - 1)
+            buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
+            buffer_start = new_start
+        body = buffer[record_start - buffer_start : trailer_start - buffer_start]
+        if record_start > 0 and buffer[record_start - buffer_start - 1] != 10:
+            return None
+        if zlib.crc32(body) != crc:
+            return None
+        msg = decode_record(body)
+        if msg is None:
+            return None
+        if not found:
+            form = "documents" if body.startswith(b"---") else "sequence"
+        found.append(msg)
+        if n == 1 or record_start == 0:
+            if (n == 1) != (record_start == 0):
+                return None  # the frames' count does not start where the file starts
+            break
+        if len(found) >= max(count, 1):
+            break
+        end = record_start
+    found.reverse()
+    if count <= 0:  # only the count was wanted
+        return n - 1 + len(found), [], form
+    return n - 1, found, form
+
+
+def _file(ref: ConversationRef, rel_path: str, st: os.stat_result) -> ConversationFile:
+    return ConversationFile(ref, rel_path, st.st_size, st.st_mtime, st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 def _regular(folder: Folder, name: str) -> os.stat_result | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Iterator
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidUserId, LayoutError
 
@@ -47,9 +47,29 @@ _NAME_PUNCTUATION = _ID_PUNCTUATION | {" "}
 _ID_CATEGORIES = ("L", "N", "M")
 
 
+_PLAIN_IDS: dict[bool, Any] = {}  # compiled on first use (start-up matters)
+
+
+def _plainly_valid(value: str, spaces: bool) -> bool:
+    """The common case, decided by one pattern: an ASCII id that passes every check below."""
+    pattern = _PLAIN_IDS.get(spaces)
+    if pattern is None:
+        import re
+
+        char = "A-Za-z0-9_@+=:~,-"
+        if spaces:
+            pattern = re.compile(f"[{char}](?:[{char}. ]{{0,198}}[{char}.])?")
+        else:
+            pattern = re.compile(f"[{char}][{char}.]{{0,199}}")
+        _PLAIN_IDS[spaces] = pattern
+    return pattern.fullmatch(value) is not None
+
+
 def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
     if not isinstance(value, str) or value == "":
         raise InvalidUserId(f"{what} must not be empty")
+    if _plainly_valid(value, " " in punctuation):
+        return value
     shown = value.encode("unicode_escape").decode("ascii")[:80]
     if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
         raise InvalidUserId(f"{what} {shown!r} is longer than {MAX_ID_BYTES} bytes")

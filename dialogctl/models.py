@@ -81,7 +81,14 @@ class Damage(NamedTuple):
 
 
 class ConversationSummary(NamedTuple):
-    """What listing and stats need to know about one conversation file."""
+    """What listing, stats and cleanup planning need to know about one conversation file.
+
+    ``first_timestamp``/``last_timestamp`` are the earliest and latest readable
+    timestamps, as written. Token totals count an integer ``tokens`` or the
+    ``total`` (else prompt + completion, else input + output) of a mapping;
+    ``token_messages`` is how many messages carried a count. ``days`` counts
+    messages per UTC day (``YYYY-MM-DD``).
+    """
 
     ref: ConversationRef
     messages: int
@@ -91,6 +98,10 @@ class ConversationSummary(NamedTuple):
     last_timestamp: str | None
     roles: dict[str, int]
     damaged: int = 0
+    models: dict[str, int] | None = None
+    tokens: int = 0
+    token_messages: int = 0
+    days: dict[str, int] | None = None
 
 
 class AppendResult(NamedTuple):

@@ -1,9 +1,9 @@
 """Journal-wide views: the user listing, one user's conversations, and totals.
 
 Everything here is computed from per-conversation summaries
-(:class:`dialogctl.models.ConversationSummary`), so a faster source of
-summaries (a catalog) can replace reading every file without changing the
-numbers.
+(:class:`dialogctl.models.ConversationSummary`). Whole-journal views take them
+from the catalog (:mod:`dialogctl.catalog`), which reads only files that changed
+and gives the same numbers as reading every file.
 """
 
 from __future__ import annotations
@@ -80,7 +80,15 @@ def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOvervi
 
 
 def users_overview(journal: Journal, users: Iterable[str] | None = None, progress: ProgressCallback | None = None) -> Iterator[UserOverview]:
-    for done, user in enumerate(journal.users() if users is None else users, 1):
+    if users is None:
+        from .catalog import summaries
+
+        for done, (user, found) in enumerate(summaries(journal), 1):
+            yield user_overview(user, found)
+            if progress is not None:
+                progress(done, None)
+        return
+    for done, user in enumerate(users, 1):
         yield user_overview(user, journal.summaries(user))
         if progress is not None:
             progress(done, None)
@@ -132,9 +140,11 @@ class Totals:
 
 def journal_totals(journal: Journal, progress: ProgressCallback | None = None) -> Totals:
     """Totals over every user (``progress`` is told after each); ``lastCleanup`` from the cleanup log."""
+    from .catalog import summaries
+
     totals = Totals()
-    for done, user in enumerate(journal.users(), 1):
-        totals.add(journal.summaries(user))
+    for done, (_user, found) in enumerate(summaries(journal), 1):
+        totals.add(found)
         if progress is not None:
             progress(done, None)
     totals.last_cleanup = last_cleanup(journal.root)

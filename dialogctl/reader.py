@@ -16,40 +16,60 @@ _CUT_KINDS = frozenset({"torn record", "not a message", "invalid YAML", "unexpec
 
 
 class ParsedFile:
-    """What a conversation file held: intact messages, damage, shape."""
+    """What a conversation file held: intact messages, damage, shape.
 
-    __slots__ = ("messages", "damage", "form", "framed")
+    ``settled`` is where the last valid frame ends (0 without frames), with how
+    many messages and damage entries came before it: a file only grows, so a
+    later read can start there (see :mod:`dialogctl.catalog`).
+    """
+
+    __slots__ = ("messages", "damage", "form", "framed", "settled", "settled_messages", "settled_damage", "last_n")
 
     def __init__(self, form: Form | None = None) -> None:
         self.messages: list[Message] = []
         self.damage: list[Damage] = []
         self.form = form
         self.framed = 0  # records read through their frame
+        self.settled = 0
+        self.settled_messages = 0
+        self.settled_damage = 0
+        self.last_n = 0  # the n of the last valid frame
 
 
 class _LineCounter:
     """Line numbers for increasing byte offsets, counted incrementally."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, first_line: int = 1) -> None:
         self.data = data
         self.offset = 0
-        self.line = 1
+        self.line = first_line
+        self.first_line = first_line
 
     def at(self, offset: int) -> int:
         if offset < self.offset:
-            self.offset, self.line = 0, 1
+            self.offset, self.line = 0, self.first_line
         self.line += self.data.count(b"\n", self.offset, offset)
         self.offset = offset
         return self.line
 
 
-def parse_conversation(data: bytes, label: str) -> ParsedFile:
-    """Every intact message of a conversation file, and the damage found."""
-    result = ParsedFile(form=detect_form(data[:65536]))
+def parse_conversation(data: bytes, label: str, form: Form | None = None, first_line: int = 1, after_frame: bool = False) -> ParsedFile:
+    """Every intact message of a conversation file, and the damage found.
+
+    To read only what was added to a file since a valid frame ended, pass the
+    bytes from there on as ``data`` with the file's ``form``, the line number
+    ``data`` starts on and ``after_frame=True``: the result is then exactly the
+    part of a whole-file read that comes after that frame.
+    """
+    whole = _read_framed_file(data)
+    if whole is not None:
+        whole.form = form or whole.form
+        return whole
+    result = ParsedFile(form=form or detect_form(data[:65536]))
     if not data.strip():
         return result
     frames, _broken = find_frames(data)
-    lines = _LineCounter(data)
+    lines = _LineCounter(data, first_line)
     cursor = 0
     for frame in frames:
         if frame.start > cursor and data[cursor : frame.start].strip():
@@ -61,11 +81,14 @@ def parse_conversation(data: bytes, label: str) -> ParsedFile:
             result.messages.append(msg)
             result.framed += 1
         cursor = frame.after
+    if frames:
+        result.settled, result.last_n = cursor, frames[-1].n
+        result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
     if cursor < len(data) and data[cursor:].strip():
         messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
         tail = result.damage[damage:]
-        if frames and len(result.messages) == messages and (not data.endswith(b"\n") or all(d.kind in _CUT_KINDS for d in tail)):
+        if (frames or after_frame) and len(result.messages) == messages and (not data.endswith(b"\n") or all(d.kind in _CUT_KINDS for d in tail)):
             # Text after our last record that holds no message (a lone "---", half a
             # record): one record whose write was cut short, however it fails to parse.
             # (A whole item with a duplicate key or bad bytes, ending its line, keeps its name.)
@@ -74,8 +97,70 @@ def parse_conversation(data: bytes, label: str) -> ParsedFile:
     return result
 
 
+def _read_framed_file(data: bytes) -> ParsedFile | None:
+    """Data that is nothing but dialogctl's own framed records, read in one pass; None if it is anything else.
+
+    Each record and its frame line are matched by one pattern, checked (length,
+    CRC-32, fields) and decoded field by field: the same messages the general
+    path below finds, without its separate passes and copies.
+    """
+    import zlib
+
+    from .codec import framed_record_pattern, message_from_fields
+
+    form: Form
+    if data.startswith(b"---\n"):
+        form = "documents"
+    elif data.startswith(b"- "):
+        form = "sequence"
+    else:
+        return None
+    match = framed_record_pattern(form).match
+    view = memoryview(data)
+    crc32 = zlib.crc32
+    messages: list[Message] = []
+    pos, size, n = 0, len(data), 0
+    try:
+        while pos < size:
+            m = match(data, pos)
+            if m is None:
+                return None
+            trailer = m.start(7) - 14  # len(b"# dialogctl n=")
+            if int(m.group(8)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(9), 16):
+                return None
+            role, quoted, chomp, block, stamp, meta = m.group(1, 2, 3, 4, 5, 6)
+            msg = message_from_fields(
+                form,
+                role.decode(),
+                None if quoted is None else quoted.decode(),
+                None if chomp is None else chomp.decode(),
+                None if block is None else block.decode(),
+                stamp.decode(),
+                None if meta is None else meta.decode(),
+            )
+            if msg is None:
+                return None
+            messages.append(msg)
+            n = int(m.group(7))
+            pos = m.end()
+    except UnicodeDecodeError:
+        return None
+    finally:
+        view.release()
+    result = ParsedFile(form)
+    result.messages = messages
+    result.framed = result.settled_messages = len(messages)
+    result.settled, result.last_n = pos, n
+    return result
+
+
 def _salvage(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, label: str, at_end: bool) -> None:
     from .salvage import salvage_region
+
+    if result.form == "sequence":
+        start = _read_reference_items(data, start, end, result)
+        if not data[start:end].strip():
+            return
 
     messages, damage, _ = salvage_region(data, start, end, lines.at(start), result.form or "documents", label, at_end)
     result.messages.extend(messages)
@@ -92,3 +177,23 @@ def _decode_framed_slowly(data: bytes, start: int, end: int, lines: _LineCounter
         return parsed
     result.damage.append(Damage(label, lines.at(start), parsed[0], parsed[1]))
     return None
+
+
+def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile) -> int:
+    """Read the leading items in the reference writer's exact shape quickly; return where the rest begins."""
+    from .sequence import read_items
+
+    lead = start
+    while lead < end and data[lead] == 10:
+        lead += 1
+    if not data.startswith(b"- role: ", lead):
+        return start
+    try:
+        text = data[lead:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return start
+    messages, stop = read_items(text)
+    if not messages:
+        return start
+    result.messages.extend(messages)
+    return lead + (len(text[:stop].encode("utf-8")) if stop < len(text) else end - lead)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -30,7 +31,7 @@ from typing import Literal
 from . import layout as L
 from .codec import encode_batch
 from .journal import Conversation, Journal
-from .models import ConversationRef, Message, ProgressCallback
+from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
 
@@ -118,30 +119,55 @@ def plan_cleanup(
         now - max_inactive if max_inactive else None,
         now - retention if retention else None,
     )
-    for done, user in enumerate(journal.users() if users is None else users, 1):
-        plan.actions.extend(_plan_user(journal, plan, user))
+    if users is None:
+        from .catalog import summaries
+
+        # Planning changes nothing, not even the catalog: it reads what is saved and the files.
+        found_by_user: Iterator[tuple[str, list[ConversationSummary]]] = summaries(journal, save_learned=False)
+    else:
+        found_by_user = ((user, journal.summaries(user)) for user in users)
+    for done, (user, found) in enumerate(found_by_user, 1):
+        plan.actions.extend(_plan_user(journal, plan, user, found))
         if progress is not None:
             progress(done, None)
     return plan
 
 
-def _plan_user(journal: Journal, plan: CleanupPlan, user: str) -> list[CleanupAction]:
-    conversations = [journal.read(f.ref, missing_ok=True) for f in journal.conversation_files(user)]
-    last = _newest(m for c in conversations for m in c.messages)
+def _plan_user(journal: Journal, plan: CleanupPlan, user: str, found: list[ConversationSummary]) -> list[CleanupAction]:
+    """The user's actions, from summaries; a file is read only when some of its messages may go."""
+    last = _newest_of(s.last_timestamp for s in found)
     if plan.max_inactive_cutoff and last is not None and last < plan.max_inactive_cutoff:
-        if any(c.damage for c in conversations):
+        if any(s.damaged for s in found):
             plan.skipped.append((journal.user_path(user), "has damaged records; repair them before removing the user"))
             return []
-        messages = sum(len(c.messages) for c in conversations)
-        size = sum(c.size for c in conversations)
+        messages = sum(s.messages for s in found)
+        size = sum(s.size for s in found)
         reason = f"inactive: newest message {format_timestamp(last)} is older than {format_timestamp(plan.max_inactive_cutoff)}"
         return [CleanupAction(user, "remove-user", "*", journal.user_path(user).rsplit("/", 1)[0], messages, size, reason)]
     actions = []
-    for conv in conversations:
-        action = _plan_file(plan, conv)
+    for summary in found:
+        action = _plan_summary(journal, plan, summary)
         if action is not None:
             actions.append(action)
     return actions
+
+
+def _plan_summary(journal: Journal, plan: CleanupPlan, s: ConversationSummary) -> CleanupAction | None:
+    """Like :func:`_plan_file`, reading the conversation only if ``max_age`` may trim it."""
+    ref = s.ref
+    if s.damaged and (plan.max_age_cutoff or plan.retention_cutoff):
+        if ref.archived or s.messages:
+            plan.skipped.append((journal.rel_path(ref), "has damaged records; repair it before cleanup"))
+        return None
+    if ref.archived and plan.retention_cutoff:
+        when = _newest_of([s.last_timestamp]) or datetime.fromtimestamp(s.mtime, plan.created.tzinfo)
+        if when < plan.retention_cutoff:
+            reason = f"retention: newest message {format_timestamp(when)} is older than {format_timestamp(plan.retention_cutoff)}"
+            return CleanupAction(ref.user, "remove-archive", ref.name, journal.rel_path(ref), s.messages, s.size, reason, s.size)
+    oldest = _newest_of([s.first_timestamp])
+    if plan.max_age_cutoff and s.messages and oldest is not None and oldest < plan.max_age_cutoff:
+        return _plan_file(plan, journal.read(ref, missing_ok=True))
+    return None
 
 
 def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
@@ -151,7 +177,7 @@ def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
             plan.skipped.append((conv.rel_path, "has damaged records; repair it before cleanup"))
         return None
     if ref.archived and plan.retention_cutoff:
-        newest = _newest(conv.messages)
+        newest = _newest_of(m.timestamp for m in conv.messages)
         when = newest or datetime.fromtimestamp(conv.mtime, plan.created.tzinfo)
         if when < plan.retention_cutoff:
             reason = f"retention: newest message {format_timestamp(when)} is older than {format_timestamp(plan.retention_cutoff)}"
@@ -168,10 +194,10 @@ def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
     return None
 
 
-def _newest(messages: object) -> datetime | None:
+def _newest_of(timestamps: Iterable[str | None]) -> datetime | None:
     newest = None
-    for msg in messages:  # type: ignore[attr-defined]
-        moment = parse_timestamp(msg.timestamp)
+    for text in timestamps:
+        moment = parse_timestamp(text) if text is not None else None
         if moment is not None and (newest is None or moment > newest):
             newest = moment
     return newest
@@ -226,7 +252,7 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
     def body(dialogs: Folder) -> None:
         if actions[0].kind == "remove-user":
             # Re-check under the lock: a user who spoke since planning stays.
-            fresh = _plan_user(journal, plan, user)
+            fresh = _plan_user(journal, plan, user, journal.summaries(user))
             if not (fresh and fresh[0].kind == "remove-user"):
                 result.skipped.append((actions[0].path, "became active since the plan was made; kept"))
                 return

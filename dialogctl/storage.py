@@ -95,6 +95,18 @@ class Folder:
         _close_all(fds)
         return Folder(fd, path)
 
+    def open_child(self, name: str) -> Folder:
+        """Open one sub-folder (never through a symlink): one system call, for tree walks."""
+        path = os.path.join(self.path, name)
+        try:
+            return Folder(os.open(name, _DIR_FLAGS, dir_fd=self.fd), path)
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(f"{path} is a symlink or not a folder; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open folder", path) from None
+
     def has_folder(self, name: str) -> bool:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
@@ -402,6 +414,17 @@ def open_root(root: str, create: bool = False, mode: int = 0o700) -> Folder:
         raise storage_error(exc, "create journal root", root) from None
     os.fchmod(fd, mode)
     return Folder(fd, root)
+
+
+def open_below(root: str, rel_path: str) -> int | None:
+    """A read descriptor for a file given by its ``/``-separated path below the root, folder by folder
+    (never through a symlink); None when it or a folder on the way does not exist."""
+    *folders, name = rel_path.split("/")
+    try:
+        with open_root(root) as top, top.open_folder(folders) as folder:
+            return folder.open_read(name)
+    except NotFound:
+        return None
 
 
 _RENAME_EXCHANGE = 2

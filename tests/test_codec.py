@@ -47,7 +47,7 @@ def _raw(msgs: list[Message]) -> list[dict[str, Any]]:
     return [dict(m.to_raw()) for m in msgs]
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(messages(), min_size=1, max_size=4), st.sampled_from(["documents", "sequence"]))
 def test_round_trip_exact(msgs: list[Message], form: str) -> None:
     data = encode_batch(msgs, 1, form)  # type: ignore[arg-type]
@@ -59,7 +59,7 @@ def test_round_trip_exact(msgs: list[Message], form: str) -> None:
     assert _ruamel_messages(data) == _raw(msgs)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(contents(), st.sampled_from(["documents", "sequence"]))
 def test_fast_decoder_handles_every_content(content: str, form: str) -> None:
     msg = Message("user", content, "2024-01-15T10:30:00.000Z")
@@ -70,7 +70,7 @@ def test_fast_decoder_handles_every_content(content: str, form: str) -> None:
     assert last_frame_n(record) == 7
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(messages(), min_size=1, max_size=3), messages(), st.data(), st.sampled_from(["documents", "sequence"]))
 def test_a_torn_last_record_is_never_read(before: list[Message], last: Message, data: st.DataObject, form: str) -> None:
     head = encode_batch(before, 1, form)  # type: ignore[arg-type]
@@ -100,7 +100,7 @@ def test_every_cut_of_a_last_record(tmp_path: Path) -> None:
         assert parse_conversation(head + record, "x.yaml").messages == before + [last]
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(metadata)
 def test_metadata_round_trips_through_json_line(meta: Any) -> None:
     msg = Message("assistant", "x", "2024-01-15T10:30:00.000Z", meta)
@@ -182,7 +182,7 @@ def generated_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path
     folder = tmp_path_factory.mktemp("generated")
     files: list[tuple[Path, list[Message]]] = []
 
-    @settings(max_examples=300, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(messages(), min_size=1, max_size=4), st.sampled_from(["documents", "sequence"]))
     def collect(msgs: list[Message], form: str) -> None:
         path = folder / f"{len(files):04d}-{form}.yaml"

@@ -185,12 +185,15 @@ def show(
     selection = message_filter(since, until, role, state)
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)
-    # The one read of the conversation. For a plain --tail, journal.read_tail(ref, tail)
-    # (reading from the end of the file) can stand in here.
-    conv = journal.read(ref)
-    indexed = list(selection.indexed(conv.messages))
-    if tail is not None:
-        indexed = indexed[len(indexed) - tail :] if tail else []
+    if tail is not None and not selection.active:
+        # A plain --tail reads from the end of the file, whatever the conversation's length.
+        conv = journal.read_tail(ref, tail)
+        indexed = list(enumerate(conv.messages, conv.first_index))
+    else:
+        conv = journal.read(ref)
+        indexed = list(selection.indexed(conv.messages))
+        if tail is not None:
+            indexed = indexed[len(indexed) - tail :] if tail else []
     if chosen is Format.table:
         from .. import render
         from .pager import paged
@@ -207,7 +210,7 @@ def show(
             "user": user,
             "conversation": ref.name,
             "archived": ref.archived,
-            "messageCount": len(conv.messages),
+            "messageCount": conv.first_index + len(conv.messages),
             "messages": [{"index": i, **m.to_raw()} for i, m in indexed],
         }
         emit_object(state, chosen, obj, lambda: None)

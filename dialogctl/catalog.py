@@ -1,0 +1,451 @@
+"""The catalog: a summary of every conversation file, so whole-journal views never re-parse what they know.
+
+``stats``, ``list`` and cleanup planning need per-file numbers (message count,
+first and last timestamp, counts by role, model and UTC day, token totals,
+damage), not the messages. The catalog keeps those numbers for every file in
+``system/catalog.bin`` under the journal root, keyed by the file's path and
+checked against its identity (device, inode, size, mtime_ns) on every use:
+
+* a file whose identity matches is not opened at all;
+* a file that grew (same inode, larger) is read only from where its last valid
+  frame ended, after checking that the bytes just before that point are still
+  the ones summarised (conversation files only grow);
+* a file moved by archive or restore (same inode and stat elsewhere) keeps its
+  summary;
+* anything else (rewritten, truncated, new) is read from scratch.
+
+The catalog is never trusted over the files: every answer is what a full
+re-read would give, and :func:`check` proves it for ``verify``. Saving is an
+optimisation: it happens only after a whole-journal scan that learned
+something, under a non-blocking lock (a busy lock means another process is
+saving the same knowledge), by atomic rename; a journal dialogctl cannot write
+still gets correct answers, read from its files. Dry runs never save.
+
+On disk: a magic line, the payload's length and CRC-32, then the entries as
+:mod:`marshal` data (measured against JSON and SQLite for 20,000 entries:
+load 25 ms vs 78 ms and 117 ms). Marshal is not meant for untrusted input,
+so a torn, foreign or mis-shaped file is detected by the header and the
+checksum and rebuilt, never believed. Cold scans of many bytes use both
+cores (``multiprocessing``); the results are the same entries the serial path
+computes, merged in walk order.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC
+from typing import Any, NamedTuple
+
+from . import parallel
+from .errors import DialogError, NotFound
+from .journal import Conversation, ConversationFile, Journal
+from .models import ConversationSummary, Damage, Message
+from .reader import parse_conversation
+from .storage import open_below, open_root
+from .times import parse_timestamp
+
+CATALOG_DIR = "system"
+CATALOG_FILE = "catalog.bin"
+CATALOG_LOCK = "catalog.lock"
+MAGIC = b"dialogctl catalog 1\n"
+_HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
+CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to read on from there
+
+# Entry layout (a list, for a compact marshal payload).
+E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
+_ENTRY_LEN = 11
+
+
+def token_count(tokens: Any) -> int | None:
+    """Tokens of one message: an integer, or a mapping's total (else prompt + completion, else input + output)."""
+    if isinstance(tokens, bool):
+        return None
+    if isinstance(tokens, int):
+        return tokens
+    if isinstance(tokens, dict):
+        total = tokens.get("total")
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+        for a, b in (("prompt", "completion"), ("input", "output")):
+            x, y = tokens.get(a), tokens.get(b)
+            if isinstance(x, int) and isinstance(y, int) and not isinstance(x, bool) and not isinstance(y, bool):
+                return x + y
+    return None
+
+
+class Tally:
+    """Running totals over a run of messages (and the damage met on the way)."""
+
+    __slots__ = ("messages", "first", "last", "first_at", "last_at", "roles", "models", "tokens", "token_messages", "days", "damage")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.first: str | None = None
+        self.last: str | None = None
+        self.first_at: Any = None  # parsed first/last, filled on demand
+        self.last_at: Any = None
+        self.roles: dict[str, int] = {}
+        self.models: dict[str, int] = {}
+        self.tokens = 0
+        self.token_messages = 0
+        self.days: dict[str, int] = {}
+        self.damage: list[tuple[int | None, str, str]] = []  # (line, kind, detail)
+
+    def add(self, messages: Iterable[Message]) -> None:
+        roles, models, days = self.roles, self.models, self.days
+        first_at, last_at = self._bounds()
+        for msg in messages:
+            self.messages += 1
+            roles[msg.role] = roles.get(msg.role, 0) + 1
+            meta = msg.metadata
+            if meta:
+                model = meta.get("model")
+                if isinstance(model, str):
+                    models[model] = models.get(model, 0) + 1
+                count = token_count(meta.get("tokens"))
+                if count is not None:
+                    self.tokens += count
+                    self.token_messages += 1
+            stamp = msg.timestamp
+            moment = parse_timestamp(stamp)
+            if moment is None:
+                continue
+            # The journal's own form (...T...Z) names its UTC day in its first ten characters.
+            if stamp.endswith("Z") and stamp[10:11] == "T" and stamp[:1].isdigit():
+                day = stamp[:10]
+            else:
+                day = moment.astimezone(UTC).date().isoformat()
+            days[day] = days.get(day, 0) + 1
+            if first_at is None or moment < first_at:
+                first_at, self.first = moment, stamp
+            if last_at is None or moment > last_at:
+                last_at, self.last = moment, stamp
+        self.first_at, self.last_at = first_at, last_at
+
+    def add_damage(self, damage: Iterable[Damage]) -> None:
+        self.damage.extend((d.line, d.kind, d.detail) for d in damage)
+
+    def _bounds(self) -> tuple[Any, Any]:
+        if self.first_at is None and self.first is not None:
+            self.first_at = parse_timestamp(self.first)
+        if self.last_at is None and self.last is not None:
+            self.last_at = parse_timestamp(self.last)
+        return self.first_at, self.last_at
+
+    def copy(self) -> Tally:
+        return Tally.from_list(self.to_list())
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.messages,
+            self.first,
+            self.last,
+            dict(self.roles),
+            dict(self.models),
+            self.tokens,
+            self.token_messages,
+            dict(self.days),
+            list(self.damage),
+        ]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> Tally:
+        tally = cls()
+        (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage) = raw
+        tally.roles, tally.models, tally.days = dict(roles), dict(models), dict(days)
+        tally.damage = [tuple(d) for d in damage]
+        return tally
+
+
+def summarize(conv: Conversation) -> ConversationSummary:
+    """A conversation read from its file, summarised (the reference for what the catalog must say)."""
+    tally = Tally()
+    tally.add(conv.messages)
+    tally.add_damage(conv.damage)
+    return _summary(conv.ref, conv.size, conv.mtime, tally.to_list())
+
+
+def _summary(ref: Any, size: int, mtime: float, full: list[Any]) -> ConversationSummary:
+    messages, first, last, roles, models, tokens, token_messages, days, damage = full
+    return ConversationSummary(ref, messages, size, mtime, first, last, roles, len(damage), models, tokens, token_messages, days)
+
+
+# --- reading one file into an entry ------------------------------------------------------
+
+
+def read_entry(root: str, rel_path: str, old: list[Any] | None) -> list[Any] | None:
+    """The catalog entry of one file as it is now; ``old`` (same inode) lets it read only what was added.
+
+    None when the file is gone. The entry describes exactly the bytes read: the
+    size recorded is the size read, so a file that grew meanwhile is caught next time.
+    """
+    fd = open_below(root, rel_path)
+    if fd is None:
+        return None
+    try:
+        return _entry_from_fd(fd, os.fstat(fd), rel_path, old)
+    finally:
+        os.close(fd)
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    chunks = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        length -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | None) -> list[Any]:
+    size = st.st_size
+    start, line, form, base, last_n, check = 0, 1, None, Tally(), 0, 0
+    lo = 0
+    data = b""
+    if old is not None and old[E_DEV] == st.st_dev and old[E_INO] == st.st_ino and 0 < old[E_SETTLED] <= old[E_SIZE] < size:
+        settled = old[E_SETTLED]
+        lo = max(0, settled - CHECK_BYTES)
+        data = _pread_all(fd, size - lo, lo)
+        # The settled frame must end with its line break: otherwise what was added
+        # may have run on into its trailer line and unmade it.
+        if data[settled - lo - 1] == 10 and zlib.crc32(data[: settled - lo]) == old[E_CHECK]:
+            start, line, form, last_n, check = settled, old[E_LINE], old[E_FORM], old[E_N], old[E_CHECK]
+            base = Tally.from_list(old[E_BASE] if old[E_BASE] is not None else old[E_FULL])
+    if start == 0:
+        lo = 0
+        data = _pread_all(fd, size, 0)
+    region = memoryview(data)[start - lo :].tobytes() if start else data
+    parsed = parse_conversation(region, rel_path, form=form, first_line=line, after_frame=start > 0)
+    base.add(parsed.messages[: parsed.settled_messages])
+    base.add_damage(parsed.damage[: parsed.settled_damage])
+    settled = start
+    if parsed.settled:
+        settled = start + parsed.settled
+        line += region.count(b"\n", 0, parsed.settled)
+        last_n = parsed.last_n
+        check = zlib.crc32(data[max(0, settled - CHECK_BYTES) - lo : settled - lo])
+    full = base.copy() if settled < lo + len(data) else base
+    full.add(parsed.messages[parsed.settled_messages :])
+    full.add_damage(parsed.damage[parsed.settled_damage :])
+    read_size = lo + len(data)
+    return [
+        st.st_dev,
+        st.st_ino,
+        read_size,
+        st.st_mtime_ns,
+        parsed.form,
+        settled,
+        last_n,
+        check,
+        line,
+        full.to_list(),
+        None if settled == read_size else base.to_list(),
+    ]
+
+
+def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | None:
+    return read_entry(*job)
+
+
+# --- the catalog file ----------------------------------------------------------------------
+
+
+def load(root: str) -> dict[str, list[Any]]:
+    """The saved entries; empty when there is no catalog or it is torn or foreign (it is then rebuilt)."""
+    try:
+        with open_root(root) as top, top.open_folder((CATALOG_DIR,)) as system:
+            data = system.read_bytes(CATALOG_FILE)
+    except DialogError:
+        return {}
+    if data is None or len(data) < _HEADER or not data.startswith(MAGIC):
+        return {}
+    length = int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "big")
+    crc = int.from_bytes(data[len(MAGIC) + 8 : _HEADER], "big")
+    payload = data[_HEADER:]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        return {}
+    try:
+        entries = marshal.loads(payload)
+    except (ValueError, EOFError, TypeError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
+    """Write the catalog atomically under its lock; False when busy or not writable (never an error)."""
+    import portalocker
+
+    payload = marshal.dumps(entries)
+    data = MAGIC + len(payload).to_bytes(8, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
+    try:
+        with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,), create=True, mode=journal.dir_mode) as system:
+            fd = os.open(CATALOG_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, journal.file_mode, dir_fd=system.fd)
+            try:
+                try:
+                    portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+                except portalocker.exceptions.LockException:
+                    return False  # another process is saving what it learned; ours is no better
+                system.write_atomic(CATALOG_FILE, data, journal.file_mode)
+            finally:
+                os.close(fd)  # closing releases the lock
+    except (DialogError, OSError):
+        return False
+    return True
+
+
+def _valid(entry: Any) -> bool:
+    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list and len(entry[E_FULL]) == 9
+
+
+def _matches(entry: list[Any], f: ConversationFile) -> bool:
+    return entry[E_SIZE] == f.size and entry[E_MTIME] == f.mtime_ns and entry[E_INO] == f.ino and entry[E_DEV] == f.dev
+
+
+# --- whole-journal summaries -----------------------------------------------------------------
+
+
+class Scan(NamedTuple):
+    """What one pass over the journal found: per user, the files and their entries."""
+
+    users: list[tuple[str, list[ConversationFile]]]
+    entries: dict[str, list[Any]]
+    read: list[str]  # files that were opened (new, grown or changed)
+    learned: bool  # anything read, moved or dropped since the saved catalog
+
+
+def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores: bool = True) -> Scan:
+    """Walk the journal and bring every file's entry up to date, reading only what changed.
+
+    A file that grew is read on the spot, through its folder's open handle
+    (a few hundred bytes); files to read from the start are read after the
+    walk, on every core when they add up to many bytes.
+    """
+    saved = load(journal.root) if saved is None else saved
+    users: list[tuple[str, list[ConversationFile]]] = []
+    entries: dict[str, list[Any]] = {}
+    by_inode: dict[tuple[int, int], list[Any]] | None = None
+    read: list[str] = []
+    jobs: list[tuple[str, str, list[Any] | None]] = []
+    to_read = 0
+    learned = False
+    for user, dialogs, files in journal._walk_open():
+        users.append((user, files))
+        for f in files:
+            entry = saved.get(f.rel_path)
+            if entry is not None and not _valid(entry):
+                entry = None
+            if entry is not None and _matches(entry, f):
+                entries[f.rel_path] = entry
+                continue
+            if entry is None or (entry[E_DEV], entry[E_INO]) != (f.dev, f.ino):
+                if by_inode is None:
+                    by_inode = {(e[E_DEV], e[E_INO]): e for e in saved.values() if _valid(e)}
+                entry = by_inode.get((f.dev, f.ino))
+                if entry is not None and _matches(entry, f):  # moved by archive or restore
+                    entries[f.rel_path] = entry
+                    learned = True
+                    continue
+            if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
+                fresh = _read_grown(journal, dialogs, f, entry)
+                read.append(f.rel_path)
+                learned = True
+                if fresh is not None:
+                    entries[f.rel_path] = fresh
+                continue
+            jobs.append((journal.root, f.rel_path, entry))
+            to_read += f.size
+    if jobs:
+        learned = True
+        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
+            read.append(rel_path)
+            if entry is not None:
+                entries[rel_path] = entry
+    if len(entries) != len(saved):
+        learned = True
+    return Scan(users, entries, read, learned)
+
+
+def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:
+    """A grown file's entry, opened through the user's open ``dialogs/`` handle."""
+    try:
+        fd = journal.open_file(dialogs, f.ref)
+    except NotFound:  # archived/ went away while we looked
+        return None
+    if fd is None:
+        return None
+    try:
+        return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
+    finally:
+        os.close(fd)
+
+
+def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | None]:
+    count = parallel.workers()
+    if not use_cores or count < 2 or len(jobs) < 2:
+        return [_read_job(job) for job in jobs]
+    with parallel.pool(count) as workers_pool:
+        return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
+
+
+def summaries(journal: Journal, save_learned: bool = True) -> Iterator[tuple[str, list[ConversationSummary]]]:
+    """Every user's conversation summaries, in :meth:`Journal.users` order, exactly as a full re-read gives them.
+
+    Damage stored for a file is reported in ``journal.damage`` as a read would.
+    With ``save_learned`` (not for dry runs) the refreshed catalog is saved.
+    """
+    result = scan(journal)
+    if result.learned and save_learned and result.users:
+        save(journal, result.entries)
+    for user, files in result.users:
+        out = []
+        for f in files:
+            entry = result.entries.get(f.rel_path)
+            if entry is None:  # vanished between the walk and the read
+                continue
+            full = entry[E_FULL]
+            if full[8]:
+                journal.damage.extend(Damage(f.rel_path, line, kind, detail) for line, kind, detail in full[8])
+            out.append(_summary(f.ref, entry[E_SIZE], f.mtime, full))
+        yield user, out
+
+
+class CatalogProblem(NamedTuple):
+    path: str
+    problem: str
+
+
+def check(journal: Journal) -> list[CatalogProblem]:
+    """Compare the saved catalog with the files (for ``verify``); changes nothing.
+
+    An entry that no longer matches its file's identity is merely out of date
+    (the next scan refreshes it). An entry that matches but says something a
+    full re-read does not is a problem, and so is a catalog file that exists
+    but is torn or foreign.
+    """
+    problems: list[CatalogProblem] = []
+    saved = load(journal.root)
+    rel = f"{CATALOG_DIR}/{CATALOG_FILE}"
+    if not saved:
+        try:
+            with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,)) as system:
+                st = system.stat(CATALOG_FILE)
+        except DialogError:
+            st = None
+        if st is not None and st.st_size > _HEADER:
+            problems.append(CatalogProblem(rel, "torn or foreign catalog; it will be rebuilt"))
+        return problems
+    for _user, files in journal.walk():
+        for f in files:
+            entry = saved.get(f.rel_path)
+            if entry is None or not _valid(entry) or not _matches(entry, f):
+                continue
+            fresh = read_entry(journal.root, f.rel_path, None)
+            if fresh is not None and _matches(fresh, f) and fresh[E_FULL] != entry[E_FULL]:
+                problems.append(CatalogProblem(f.rel_path, "catalog summary differs from the file"))
+    return problems
