@@ -35,6 +35,7 @@ from .models import Damage, Message
 from .salvage import parse_record, salvage_region, split_items
 from .storage import TEMP_MARK, Folder, open_root
 from .verify import (
+    CATALOG_STALE,
     FOREIGN_OWNER,
     QUARANTINE_DIR,
     SHARED_FILE,
@@ -242,8 +243,13 @@ class _Mender:
             else:
                 self._mend_users_leftover(root, finding)
         findings = [f for check in ROOT_CHECKS for f in check(self.journal, root, self.expect)]
+        catalog_done = False
         for finding in findings:
-            if finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
+            if finding.problem == CATALOG_STALE:
+                if not catalog_done:
+                    catalog_done = True
+                    self._discard_catalog(root)
+            elif finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
                 self._mend_access(root, tuple(finding.path.split("/")) if finding.path != "." else (), finding)
             elif finding.mend is not None and TEMP_MARK in finding.path:
                 parent, _, name = finding.path.rpartition("/")
@@ -252,6 +258,16 @@ class _Mender:
             else:
                 self.unmended.append(finding)
         return users
+
+    def _discard_catalog(self, root: Folder) -> None:
+        """The catalog is a cache of the files: drop it and let the next scan rebuild it."""
+        from .catalog import CATALOG_DIR, CATALOG_FILE
+
+        def run() -> None:
+            with root.open_folder((CATALOG_DIR,)) as system:
+                system.remove(CATALOG_FILE)
+
+        self._do(RepairAction(None, f"{CATALOG_DIR}/{CATALOG_FILE}", "discard catalog", "delete the catalog; the next stats or list rebuilds it"), run)
 
     def _mend_users_leftover(self, root: Folder, finding: Finding) -> None:
         parts = tuple(finding.path.split("/"))

@@ -52,6 +52,7 @@ _DROP = "drop the unreadable text from the file (its bytes are kept in quarantin
 # Problem names (the ``problem`` field) that repair acts on besides reader damage.
 FRAME_NUMBERING = "frame numbering"
 TEMP_FILE = "leftover temp file"
+CATALOG_STALE = "catalog out of step"
 UNFINISHED_ARCHIVE = "unfinished archive"
 SHARED_FILE = "half-finished archive move"
 TOO_OPEN = "too open"
@@ -330,7 +331,21 @@ def check_root_leftovers(journal: Journal, root: Folder, expect: Expectations) -
                     )
 
 
-ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers]
+def check_catalog(journal: Journal, root: Folder, expect: Expectations) -> Iterator[Finding]:
+    """The saved catalog (``system/catalog.bin``) against the files it summarises.
+
+    An entry whose file changed since is merely out of date (the next scan
+    refreshes it); an entry that matches its file but disagrees with a re-read,
+    or a torn catalog, is reported. The catalog is only a cache of the files,
+    so repair discards it and the next ``stats`` or ``list`` rebuilds it.
+    """
+    from . import catalog
+
+    for problem in catalog.check(journal):
+        yield Finding(problem.path, None, "catalog", CATALOG_STALE, problem.problem, "discard the catalog; the next scan rebuilds it")
+
+
+ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers, check_catalog]
 
 
 # --- shared helpers ----------------------------------------------------------------------

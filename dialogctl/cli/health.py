@@ -36,8 +36,9 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
 
     Looks for unreadable records, torn writes, checksum mismatches, glued
     separators, duplicate keys, unknown roles, timestamps out of order, leftover
-    temp files, unfinished archive moves, and files that are too open or owned
-    by someone else. Takes no lock and creates nothing, so it is safe on a live
+    temp files, unfinished archive moves, files that are too open or owned by
+    someone else, and (for the whole journal) a catalog out of step with the
+    files. Takes no lock and creates nothing, so it is safe on a live
     journal. Exits 1 when it finds anything; 'dialogctl repair' mends what it can.
 
     Examples:

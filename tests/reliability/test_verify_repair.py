@@ -291,3 +291,39 @@ def test_damaged_file_that_cannot_be_rewritten_is_left_alone(tmp_path: Path) -> 
     assert {k: v[1] for k, v in after.items() if not k.endswith(".lock")} == {k: v[1] for k, v in before.items()}
     assert sorted(p.name for p in tmp_path.iterdir()) == outside  # nothing written through the link
     shutil.rmtree(root / "system")
+
+
+def test_catalog_out_of_step_with_the_files(tmp_path: Path, cli: Cli) -> None:
+    from dialogctl import catalog
+
+    root = tmp_path / "journal"
+    journal = journal_at(root)
+    journal.append("alice", MESSAGES[:2])
+    journal.append("bob", MESSAGES[:3])
+    assert cli("--root", str(root), "stats", "--format", "json").exit_code == 0
+    assert (root / "system" / "catalog.bin").exists()
+    assert verify(journal).findings == []
+
+    # An entry that still matches its file's identity but says something else.
+    entries = catalog.load(str(root))
+    rel = next(k for k in entries if "alice" in k or "al/ic" in k)
+    entries[rel][catalog.E_FULL][0] += 7  # the message count
+    assert catalog.save(journal, entries)
+    findings = verify(journal).findings
+    assert [(f.path, f.problem, f.check) for f in findings] == [(rel, "catalog out of step", "catalog")]
+    assert cli("--root", str(root), "verify").exit_code == 1
+
+    plan = cli("--root", str(root), "repair", "--dry-run")
+    assert plan.exit_code == 0 and "discard catalog" in plan.stdout
+    assert (root / "system" / "catalog.bin").exists()
+    assert cli("--root", str(root), "repair").exit_code == 0
+    assert not (root / "system" / "catalog.bin").exists()
+    assert cli("--root", str(root), "verify").exit_code == 0
+    stats = json.loads(cli("--root", str(root), "stats", "--format", "json").stdout)
+    assert stats["totalMessages"] == 5
+
+    # A torn catalog is reported too, and is never read as entries.
+    data = (root / "system" / "catalog.bin").read_bytes()
+    (root / "system" / "catalog.bin").write_bytes(data[: len(data) - 3])
+    assert [f.detail for f in verify(journal).findings] == ["torn or foreign catalog; it will be rebuilt"]
+    assert catalog.load(str(root)) == {}
