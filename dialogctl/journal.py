@@ -13,6 +13,7 @@ learns the conversation's message count from the last frame line of the file
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
@@ -20,7 +21,7 @@ from . import layout as L
 from . import usermeta
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
-from .errors import DialogError, InvalidInput, LayoutError, NotFound, StorageError
+from .errors import DialogError, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
@@ -170,10 +171,11 @@ class Journal:
 
     def users(self, prefix: str = "") -> Iterator[str]:
         """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
+        layout = self.layout()
         for parts in L.iter_user_folders(self.root, prefix=prefix):
             user = L.user_id_from_parts(parts)
             try:
-                L.validate_user_id(user)
+                L.check_user_folder(user, parts, layout)
             except InvalidInput as exc:
                 self.damage.append(Damage(f"{L.USERS_DIR}/{'/'.join(parts)}", None, "unusable user folder", str(exc)))
                 continue
@@ -456,8 +458,9 @@ class Journal:
     def locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
         """Run ``body(dialogs)`` under the user's lock.
 
-        If a cleanup removed the user's folder while we waited for the lock,
-        start over on the folder as it is now (recreated for an append).
+        If a cleanup removed the user's folder while we waited for the lock
+        (or moved it away to delete it, and died), start over on the folder as
+        it is now (recreated for an append): the lock we got guards nothing.
         """
         for _ in range(5):
             with self.dialogs_folder(user, create=create) as dialogs:
@@ -467,10 +470,42 @@ class Journal:
                 except FolderGone:
                     continue
                 try:
+                    if not self._still_in_place(dialogs, user):
+                        continue
                     return body(dialogs)
                 finally:
                     lock.release()
         raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+
+    def _still_in_place(self, dialogs: Folder, user: str) -> bool:
+        """Whether ``dialogs`` is still the folder found at the user's path."""
+        try:
+            with self.dialogs_folder(user) as now:
+                here, there = os.fstat(now.fd), os.fstat(dialogs.fd)
+        except NotFound:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def remove_user_folder(self, user: str) -> None:
+        """Delete a user's conversations and archives (the caller holds the user's lock).
+
+        ``dialogs/`` is first renamed to a hidden temp name, which removes the
+        user in one step (a crash mid-way leaves a leftover that verify reports,
+        never half a user), and only then deleted. A user's folder can also be
+        the shard folder of longer ids (``user`` holds ``user-1000`` in the
+        sharded layout), so only ``dialogs/`` and the user's ``metadata.yaml``
+        go, and folders only when empty.
+        """
+        parts = self.layout().user_parts(user)
+        with open_root(self.root) as root:
+            with root.open_folder((L.USERS_DIR, *parts)) as folder:
+                doomed = f".{L.DIALOGS_DIR}{TEMP_MARK}removed-{os.getpid()}-{os.urandom(4).hex()}"
+                folder.rename_to(L.DIALOGS_DIR, folder, doomed)
+                folder.remove_tree(doomed)
+                folder.remove(usermeta.METADATA_FILE)
+                folder.fsync()
+            with root.open_folder((L.USERS_DIR,)) as users:
+                users.remove_empty_folders(parts)
 
     def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
@@ -522,7 +557,13 @@ class Journal:
         while remaining:
             room = limit - count
             if room <= 0 or (one_write and count and len(remaining) > room):
-                aid = self.archive_locked(dialogs, user, name, ref)
+                try:
+                    aid = self.archive_locked(dialogs, user, name, ref)
+                except StorageError as exc:
+                    if remaining is messages:
+                        raise
+                    done = len(messages) - len(remaining)
+                    raise StorageError(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}") from None
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
@@ -536,8 +577,13 @@ class Journal:
             _, new_size = dialogs.append(name, data, self.file_mode)
             count += len(chunk)
             tail = _Tail(new_size, tail.form or "documents", count, True)
-            if count >= limit:
-                aid = self.archive_locked(dialogs, user, name, ref)
+            if count >= limit and not remaining:
+                # The messages are durable: a failed archive must not report them as
+                # lost (a caller would append them again). The next append archives first.
+                try:
+                    aid = self.archive_locked(dialogs, user, name, ref)
+                except StorageError as exc:
+                    return AppendResult(user, ref.name, len(messages), count, tuple(archived), exc.message)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
@@ -630,7 +676,7 @@ class Journal:
         return L.session_file(ref.id or "") if ref.kind == "session" else L.CURRENT_FILE
 
     def archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
-        st = dialogs.stat(name)
+        st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
         with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode) as archived:
@@ -642,10 +688,14 @@ class Journal:
                 base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
                 chosen = _unique(archived, base)
             dialogs.rename_to(name, archived, L.archive_file(chosen))
-        # The reference implementation expects the file to exist after an archive.
-        dialogs.create_empty(name, self.file_mode)
+            # The reference implementation expects the file to exist after an archive.
+            try:
+                dialogs.create_empty(name, self.file_mode)
+            except StorageError:
+                _move_back(archived, L.archive_file(chosen), dialogs, name)
+                raise
         moved = f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}"
-        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, name, moved, self.file_mode))
+        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [(name, moved)], self.file_mode))
         return chosen
 
     def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
@@ -655,38 +705,43 @@ class Journal:
         if conversation is not None and conversation != "current":
             L.validate_name(conversation)
 
+        restored = f"{L.ARCHIVE_DIR}/{L.archive_file(archive_id)}"
+
         def body(dialogs: Folder) -> RestoreResult:
             if not dialogs.has_folder(L.ARCHIVE_DIR):
                 raise NotFound(f"archive {archive_id!r} of user {user!r} not found (the user has no archives)")
             with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
-                if archived.stat(L.archive_file(archive_id)) is None:
+                if _regular(archived, L.archive_file(archive_id)) is None:
                     raise NotFound(f"archive {archive_id!r} of user {user!r} not found")
                 target = conversation
                 if target is None and self.layout().conversations == "sessions":
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
+                st = _regular(dialogs, name)
+                if st is not None and st.st_size > 0:
+                    first = _unique(archived, ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now()))
+                    if archived.exchange(L.archive_file(archive_id), dialogs, name):
+                        # One atomic step restored the archive; the conversation it replaced
+                        # sits under the restored archive's name until it is given its own.
+                        try:
+                            archived.rename_to(L.archive_file(archive_id), archived, L.archive_file(first))
+                        except StorageError:
+                            archived.exchange(L.archive_file(archive_id), dialogs, name)
+                            raise
+                        swapped = [(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}"), (restored, name)]
+                        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, swapped, self.file_mode))
+                        return RestoreResult(user, archive_id, ref.name, first)
                 archived_first = self.archive_locked(dialogs, user, name, ref)
-                archived.rename_to(L.archive_file(archive_id), dialogs, name)
-            moved = f"{L.ARCHIVE_DIR}/{L.archive_file(archive_id)}"
-            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, moved, name, self.file_mode))
+                try:
+                    archived.rename_to(L.archive_file(archive_id), dialogs, name)
+                except StorageError:
+                    if archived_first is not None:  # undo the archive-first step: all as it was
+                        _move_back(archived, L.archive_file(archived_first), dialogs, name)
+                    raise
+            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [(restored, name)], self.file_mode))
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
         return self.locked(user, "restore", body)
-
-    def remove_user_folder(self, user: str) -> None:
-        """Delete a user's folder and everything in it (the caller holds the user's lock).
-
-        Shard folders left empty are removed too; the walk never follows symlinks.
-        """
-        parts = self.layout().user_parts(user)
-        with open_root(self.root) as root, root.open_folder((L.USERS_DIR, *parts[:-1])) as parent:
-            parent.remove_tree(parts[-1])
-            parent.fsync()
-        for depth in range(len(parts) - 1, 0, -1):
-            try:
-                os.rmdir(os.path.join(self.root, L.USERS_DIR, *parts[:depth]))
-            except OSError:
-                break
 
     # --- whole-journal views -------------------------------------------------------------
 
@@ -761,6 +816,22 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
 
 def _file(ref: ConversationRef, rel_path: str, st: os.stat_result) -> ConversationFile:
     return ConversationFile(ref, rel_path, st.st_size, st.st_mtime, st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def _regular(folder: Folder, name: str) -> os.stat_result | None:
+    """lstat of a conversation file that is to be moved; anything but a regular file is refused."""
+    st = folder.stat(name)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UnsafePath(f"{folder.child_path(name)} is a symlink or not a regular file; dialogctl does not move it")
+    return st
+
+
+def _move_back(folder: Folder, name: str, target: Folder, new_name: str) -> None:
+    """Undo a move while handling a failure; the failure itself is what gets reported."""
+    try:
+        folder.rename_to(name, target, new_name)
+    except StorageError:
+        pass
 
 
 def _unique(folder: Folder, base: str) -> str:

@@ -96,6 +96,17 @@ def validate_user_id(user: object) -> str:
     return _check_id(user, "user id", _ID_PUNCTUATION)
 
 
+def check_user_folder(user: str, parts: tuple[str, ...], layout: Layout) -> None:
+    """Refuse a folder found under ``users/`` whose id is unsafe or that is not where the layout keeps that id.
+
+    (``users/us/er.old/dialogs`` reads as user ``user.old``, whom the sharded
+    layout keeps in ``users/us/er/.old``: every operation on it would miss.)
+    """
+    validate_user_id(user)
+    if layout.user_parts(user) != parts:
+        raise InvalidUserId(f"folder users/{'/'.join(parts)} is not where the {layout.describe()} layout keeps user {user!r}")
+
+
 def validate_name(name: object, what: str = "conversation id") -> str:
     """Validate a session or archive id (which may contain inner spaces)."""
     return _check_id(name, what, _NAME_PUNCTUATION)

@@ -107,8 +107,11 @@ class UserLock:
                     raise FolderGone(f"{self.dialogs.path} was removed while waiting for its lock")
                 fd = self._open()
             record = (json.dumps(self.owner.to_json()) + "\n").encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, record, 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, record, 0)
+            except OSError:
+                pass  # the record only names the holder to others; a full disk must not stop an archive or a cleanup
         except BaseException:
             if fd >= 0:
                 os.close(fd)

@@ -110,3 +110,4 @@ class AppendResult(NamedTuple):
     appended: int
     messages: int  # messages in the conversation after the append
     archived: tuple[str, ...] = ()  # archives created automatically on the way
+    archive_error: str | None = None  # the automatic archive after the last message failed; the next append retries it

@@ -11,6 +11,9 @@ from __future__ import annotations
 from .codec import Form, decode_record, detect_form, find_frames
 from .models import Damage, Message
 
+# How a record of ours cut short at a line break reads to the salvage parser.
+_CUT_KINDS = frozenset({"torn record", "not a message", "invalid YAML", "unexpected text"})
+
 
 class ParsedFile:
     """What a conversation file held: intact messages, damage, shape.
@@ -82,12 +85,15 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
         result.settled, result.last_n = cursor, frames[-1].n
         result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
     if cursor < len(data) and data[cursor:].strip():
-        found = len(result.messages) + len(result.damage)
+        messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
-        if (frames or after_frame) and len(result.messages) + len(result.damage) == found:
-            # Text after our last record that holds no message (e.g. a lone "---"):
-            # the start of a record whose write was cut short.
-            result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record"))
+        tail = result.damage[damage:]
+        if (frames or after_frame) and len(result.messages) == messages and (not data.endswith(b"\n") or all(d.kind in _CUT_KINDS for d in tail)):
+            # Text after our last record that holds no message (a lone "---", half a
+            # record): one record whose write was cut short, however it fails to parse.
+            # (A whole item with a duplicate key or bad bytes, ending its line, keeps its name.)
+            del result.damage[damage:]
+            result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record (an interrupted write)"))
     return result
 
 

@@ -199,7 +199,12 @@ def _parse(raw: bytes) -> Any:
         raise _ItemError("invalid UTF-8", f"invalid UTF-8 at byte {exc.start} of the item", line_offset) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return load_yaml(text)
+    try:
+        return load_yaml(text)
+    except _ItemError as exc:
+        # An error at the end of the text is marked on the line after it; name the last line.
+        exc.line_offset = min(exc.line_offset, text.count("\n") - text.endswith("\n"))
+        raise
 
 
 def load_yaml(text: str) -> Any:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .errors import NotFound, StorageError, UnsafePath, storage_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 TEMP_MARK = ".tmp-"
 
 
@@ -52,36 +55,44 @@ class Folder:
     # --- folders ---------------------------------------------------------
 
     def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> Folder:
-        """Open ``parts`` below this folder, one name at a time, never through a symlink."""
-        fd = os.dup(self.fd)
+        """Open ``parts`` below this folder, one name at a time, never through a symlink.
+
+        With ``create``, missing folders are made with ``mode``; if that fails
+        part-way, the folders this call made are removed again.
+        """
+        fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
+        made: list[int] = []
         path = self.path
         try:
-            for name in parts:
+            for index, name in enumerate(parts):
                 path = os.path.join(path, name)
                 try:
-                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                    continue
                 except FileNotFoundError:
                     if not create:
                         raise NotFound(f"{path} does not exist") from None
-                    try:
-                        os.mkdir(name, mode, dir_fd=fd)
-                        created = True
-                    except FileExistsError:
-                        created = False
-                    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                    if created:
-                        os.fchmod(new, mode)
-                        os.fsync(fd)
-                os.close(fd)
-                fd = new
+                try:
+                    os.mkdir(name, mode, dir_fd=fds[-1])
+                    made.append(index)
+                except FileExistsError:
+                    pass
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                if made and made[-1] == index:
+                    os.fchmod(fds[-1], mode)
+                    os.fsync(fds[-2])
         except OSError as exc:
-            os.close(fd)
+            for index in reversed(made):
+                _rmdir_quietly(parts[index], fds[index])
+            _close_all(fds)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafePath(f"{path} is a symlink or not a folder; dialogctl does not follow links inside the journal") from None
             raise storage_error(exc, "open folder", path) from None
         except BaseException:
-            os.close(fd)
+            _close_all(fds)
             raise
+        fd = fds.pop()
+        _close_all(fds)
         return Folder(fd, path)
 
     def open_child(self, name: str) -> Folder:
@@ -142,6 +153,9 @@ class Folder:
             if exc.errno == errno.ELOOP:
                 raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
             raise storage_error(exc, "open", self.child_path(name)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafePath(f"{self.child_path(name)} is not a regular file; dialogctl reads only regular files inside the journal")
         return fd
 
     def read_bytes(self, name: str) -> bytes | None:
@@ -163,7 +177,12 @@ class Folder:
                 fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=self.fd)
             except FileExistsError:
                 return os.open(name, flags, dir_fd=self.fd), False
-            os.fchmod(fd, mode)
+            try:
+                os.fchmod(fd, mode)
+            except OSError:
+                os.close(fd)
+                self.remove_quietly(name)
+                raise
             return fd, True
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -171,25 +190,29 @@ class Folder:
             raise storage_error(exc, "open for append", self.child_path(name)) from None
 
     def append(self, name: str, data: bytes, mode: int) -> tuple[int, int]:
-        """Append ``data`` in one write, fsync it; return (old size, new size).
+        """Append ``data`` with one write, fsync it; return (old size, new size).
 
-        On a short or failed write the file is cut back to its old size, so a
-        failed append leaves the file byte-identical to before.
+        On a short or failed write or fsync the file is cut back to its old
+        size (or removed, if this call created it), so a failed append leaves
+        the folder byte-identical to before.
         """
         fd, created = self.open_append(name, mode)
         where = self.child_path(name)
         try:
             old_size = os.fstat(fd).st_size
             try:
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+                # One write in all but failure cases: a short write (the disk filled up)
+                # is continued only to learn the real error, then cut back.
+                write_all(fd, data)
                 os.fsync(fd)
+                if created:
+                    self.fsync()
             except OSError as exc:
-                _truncate_quietly(fd, old_size)
+                if created:
+                    self.remove_quietly(name)
+                else:
+                    _truncate_quietly(fd, old_size)
                 raise storage_error(exc, "append to", where) from None
-            if created:
-                self.fsync()
             return old_size, old_size + len(data)
         finally:
             os.close(fd)
@@ -205,14 +228,23 @@ class Folder:
         try:
             os.fchmod(fd, mode)
             os.fsync(fd)
+        except OSError as exc:
+            self.remove_quietly(name)
+            raise storage_error(exc, "create", self.child_path(name)) from None
         finally:
             os.close(fd)
 
     def write_atomic(self, name: str, data: bytes, mode: int, durable: bool = True) -> None:
         """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder.
 
-        ``durable=False`` skips both fsyncs, for derived files (metadata, catalog)
-        that are recomputed when a crash leaves them stale: still atomic, never torn.
+        The old file keeps a second name (a hard link) until the folder is
+        fsynced, so if that last step fails the old file is put back and a
+        failed rewrite leaves the folder as it was. Where hard links are not
+        available the rewrite goes ahead without that safety net.
+
+        ``durable=False`` skips both fsyncs (and so the safety net), for derived
+        files (metadata, catalog) that are recomputed when a crash leaves them
+        stale: still atomic, never torn.
         """
         temp = f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         where = self.child_path(name)
@@ -220,6 +252,7 @@ class Folder:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
         except OSError as exc:
             raise storage_error(exc, "create a temporary file for", where) from None
+        backup: str | None = None
         try:
             try:
                 os.fchmod(fd, mode)
@@ -228,25 +261,122 @@ class Folder:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if durable:
+                try:
+                    os.link(name, f"{temp}-old", src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+                    backup = f"{temp}-old"
+                except OSError:
+                    pass  # a new file, or no hard links here
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except OSError as exc:
             self.remove_quietly(temp)
+            if backup is not None:
+                self.remove_quietly(backup)
             raise storage_error(exc, "rewrite", where) from None
         except BaseException:
             self.remove_quietly(temp)
             raise
-        if durable:
+        if not durable:
+            return
+        try:
             self.fsync()
+        except OSError as exc:
+            try:
+                if backup is not None:
+                    os.rename(backup, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+                    backup = None
+                else:
+                    os.unlink(name, dir_fd=self.fd)
+            except OSError:
+                pass
+            raise storage_error(exc, "rewrite", where) from None
+        finally:
+            if backup is not None:
+                self.remove_quietly(backup)
 
     def rename_to(self, name: str, target: Folder, new_name: str) -> None:
-        """Move a file between two journal folders (same filesystem), durably."""
+        """Move a file between two journal folders (same filesystem), durably.
+
+        If the folders cannot be fsynced the file is moved back, so a failed
+        move leaves both folders as they were.
+        """
+        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
         try:
             os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+        except OSError as exc:
+            raise storage_error(exc, "move", where) from None
+        try:
             target.fsync()
             if target.fd != self.fd:
                 self.fsync()
         except OSError as exc:
-            raise storage_error(exc, "move", f"{self.child_path(name)} to {target.child_path(new_name)}") from None
+            try:
+                os.rename(new_name, name, src_dir_fd=target.fd, dst_dir_fd=self.fd)
+            except OSError:
+                pass
+            raise storage_error(exc, "move", where) from None
+
+    def exchange(self, name: str, other: Folder, other_name: str) -> bool:
+        """Swap two files in one atomic step, durably; False (nothing changed) where the system cannot.
+
+        Linux's ``renameat2(RENAME_EXCHANGE)``: a restore that must keep the
+        conversation it replaces becomes one step instead of two, so a crash
+        leaves either the old state or the new one.
+        """
+        swap = _renameat2()
+        if swap is None:
+            return False
+        where = f"{self.child_path(name)} and {other.child_path(other_name)}"
+        if swap(self.fd, os.fsencode(name), other.fd, os.fsencode(other_name), _RENAME_EXCHANGE) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                return False  # e.g. NFS: the caller falls back to two renames
+            raise storage_error(OSError(code, os.strerror(code)), "swap", where)
+        try:
+            self.fsync()
+            other.fsync()
+        except OSError as exc:
+            swap(self.fd, os.fsencode(name), other.fd, os.fsencode(other_name), _RENAME_EXCHANGE)
+            raise storage_error(exc, "swap", where) from None
+        return True
+
+    def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
+        """Remove ``parts`` below this folder, deepest first, while they are empty; never through a symlink."""
+        fds = [os.dup(self.fd)]
+        try:
+            for name in parts[:-1]:
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            for depth in range(len(parts) - 1, -1, -1):
+                os.rmdir(parts[depth], dir_fd=fds[depth])
+                os.fsync(fds[depth])
+        except OSError:
+            pass  # not empty (another user's folder lives below), already gone, or not a folder: stop
+        finally:
+            _close_all(fds)
+
+    def set_mode(self, name: str | None, mode: int) -> None:
+        """chmod a file in this folder (``None``: the folder itself), never through a symlink."""
+        self._change(name, "set the mode of", lambda fd: os.fchmod(fd, mode))
+
+    def set_owner(self, name: str | None, uid: int, gid: int) -> None:
+        """chown a file in this folder (``None``: the folder itself), never through a symlink."""
+        self._change(name, "set the owner of", lambda fd: os.fchown(fd, uid, gid))
+
+    def _change(self, name: str | None, action: str, change: Callable[[int], None]) -> None:
+        where = self.path if name is None else self.child_path(name)
+        try:
+            if name is None:
+                change(self.fd)
+                return
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+            try:
+                change(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(exc, action, where) from None
 
     def remove(self, name: str) -> None:
         try:
@@ -305,6 +435,25 @@ def open_below(root: str, rel_path: str) -> int | None:
         return None
 
 
+_RENAME_EXCHANGE = 2
+_SWAP: list[Any] = []
+
+
+def _renameat2() -> Any:
+    """libc's renameat2, or None where there is none (loaded on first use: only restore needs it)."""
+    if not _SWAP:
+        try:
+            import ctypes
+
+            swap = ctypes.CDLL(None, use_errno=True).renameat2
+            swap.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            swap.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            swap = None
+        _SWAP.append(swap)
+    return _SWAP[0]
+
+
 def read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     chunks = []
@@ -327,6 +476,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 def read_range(fd: int, start: int, length: int) -> bytes:
     return os.pread(fd, length, start)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _rmdir_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

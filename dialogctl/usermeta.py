@@ -138,15 +138,20 @@ def after_append(journal: Journal, user_folder: Folder, user: str, target: str, 
     save(user_folder, meta, journal.file_mode)
 
 
-def note_moved(user_folder: Folder, old: str, new: str, mode: int) -> None:
-    """A file moved (archive, restore): totals stand, the counted sizes follow the file."""
+def note_moved(user_folder: Folder, moves: list[tuple[str, str]], mode: int) -> None:
+    """Files moved (archive, restore; several at once for a swap): totals stand, the counted sizes follow the files."""
     meta = load(user_folder)
     if meta is None or not isinstance(meta.get(_OWN), dict) or not isinstance(meta[_OWN].get("counted"), dict):
         return  # recomputed at the next append
     counted = meta[_OWN]["counted"]
-    if old in counted:
-        counted[new] = counted.pop(old)
-    counted[old] = 0  # the reference's empty file left in place (or the name now free)
+    sizes = {old: counted.pop(old, None) for old, _new in moves}
+    for old, new in moves:
+        if sizes[old] is None:
+            counted.pop(new, None)  # never counted: the next append recomputes
+        else:
+            counted[new] = sizes[old]
+    for old, _new in moves:
+        counted.setdefault(old, 0)  # the reference's empty file left in place (or the name now free)
     save(user_folder, meta, mode)
 
 

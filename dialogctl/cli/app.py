@@ -225,7 +225,7 @@ def main_options(
     ] = 0,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
-    """Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks and cleanup.
+    """Manage the dialogue journal of a chat service: append, show, archive, restore, list, export, stats, locks, cleanup, verify, repair and doctor.
 
     Settings come from flags, then DIALOGUE_JOURNAL_* variables, then
     ./poto.config.yaml (or --config), then the user config file, then defaults;
@@ -261,6 +261,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "search"),
     "follow": ("follow", "follow"),
     "rm": ("remove", "rm"),
+    "verify": ("health", "verify"),
+    "repair": ("health", "repair"),
+    "doctor": ("health", "doctor"),
 }
 
 

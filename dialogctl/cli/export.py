@@ -81,6 +81,7 @@ def export(
     """
     from ..errors import InvalidInput
     from ..exporters import ExportOptions, OutputFile, Selection, is_single, select, write_export
+    from ..layout import validate_user_id
     from .options import message_filter
     from .progress import ProgressBar
 
@@ -92,6 +93,8 @@ def export(
     to_file = output is not None and output != "-"
     if force and not to_file:
         raise InvalidInput("--force replaces the file named by -o; there is none")
+    for user in users or []:
+        validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
     options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)

@@ -98,6 +98,8 @@ def append(
     for (group_user, group_conv), batch in groups.items():
         result = journal.append(group_user, batch, group_conv)
         results.append(result)
+        if result.archive_error:
+            state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
         archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
         state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
     total = sum(r.appended for r in results)

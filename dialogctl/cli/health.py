@@ -1,0 +1,129 @@
+"""``verify``, ``repair`` and ``doctor``: checking the journal and mending it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .output import Column, FormatOption, emit_records
+from .state import CliState
+
+UserOpt = Annotated[Optional[str], typer.Argument(help="Only this user (default: the whole journal).", metavar="[USER]", show_default=False)]
+
+FINDING_COLUMNS = [
+    Column("path", "File"),
+    Column("line", "Line"),
+    Column("problem", "Problem"),
+    Column("detail", "Detail"),
+    Column("repair", "What repair does"),
+]
+
+ACTION_COLUMNS = [
+    Column("path", "File"),
+    Column("action", "Action"),
+    Column("messages", "Messages"),
+    Column("recovered", "Recovered"),
+    Column("dropped", "Left out"),
+    Column("detail", "Detail"),
+]
+
+ADVICE_COLUMNS = [Column("check", "Check"), Column("status", "Status"), Column("detail", "Detail")]
+
+
+def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -> None:
+    """Check every file of the journal (or of one user) without changing anything.
+
+    Looks for unreadable records, torn writes, checksum mismatches, glued
+    separators, duplicate keys, unknown roles, timestamps out of order, leftover
+    temp files, unfinished archive moves, files that are too open or owned by
+    someone else, and (for the whole journal) a catalog out of step with the
+    files. Takes no lock and creates nothing, so it is safe on a live
+    journal. Exits 1 when it finds anything; 'dialogctl repair' mends what it can.
+
+    Examples:
+
+      dialogctl verify
+
+      dialogctl verify alice --format json | jq '.[].problem'
+    """
+    from ..errors import NegativeAnswer
+    from ..verify import verify as run_checks
+
+    state: CliState = ctx.obj
+    report = run_checks(state.journal(), None if user is None else [user])
+    emit_records(state, fmt, FINDING_COLUMNS, (f.to_json() for f in report.findings), title="Problems found")
+    scope = f"user {user!r}" if user is not None else f"{report.users} user(s)"
+    if report.findings:
+        mendable = sum(1 for f in report.findings if f.mend is not None)
+        raise NegativeAnswer(
+            f"{len(report.findings)} problem(s) in {report.files} conversation file(s) of {scope}; 'dialogctl repair' mends {mendable} of them"
+        )
+    state.say(f"checked {report.files} conversation file(s) of {scope}: no problems found")
+
+
+def repair(
+    ctx: typer.Context,
+    user: UserOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be done and change nothing (not even a lock file).")] = False,
+    fmt: FormatOption = None,
+) -> None:
+    """Mend what 'dialogctl verify' finds, keeping the original bytes in quarantine.
+
+    Works user by user under the user's lock. Before a file is rewritten its
+    exact bytes are copied to system/quarantine/<run>/; the file is then
+    rewritten atomically with every message that can be recovered, including
+    the ones the reference implementation wrote as invalid YAML. Torn records
+    are left out (they stay in quarantine). Also removes leftover temp files,
+    finishes interrupted archive moves and tightens permissions. Exits 1 when
+    problems remain that need a person.
+
+    Examples:
+
+      dialogctl repair --dry-run
+
+      dialogctl repair alice
+    """
+    from ..errors import NegativeAnswer
+    from ..repair import repair as run_repair
+
+    state: CliState = ctx.obj
+    journal = state.journal()
+    report = run_repair(journal, None if user is None else [user], dry_run=dry_run)
+    title = "Repair plan (dry run)" if dry_run else "Repairs"
+    emit_records(state, fmt, ACTION_COLUMNS, (a.to_json() for a in report.actions), title=title, empty="nothing to repair")
+    if report.quarantine:
+        state.say(f"the original bytes are kept in {journal.root}/{report.quarantine}")
+    for finding in report.unmended:
+        state.warn(f"{finding}: repair cannot mend this; a person must look")
+    if report.unmended:
+        raise NegativeAnswer(f"{len(report.unmended)} problem(s) left that repair does not mend")
+    if report.actions:
+        state.say(f"{'would make' if dry_run else 'made'} {len(report.actions)} repair(s)")
+
+
+def doctor(ctx: typer.Context, fmt: FormatOption = None) -> None:
+    """Check that the journal's filesystem keeps dialogctl's promises.
+
+    Reads the root's mount from /proc/self/mountinfo and warns when locks are
+    local to this machine (NFS local_lock, nolock; CIFS nobrl; Lustre
+    localflock), when the root is read-only or not writable, when it is open
+    to other users, and when the disk is nearly full. Changes nothing. Exits 1
+    when there is a warning.
+
+    Examples:
+
+      dialogctl doctor
+
+      dialogctl --root /srv/journal doctor --format json
+    """
+    from ..doctor import diagnose
+    from ..errors import NegativeAnswer
+
+    state: CliState = ctx.obj
+    settings = state.settings()
+    advice = list(diagnose(str(settings.root), settings["fileMode"], settings["dirMode"]))
+    emit_records(state, fmt, ADVICE_COLUMNS, (a.to_json() for a in advice), title="Doctor")
+    warnings = [a for a in advice if a.status == "warning"]
+    if warnings:
+        raise NegativeAnswer(f"{len(warnings)} warning(s) about the journal's filesystem")

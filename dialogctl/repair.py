@@ -1,0 +1,438 @@
+"""Mending what :mod:`dialogctl.verify` finds: the core of ``dialogctl repair``.
+
+Repair works user by user under the user's lock and never destroys bytes:
+before a conversation file is rewritten, or a leftover temp file removed, its
+exact bytes are copied to ``system/quarantine/<run>/<path in the journal>``
+(atomically, with the journal's file mode). The file is then rewritten
+atomically in its own shape (:meth:`dialogctl.journal.Journal.write_conversation`)
+with every message that can be recovered, framed afresh.
+
+Recovery reads what the normal reader reads and, for items the reader has to
+skip, tries decoders for the reference implementation's own defects (see
+:func:`mend_reference_item`): a literal block whose first line starts with
+spaces, and metadata strings holding unescaped double quotes. Torn records
+and anything still unreadable are left out of the rewritten file; their bytes
+stay in quarantine.
+
+A dry run takes the same path and records the same actions without doing any
+of them: no lock file, no quarantine folder, nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from . import layout as L
+from .codec import Form, check_message, decode_record, detect_form, find_frames, quote
+from .errors import DialogError
+from .journal import Journal
+from .models import Damage, Message
+from .salvage import parse_record, salvage_region, split_items
+from .storage import TEMP_MARK, Folder, open_root
+from .verify import (
+    CATALOG_STALE,
+    FOREIGN_OWNER,
+    QUARANTINE_DIR,
+    SHARED_FILE,
+    SYSTEM_DIR,
+    TOO_OPEN,
+    UNFINISHED_ARCHIVE,
+    ConversationFile,
+    Expectations,
+    Finding,
+    UserFolder,
+    check_archive_moves,
+    check_frame_numbers,
+    check_records,
+    expectations,
+    read_conversations,
+    read_user_folder,
+    verify_user,
+    walk_users,
+)
+
+# Reader damage that loses nothing: the message was read, only the file's form is off.
+_KEPT_KINDS = frozenset({"glued separator", "checksum mismatch"})
+# Temp files in the journal's own folders are written without a user lock; one
+# younger than this may belong to a write still in progress.
+_TEMP_AGE = 60.0
+
+
+class Recovery(NamedTuple):
+    """What can be saved from one conversation file."""
+
+    messages: list[Message]  # every salvageable message, in file order
+    form: Form
+    recovered: int  # of which the reference-defect decoders read
+    dropped: list[Damage]  # what the rewritten file leaves out (its bytes go to quarantine)
+
+
+class RepairAction(NamedTuple):
+    user: str | None
+    path: str  # relative to the root
+    action: str  # rewrite, quarantine, create, finish move, finish removal, set mode, set owner
+    detail: str
+    messages: int | None = None  # messages in a rewritten file
+    recovered: int | None = None  # of which the reference-defect decoders read
+    dropped: int | None = None  # unreadable items left out (kept in quarantine)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "path": self.path,
+            "action": self.action,
+            "messages": self.messages,
+            "recovered": self.recovered,
+            "dropped": self.dropped,
+            "detail": self.detail,
+        }
+
+
+class RepairReport(NamedTuple):
+    actions: list[RepairAction]
+    unmended: list[Finding]  # problems repair leaves to a person (after a real run: what verify still finds)
+    quarantine: str | None  # the run's quarantine folder, relative to the root, if anything was put there
+    dry_run: bool
+
+
+# --- recovering the messages of one file ------------------------------------------------
+
+
+def recover(data: bytes, label: str) -> Recovery:
+    """Every message that can be saved from a conversation file, in order.
+
+    The same walk as :func:`dialogctl.reader.parse_conversation` (frames, then
+    unframed text item by item), except that an item the reader must skip is
+    offered to :func:`mend_reference_item` before it is given up.
+    """
+    form: Form = detect_form(data[:65536]) or "documents"
+    frames, _ = find_frames(data)
+    messages: list[Message] = []
+    dropped: list[Damage] = []
+    recovered = 0
+
+    def line_at(offset: int) -> int:
+        return data.count(b"\n", 0, offset) + 1
+
+    def region(start: int, end: int, at_end: bool) -> None:
+        nonlocal recovered
+        items, stray = split_items(data, start, end, line_at(start), form)
+        dropped.extend(Damage(label, s.line, "unexpected text", "text outside any message") for s in stray)
+        if not items and not stray:
+            dropped.append(Damage(label, line_at(start), "torn record", "incomplete text after the last record"))
+        for number, item in enumerate(items):
+            last = at_end and number == len(items) - 1
+            found, damage, _ = salvage_region(data, item.start, item.start + len(item.data), item.line, form, label, last)
+            lost = [d for d in damage if d.kind not in _KEPT_KINDS]
+            if lost and not found and any(d.kind == "invalid YAML" for d in lost):
+                mended = mend_reference_item(item.data, form)
+                if mended is not None:
+                    messages.append(mended)
+                    recovered += 1
+                    continue
+            messages.extend(found)
+            dropped.extend(lost)
+
+    cursor = 0
+    for frame in frames:
+        if data[cursor : frame.start].strip():
+            region(cursor, frame.start, at_end=False)
+        body = data[frame.start : frame.end]
+        msg = decode_record(body)
+        if msg is None:
+            parsed = parse_record(body, "sequence" if body.startswith(b"- ") else "documents")
+            if not isinstance(parsed, Message):
+                dropped.append(Damage(label, line_at(frame.start), parsed[0], parsed[1]))
+                cursor = frame.after
+                continue
+            msg = parsed
+        messages.append(msg)
+        cursor = frame.after
+    if data[cursor:].strip():
+        region(cursor, len(data), at_end=True)
+    return Recovery(messages, form, recovered, dropped)
+
+
+_BLOCK_HEADER = re.compile(r"^((?:- |  )?content: )\|[ \t]*$", re.M)
+_QUOTED_VALUE = re.compile(r'^(\s*(?:- )?[A-Za-z_][\w.-]*: )"(.*)"[ \t]*$', re.M)
+_BARE_QUOTE = re.compile(r'(?<!\\)"')
+
+
+def mend_reference_item(raw: bytes, form: Form) -> Message | None:
+    """Read an item the reference writer wrote as invalid YAML, as it meant it; None if it cannot.
+
+    The reference writer indents literal-block content by exactly two spaces
+    more than the item's keys and writes ``content: |`` without an indentation
+    indicator, so a reply whose first line starts with spaces makes YAML guess
+    the indentation from that line and fail on the next one; the block is read
+    again with the indicator made explicit (``|2``). It also wraps metadata
+    strings in double quotes without escaping the quotes inside; such a value
+    is quoted again properly. Only an item that then parses as a message is
+    accepted.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fixed = _BLOCK_HEADER.sub(r"\1|2", text)
+    fixed = _QUOTED_VALUE.sub(_requote, fixed)
+    if fixed == text:
+        return None
+    parsed = parse_record(fixed.encode("utf-8"), form)
+    return parsed if isinstance(parsed, Message) else None
+
+
+def _requote(match: re.Match[str]) -> str:
+    inner = match.group(2)
+    if not _BARE_QUOTE.search(inner):
+        return match.group(0)
+    return match.group(1) + quote(inner)
+
+
+# --- mending -------------------------------------------------------------------------------
+
+
+def repair(journal: Journal, users: list[str] | None = None, dry_run: bool = False) -> RepairReport:
+    """Mend the whole journal (or the given users); with ``dry_run``, only say what would be done."""
+    for user in users or []:
+        L.validate_user_id(user)  # before anything touches the disk
+    mender = _Mender(journal, dry_run)
+    with open_root(journal.root) as root:
+        mender.expect = expectations(journal, root)
+        if users is None:
+            users = mender.mend_root(root)
+    for user in users:
+        mender.mend_user(user)
+    return RepairReport(mender.actions, mender.unmended, mender.quarantine_rel if mender.quarantined else None, dry_run)
+
+
+class _Mender:
+    """One repair run: its actions, its quarantine folder, what it leaves to a person."""
+
+    def __init__(self, journal: Journal, dry_run: bool) -> None:
+        self.journal = journal
+        self.dry_run = dry_run
+        self.actions: list[RepairAction] = []
+        self.done: set[tuple[str, str]] = set()
+        self.rewritten: set[str] = set()
+        self.unmended: list[Finding] = []
+        self.expect: Expectations | None = None
+        self.run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}-{os.urandom(3).hex()}"
+        self.quarantine_rel = f"{SYSTEM_DIR}/{QUARANTINE_DIR}/{self.run}"
+        self.quarantined = False
+        self.as_root = os.geteuid() == 0
+
+    # --- the journal's own folders -------------------------------------------------------
+
+    def mend_root(self, root: Folder) -> list[str]:
+        """Mend leftovers outside user folders; return the users to mend next."""
+        from .verify import ROOT_CHECKS
+
+        assert self.expect is not None
+        users: list[str] = []
+        for parts, finding in walk_users(self.journal.root, self.journal.layout()):
+            if finding is None:
+                users.append(L.user_id_from_parts(parts))
+            elif finding.mend is None:
+                self.unmended.append(finding)
+            else:
+                self._mend_users_leftover(root, finding)
+        findings = [f for check in ROOT_CHECKS for f in check(self.journal, root, self.expect)]
+        catalog_done = False
+        for finding in findings:
+            if finding.problem == CATALOG_STALE:
+                if not catalog_done:
+                    catalog_done = True
+                    self._discard_catalog(root)
+            elif finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
+                self._mend_access(root, tuple(finding.path.split("/")) if finding.path != "." else (), finding)
+            elif finding.mend is not None and TEMP_MARK in finding.path:
+                parent, _, name = finding.path.rpartition("/")
+                with root.open_folder(tuple(parent.split("/"))) as folder:
+                    self._quarantine_temp(folder, name, finding.path, None, min_age=_TEMP_AGE)
+            else:
+                self.unmended.append(finding)
+        return users
+
+    def _discard_catalog(self, root: Folder) -> None:
+        """The catalog is a cache of the files: drop it and let the next scan rebuild it."""
+        from .catalog import CATALOG_DIR, CATALOG_FILE
+
+        def run() -> None:
+            with root.open_folder((CATALOG_DIR,)) as system:
+                system.remove(CATALOG_FILE)
+
+        self._do(RepairAction(None, f"{CATALOG_DIR}/{CATALOG_FILE}", "discard catalog", "delete the catalog; the next stats or list rebuilds it"), run)
+
+    def _mend_users_leftover(self, root: Folder, finding: Finding) -> None:
+        parts = tuple(finding.path.split("/"))
+        with root.open_folder(parts[:-1]) as parent:
+            st = parent.stat(parts[-1])
+            if st is None:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                self._do(
+                    RepairAction(None, finding.path, "finish removal", "delete a user folder an interrupted cleanup was removing"),
+                    lambda: parent.remove_tree(parts[-1]),
+                )
+            else:
+                self._quarantine_temp(parent, parts[-1], finding.path, None, min_age=_TEMP_AGE)
+
+    # --- one user ----------------------------------------------------------------------------
+
+    def mend_user(self, user: str) -> None:
+        def body(dialogs: Folder) -> None:
+            self._mend_user_locked(user, dialogs)
+
+        if self.dry_run:
+            with self.journal.dialogs_folder(user) as dialogs:
+                body(dialogs)
+        else:
+            self.journal.locked(user, "repair", body)
+
+    def _mend_user_locked(self, user: str, dialogs: Folder) -> None:
+        assert self.expect is not None
+        folder = read_user_folder(self.journal, user, dialogs)
+        for conv in read_conversations(self.journal, folder):
+            if any(check_records(conv, self.expect)) or any(check_frame_numbers(conv, self.expect)):
+                self._rewrite(dialogs, conv)
+        for where, entries in ((None, folder.entries), (L.ARCHIVE_DIR, folder.archived)):
+            for name in sorted(n for n in entries if TEMP_MARK in n):
+                self._mend_temp_in(dialogs, where, name, folder)
+        for finding in check_archive_moves(folder, self.expect):
+            self._mend_archive_move(dialogs, folder, finding)
+        # Permissions and owners are judged on the files as they are now: a
+        # rewritten file is a new file, created with the journal's mode.
+        findings, _ = verify_user(self.journal, user, dialogs, self.expect)
+        with open_root(self.journal.root) as root:
+            for finding in findings:
+                if finding.problem == TOO_OPEN and finding.path in self.rewritten:
+                    continue  # in a dry run: the rewrite creates the file with the journal's mode
+                if finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
+                    self._mend_access(root, tuple(finding.path.split("/")), finding)
+                elif self.dry_run and finding.mend is not None:
+                    continue  # mended above
+                else:
+                    self.unmended.append(finding)
+
+    def _rewrite(self, dialogs: Folder, conv: ConversationFile) -> None:
+        recovery = recover(conv.data, conv.rel_path)
+        messages, unwritable = [], 0
+        for msg in recovery.messages:
+            try:
+                check_message(msg)
+            except DialogError:
+                unwritable += 1  # read from YAML but not representable in the journal (e.g. metadata nested too deep)
+                continue
+            messages.append(msg)
+        dropped = len(recovery.dropped) + unwritable
+        detail = f"kept {len(messages)} message(s)"
+        if recovery.recovered:
+            detail += f", {recovery.recovered} read by decoding the reference writer's defects"
+        if dropped:
+            detail += f"; left out {dropped} unreadable item(s), kept in quarantine"
+        action = RepairAction(conv.user, conv.rel_path, "rewrite", detail, len(messages), recovery.recovered, dropped)
+        self.rewritten.add(conv.rel_path)
+
+        def run() -> None:
+            self._put_in_quarantine(conv.rel_path, conv.data)
+            self.journal.write_conversation(dialogs, conv.ref, messages, recovery.form)
+
+        self._do(action, run)
+
+    def _mend_temp_in(self, dialogs: Folder, where: str | None, name: str, folder: UserFolder) -> None:
+        rel = f"{folder.rel_path}/{where + '/' if where else ''}{name}"
+        if where is None:
+            self._quarantine_temp(dialogs, name, rel, folder.user)
+            return
+        with dialogs.open_folder((where,)) as sub:
+            self._quarantine_temp(sub, name, rel, folder.user)
+
+    def _quarantine_temp(self, folder: Folder, name: str, rel: str, user: str | None, min_age: float = 0.0) -> None:
+        st = folder.stat(name)
+        if st is None:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            self.unmended.append(Finding(rel, None, "leftovers", "not a regular file", "a temp name that is not a regular file", None, user))
+            return
+        if min_age and time.time() - st.st_mtime < min_age:
+            self.unmended.append(
+                Finding(rel, None, "leftovers", "temp file in use", "a temp file younger than a minute may belong to a write in progress", None, user)
+            )
+            return
+
+        def run() -> None:
+            data = folder.read_bytes(name)
+            if data is None:
+                return
+            self._put_in_quarantine(rel, data)
+            folder.remove(name)
+            folder.fsync()
+
+        self._do(RepairAction(user, rel, "quarantine", f"move a leftover temp file ({st.st_size} bytes) to quarantine"), run)
+
+    def _mend_archive_move(self, dialogs: Folder, folder: UserFolder, finding: Finding) -> None:
+        from .models import ConversationRef
+
+        if finding.problem == UNFINISHED_ARCHIVE:
+            self._do(
+                RepairAction(folder.user, finding.path, "create", "create the empty current conversation the archive did not get to"),
+                lambda: dialogs.create_empty(L.CURRENT_FILE, self.journal.file_mode),
+            )
+        elif finding.problem == SHARED_FILE:
+            name = finding.path.rsplit("/", 1)[1]
+            ref = (
+                ConversationRef(folder.user, "current")
+                if name == L.CURRENT_FILE
+                else ConversationRef(folder.user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)])
+            )
+            self._do(
+                RepairAction(folder.user, finding.path, "finish move", "start an empty conversation; the archive keeps the messages"),
+                lambda: self.journal.write_conversation(dialogs, ref, []),
+            )
+        else:
+            self.unmended.append(finding)
+
+    # --- permissions and owners -------------------------------------------------------------
+
+    def _mend_access(self, root: Folder, parts: tuple[str, ...], finding: Finding) -> None:
+        if not parts:
+            self._fix_access(root, None, ".", os.fstat(root.fd), finding)
+            return
+        with root.open_folder(parts[:-1]) as parent:
+            st = parent.stat(parts[-1])
+            if st is not None and not stat.S_ISLNK(st.st_mode):
+                self._fix_access(parent, parts[-1], finding.path, st, finding)
+
+    def _fix_access(self, parent: Folder, name: str | None, rel: str, st: os.stat_result, finding: Finding) -> None:
+        assert self.expect is not None
+        expect = self.expect
+        if finding.problem == TOO_OPEN:
+            mode = expect.dir_mode if stat.S_ISDIR(st.st_mode) else expect.file_mode
+            self._do(RepairAction(finding.user, rel, "set mode", f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}"), lambda: parent.set_mode(name, mode))
+        elif finding.problem == FOREIGN_OWNER:
+            self._do(
+                RepairAction(finding.user, rel, "set owner", f"uid {st.st_uid} -> {expect.owner}"), lambda: parent.set_owner(name, expect.owner, expect.group)
+            )
+
+    # --- doing, or only saying -----------------------------------------------------------------
+
+    def _do(self, action: RepairAction, run: Callable[[], object]) -> None:
+        if (action.path, action.action) in self.done:
+            return  # a shard folder shared by several users
+        self.done.add((action.path, action.action))
+        self.actions.append(action)
+        if not self.dry_run:
+            run()
+
+    def _put_in_quarantine(self, rel: str, data: bytes) -> None:
+        """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them."""
+        parts = (SYSTEM_DIR, QUARANTINE_DIR, self.run, *rel.split("/"))
+        with open_root(self.journal.root) as root, root.open_folder(parts[:-1], create=True, mode=self.journal.dir_mode) as folder:
+            folder.write_atomic(parts[-1], data, self.journal.file_mode)
+        self.quarantined = True

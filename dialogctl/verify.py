@@ -1,0 +1,561 @@
+"""Checking a journal without changing it: the checks behind ``dialogctl verify``.
+
+verify is strictly read-only: files are opened for reading (``O_NOFOLLOW``,
+through :class:`dialogctl.storage.Folder`), no lock is taken and nothing is
+created, not even a lock file, so it is safe on a live journal. A record being
+appended while verify reads may show up as a torn record; run it again, or
+when the servers are idle, before mending.
+
+The checks are independent functions, each looking at one kind of thing and
+yielding :class:`Finding` values:
+
+* :data:`FILE_CHECKS` get one conversation file, read and parsed once
+  (:class:`ConversationFile`);
+* :data:`FOLDER_CHECKS` get one user's ``dialogs/`` folder (:class:`UserFolder`);
+* :data:`ROOT_CHECKS` get the journal root, for a whole-journal run.
+
+Adding a check means writing one function and listing it there. A finding
+names the file (relative to the root) and line when known, and says what
+``repair`` would do about it (``mend``), or None when a person must decide.
+Findings never quote message text.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
+
+from . import layout as L
+from .codec import Frame, find_frames
+from .errors import InvalidInput, NotFound
+from .journal import Journal
+from .models import ROLES, ConversationRef
+from .reader import ParsedFile, parse_conversation
+from .storage import TEMP_MARK, Folder, open_root
+from .times import parse_timestamp
+
+SYSTEM_DIR = "system"
+QUARANTINE_DIR = "quarantine"
+
+# What repair does about each kind of damage the reader reports. Unreadable
+# items are dropped from the live file, but their bytes are kept in quarantine.
+_DAMAGE_MENDS = {
+    "torn record": "drop the torn record (its bytes are kept in quarantine)",
+    "glued separator": "rewrite the file with the messages split apart",
+    "checksum mismatch": "rewrite the record with a fresh frame (the text is kept as it is now)",
+    "invalid YAML": "decode it as the reference writer meant it, else drop it to quarantine",
+}
+_DROP = "drop the unreadable text from the file (its bytes are kept in quarantine)"
+
+# Problem names (the ``problem`` field) that repair acts on besides reader damage.
+FRAME_NUMBERING = "frame numbering"
+TEMP_FILE = "leftover temp file"
+CATALOG_STALE = "catalog out of step"
+UNFINISHED_ARCHIVE = "unfinished archive"
+SHARED_FILE = "half-finished archive move"
+TOO_OPEN = "too open"
+FOREIGN_OWNER = "foreign owner"
+
+
+class Finding(NamedTuple):
+    """One problem found in the journal."""
+
+    path: str  # relative to the root; "." is the root itself
+    line: int | None
+    check: str  # the check that found it
+    problem: str  # short name of the problem
+    detail: str  # one sentence; never quotes message text
+    mend: str | None  # what `dialogctl repair` does about it; None: a person must look
+    user: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "path": self.path,
+            "line": self.line,
+            "check": self.check,
+            "problem": self.problem,
+            "detail": self.detail,
+            "repair": self.mend,
+        }
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.problem}: {self.detail}"
+
+
+class Expectations(NamedTuple):
+    """What the journal's files should look like, from its settings and its root."""
+
+    owner: int  # uid that owns the journal root
+    group: int  # and its gid
+    file_mode: int
+    dir_mode: int
+    order_slack: float  # seconds a timestamp may run backwards (taken before waiting for the lock)
+    conversations: str  # "current" or "sessions"
+
+
+class ConversationFile(NamedTuple):
+    """One conversation file, read and parsed once for every file check."""
+
+    user: str
+    ref: ConversationRef
+    rel_path: str
+    stat: os.stat_result
+    data: bytes
+    parsed: ParsedFile
+    frames: list[Frame]
+
+
+class UserFolder(NamedTuple):
+    """One user's ``dialogs/`` folder as it is on disk."""
+
+    user: str
+    rel_path: str  # users/.../dialogs
+    dialogs: Folder
+    entries: dict[str, os.stat_result]  # name -> lstat, in dialogs/
+    archived: dict[str, os.stat_result]  # name -> lstat, in dialogs/archived/ (empty if none)
+    chain: list[tuple[str, os.stat_result]]  # the folders from users/<first part> down to the user's folder
+
+
+FileCheck = Callable[[ConversationFile, Expectations], Iterable[Finding]]
+FolderCheck = Callable[[UserFolder, Expectations], Iterable[Finding]]
+RootCheck = Callable[[Journal, Folder, Expectations], Iterable[Finding]]
+
+
+# --- checks of one conversation file ------------------------------------------
+
+
+def check_records(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    """Parse errors, torn records, duplicate keys, glued separators, checksum mismatches."""
+    for damage in conv.parsed.damage:
+        mend = _DAMAGE_MENDS.get(damage.kind, _DROP)
+        yield Finding(conv.rel_path, damage.line, "records", damage.kind, damage.detail, mend, conv.user)
+
+
+def check_frame_numbers(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    """The last frame's ``n`` is the file's message count, which appends continue from."""
+    if not conv.frames or conv.parsed.damage or conv.data[conv.frames[-1].after :].strip():
+        return  # damaged files are rewritten with fresh frames anyway
+    last = conv.frames[-1]
+    total = len(conv.parsed.messages)
+    if last.n != total:
+        yield Finding(
+            conv.rel_path,
+            conv.data.count(b"\n", 0, last.end) + 1,
+            "frames",
+            FRAME_NUMBERING,
+            f"the last record says it is message {last.n}, but the file holds {total}: records were removed or copied by hand",
+            "rewrite the file with fresh frames",
+            conv.user,
+        )
+
+
+def check_roles(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    unknown = [i for i, msg in enumerate(conv.parsed.messages, 1) if msg.role not in ROLES]
+    if unknown:
+        yield Finding(
+            conv.rel_path,
+            None,
+            "roles",
+            "unknown role",
+            f"{len(unknown)} message(s) have a role other than {', '.join(ROLES)} (first: message {unknown[0]})",
+            None,
+            conv.user,
+        )
+
+
+def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    unreadable: list[int] = []
+    backwards: list[int] = []
+    previous = None
+    for number, msg in enumerate(conv.parsed.messages, 1):
+        moment = parse_timestamp(msg.timestamp)
+        if moment is None:
+            unreadable.append(number)
+            continue
+        if previous is not None and (previous - moment).total_seconds() > expect.order_slack:
+            backwards.append(number)
+        previous = moment if previous is None or moment > previous else previous
+    if unreadable:
+        yield Finding(
+            conv.rel_path,
+            None,
+            "timestamps",
+            "unreadable timestamp",
+            f"{len(unreadable)} message(s) have a timestamp that is not ISO 8601 (first: message {unreadable[0]})",
+            None,
+            conv.user,
+        )
+    if backwards:
+        yield Finding(
+            conv.rel_path,
+            None,
+            "timestamps",
+            "timestamps out of order",
+            f"{len(backwards)} message(s) are older than a message before them by more than {expect.order_slack:g} s (first: message {backwards[0]})",
+            None,
+            conv.user,
+        )
+
+
+def check_file_access(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    yield from access_findings(conv.rel_path, conv.stat, expect, conv.user)
+
+
+FILE_CHECKS: list[FileCheck] = [check_records, check_frame_numbers, check_roles, check_timestamps, check_file_access]
+
+
+# --- checks of one user's folder --------------------------------------------------
+
+
+def check_leftovers(folder: UserFolder, expect: Expectations) -> Iterator[Finding]:
+    """Temp files left by a rewrite that was interrupted, and things dialogctl will not touch."""
+    for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
+        for name, st in entries.items():
+            path = f"{where}/{name}"
+            if TEMP_MARK in name:
+                yield Finding(
+                    path,
+                    None,
+                    "leftovers",
+                    TEMP_FILE,
+                    "a temporary file left by an interrupted rewrite (the file it was meant to replace is intact)",
+                    "move it to quarantine",
+                    folder.user,
+                )
+            elif stat.S_ISLNK(st.st_mode) and (name.endswith(L.YAML_SUFFIX) or name in (L.ARCHIVE_DIR, L.LOCK_FILE)):
+                yield Finding(
+                    path, None, "leftovers", "symlink", "a symlink where the journal keeps its own files; dialogctl never follows it", None, folder.user
+                )
+            elif name.endswith(L.YAML_SUFFIX) and not stat.S_ISREG(st.st_mode):
+                yield Finding(path, None, "leftovers", "not a regular file", "dialogctl reads only regular files here", None, folder.user)
+            elif name.endswith(L.YAML_SUFFIX) and not _usable_file_name(name, where is not folder.rel_path):
+                yield Finding(
+                    path, None, "leftovers", "unusable name", "the name is not a valid conversation or archive id, so dialogctl ignores it", None, folder.user
+                )
+
+
+def check_archive_moves(folder: UserFolder, expect: Expectations) -> Iterator[Finding]:
+    """An archive whose second step did not run, or a file that is both active and archived."""
+    if expect.conversations == "current" and L.CURRENT_FILE not in folder.entries and any(_is_conversation(n, s) for n, s in folder.archived.items()):
+        yield Finding(
+            f"{folder.rel_path}/{L.CURRENT_FILE}",
+            None,
+            "archive moves",
+            UNFINISHED_ARCHIVE,
+            "the conversation was moved to archived/ but the new empty one was not created",
+            "create the empty current conversation",
+            folder.user,
+        )
+    archived = {(s.st_dev, s.st_ino): n for n, s in folder.archived.items() if _is_conversation(n, s)}
+    active = {(s.st_dev, s.st_ino): n for n, s in folder.entries.items() if _is_conversation(n, s)}
+    for key, name in active.items():
+        if key in archived:
+            yield Finding(
+                f"{folder.rel_path}/{name}",
+                None,
+                "archive moves",
+                SHARED_FILE,
+                f"this file is also {L.ARCHIVE_DIR}/{archived[key]}: a move into archived/ stopped half-way, so its messages show twice",
+                "finish the move: start an empty conversation (the archive keeps the messages)",
+                folder.user,
+            )
+    for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
+        for name, st in entries.items():
+            key = (st.st_dev, st.st_ino)
+            if _is_conversation(name, st) and st.st_nlink > 1 and not (key in active and key in archived):
+                yield Finding(
+                    f"{where}/{name}",
+                    None,
+                    "archive moves",
+                    "hard link",
+                    f"the file has {st.st_nlink} names; a write through another name would change this conversation",
+                    None,
+                    folder.user,
+                )
+
+
+def check_folder_access(folder: UserFolder, expect: Expectations) -> Iterator[Finding]:
+    """The user's folders, archived/ and the lock file (conversation files are checked with their content)."""
+    for path, st in folder.chain:
+        yield from access_findings(path, st, expect, folder.user)
+    own = os.fstat(folder.dialogs.fd)
+    yield from access_findings(folder.rel_path, own, expect, folder.user)
+    lock = folder.entries.get(L.LOCK_FILE)
+    if lock is not None and stat.S_ISREG(lock.st_mode):
+        yield from access_findings(f"{folder.rel_path}/{L.LOCK_FILE}", lock, expect, folder.user)
+    archived = folder.entries.get(L.ARCHIVE_DIR)
+    if archived is not None and stat.S_ISDIR(archived.st_mode):
+        yield from access_findings(f"{folder.rel_path}/{L.ARCHIVE_DIR}", archived, expect, folder.user)
+
+
+FOLDER_CHECKS: list[FolderCheck] = [check_leftovers, check_archive_moves, check_folder_access]
+
+
+# --- checks of the journal as a whole ---------------------------------------------------
+
+
+def check_root_access(journal: Journal, root: Folder, expect: Expectations) -> Iterator[Finding]:
+    """The root and the journal's own folders and files: owner and permissions."""
+    yield from access_findings(".", os.fstat(root.fd), expect)
+    for parts in ((L.USERS_DIR,), L.RECORD_PATH[:-1], (SYSTEM_DIR,), (SYSTEM_DIR, QUARANTINE_DIR)):
+        st = _lstat(root, parts)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            yield from access_findings("/".join(parts), st, expect)
+    for parts in (L.RECORD_PATH, (SYSTEM_DIR, "cleanup.log")):
+        st = _lstat(root, parts)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            yield from access_findings("/".join(parts), st, expect)
+
+
+def check_root_leftovers(journal: Journal, root: Folder, expect: Expectations) -> Iterator[Finding]:
+    """Temp files in the journal's own folders (user folders are walked by :func:`walk_users`)."""
+    for parts in (L.RECORD_PATH[:-1], (SYSTEM_DIR,)):
+        try:
+            folder = root.open_folder(parts)
+        except NotFound:
+            continue
+        with folder:
+            for entry in folder.entries():
+                if TEMP_MARK in entry.name:
+                    yield Finding(
+                        f"{'/'.join(parts)}/{entry.name}",
+                        None,
+                        "leftovers",
+                        TEMP_FILE,
+                        "a temporary file left by an interrupted write",
+                        "move it to quarantine",
+                    )
+
+
+def check_catalog(journal: Journal, root: Folder, expect: Expectations) -> Iterator[Finding]:
+    """The saved catalog (``system/catalog.bin``) against the files it summarises.
+
+    An entry whose file changed since is merely out of date (the next scan
+    refreshes it); an entry that matches its file but disagrees with a re-read,
+    or a torn catalog, is reported. The catalog is only a cache of the files,
+    so repair discards it and the next ``stats`` or ``list`` rebuilds it.
+    """
+    from . import catalog
+
+    for problem in catalog.check(journal):
+        yield Finding(problem.path, None, "catalog", CATALOG_STALE, problem.problem, "discard the catalog; the next scan rebuilds it")
+
+
+ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers, check_catalog]
+
+
+# --- shared helpers ----------------------------------------------------------------------
+
+
+def access_findings(path: str, st: os.stat_result, expect: Expectations, user: str | None = None) -> Iterator[Finding]:
+    """Owner other than the root's owner; permissions wider than the journal's modes."""
+    if st.st_uid != expect.owner:
+        yield Finding(
+            path,
+            None,
+            "access",
+            FOREIGN_OWNER,
+            f"owned by uid {st.st_uid}, not by uid {expect.owner} who owns the journal root; dialogctl and the servers may not be able to write it",
+            "give it to the root's owner (only when repair runs as root)",
+            user,
+        )
+    wanted = expect.dir_mode if stat.S_ISDIR(st.st_mode) else expect.file_mode
+    extra = stat.S_IMODE(st.st_mode) & 0o077 & ~wanted
+    if extra:
+        who = []
+        if extra & 0o070:
+            who.append("group")
+        if extra & 0o007:
+            who.append("others")
+        verbs = ("readable" if extra & 0o044 else "") + (" and writable" if extra & 0o022 else "")
+        yield Finding(
+            path,
+            None,
+            "access",
+            TOO_OPEN,
+            f"mode {stat.S_IMODE(st.st_mode):04o}: {verbs.strip().removeprefix('and ')} by {' and '.join(who)} (the journal's mode is {wanted:04o})",
+            f"set mode {wanted:04o}",
+            user,
+        )
+
+
+def _lstat(root: Folder, parts: tuple[str, ...]) -> os.stat_result | None:
+    if len(parts) == 1:
+        return root.stat(parts[0])
+    try:
+        with root.open_folder(parts[:-1]) as parent:
+            return parent.stat(parts[-1])
+    except NotFound:
+        return None
+
+
+def _is_conversation(name: str, st: os.stat_result) -> bool:
+    return name.endswith(L.YAML_SUFFIX) and TEMP_MARK not in name and stat.S_ISREG(st.st_mode)
+
+
+def _usable_file_name(name: str, archived: bool) -> bool:
+    stem = name[: -len(L.YAML_SUFFIX)]
+    if not archived:
+        if name == L.CURRENT_FILE:
+            return True
+        if not stem.startswith(L.SESSION_PREFIX):
+            return True  # not a conversation name at all (e.g. a note left by an operator)
+        stem = stem[len(L.SESSION_PREFIX) :]
+    try:
+        L.validate_name(stem)
+    except InvalidInput:
+        return False
+    return not stem.startswith(".")
+
+
+def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], Finding | None]]:
+    """Every folder under ``users/`` that holds ``dialogs/``, and what dialogctl cannot use there.
+
+    Yields ``(parts, None)`` for a usable user folder and ``(parts, finding)``
+    for an unusable one, a symlink, or a folder left half-removed. One walk,
+    in name order; symlinks are never followed.
+    """
+    base = os.path.join(root, L.USERS_DIR)
+    stack: list[tuple[str, ...]] = [()]
+    while stack:
+        parts = stack.pop()
+        try:
+            with os.scandir(os.path.join(base, *parts)) as it:
+                entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
+        except OSError:
+            continue
+        where = "/".join((L.USERS_DIR, *parts))
+        if parts and (L.DIALOGS_DIR, True, False) in entries:
+            try:
+                L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
+            except InvalidInput as exc:
+                yield parts, Finding(where, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None)
+            else:
+                yield parts, None
+        for name, is_dir, is_link in reversed(entries):
+            path = f"{where}/{name}"
+            if TEMP_MARK in name and is_dir:
+                yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a user folder left half-removed by an interrupted cleanup", "finish removing it")
+            elif TEMP_MARK in name:
+                yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a temporary file left by an interrupted write", "move it to quarantine")
+            elif is_link:
+                yield parts, Finding(path, None, "leftovers", "symlink", "a symlink among the user folders; dialogctl never follows it", None)
+            elif is_dir and name != L.DIALOGS_DIR and not name.startswith("."):
+                stack.append(parts + (name,))
+
+
+# --- running the checks ---------------------------------------------------------------------
+
+
+def expectations(journal: Journal, root: Folder) -> Expectations:
+    return Expectations(
+        owner=os.fstat(root.fd).st_uid,
+        group=os.fstat(root.fd).st_gid,
+        file_mode=journal.file_mode,
+        dir_mode=journal.dir_mode,
+        order_slack=journal.settings.lock_timeout + 1.0,
+        conversations=journal.layout().conversations,
+    )
+
+
+class Report(NamedTuple):
+    findings: list[Finding]
+    users: int
+    files: int
+
+
+def verify(journal: Journal, users: list[str] | None = None) -> Report:
+    """Run every check on the whole journal, or on the given users only."""
+    for user in users or []:
+        L.validate_user_id(user)  # before anything touches the disk
+    findings: list[Finding] = []
+    with open_root(journal.root) as root:
+        expect = expectations(journal, root)
+        if users is None:
+            for check in ROOT_CHECKS:
+                findings.extend(check(journal, root, expect))
+            users = []
+            for parts, finding in walk_users(journal.root, journal.layout()):
+                if finding is None:
+                    users.append(L.user_id_from_parts(parts))
+                else:
+                    findings.append(finding)
+    files = 0
+    seen = {(f.path, f.problem) for f in findings}
+    for user in users:
+        with journal.dialogs_folder(user) as dialogs:
+            user_findings, count = verify_user(journal, user, dialogs, expect)
+        files += count
+        for finding in user_findings:
+            if (finding.path, finding.problem) not in seen:  # shard folders are shared by users
+                seen.add((finding.path, finding.problem))
+                findings.append(finding)
+    return Report(findings, len(users), files)
+
+
+def verify_user(journal: Journal, user: str, dialogs: Folder, expect: Expectations) -> tuple[list[Finding], int]:
+    """Every finding in one user's folder; also how many conversation files were read."""
+    folder = read_user_folder(journal, user, dialogs)
+    findings: list[Finding] = []
+    for check in FOLDER_CHECKS:
+        findings.extend(check(folder, expect))
+    files = 0
+    for conv in read_conversations(journal, folder):
+        files += 1
+        for file_check in FILE_CHECKS:
+            findings.extend(file_check(conv, expect))
+    return findings, files
+
+
+def read_user_folder(journal: Journal, user: str, dialogs: Folder) -> UserFolder:
+    entries = {e.name: e.stat(follow_symlinks=False) for e in dialogs.entries()}
+    archived: dict[str, os.stat_result] = {}
+    st = entries.get(L.ARCHIVE_DIR)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        with dialogs.open_folder((L.ARCHIVE_DIR,)) as folder:
+            archived = {e.name: e.stat(follow_symlinks=False) for e in folder.entries()}
+    parts = journal.layout().user_parts(user)
+    chain = []
+    with open_root(journal.root) as root:
+        for depth in range(1, len(parts) + 1):
+            with root.open_folder((L.USERS_DIR, *parts[:depth])) as folder:
+                chain.append(("/".join((L.USERS_DIR, *parts[:depth])), os.fstat(folder.fd)))
+    return UserFolder(user, journal.user_path(user), dialogs, entries, archived, chain)
+
+
+def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[ConversationFile]:
+    """Each conversation file of the folder, read once (regular files with usable names only)."""
+    refs: list[ConversationRef] = []
+    for name, st in sorted(folder.entries.items()):
+        if not _is_conversation(name, st) or not _usable_file_name(name, False):
+            continue
+        if name == L.CURRENT_FILE:
+            refs.append(ConversationRef(folder.user, "current"))
+        elif name.startswith(L.SESSION_PREFIX):
+            refs.append(ConversationRef(folder.user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]))
+    for name, st in sorted(folder.archived.items()):
+        if _is_conversation(name, st) and _usable_file_name(name, True):
+            refs.append(ConversationRef(folder.user, "archive", name[: -len(L.YAML_SUFFIX)]))
+    for ref in refs:
+        conv = read_conversation(journal, folder.dialogs, ref)
+        if conv is not None:
+            yield conv
+
+
+def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -> ConversationFile | None:
+    """One conversation file read and parsed, without touching ``journal.damage``; None if it is gone."""
+    folder, name = journal.locate(dialogs, ref)
+    try:
+        st = folder.stat(name)
+        data = folder.read_bytes(name)
+    finally:
+        if folder is not dialogs:
+            folder.close()
+    if st is None or data is None:
+        return None
+    rel = journal.rel_path(ref)
+    return ConversationFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])
