@@ -1,8 +1,8 @@
 """The catalog: a summary of every conversation file, so whole-journal views never re-parse what they know.
 
 ``stats``, ``list`` and cleanup planning need per-file numbers (message count,
-first and last timestamp, counts by role, model and UTC day, token totals,
-damage), not the messages. The catalog keeps those numbers for every file in
+first and last timestamp, counts by role, model and UTC day, token totals, also
+by model and by day, damage), not the messages. The catalog keeps those numbers for every file in
 ``system/catalog.bin`` under the journal root, keyed by the file's path and
 checked against its identity (device, inode, size, mtime_ns) on every use:
 
@@ -46,24 +46,39 @@ from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
 from .times import parse_timestamp
-from .usage import tokens_in
+from .usage import model_of, tokens_in
 
 CATALOG_DIR = "system"
 CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
-MAGIC = b"dialogctl catalog 1\n"
+MAGIC = b"dialogctl catalog 2\n"  # 2: tokens by model and by day
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
 CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to read on from there
 
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
 _ENTRY_LEN = 11
+_TALLY_LEN = 11  # Tally.to_list()
 
 
 class Tally:
     """Running totals over a run of messages (and the damage met on the way)."""
 
-    __slots__ = ("messages", "first", "last", "first_at", "last_at", "roles", "models", "tokens", "token_messages", "days", "damage")
+    __slots__ = (
+        "messages",
+        "first",
+        "last",
+        "first_at",
+        "last_at",
+        "roles",
+        "models",
+        "tokens",
+        "token_messages",
+        "days",
+        "damage",
+        "model_tokens",
+        "day_tokens",
+    )
 
     def __init__(self) -> None:
         self.messages = 0
@@ -77,22 +92,28 @@ class Tally:
         self.token_messages = 0
         self.days: dict[str, int] = {}
         self.damage: list[tuple[int | None, str, str]] = []  # (line, kind, detail)
+        # Only models and days where some message carried a count: a missing key means "not known", not 0.
+        self.model_tokens: dict[str, int] = {}
+        self.day_tokens: dict[str, int] = {}
 
     def add(self, messages: Iterable[Message]) -> None:
-        roles, models, days = self.roles, self.models, self.days
+        roles, models, days, model_tokens, day_tokens = self.roles, self.models, self.days, self.model_tokens, self.day_tokens
         first_at, last_at = self._bounds()
         for msg in messages:
             self.messages += 1
             roles[msg.role] = roles.get(msg.role, 0) + 1
             meta = msg.metadata
+            count = model = None
             if meta:
-                model = meta.get("model")
-                if isinstance(model, str):
+                model = model_of(meta)
+                if model is not None:
                     models[model] = models.get(model, 0) + 1
                 count = tokens_in(meta.get("tokens"))
                 if count is not None:
                     self.tokens += count
                     self.token_messages += 1
+                    if model is not None:
+                        model_tokens[model] = model_tokens.get(model, 0) + count
             stamp = msg.timestamp
             moment = parse_timestamp(stamp)
             if moment is None:
@@ -103,6 +124,8 @@ class Tally:
             else:
                 day = moment.astimezone(UTC).date().isoformat()
             days[day] = days.get(day, 0) + 1
+            if count is not None:
+                day_tokens[day] = day_tokens.get(day, 0) + count
             if first_at is None or moment < first_at:
                 first_at, self.first = moment, stamp
             if last_at is None or moment > last_at:
@@ -133,13 +156,16 @@ class Tally:
             self.token_messages,
             dict(self.days),
             list(self.damage),
+            dict(self.model_tokens),
+            dict(self.day_tokens),
         ]
 
     @classmethod
     def from_list(cls, raw: list[Any]) -> Tally:
         tally = cls()
-        (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage) = raw
+        (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage, model_tokens, day_tokens) = raw
         tally.roles, tally.models, tally.days = dict(roles), dict(models), dict(days)
+        tally.model_tokens, tally.day_tokens = dict(model_tokens), dict(day_tokens)
         tally.damage = [tuple(d) for d in damage]
         return tally
 
@@ -153,8 +179,8 @@ def summarize(conv: Conversation) -> ConversationSummary:
 
 
 def _summary(ref: Any, size: int, mtime: float, full: list[Any]) -> ConversationSummary:
-    messages, first, last, roles, models, tokens, token_messages, days, damage = full
-    return ConversationSummary(ref, messages, size, mtime, first, last, roles, len(damage), models, tokens, token_messages, days)
+    messages, first, last, roles, models, tokens, token_messages, days, damage, model_tokens, day_tokens = full
+    return ConversationSummary(ref, messages, size, mtime, first, last, roles, len(damage), models, tokens, token_messages, days, model_tokens, day_tokens)
 
 
 # --- reading one file into an entry ------------------------------------------------------
@@ -284,7 +310,7 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
 
 
 def _valid(entry: Any) -> bool:
-    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list and len(entry[E_FULL]) == 9
+    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list and len(entry[E_FULL]) == _TALLY_LEN
 
 
 def _matches(entry: list[Any], f: ConversationFile) -> bool:

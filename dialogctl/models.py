@@ -87,7 +87,9 @@ class ConversationSummary(NamedTuple):
     timestamps, as written. Token totals count an integer ``tokens`` or the
     ``total`` (else prompt + completion, else input + output) of a mapping;
     ``token_messages`` is how many messages carried a count. ``days`` counts
-    messages per UTC day (``YYYY-MM-DD``).
+    messages per UTC day (``YYYY-MM-DD``). ``model_tokens`` and ``day_tokens``
+    are the tokens per model and per day, with a key only where some message
+    carried a count (a missing key means unknown, not zero).
     """
 
     ref: ConversationRef
@@ -102,6 +104,8 @@ class ConversationSummary(NamedTuple):
     tokens: int = 0
     token_messages: int = 0
     days: dict[str, int] | None = None
+    model_tokens: dict[str, int] | None = None
+    day_tokens: dict[str, int] | None = None
 
 
 class AppendResult(NamedTuple):

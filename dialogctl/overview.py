@@ -39,7 +39,8 @@ class UserOverview:
         }
 
 
-def _later(a: str | None, b: str | None) -> str | None:
+def later(a: str | None, b: str | None) -> str | None:
+    """The later of two journal timestamps (None and unreadable ones lose)."""
     if a is None:
         return b
     if b is None:
@@ -52,7 +53,8 @@ def _later(a: str | None, b: str | None) -> str | None:
     return b if tb > ta else a
 
 
-def _earlier(a: str | None, b: str | None) -> str | None:
+def earlier(a: str | None, b: str | None) -> str | None:
+    """The earlier of two journal timestamps (None and unreadable ones lose)."""
     if a is None:
         return b
     if b is None:
@@ -68,7 +70,7 @@ def _earlier(a: str | None, b: str | None) -> str | None:
 def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOverview:
     last = None
     for s in summaries:
-        last = _later(last, s.last_timestamp)
+        last = later(last, s.last_timestamp)
     return UserOverview(
         user,
         sum(1 for s in summaries if not s.ref.archived and s.messages),
@@ -106,6 +108,8 @@ class Totals:
     roles: dict[str, int] = field(default_factory=dict)
     damaged: int = 0
     last_cleanup: str | None = None
+    tokens: int = 0
+    token_messages: int = 0  # messages that carried a token count
 
     def add(self, summaries: list[ConversationSummary]) -> None:
         self.users += 1
@@ -113,12 +117,14 @@ class Totals:
             self.messages += s.messages
             self.storage += s.size
             self.damaged += s.damaged
+            self.tokens += s.tokens
+            self.token_messages += s.token_messages
             if s.ref.archived:
                 self.archived += 1
             if s.messages or s.ref.archived:
                 self.conversations += 1
-            self.oldest = _earlier(self.oldest, s.first_timestamp)
-            self.newest = _later(self.newest, s.last_timestamp)
+            self.oldest = earlier(self.oldest, s.first_timestamp)
+            self.newest = later(self.newest, s.last_timestamp)
             for role, count in s.roles.items():
                 self.roles[role] = self.roles.get(role, 0) + count
 
@@ -135,6 +141,8 @@ class Totals:
             "lastCleanup": self.last_cleanup,
             "messagesByRole": dict(sorted(self.roles.items())),
             "damagedRecords": self.damaged,
+            "totalTokens": self.tokens,
+            "tokenMessages": self.token_messages,
         }
 
 

@@ -227,6 +227,37 @@ def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | N
     _print(state, t)
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (charts are for people; a pipe gets only the numbers)."""
+    return sys.stdout.isatty()
+
+
+def sparkline(counts: list[int]) -> str:
+    """One character per count, ``▁`` to ``█`` scaled to the largest; a zero is a space, so a quiet day shows as a gap."""
+    peak = max(counts, default=0)
+    if peak <= 0:
+        return " " * len(counts)
+    steps = len(SPARKS)
+    return "".join(SPARKS[(count * steps + peak - 1) // peak - 1] if count > 0 else " " for count in counts)
+
+
+def activity_chart(state: CliState, days: list[tuple[str, int]]) -> None:
+    """Messages per day as a sparkline between its first and last date, with the busiest day named."""
+    from rich.text import Text
+
+    counts = [count for _day, count in days]
+    peak_day, peak = max(days, key=lambda item: item[1])
+    chart = Text()
+    chart.append(f"Messages per UTC day, {days[0][0]} to {days[-1][0]} (busiest: {peak:,} on {peak_day})\n", style="bold")
+    chart.append(f"{days[0][0]} ")
+    chart.append(sparkline(counts), style="cyan")
+    chart.append(f" {days[-1][0]}")
+    _print(state, chart)
+
+
 def transcript(
     state: CliState,
     messages: Iterable[tuple[int, Message]],

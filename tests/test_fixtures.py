@@ -137,7 +137,7 @@ def test_layout_is_detected(tree: str, layout: str, tmp_path: Path, cli: Cli) ->
 
 
 def test_reading_changes_nothing(tmp_path: Path, cli: Cli) -> None:
-    """Reads leave the journal byte-identical; only list and stats may save the catalog beside it."""
+    """Reads leave the journal byte-identical; only list and stats may save the catalog (and stats system/stats.yaml) beside it."""
     for tree in TREES:
         root = copy_tree(tree, tmp_path)
         before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -147,6 +147,6 @@ def test_reading_changes_nothing(tmp_path: Path, cli: Cli) -> None:
         for args in (["list"], ["stats"], ["cleanup", "--dry-run", "--max-age", "1d"]):
             cli("--root", str(root), *args)
         after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-        catalog = {root / "system" / "catalog.bin", root / "system" / "catalog.lock"}
+        catalog = {root / "system" / "catalog.bin", root / "system" / "catalog.lock", root / "system" / "stats.yaml"}
         assert set(after) - set(before) == catalog, tree
         assert {p: after[p] for p in before} == before, tree

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -88,48 +89,126 @@ def list_(
     emit_records(state, fmt, CONVERSATION_COLUMNS, records, title=f"Conversations of {user}", empty=f"user {user!r} has no conversations")
 
 
-def stats(ctx: typer.Context, fmt: FormatOption = None) -> None:
-    """Totals for the whole journal: users, messages, archives, storage, time span.
+class Breakdown(StrEnum):  # dialogctl.analytics.BREAKDOWNS
+    day = "day"
+    week = "week"
+    model = "model"
+    user = "user"
 
-    One object: --format json (or jsonl, on one line) carries raw values
-    (storageUsage in bytes, ISO 8601 times); csv and tsv do not fit it.
+
+BREAKDOWN_COLUMNS = {
+    "day": [Column("day", "Day")],
+    "week": [Column("week", "Week")],
+    "model": [Column("model", "Model")],
+    "user": [Column("user", "User")],
+}
+_REACH = [Column("messages", "Messages", "count"), Column("tokens", "Tokens", "count"), Column("conversations", "Conversations", "count")]
+for _by, _columns in BREAKDOWN_COLUMNS.items():
+    _columns += _REACH + ([Column("lastActivity", "Last activity", "time")] if _by == "user" else [Column("users", "Users", "count")])
+
+
+def stats(
+    ctx: typer.Context,
+    by: Annotated[
+        Optional[Breakdown],
+        typer.Option("--by", help="One row per day, ISO week, model or user instead of the totals (any --format).", case_sensitive=False, show_default=False),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, metavar="N", help="How many of the most active users to show.")] = 10,
+    fmt: FormatOption = None,
+) -> None:
+    """Totals and usage for the whole journal: users, messages, tokens, models, activity.
+
+    One object: users, messages, archives, storage, time span, messages by
+    role and model, token totals and averages (integer tokens or the
+    total/prompt+completion/input+output of a mapping), the longest
+    conversation, the most active users (--top N) and messages per UTC day.
+    --format json (or jsonl, on one line) carries raw values (storageUsage in
+    bytes, ISO 8601 times); on a terminal the table ends with a chart of the
+    last 30 days up to the newest activity. --by day|week|model|user prints
+    rows instead (messages, tokens where known, conversations, users), in any
+    --format. Each run also writes system/stats.yaml (see README).
 
     Examples:
 
     \b
       dialogctl stats
-      dialogctl stats --format json | jq .totalMessages
+      dialogctl stats --format json | jq .totalTokens
       dialogctl stats --format jsonl >> stats-history.jsonl
+      dialogctl stats --by week
+      dialogctl stats --by model --format csv > models.csv
     """
-    from ..overview import journal_totals
+    from ..analytics import journal_analytics, save_system_stats
     from .progress import ProgressBar
 
     state: CliState = ctx.obj
-    chosen = object_format(fmt, "stats")
+    chosen = fmt if by else object_format(fmt, "stats")
     journal = state.journal()
     with ProgressBar(state, "Reading users") as bar:
-        totals = journal_totals(journal, progress=bar.update).to_json()
+        found = journal_analytics(journal, by.value if by else None, progress=bar.update)
+    if not save_system_stats(journal, found.totals):
+        state.detail("system/stats.yaml not written (journal missing or not writable)")
+    if by is not None:
+        emit_records(state, chosen, BREAKDOWN_COLUMNS[by.value], found.breakdown(), title=f"Messages by {by.value}", empty="no messages in the journal")
+        return
+    totals = found.to_json(top)
 
     def table() -> None:
         from .. import render
 
-        pairs = [
-            ("Users", f"{totals['totalUsers']:,}"),
-            ("Messages", f"{totals['totalMessages']:,}"),
-            ("Conversations", f"{totals['totalConversations']:,}"),
-            ("Archived conversations", f"{totals['totalArchivedConversations']:,}"),
-            ("Messages per user", f"{totals['averageMessagesPerUser']}"),
-            ("Storage", render.human_bytes(int(totals["storageUsage"]))),  # type: ignore[call-overload]
-            ("Oldest message", render.human_time(totals["oldestMessage"])),  # type: ignore[arg-type]
-            ("Newest message", render.human_time(totals["newestMessage"])),  # type: ignore[arg-type]
-            ("Last cleanup", render.human_time(totals["lastCleanup"]) or "never"),  # type: ignore[arg-type]
-        ]
-        pairs += [(f"  {role} messages", f"{count:,}") for role, count in totals["messagesByRole"].items()]  # type: ignore[attr-defined]
-        if totals["damagedRecords"]:
-            pairs.append(("Damaged records", f"{totals['damagedRecords']:,}"))
-        render.key_values(state, pairs, title="Journal statistics")
+        render.key_values(state, _stats_pairs(totals), title="Journal statistics")
+        recent = found.recent_days()
+        if recent and render.on_terminal():
+            render.activity_chart(state, recent)
 
     emit_object(state, chosen, totals, table)
+
+
+def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
+    """The stats object as key/value rows for people (the json keys, in words)."""
+    from .. import render
+
+    def tokens(count: int | None) -> str:
+        return "" if count is None else f", {count:,} tokens"
+
+    pairs = [
+        ("Users", f"{totals['totalUsers']:,}"),
+        ("Messages", f"{totals['totalMessages']:,}"),
+        ("Conversations", f"{totals['totalConversations']:,}"),
+        ("Archived conversations", f"{totals['totalArchivedConversations']:,}"),
+        ("Messages per user", f"{totals['averageMessagesPerUser']}"),
+        ("Messages per conversation", f"{totals['averageMessagesPerConversation']}"),
+        ("Storage", render.human_bytes(int(totals["storageUsage"]))),
+        ("Oldest message", render.human_time(totals["oldestMessage"])),
+        ("Newest message", render.human_time(totals["newestMessage"])),
+        ("Last cleanup", render.human_time(totals["lastCleanup"]) or "never"),
+    ]
+    pairs += [(f"  {role} messages", f"{count:,}") for role, count in totals["messagesByRole"].items()]
+    if totals["damagedRecords"]:
+        pairs.append(("Damaged records", f"{totals['damagedRecords']:,}"))
+    if totals["tokenMessages"]:
+        pairs += [
+            ("Tokens", f"{totals['totalTokens']:,} in {totals['tokenMessages']:,} messages with a count"),
+            ("Tokens per counted message", f"{totals['averageTokensPerMessage']}"),
+            ("Tokens per conversation", f"{totals['averageTokensPerConversation']}"),
+        ]
+    else:
+        pairs.append(("Tokens", "no message carries a token count"))
+    models = totals["messagesByModel"]
+    if models:
+        pairs.append(("Models", f"{len(models):,}"))
+        ranked = sorted(models.items(), key=lambda item: (-item[1], item[0]))
+        pairs += [(f"  {model}", f"{count:,} messages{tokens(totals['tokensByModel'].get(model))}") for model, count in ranked]
+    longest = totals["longestConversation"]
+    if longest:
+        where = f"{longest['user']} / {longest['conversation']}" + (" (archived)" if longest["archived"] else "")
+        pairs.append(("Longest conversation", f"{where}: {longest['messages']:,} messages"))
+    if totals["mostActiveUsers"]:
+        pairs.append(("Most active users", ""))
+        pairs += [
+            (f"  {u['user']}", f"{u['messages']:,} messages{tokens(u['tokens'])}, last {render.human_time(u['lastActivity']) or 'unknown'}")
+            for u in totals["mostActiveUsers"]
+        ]
+    return pairs
 
 
 LOCK_COLUMNS = [
