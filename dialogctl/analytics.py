@@ -20,6 +20,7 @@ and failing to write it (a read-only journal) is never an error.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -110,6 +111,8 @@ class Analytics:
         self.totals.add(summaries)
         conversations = messages = tokens = token_messages = 0
         last = None
+        # Merged inline (not through a helper): this runs once per conversation file on every stats.
+        models, model_tokens, days, day_tokens = self.models, self.model_tokens, self.days, self.day_tokens
         for s in summaries:
             if not s.messages:
                 continue
@@ -120,10 +123,18 @@ class Analytics:
             last = later(last, s.last_timestamp)
             if self.longest is None or s.messages > self.longest.messages:
                 self.longest = Longest(user, s.ref, s.messages)
-            _merge(self.models, s.models)
-            _merge(self.model_tokens, s.model_tokens)
-            _merge(self.days, s.days)
-            _merge(self.day_tokens, s.day_tokens)
+            if s.models:
+                for key, count in s.models.items():
+                    models[key] = models.get(key, 0) + count
+            if s.model_tokens:
+                for key, count in s.model_tokens.items():
+                    model_tokens[key] = model_tokens.get(key, 0) + count
+            if s.days:
+                for key, count in s.days.items():
+                    days[key] = days.get(key, 0) + count
+            if s.day_tokens:
+                for key, count in s.day_tokens.items():
+                    day_tokens[key] = day_tokens.get(key, 0) + count
         self.users.append(UserActivity(user, conversations, messages, tokens if token_messages else None, last))
         if self.by in ("day", "week", "model"):
             self._count_reach(summaries)
@@ -153,8 +164,7 @@ class Analytics:
 
     def most_active(self, top: int) -> list[UserActivity]:
         """The ``top`` users with the most messages (ties by user id); users without messages never."""
-        ranked = sorted((u for u in self.users if u.messages), key=lambda u: (-u.messages, u.user))
-        return ranked[:top]
+        return heapq.nsmallest(top, (u for u in self.users if u.messages), key=lambda u: (-u.messages, u.user))
 
     def recent_days(self, span: int = CHART_DAYS) -> list[tuple[str, int]]:
         """Messages per UTC day for the ``span`` calendar days ending on the newest day with activity (quiet days as 0)."""
@@ -211,12 +221,6 @@ class Analytics:
     def _row(self, name: str, key: str, messages: int, tokens: int | None) -> dict[str, Any]:
         conversations, users = self._reach.get(key, (0, 0))
         return {name: key, "messages": messages, "tokens": tokens, "conversations": conversations, "users": users}
-
-
-def _merge(into: dict[str, int], counts: dict[str, int] | None) -> None:
-    if counts:
-        for key, count in counts.items():
-            into[key] = into.get(key, 0) + count
 
 
 def journal_analytics(journal: Journal, by: str | None = None, progress: ProgressCallback | None = None) -> Analytics:

@@ -2,9 +2,10 @@
 
 ``stats``, ``list`` and cleanup planning need per-file numbers (message count,
 first and last timestamp, counts by role, model and UTC day, token totals, also
-by model and by day, damage), not the messages. The catalog keeps those numbers for every file in
-``system/catalog.bin`` under the journal root, keyed by the file's path and
-checked against its identity (device, inode, size, mtime_ns) on every use:
+by model and by day, damage), not the messages. The catalog keeps those numbers
+for every file in ``system/catalog.bin`` under the journal root, keyed by the
+file's path and checked against its identity (device, inode, size, mtime_ns) on
+every use:
 
 * a file whose identity matches is not opened at all;
 * a file that grew (same inode, larger) is read only from where its last valid
@@ -156,8 +157,9 @@ class Tally:
             self.token_messages,
             dict(self.days),
             list(self.damage),
-            dict(self.model_tokens),
-            dict(self.day_tokens),
+            # None, not {}, when no count was seen: most journals carry none, and marshal loads None for free.
+            dict(self.model_tokens) if self.model_tokens else None,
+            dict(self.day_tokens) if self.day_tokens else None,
         ]
 
     @classmethod
@@ -165,7 +167,7 @@ class Tally:
         tally = cls()
         (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage, model_tokens, day_tokens) = raw
         tally.roles, tally.models, tally.days = dict(roles), dict(models), dict(days)
-        tally.model_tokens, tally.day_tokens = dict(model_tokens), dict(day_tokens)
+        tally.model_tokens, tally.day_tokens = dict(model_tokens or {}), dict(day_tokens or {})
         tally.damage = [tuple(d) for d in damage]
         return tally
 

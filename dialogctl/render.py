@@ -250,7 +250,7 @@ def activity_chart(state: CliState, days: list[tuple[str, int]]) -> None:
 
     counts = [count for _day, count in days]
     peak_day, peak = max(days, key=lambda item: item[1])
-    chart = Text()
+    chart = Text("\n")
     chart.append(f"Messages per UTC day, {days[0][0]} to {days[-1][0]} (busiest: {peak:,} on {peak_day})\n", style="bold")
     chart.append(f"{days[0][0]} ")
     chart.append(sparkline(counts), style="cyan")

@@ -96,15 +96,13 @@ class Breakdown(StrEnum):  # dialogctl.analytics.BREAKDOWNS
     user = "user"
 
 
-BREAKDOWN_COLUMNS = {
-    "day": [Column("day", "Day")],
-    "week": [Column("week", "Week")],
-    "model": [Column("model", "Model")],
-    "user": [Column("user", "User")],
-}
 _REACH = [Column("messages", "Messages", "count"), Column("tokens", "Tokens", "count"), Column("conversations", "Conversations", "count")]
-for _by, _columns in BREAKDOWN_COLUMNS.items():
-    _columns += _REACH + ([Column("lastActivity", "Last activity", "time")] if _by == "user" else [Column("users", "Users", "count")])
+
+
+def _breakdown_columns(by: str) -> list[Column]:
+    """A breakdown's row: its key, messages, tokens, conversations, then users (or, per user, the last activity)."""
+    last = Column("lastActivity", "Last activity", "time") if by == "user" else Column("users", "Users", "count")
+    return [Column(by, by.capitalize()), *_REACH, last]
 
 
 def stats(
@@ -148,7 +146,7 @@ def stats(
     if not save_system_stats(journal, found.totals):
         state.detail("system/stats.yaml not written (journal missing or not writable)")
     if by is not None:
-        emit_records(state, chosen, BREAKDOWN_COLUMNS[by.value], found.breakdown(), title=f"Messages by {by.value}", empty="no messages in the journal")
+        emit_records(state, chosen, _breakdown_columns(by.value), found.breakdown(), title=f"Messages by {by.value}", empty="no messages in the journal")
         return
     totals = found.to_json(top)
 
