@@ -50,16 +50,14 @@ SYSTEM_STATS_KEYS = (
     "tokenMessages",
 )
 CHART_DAYS = 30
-
-
 BREAKDOWNS = ("day", "week", "model", "user")
 
 
 class UserActivity(NamedTuple):
     user: str
-    conversations: int  # conversations holding messages, archived or not
     messages: int
     tokens: int | None  # None when none of the user's messages carried a count
+    conversations: int  # conversations holding messages, archived or not
     last_activity: str | None
 
     def to_json(self) -> dict[str, Any]:
@@ -113,16 +111,18 @@ class Analytics:
         last = None
         # Merged inline (not through a helper): this runs once per conversation file on every stats.
         models, model_tokens, days, day_tokens = self.models, self.model_tokens, self.days, self.day_tokens
+        longest = self.longest
         for s in summaries:
-            if not s.messages:
+            count = s.messages
+            if not count:
                 continue
             conversations += 1
-            messages += s.messages
+            messages += count
             tokens += s.tokens
             token_messages += s.token_messages
-            last = later(last, s.last_timestamp)
-            if self.longest is None or s.messages > self.longest.messages:
-                self.longest = Longest(user, s.ref, s.messages)
+            last = s.last_timestamp if last is None else later(last, s.last_timestamp)
+            if longest is None or count > longest.messages:
+                longest = self.longest = Longest(user, s.ref, count)
             if s.models:
                 for key, count in s.models.items():
                     models[key] = models.get(key, 0) + count
@@ -135,7 +135,7 @@ class Analytics:
             if s.day_tokens:
                 for key, count in s.day_tokens.items():
                     day_tokens[key] = day_tokens.get(key, 0) + count
-        self.users.append(UserActivity(user, conversations, messages, tokens if token_messages else None, last))
+        self.users.append(UserActivity(user, messages, tokens if token_messages else None, conversations, last))
         if self.by in ("day", "week", "model"):
             self._count_reach(summaries)
 
@@ -236,17 +236,19 @@ def journal_analytics(journal: Journal, by: str | None = None, progress: Progres
     return found
 
 
-def system_stats(totals: Totals, generated_at: str | None = None) -> dict[str, Any]:
+def system_stats(totals: Totals) -> dict[str, Any]:
     """What ``system/stats.yaml`` holds."""
     record = {key: value for key, value in totals.to_json().items() if key in SYSTEM_STATS_KEYS}
-    record["generatedAt"] = generated_at or utc_now_iso()
+    record["generatedAt"] = utc_now_iso()
     return record
 
 
 def save_system_stats(journal: Journal, totals: Totals) -> bool:
     """Write ``system/stats.yaml`` from ``totals``; False when it cannot be written (never an error).
 
-    A journal root that does not exist is not created for it.
+    ``totals`` is :func:`dialogctl.overview.journal_totals` (e.g. after a
+    cleanup) or :attr:`Analytics.totals`. A journal root that does not exist
+    is not created for it.
     """
     data = (json.dumps(system_stats(totals), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     try:

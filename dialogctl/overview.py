@@ -53,20 +53,6 @@ def later(a: str | None, b: str | None) -> str | None:
     return b if tb > ta else a
 
 
-def earlier(a: str | None, b: str | None) -> str | None:
-    """The earlier of two journal timestamps (None and unreadable ones lose)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    ta, tb = parse_timestamp(a), parse_timestamp(b)
-    if ta is None:
-        return b
-    if tb is None:
-        return a
-    return b if tb < ta else a
-
-
 def user_overview(user: str, summaries: list[ConversationSummary]) -> UserOverview:
     last = None
     for s in summaries:
@@ -110,6 +96,9 @@ class Totals:
     last_cleanup: str | None = None
     tokens: int = 0
     token_messages: int = 0  # messages that carried a token count
+    # oldest/newest parsed, so each summary's timestamps are parsed once (this runs per file on every stats)
+    _oldest_at: datetime | None = field(default=None, repr=False, compare=False)
+    _newest_at: datetime | None = field(default=None, repr=False, compare=False)
 
     def add(self, summaries: list[ConversationSummary]) -> None:
         self.users += 1
@@ -123,8 +112,14 @@ class Totals:
                 self.archived += 1
             if s.messages or s.ref.archived:
                 self.conversations += 1
-            self.oldest = earlier(self.oldest, s.first_timestamp)
-            self.newest = later(self.newest, s.last_timestamp)
+            if s.first_timestamp is not None:
+                at = parse_timestamp(s.first_timestamp)
+                if at is not None and (self._oldest_at is None or at < self._oldest_at):
+                    self.oldest, self._oldest_at = s.first_timestamp, at
+            if s.last_timestamp is not None:
+                at = parse_timestamp(s.last_timestamp)
+                if at is not None and (self._newest_at is None or at > self._newest_at):
+                    self.newest, self._newest_at = s.last_timestamp, at
             for role, count in s.roles.items():
                 self.roles[role] = self.roles.get(role, 0) + count
 

@@ -250,6 +250,8 @@ def test_top_limits_the_most_active_users(journal_root: tuple[Path, dict[str, An
     assert refused.exit_code == 2 and refused.stdout == ""
     refused = cli("--root", str(root), "stats", "--by", "month")
     assert refused.exit_code == 2 and refused.stdout == ""
+    refused = cli("--root", str(root), "stats", "--format", "csv")
+    assert refused.exit_code == 2 and refused.stdout == "" and "hint: --by day|week|model|user prints rows" in refused.stderr
 
 
 def test_table_carries_the_new_numbers(journal_root: tuple[Path, dict[str, Any]], cli: Cli) -> None:
@@ -378,3 +380,17 @@ def test_the_real_executable(journal_root: tuple[Path, dict[str, Any]]) -> None:
     done = run_exe("stats", "--format", "jsonl", env=env)
     assert done.returncode == 0 and json.loads(done.stdout)["tokensByModel"] == want["tokensByModel"]
     assert json.loads((root / "system" / "stats.yaml").read_text())["totalTokens"] == want["totalTokens"]
+
+
+def test_save_system_stats_from_the_plain_totals(journal_root: tuple[Path, dict[str, Any]], cli: Cli) -> None:
+    """What the lead's cleanup calls: the journal's totals alone, without the analytics."""
+    from dialogctl.analytics import save_system_stats
+    from dialogctl.overview import journal_totals
+
+    root, want = journal_root
+    journal = Journal(load_settings({"root": str(root)}))
+    assert save_system_stats(journal, journal_totals(journal))
+    saved = json.loads((root / "system" / "stats.yaml").read_text())
+    got = cli.json("--root", str(root), "stats", "--format", "json")
+    assert {k: v for k, v in saved.items() if k != "generatedAt"} == {k: got[k] for k in saved if k != "generatedAt"}
+    assert saved["totalTokens"] == want["totalTokens"]

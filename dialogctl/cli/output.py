@@ -47,13 +47,13 @@ FormatOption = Annotated[
 OBJECT_FORMATS = (Format.table, Format.json, Format.jsonl)
 
 
-def object_format(fmt: Format | None, command: str) -> Format:
-    """The format for a command whose data is one object: a usage error for csv and tsv."""
+def object_format(fmt: Format | None, command: str, hint: str | None = None) -> Format:
+    """The format for a command whose data is one object: a usage error for csv and tsv (``hint``: how to get rows)."""
     chosen = fmt or Format.table
     if chosen not in OBJECT_FORMATS:
         from ..errors import InvalidInput
 
-        raise InvalidInput(f"'{command}' prints one object, which --format {chosen.value} cannot carry; use table, json or jsonl")
+        raise InvalidInput(f"'{command}' prints one object, which --format {chosen.value} cannot carry; use table, json or jsonl", hint=hint)
     return chosen
 
 

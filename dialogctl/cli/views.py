@@ -116,15 +116,18 @@ def stats(
 ) -> None:
     """Totals and usage for the whole journal: users, messages, tokens, models, activity.
 
-    One object: users, messages, archives, storage, time span, messages by
-    role and model, token totals and averages (integer tokens or the
-    total/prompt+completion/input+output of a mapping), the longest
-    conversation, the most active users (--top N) and messages per UTC day.
-    --format json (or jsonl, on one line) carries raw values (storageUsage in
-    bytes, ISO 8601 times); on a terminal the table ends with a chart of the
-    last 30 days up to the newest activity. --by day|week|model|user prints
-    rows instead (messages, tokens where known, conversations, users), in any
-    --format. Each run also writes system/stats.yaml (see README).
+    One object (table, json or jsonl): users, messages, archives, storage,
+    time span, messages by role and model, token totals and averages (an
+    integer tokens, or the total, prompt+completion or input+output of a
+    mapping), the longest conversation, the most active users (--top N) and
+    messages per UTC day. json carries raw values (storageUsage in bytes,
+    ISO 8601 times, null for a token figure no message recorded); on a
+    terminal the table ends with a chart of the 30 days up to the newest
+    activity. --by day|week|model|user prints rows instead (messages, tokens,
+    conversations, users), in any --format including csv and tsv.
+
+    Each run also leaves a snapshot in system/stats.yaml for other tools;
+    appends do not update it and dialogctl never reads it back.
 
     Examples:
 
@@ -139,7 +142,7 @@ def stats(
     from .progress import ProgressBar
 
     state: CliState = ctx.obj
-    chosen = fmt if by else object_format(fmt, "stats")
+    chosen = fmt if by else object_format(fmt, "stats", hint="--by day|week|model|user prints rows, which csv and tsv carry")
     journal = state.journal()
     with ProgressBar(state, "Reading users") as bar:
         found = journal_analytics(journal, by.value if by else None, progress=bar.update)
