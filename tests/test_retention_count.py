@@ -100,8 +100,8 @@ def test_the_setting_and_the_override(root: Path, cli: Cli, monkeypatch: Any) ->
     monkeypatch.setenv("DIALOGUE_JOURNAL_MAX_CONVERSATIONS_PER_USER", "4")
     plan = cli.json("cleanup", "--retention-days", "0", "--dry-run", "--format", "json")
     assert plan["cutoffs"]["maxConversations"] == 4 and plan["archivesRemoved"] == 2
-    assert cli.json("cleanup", "--keep-last", "0", "--retention-days", "0", "--dry-run", "--format", "json")["archivesRemoved"] == 0
-    assert cli.json("cleanup", "--keep-last", "0", "--retention-days", "0", "--dry-run", "--format", "json")["cutoffs"]["maxConversations"] is None
+    unlimited = cli.json("cleanup", "--keep-last", "0", "--retention-days", "0", "--dry-run", "--format", "json")
+    assert unlimited["archivesRemoved"] == 0 and unlimited["cutoffs"]["maxConversations"] is None
     assert cli.json("cleanup", "--keep-last", "1", "--retention-days", "0", "--dry-run", "--format", "json")["archivesRemoved"] == 5
     assert cli("cleanup", "--keep-last", "-1", "--dry-run").exit_code == 2
     # The default (50) leaves a user with six conversations alone.
@@ -115,7 +115,8 @@ def test_other_rules_act_first_and_are_not_counted_twice(root: Path, cli: Cli) -
     _archive(cli, "alice", "old2", _days_ago(1050))  # retention removes it
     _archive(cli, "alice", "mixed", _days_ago(900), _days_ago(400))  # max age would trim it; the count removes it
     _archive(cli, "alice", "aged", _days_ago(800))  # max age empties it: removed, not counted
-    _archive(cli, "alice", "k1", _days_ago(300))
+    recent = _days_ago(300)
+    _archive(cli, "alice", "k1", _days_ago(800), recent)  # max age trims it, the count keeps it
     _archive(cli, "alice", "k2", _days_ago(200))
     for day in (2002, 2001, 2000):
         _archive(cli, "idle", f"i{day}", _days_ago(day))
@@ -127,19 +128,20 @@ def test_other_rules_act_first_and_are_not_counted_twice(root: Path, cli: Cli) -
         ("remove-archive", "retention", "alice", "old1"),
         ("remove-archive", "retention", "alice", "old2"),
         ("keep", "maxConversations", "alice", "k2"),
-        ("keep", "maxConversations", "alice", "k1"),
+        ("trim", "maxAge", "alice", "k1"),
         ("remove-archive", "maxConversations", "alice", "mixed"),
         ("remove-user", "maxInactive", "idle", "*"),
     ]
     mixed = next(a for a in plan["actions"] if a["conversation"] == "mixed")
     assert mixed["messages"] == 2  # the whole archive, not the trim's one message
-    assert plan["archivesRemoved"] == 4 and plan["usersRemoved"] == 1 and plan["filesTrimmed"] == 0
-    assert plan["actionsByRule"] == {"maxAge": 1, "maxInactive": 1, "retention": 2, "maxConversations": 1}
+    assert plan["archivesRemoved"] == 4 and plan["usersRemoved"] == 1 and plan["filesTrimmed"] == 1
+    assert plan["actionsByRule"] == {"maxAge": 2, "maxInactive": 1, "retention": 2, "maxConversations": 1}
     done = cli.json("cleanup", *args, "--yes", "--format", "json")
     assert {k: done[k] for k in ("archivesRemoved", "usersRemoved", "messagesRemoved", "actionsByRule")} == {
         k: plan[k] for k in ("archivesRemoved", "usersRemoved", "messagesRemoved", "actionsByRule")
     }
     assert _archives(root) == ["k1", "k2"]
+    assert [m["content"] for m in cli.jsonl("show", "alice", "--archive", "k1", "--format", "jsonl")] == [f"said at {recent}"]
     assert [u["user"] for u in cli.json("list", "--format", "json")] == ["alice"]
     log = json.loads((root / "system" / "cleanup.log").read_text().splitlines()[-1])
     assert log["cutoffs"]["maxConversations"] == 2 and log["actionsByRule"]["maxConversations"] == 1

@@ -65,9 +65,14 @@ def cleanup(
     jsonl, csv and tsv print one action per line: the plan with --dry-run,
     what was done otherwise.
 
-    Each line has an action (remove-user, remove-archive, trim, or keep) and
-    the rule behind it (maxInactive, retention, maxAge, maxConversations). The
-    count rule (maxConversationsPerUser, --keep-last) counts a user's archives
+    Each line has an action (remove-user, remove-archive, trim or keep), the
+    rule behind it (maxInactive, retention, maxAge or maxConversations), user,
+    conversation, path (json and jsonl), messages and bytes removed, and the
+    reason. The json object adds the totals (usersRemoved, archivesRemoved,
+    filesTrimmed, messagesRemoved, bytesFreed, actionsByRule) and each rule's
+    cut-off (maxConversations: the limit per user).
+
+    The count rule (maxConversationsPerUser, --keep-last) counts a user's archives
     and the active conversations that hold messages; beyond the limit the
     oldest archives go (age: newest message, else file time). Active
     conversations and files with damaged records are never removed. The plan
