@@ -24,6 +24,7 @@ from typing import Any
 
 
 def yaml_files(root: str) -> Iterator[str]:
+    """Every conversation file (``*.yaml`` below a ``dialogs/`` folder; not users' metadata.yaml)."""
     stack = [os.path.join(root, "users")]
     while stack:
         folder = stack.pop()
@@ -34,7 +35,7 @@ def yaml_files(root: str) -> Iterator[str]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 stack.append(entry.path)
-            elif entry.name.endswith(".yaml"):
+            elif entry.name.endswith(".yaml") and f"{os.sep}dialogs{os.sep}" in entry.path:
                 yield entry.path
 
 

@@ -80,8 +80,13 @@ def median(cmd: list[str], runs: int, **kw: Any) -> dict[str, float]:
     return {"s": statistics.median(times), "rss_mb": rss / 1024, "runs": runs}
 
 
+def conversation_files(root: Path) -> list[Path]:
+    """The journal's conversation files (not users' metadata.yaml)."""
+    return [p for p in root.rglob("*.yaml") if "dialogs" in p.parts]
+
+
 def journal_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*.yaml"))
+    return sum(p.stat().st_size for p in conversation_files(root))
 
 
 def build_reference_journal(jsonl: Path, root: Path) -> None:
@@ -152,7 +157,7 @@ def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> 
     }
     print("  W1", res["W1"], flush=True)
     res["bytes"] = journal_bytes(root)
-    res["files"] = sum(1 for _ in root.rglob("*.yaml"))
+    res["files"] = len(conversation_files(root))
 
     # W2: stats cold, warm, after 1% new appends.
     catalog = root / "system" / "catalog.bin"
@@ -178,7 +183,7 @@ def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> 
         "ruamel": median([*BASE, "ruamel_stats", str(root)], base_runs),
         "sqlite": median([*BASE, "sqlite_stats", str(db)], runs),
         "stat": median([*BASE, "stat_all", str(root)], runs),
-        "cat": median(["sh", "-c", f"find '{root}' -name '*.yaml' -type f -print0 | xargs -0 cat > /dev/null"], runs),
+        "cat": median(["sh", "-c", f"find '{root}' -path '*/dialogs/*' -name '*.yaml' -type f -print0 | xargs -0 cat > /dev/null"], runs),
     }
     print("  W2", res["W2"], flush=True)
     res["bytes"] = journal_bytes(root)

@@ -191,6 +191,8 @@ def after_append(
         and own["counted"].get(target) == before
         and isinstance(meta.get("statistics"), dict)
     )
+    if meta is None and before is None and _only_written_by(journal, user, target, moves):
+        meta, trusted = _fresh(user, None), True  # a new user: this batch is all there is
     if meta is None or not trusted:
         meta = recompute(journal, user, meta)  # reads the files as they are now: the batch and moves included
     else:
@@ -202,6 +204,12 @@ def after_append(
         _add(meta, batch[done:], target)
         meta[_OWN]["counted"][target] = after
     save(user_folder, meta, journal.file_mode)
+
+
+def _only_written_by(journal: Journal, user: str, target: str, moves: Sequence[Move]) -> bool:
+    """Whether the user's conversation files are exactly what this append wrote (a listing; nothing is read)."""
+    names = {f.rel_path.rsplit("/dialogs/", 1)[-1] for f in journal.conversation_files(user, include_archives=True)}
+    return names <= {target, *(m.new for m in moves)}
 
 
 def _apply_moves(own: dict[str, Any], moves: Sequence[Move]) -> None:
