@@ -24,7 +24,7 @@ from typing import Any
 
 
 def yaml_files(root: str) -> Iterator[str]:
-    """Every conversation file: the YAML files below a ``dialogs/`` folder (not metadata.yaml)."""
+    """Every conversation file (``*.yaml`` below a ``dialogs/`` folder; not users' metadata.yaml)."""
     stack = [os.path.join(root, "users")]
     while stack:
         folder = stack.pop()
@@ -190,6 +190,24 @@ def sqlite_append(db: str, jsonl: str) -> None:
         )
         con.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
     con.close()
+
+
+def ruamel_search(root: str, needle: str) -> None:
+    """Messages containing ``needle`` (case-insensitive), parsing every file."""
+    yaml = _yaml()
+    folded = needle.casefold()
+    out = sys.stdout
+    for path in sorted(yaml_files(root)):
+        for index, msg in enumerate(_load_messages(yaml, path)):
+            if folded in str(msg.get("content", "")).casefold():
+                out.write(json.dumps({"path": path, "index": index, "content": msg["content"]}, ensure_ascii=False, default=str) + "\n")
+
+
+def sqlite_search(db: str, needle: str) -> None:
+    con = sqlite3.connect(db)
+    out = sys.stdout
+    for user, conversation, content in con.execute("SELECT user, conversation, content FROM messages WHERE instr(lower(content), lower(?)) > 0", (needle,)):
+        out.write(json.dumps({"user": user, "conversation": conversation, "content": content}, ensure_ascii=False) + "\n")
 
 
 def sqlite_stats(db: str) -> None:

@@ -1,7 +1,8 @@
-"""dialogctl at operator scale: workloads W1-W5 against the ruamel, SQLite and disk baselines.
+"""dialogctl at operator scale: workloads W1-W6 against the ruamel, SQLite and disk baselines.
 
     python bench/run.py            # 10k, 100k and 1M messages (about 20 minutes on 2 cores)
     python bench/run.py --quick    # a 2,000-message smoke run (about two minutes; results in bench/work/)
+    python bench/run.py --size 100000   # one size only (results in bench/work/results-sizes/)
 
 Builds each synthetic journal through ``dialogctl append --jsonl`` (sharded,
 realistic mix; see ``bench/synthetic.py``), measures every workload and its
@@ -80,7 +81,7 @@ def median(cmd: list[str], runs: int, **kw: Any) -> dict[str, float]:
 
 
 def conversation_files(root: Path) -> list[Path]:
-    """The conversation files (below ``dialogs/``; metadata.yaml and system/ are not journal data)."""
+    """The journal's conversation files (not users' metadata.yaml)."""
     return [p for p in root.rglob("*.yaml") if "dialogs" in p.parts]
 
 
@@ -114,6 +115,10 @@ def one_percent(size: int, users: int, work: Path, run_number: int) -> Path:
             record["user"] = synthetic.user_id((i * 7919) % users)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
+
+
+NEEDLE = "Zürich 東京"  # two words of the synthetic vocabulary side by side: in some messages, not most
+NEEDLE_REGEX = r"z.rich 東京"
 
 
 def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> dict[str, Any]:
@@ -213,6 +218,20 @@ def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> 
         "ruamel": res["W2"]["ruamel"],
     }
     print("  W5", res["W5"], flush=True)
+
+    # W6 (issue 7): search over every conversation and archive. A fixed string is
+    # first looked for in the raw bytes; a regex parses every file; --since lets
+    # the saved catalog rule out files whose time span is before the bound.
+    recent = (synthetic.NOW - synthetic.timedelta(days=30)).strftime("%Y-%m-%d")
+    res["W6"] = {
+        "fixed": median([*dctl, "search", NEEDLE, "-a", "--format", "jsonl"], runs, stdout=os.devnull),
+        "regex": median([*dctl, "search", "-E", NEEDLE_REGEX, "-a", "--format", "jsonl"], runs, stdout=os.devnull),
+        "recent": median([*dctl, "search", NEEDLE, "-a", "--since", recent, "--format", "jsonl"], runs, stdout=os.devnull),
+        "ruamel": median([*BASE, "ruamel_search", str(root), NEEDLE], base_runs, stdout=os.devnull),
+        "sqlite": median([*BASE, "sqlite_search", str(db), NEEDLE], runs, stdout=os.devnull),
+        "cat": res["W2"]["cat"],
+    }
+    print("  W6", res["W6"], flush=True)
     return res
 
 
@@ -334,6 +353,10 @@ def report(results: dict[str, Any], out: Path) -> None:
         row(
             r, "W5 list", w5["list"]["s"], w5["ruamel"]["s"], w5["sqlite_list"]["s"], w5["warm_stats"]["s"], "<=2x warm stats (limit col)", w5["list"]["rss_mb"]
         )
+        w6 = r["W6"]
+        row(r, f"W6 search {NEEDLE!r} -a", w6["fixed"]["s"], w6["ruamel"]["s"], w6["sqlite"]["s"], w6["cat"]["s"], "(issue 7: report)", w6["fixed"]["rss_mb"])
+        row(r, "W6 same as a regex (parses every file)", w6["regex"]["s"], w6["ruamel"]["s"], w6["sqlite"]["s"], w6["cat"]["s"], "", w6["regex"]["rss_mb"])
+        row(r, "W6 fixed string, --since 30 days ago", w6["recent"]["s"], w6["ruamel"]["s"], w6["sqlite"]["s"], w6["cat"]["s"], "", w6["recent"]["rss_mb"])
     lc = results["long"]
     lines += [
         "",
@@ -395,6 +418,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small journal: a smoke run")
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement (median); default 5, 3 with --quick")
+    parser.add_argument(
+        "--size", type=int, action="append", help="only this many messages (repeatable; users = messages / 100); results go to bench/work/results-sizes"
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument(
         "--out", type=Path, default=None, help="default: bench/results (--quick: bench/work/results-quick, so a smoke run never replaces the committed results)"
@@ -402,13 +428,16 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     if args.out is None:
-        args.out = args.work / "results-quick" if args.quick else HERE / "results"
+        args.out = args.work / "results-quick" if args.quick else args.work / "results-sizes" if args.size else HERE / "results"
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     WORK_CWD[0] = str(args.work)
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python bench/run.py", *sys.argv[1:]])}
-    results["sizes"] = [bench_size(size, users, args.work, runs, 1 if size >= 1_000_000 else min(runs, 3)) for size, users in (QUICK if args.quick else SIZES)]
-    results["long"] = bench_long_conversation(args.work, runs, 2_000 if args.quick else 100_000)
+    results["sizes"] = [
+        bench_size(size, users, args.work, runs, 1 if size >= 1_000_000 else min(runs, 3))
+        for size, users in (QUICK if args.quick else [(n, max(1, n // 100)) for n in args.size] if args.size else SIZES)
+    ]
+    results["long"] = bench_long_conversation(args.work, runs, 2_000 if args.quick or args.size else 100_000)
     report(results, args.out)
     print((args.out / "results.md").read_text())
 

@@ -427,6 +427,18 @@ def summaries(journal: Journal, save_learned: bool = True) -> Iterator[tuple[str
         yield user, out
 
 
+def saved_summary(saved: dict[str, list[Any]], f: ConversationFile) -> ConversationSummary | None:
+    """The summary the saved catalog holds for ``f`` if the file is unchanged since; else None.
+
+    Reads nothing: for commands that only want to skip files (``search`` with a
+    time or role filter) and must not pay for a scan of the whole journal.
+    """
+    entry = saved.get(f.rel_path)
+    if entry is None or not _valid(entry) or not _matches(entry, f):
+        return None
+    return _summary(f.ref, entry[E_SIZE], f.mtime, entry[E_FULL])
+
+
 class CatalogProblem(NamedTuple):
     path: str
     problem: str

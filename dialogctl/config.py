@@ -100,7 +100,7 @@ class Spec(NamedTuple):
 SPECS: tuple[Spec, ...] = (
     Spec("root", "ROOT", None, _text, "journal root folder"),
     Spec("maxConversationLength", "MAX_CONVERSATION_LENGTH", 1000, _int_in(1), "most messages one conversation may hold; an append past it archives first"),
-    Spec("maxConversationsPerUser", "MAX_CONVERSATIONS_PER_USER", 50, _int_in(0), "archives kept per user by cleanup (0: no limit)"),
+    Spec("maxConversationsPerUser", "MAX_CONVERSATIONS_PER_USER", 50, _int_in(0), "most conversations per user; cleanup drops older archives (0: no limit)"),
     Spec("archiveThreshold", "ARCHIVE_THRESHOLD", 100, _int_in(0), "archive a conversation automatically when it reaches this many messages (0: never)"),
     Spec("retentionDays", "RETENTION_DAYS", 365, _int_in(0), "cleanup removes archives older than this many days (0: keep forever)"),
     Spec("lockTimeoutMs", "LOCK_TIMEOUT_MS", 5000, _int_in(0), "how long to wait for a user's lock, in milliseconds"),

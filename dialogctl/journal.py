@@ -273,7 +273,7 @@ class Journal:
             user = L.user_id_from_parts(parts)
             rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
             try:
-                L.validate_user_id(user)
+                L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
             except InvalidInput as exc:
                 self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
             else:
@@ -550,15 +550,16 @@ class Journal:
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
         tail = self._tail(dialogs, name, ref)
-        size_before = tail.size
+        before = usermeta.key_of(dialogs.stat(name))
         count = tail.messages
         archived: list[str] = []
+        moves: list[usermeta.Move] = []  # told to metadata.yaml in the one update at the end
         remaining = messages
         while remaining:
             room = limit - count
             if room <= 0 or (one_write and count and len(remaining) > room):
                 try:
-                    aid = self.archive_locked(dialogs, user, name, ref)
+                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages) - len(remaining))
                 except StorageError as exc:
                     if remaining is messages:
                         raise
@@ -581,15 +582,23 @@ class Journal:
                 # The messages are durable: a failed archive must not report them as
                 # lost (a caller would append them again). The next append archives first.
                 try:
-                    aid = self.archive_locked(dialogs, user, name, ref)
+                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages))
                 except StorageError as exc:
+                    self._metadata_after_append(dialogs, user, name, before, messages, moves)
                     return AppendResult(user, ref.name, len(messages), count, tuple(archived), exc.message)
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0, True)
                 count = 0
-        self._keep_metadata(dialogs, lambda meta_folder: usermeta.after_append(self, meta_folder, user, name, size_before, tail.size, messages))
+        self._metadata_after_append(dialogs, user, name, before, messages, moves)
         return AppendResult(user, ref.name, len(messages), count, tuple(archived))
+
+    def _metadata_after_append(self, dialogs: Folder, user: str, name: str, before: usermeta.Key, messages: list[Message], moves: list[usermeta.Move]) -> None:
+        try:
+            after = usermeta.key_of(dialogs.stat(name))
+        except StorageError:
+            return  # recomputed at the next append
+        self._keep_metadata(dialogs, lambda meta_folder: usermeta.after_append(self, meta_folder, user, name, before, after, messages, moves))
 
     def _keep_metadata(self, dialogs: Folder, update: Callable[[Folder], None]) -> None:
         """Update the user's metadata.yaml; a failure there never fails the write it follows.
@@ -675,7 +684,22 @@ class Journal:
             raise InvalidInput(f"{ref.describe()} is already archived")
         return L.session_file(ref.id or "") if ref.kind == "session" else L.CURRENT_FILE
 
-    def archive_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, archive_id: str | None = None) -> str | None:
+    def archive_locked(
+        self,
+        dialogs: Folder,
+        user: str,
+        name: str,
+        ref: ConversationRef,
+        archive_id: str | None = None,
+        moves: list[usermeta.Move] | None = None,
+        at: int = 0,
+    ) -> str | None:
+        """Archive one conversation (the caller holds the user's lock); its id, or None when it was empty.
+
+        metadata.yaml is told of the move at once, unless ``moves`` collects it
+        for the caller's own update (an append tells it once, at its end; ``at``
+        is how many of its messages were written before this archive).
+        """
         st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
@@ -694,8 +718,11 @@ class Journal:
             except StorageError:
                 _move_back(archived, L.archive_file(chosen), dialogs, name)
                 raise
-        moved = f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}"
-        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [(name, moved)], self.file_mode))
+        move = usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}", usermeta.key_of(st), usermeta.key_of(dialogs.stat(name)), at=at)
+        if moves is not None:
+            moves.append(move)
+        else:
+            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [move], self.file_mode))
         return chosen
 
     def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
@@ -711,7 +738,8 @@ class Journal:
             if not dialogs.has_folder(L.ARCHIVE_DIR):
                 raise NotFound(f"archive {archive_id!r} of user {user!r} not found (the user has no archives)")
             with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
-                if _regular(archived, L.archive_file(archive_id)) is None:
+                archive_st = _regular(archived, L.archive_file(archive_id))
+                if archive_st is None:
                     raise NotFound(f"archive {archive_id!r} of user {user!r} not found")
                 target = conversation
                 if target is None and self.layout().conversations == "sessions":
@@ -728,17 +756,26 @@ class Journal:
                         except StorageError:
                             archived.exchange(L.archive_file(archive_id), dialogs, name)
                             raise
-                        swapped = [(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}"), (restored, name)]
+                        swapped = [
+                            usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}", usermeta.key_of(st)),
+                            usermeta.Move(restored, name, usermeta.key_of(archive_st)),
+                        ]
                         self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, swapped, self.file_mode))
                         return RestoreResult(user, archive_id, ref.name, first)
                 archived_first = self.archive_locked(dialogs, user, name, ref)
+                replaced = usermeta.key_of(dialogs.stat(name))  # the empty file, if any, the archive takes the place of
                 try:
                     archived.rename_to(L.archive_file(archive_id), dialogs, name)
                 except StorageError:
                     if archived_first is not None:  # undo the archive-first step: all as it was
                         _move_back(archived, L.archive_file(archived_first), dialogs, name)
                     raise
-            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [(restored, name)], self.file_mode))
+            self._keep_metadata(
+                dialogs,
+                lambda meta_folder: usermeta.note_moved(
+                    meta_folder, [usermeta.Move(restored, name, usermeta.key_of(archive_st), replaced=replaced)], self.file_mode
+                ),
+            )
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
         return self.locked(user, "restore", body)

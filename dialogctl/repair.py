@@ -37,6 +37,7 @@ from .storage import TEMP_MARK, Folder, open_root
 from .verify import (
     CATALOG_STALE,
     FOREIGN_OWNER,
+    METADATA_TEMP,
     QUARANTINE_DIR,
     SHARED_FILE,
     SYSTEM_DIR,
@@ -280,6 +281,13 @@ class _Mender:
                     RepairAction(None, finding.path, "finish removal", "delete a user folder an interrupted cleanup was removing"),
                     lambda: parent.remove_tree(parts[-1]),
                 )
+            elif parts[-1].startswith(METADATA_TEMP) and len(parts) > 2:
+                # metadata.yaml is rewritten under the user's lock: holding it, a temp file is a leftover.
+                user = L.user_id_from_parts(parts[1:-1])
+                if self.dry_run:
+                    self._quarantine_temp(parent, parts[-1], finding.path, user)
+                else:
+                    self.journal.locked(user, "repair", lambda _dialogs: self._quarantine_temp(parent, parts[-1], finding.path, user))
             else:
                 self._quarantine_temp(parent, parts[-1], finding.path, None, min_age=_TEMP_AGE)
 

@@ -9,17 +9,24 @@ Speed: parsing YAML is what costs. For a fixed string with no character YAML
 may escape (quote, backslash, tab, line breaks), every occurrence in a message
 is also an occurrence in the file's raw text, so the same pattern is first run
 over the raw file and a file without a hit is never parsed.
+
+With ``--since``/``--until``/``--role`` the saved catalog (see
+:mod:`dialogctl.catalog`) also rules out, without reading them, files whose
+time span or roles cannot hold a selected message. Only entries for files
+unchanged since the catalog was saved are trusted, and search never scans or
+saves the catalog itself (that would parse every changed file first).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .filters import ALL, MessageFilter
-from .journal import Journal
+from .journal import ConversationFile, Journal
 from .models import ConversationRef, Message
+from .times import parse_timestamp
 
 _ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
 
@@ -63,12 +70,37 @@ def search(
     context: int = 0,
 ) -> Iterator[list[Hit]]:
     """Groups of hits (matches with their context), conversation by conversation."""
+    saved: dict[str, list[Any]] = {}
+    if selection.active:
+        from .catalog import load
+
+        saved = load(journal.root)
     for user in journal.users() if users is None else users:
         for f in journal.conversation_files(user, include_archives=include_archives):
-            if f.size == 0 or (m.raw_check and not _raw_may_match(journal, f.ref, m)):
+            if f.size == 0 or (saved and not _may_hold_selected(saved, f, selection)):
+                continue
+            if m.raw_check and not _raw_may_match(journal, f.ref, m):
                 continue
             conv = journal.read(f.ref, missing_ok=True)
             yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter) -> bool:
+    """False when the catalog shows that no message of ``f`` passes the time and role filter."""
+    from .catalog import saved_summary
+
+    summary = saved_summary(saved, f)
+    if summary is None:
+        return True  # not known: read it
+    if selection.roles is not None and not any(summary.roles.get(role) for role in selection.roles):
+        return False
+    if selection.since is not None or selection.until is not None:
+        first, last = parse_timestamp(summary.first_timestamp or ""), parse_timestamp(summary.last_timestamp or "")
+        if first is None or last is None:
+            return False  # no readable timestamp: a time bound keeps none of its messages
+        if (selection.since is not None and last < selection.since) or (selection.until is not None and first >= selection.until):
+            return False
+    return True
 
 
 def _raw_may_match(journal: Journal, ref: ConversationRef, m: Matcher) -> bool:

@@ -26,6 +26,9 @@ import re
 from typing import Any
 
 from .models import Message
+from .salvage import MAX_ITEM_BYTES
+
+_LARGE_CHARS = MAX_ITEM_BYTES // 4  # an item this many characters long may exceed the byte limit
 
 _ITEM = re.compile(
     r"- role: ([a-z][a-z0-9_-]{0,31})\n"
@@ -51,6 +54,8 @@ def read_items(text: str, start: int = 0) -> tuple[list[Message], int]:
         if m is None:
             return messages, pos
         after = m.end()
+        if after - pos > _LARGE_CHARS and len(text[pos:after].encode("utf-8", "surrogatepass")) > MAX_ITEM_BYTES:
+            return messages, pos  # the salvage reader refuses it by name, whichever reader meets it
         if after != len(text) and not text.startswith("- ", after) and text[after:].strip():
             return messages, pos  # the item goes on in a shape this reader does not know
         role, block, timestamp, meta = m.groups()

@@ -10,10 +10,14 @@ Decisions a reader must know:
 
 * An append updates it from the batch in hand; conversations are never
   re-read for it. The update is trusted only while the conversation file it
-  counted last is exactly as dialogctl left it (its size is recorded under
-  ``dialogctl.counted``). When anything else changed that file (a server's own
-  append, an archive by another tool, an edit), the metadata is recomputed
-  from the user's files once, and then kept incrementally again.
+  counted last is exactly as dialogctl left it: each counted file's identity
+  (size and inode) is recorded under ``dialogctl.counted``, and a rename keeps
+  both. When anything else changed that file (a server's own append, an
+  archive by another tool, an edit, a metadata write that failed after the
+  append it followed), the metadata is recomputed from the user's files once,
+  and then kept incrementally again.
+* One append makes one metadata write, even when it archived on the way, so
+  the file is either wholly before or wholly after the append.
 * It is derived data: written atomically but not fsynced. A crash can leave
   it stale, and a stale or missing file is simply recomputed; nothing reads it
   as the truth about messages.
@@ -22,15 +26,43 @@ Decisions a reader must know:
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .models import Message
 from .times import parse_timestamp
 from .usage import tokens_of
 
 if TYPE_CHECKING:
+    import os
+
     from .journal import Journal
     from .storage import Folder
+
+# A counted file's identity: [size, inode]; None for a file that does not exist.
+Key = list[int] | None
+
+
+def key_of(st: os.stat_result | None) -> Key:
+    return None if st is None else [st.st_size, st.st_ino]
+
+
+class Move(NamedTuple):
+    """A file renamed within the user's folder (``dialogs/``-relative names).
+
+    ``key`` is the moved file's identity (a rename keeps it); ``replaced`` the
+    identity of the file the rename replaced at the new name (None: there was
+    none); ``left`` the identity of what now sits at the old name (the
+    reference's empty file after an archive), or None when the name is now free.
+    """
+
+    old: str
+    new: str
+    key: Key
+    left: Key = None
+    replaced: Key = None
+    at: int = 0  # for an archive during an append: how many of the batch's messages went in before it
+
 
 METADATA_FILE = "metadata.yaml"
 _OWN = "dialogctl"  # our bookkeeping inside the file
@@ -79,16 +111,22 @@ def _fresh(user: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     meta["totalMessages"] = 0
     meta["statistics"] = dict(meta.get("statistics") or {}) if isinstance(meta.get("statistics"), dict) else {}
     meta["statistics"].update(userMessages=0, assistantMessages=0, averageResponseTime=0, totalTokens=0)
-    meta[_OWN] = {"counted": {}, "responses": 0, "responseMs": 0, "last": None}
+    meta[_OWN] = {"counted": {}, "responses": 0, "responseMs": 0, "last": {}}
     meta.pop("lastActivity", None)
     return meta
 
 
-def _add(meta: dict[str, Any], messages: list[Message]) -> None:
-    """Count a run of messages that follows what ``meta`` has counted so far."""
+def _add(meta: dict[str, Any], messages: list[Message], name: str) -> None:
+    """Count a run of messages that follows what ``meta`` has counted so far in conversation file ``name``.
+
+    A response time is the time from a user message to the assistant message
+    right after it in the same conversation, so each file keeps its own last
+    message (``dialogctl.last``), which follows the file when it is moved.
+    """
     stats = meta["statistics"]
     own = meta[_OWN]
-    last = own.get("last")
+    lasts = own.setdefault("last", {})
+    last = lasts.get(name)
     for msg in messages:
         meta["totalMessages"] += 1
         if msg.role == "user":
@@ -110,48 +148,100 @@ def _add(meta: dict[str, Any], messages: list[Message]) -> None:
             if not meta.get("lastActivity") or (parse_timestamp(meta["lastActivity"]) or moment) < moment:
                 meta["lastActivity"] = msg.timestamp
         last = [msg.role, msg.timestamp]
-    own["last"] = last
+    lasts[name] = last
     stats["averageResponseTime"] = round(own["responseMs"] / own["responses"]) if own["responses"] else 0
 
 
 def recompute(journal: Journal, user: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The metadata from the user's files (archives first, oldest first, then the active ones)."""
+    """The metadata from the user's files (archives first, oldest first, then the active ones).
+
+    Damage met on the way is not reported: the command that asked for the
+    metadata did not read those files for its caller (``verify`` does).
+    """
     meta = _fresh(user, previous)
     files = journal.conversation_files(user)
     ordered = [f for f in files if f.ref.archived] + [f for f in files if not f.ref.archived]
-    for f in ordered:
-        conv = journal.read(f.ref, missing_ok=True)
-        _add(meta, conv.messages)
-        meta[_OWN]["counted"][f.rel_path.rsplit("/dialogs/", 1)[-1]] = f.size
+    reported = len(journal.damage)
+    try:
+        for f in ordered:
+            conv = journal.read(f.ref, missing_ok=True)
+            name = f.rel_path.rsplit("/dialogs/", 1)[-1]
+            _add(meta, conv.messages, name)
+            meta[_OWN]["counted"][name] = [f.size, f.ino]
+    finally:
+        del journal.damage[reported:]
     return meta
 
 
-def after_append(journal: Journal, user_folder: Folder, user: str, target: str, size_before: int, size_after: int, batch: list[Message]) -> None:
-    """Bring the metadata up to date after ``batch`` was appended to ``target`` (under the user's lock)."""
+def after_append(
+    journal: Journal, user_folder: Folder, user: str, target: str, before: Key, after: Key, batch: list[Message], moves: Sequence[Move] = ()
+) -> None:
+    """Bring the metadata up to date after ``batch`` was appended to ``target`` (under the user's lock).
+
+    ``before``/``after`` are the target's identity before and after the append;
+    ``moves`` are the archives the append made on the way.
+    """
     meta = load(user_folder)
-    counted = meta.get(_OWN, {}).get("counted", {}) if meta else {}
-    if meta is None or not isinstance(counted, dict) or counted.get(target) != size_before or "statistics" not in meta:
-        meta = recompute(journal, user, meta)
+    own = meta.get(_OWN) if meta else None
+    trusted = (
+        meta is not None
+        and isinstance(own, dict)
+        and isinstance(own.get("counted"), dict)
+        and isinstance(own.get("last"), dict)
+        and own["counted"].get(target) == before
+        and isinstance(meta.get("statistics"), dict)
+    )
+    if meta is None and before is None and _only_written_by(journal, user, target, moves):
+        meta, trusted = _fresh(user, None), True  # a new user: this batch is all there is
+    if meta is None or not trusted:
+        meta = recompute(journal, user, meta)  # reads the files as they are now: the batch and moves included
     else:
-        _add(meta, batch)
-    meta[_OWN]["counted"][target] = size_after
+        done = 0
+        for move in moves:  # each archive on the way closes the file that held the messages before it
+            _add(meta, batch[done : move.at], target)
+            _apply_moves(meta[_OWN], [move])
+            done = move.at
+        _add(meta, batch[done:], target)
+        meta[_OWN]["counted"][target] = after
     save(user_folder, meta, journal.file_mode)
 
 
-def note_moved(user_folder: Folder, moves: list[tuple[str, str]], mode: int) -> None:
-    """Files moved (archive, restore; several at once for a swap): totals stand, the counted sizes follow the files."""
+def _only_written_by(journal: Journal, user: str, target: str, moves: Sequence[Move]) -> bool:
+    """Whether the user's conversation files are exactly what this append wrote (a listing; nothing is read)."""
+    names = {f.rel_path.rsplit("/dialogs/", 1)[-1] for f in journal.conversation_files(user, include_archives=True)}
+    return names <= {target, *(m.new for m in moves)}
+
+
+def _apply_moves(own: dict[str, Any], moves: Sequence[Move]) -> None:
+    """Move the per-file bookkeeping (identity, last message) along with the files."""
+    counted, lasts = own["counted"], own.setdefault("last", {})
+    last = {m.old: lasts.pop(m.old, None) for m in moves}
+    for m in moves:
+        counted.pop(m.old, None)
+    for m in moves:
+        counted[m.new] = m.key
+        lasts[m.new] = last[m.old]
+    for m in moves:
+        counted.setdefault(m.old, m.left)
+
+
+def note_moved(user_folder: Folder, moves: list[Move], mode: int) -> None:
+    """Files moved (archive, restore; several at once for a swap): totals stand, the counted identities follow the files.
+
+    A moved or replaced file that is not the one last counted (changed behind
+    dialogctl's back, or its metadata update was lost) marks the metadata
+    stale: the next append recomputes it.
+    """
     meta = load(user_folder)
     if meta is None or not isinstance(meta.get(_OWN), dict) or not isinstance(meta[_OWN].get("counted"), dict):
         return  # recomputed at the next append
     counted = meta[_OWN]["counted"]
-    sizes = {old: counted.pop(old, None) for old, _new in moves}
-    for old, new in moves:
-        if sizes[old] is None:
-            counted.pop(new, None)  # never counted: the next append recomputes
-        else:
-            counted[new] = sizes[old]
-    for old, _new in moves:
-        counted.setdefault(old, 0)  # the reference's empty file left in place (or the name now free)
+    olds = {m.old for m in moves}
+    known = all(counted.get(m.old) == m.key for m in moves) and all(counted.get(m.new) == m.replaced for m in moves if m.new not in olds)
+    if known and isinstance(meta[_OWN].get("last"), dict):
+        _apply_moves(meta[_OWN], moves)
+    else:
+        meta[_OWN]["counted"] = None
     save(user_folder, meta, mode)
 
 

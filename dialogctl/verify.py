@@ -35,8 +35,10 @@ from .models import ROLES, ConversationRef
 from .reader import ParsedFile, parse_conversation
 from .storage import TEMP_MARK, Folder, open_root
 from .times import parse_timestamp
+from .usermeta import METADATA_FILE
 
 SYSTEM_DIR = "system"
+METADATA_TEMP = f".{METADATA_FILE}{TEMP_MARK}"  # how usermeta's atomic rewrite names its temp file
 QUARANTINE_DIR = "quarantine"
 
 # What repair does about each kind of damage the reader reports. Unreadable
@@ -440,6 +442,12 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
             path = f"{where}/{name}"
             if TEMP_MARK in name and is_dir:
                 yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a user folder left half-removed by an interrupted cleanup", "finish removing it")
+            elif TEMP_MARK in name and name.startswith(METADATA_TEMP) and (L.DIALOGS_DIR, True, False) in entries:
+                # Written under the user's lock, so repair takes that lock and needs no age rule.
+                yield (
+                    parts,
+                    Finding(path, None, "leftovers", TEMP_FILE, "a metadata.yaml rewrite cut short (metadata is derived data)", "move it to quarantine"),
+                )
             elif TEMP_MARK in name:
                 yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a temporary file left by an interrupted write", "move it to quarantine")
             elif is_link:

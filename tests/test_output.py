@@ -75,7 +75,8 @@ def test_verbose_and_dry_run_print_the_resolved_times(alice: Path, cli: Cli) -> 
     quiet = cli("-q", "cleanup", "--max-age", "30d", "--dry-run")
     assert quiet.stderr == ""
     cutoffs = cli.json("cleanup", "--max-age", "30d", "--dry-run", "--format", "json")["cutoffs"]
-    assert set(cutoffs) == {"maxAge", "maxInactive", "retention"} and cutoffs["maxInactive"] is None
+    assert set(cutoffs) == {"maxAge", "maxInactive", "retention", "maxConversations"} and cutoffs["maxInactive"] is None
+    assert cutoffs["maxConversations"] == 50  # maxConversationsPerUser's default
 
 
 @pytest.mark.parametrize(

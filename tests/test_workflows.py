@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,30 @@ def test_search_table_escapes_hostile_text(root: Path, cli: Cli) -> None:
     cli("append", "eve", "evil \x1b]0;title\x07 [red]markup[/red] refund\u202e")
     out = cli("search", "refund").stdout
     assert "\x1b" not in out and "\u202e" not in out and "[red]markup[/red]" in out
+
+
+def test_search_skips_files_the_catalog_rules_out(root: Path, cli: Cli) -> None:
+    _seed(cli)
+    assert cli("stats", "--format", "json").exit_code == 0  # saves the catalog
+    archive = root / "users" / "al" / "ic" / "e" / "dialogs" / "archived" / "old.yaml"
+    before = archive.stat()
+    expected = cli.jsonl("search", "refund", "-a", "--since", "2024-01-16", "--format", "jsonl")
+    assert [(h["user"], h["conversation"]) for h in expected] == [("alice", "current"), ("bob", "current")]
+
+    # Same size, inode and mtime, other bytes: only a search that trusts the catalog's time span skips it.
+    data = archive.read_bytes()
+    with open(archive, "r+b") as fh:
+        fh.write(data.replace(b"refund", b"REFUND").replace(b"2024-01-15", b"2024-01-19"))
+    os.utime(archive, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert cli.jsonl("search", "refund", "-a", "--since", "2024-01-16", "--format", "jsonl") == expected
+    assert cli.jsonl("search", "refund", "-a", "--role", "system", "--format", "jsonl", expect=1) == []
+    # Without a filter the file is read, so the change shows (its records no longer match their checksums).
+    read = cli("search", "refund", "-a", "--format", "jsonl")
+    assert read.exit_code == 5 and "old.yaml:2: checksum mismatch" in read.stderr
+    assert ("alice", "old") in {(h["user"], h["conversation"]) for h in map(json.loads, read.stdout.splitlines())}
+    # A file that changed since the catalog was saved is read, not trusted.
+    cli("append", "bob", "refund again", "--timestamp", "2024-01-18T10:00:00Z")
+    assert [h["content"] for h in cli.jsonl("search", "again", "--since", "2024-01-18", "--format", "jsonl")] == ["refund again"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -296,3 +321,65 @@ def test_idle_sweeps_while_servers_append(tmp_path: Path) -> None:
     assert seen == Counter(f"m{i}" for i in range(200))
     listing = json.loads(run_exe("list", "--format", "json", env={"DIALOGUE_JOURNAL_ROOT": str(root)}).stdout)
     assert all(row["conversations"] == 0 for row in listing)  # everyone idle now, all archived
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23, 42])
+def test_metadata_matches_a_recount_through_archives_restores_and_lost_updates(tmp_path: Path, seed: int) -> None:
+    """Random appends (archiving on the way), archives, restores, appends behind dialogctl's back, and
+    metadata updates that never landed: after every append, metadata.yaml says what a full recount says."""
+    import random
+
+    from dialogctl.config import load_settings
+    from dialogctl.journal import Journal
+    from dialogctl.models import Message
+    from dialogctl.usermeta import METADATA_FILE, recompute
+
+    journal = Journal(load_settings({"root": str(tmp_path / "journal"), "archiveThreshold": "4"}))
+    rng = random.Random(seed)
+    user = "meta-user"
+    journal.append(user, [Message("user", "first", "2024-01-01T00:00:00.000Z")])
+    meta_path = (tmp_path / "journal" / journal.user_path(user)).parent / METADATA_FILE
+    clock = 0
+
+    def stamp() -> str:
+        nonlocal clock
+        clock += 1
+        return f"2024-01-01T{clock // 3600 % 24:02d}:{clock // 60 % 60:02d}:{clock % 60:02d}.000Z"
+
+    def visible(meta: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in meta.items() if k != "dialogctl"}
+
+    checked = 0
+    history: list[str] = []
+    for _ in range(300):
+        saved = meta_path.read_bytes()
+        op = rng.choice(["append", "append", "append", "archive", "restore", "behind", "lose"])
+        history.append(op)
+        if op == "append":
+            batch = [
+                Message(rng.choice(["user", "assistant"]), f"m{clock}", stamp(), {"tokens": rng.randint(1, 9)} if rng.random() < 0.5 else None)
+                for _ in range(rng.randint(1, 6))
+            ]
+            journal.append(user, batch)
+            kept, truth = json.loads(meta_path.read_text()), recompute(journal, user)
+            assert visible(kept) == visible(truth), (history[-6:], kept["dialogctl"], truth["dialogctl"])
+            checked += 1
+        elif op == "archive":
+            journal.archive(user)
+        elif op == "restore":
+            archives = [c.ref.id for c in journal.conversation_files(user, include_archives=True) if c.ref.archived]
+            if archives:
+                journal.restore(user, rng.choice(archives))  # type: ignore[arg-type]
+        elif op == "behind":  # a server's own append, in the reference's format
+            current = tmp_path / "journal" / journal.user_path(user) / "current.yaml"
+            with current.open("ab") as fh:
+                fh.write(f"---\nrole: user\ncontent: from a server\ntimestamp: {stamp()}\n".encode())
+        else:  # the next operation's metadata update is lost (a crash or a full disk after its commit)
+            op = rng.choice(["append", "archive"])
+            history.append(op)
+            if op == "append":
+                journal.append(user, [Message("user", "lost update", stamp())])
+            elif op == "archive":
+                journal.archive(user)
+            meta_path.write_bytes(saved)
+    assert checked > 100

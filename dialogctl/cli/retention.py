@@ -12,6 +12,7 @@ from .state import CliState
 
 PLAN_COLUMNS = [
     Column("action", "Action"),
+    Column("rule", "Rule"),
     Column("user", "User"),
     Column("conversation", "Conversation"),
     Column("messages", "Messages removed", "count"),
@@ -38,11 +39,24 @@ def cleanup(
         Optional[int],
         typer.Option("--retention-days", help="Remove archives older than this many days; default: retentionDays (0 keeps them).", min=0, metavar="DAYS"),
     ] = None,
+    keep_last: Annotated[
+        Optional[int],
+        typer.Option(
+            "--keep-last",
+            help="Keep at most N conversations per user, removing the oldest archives beyond it (0: no limit); default: maxConversationsPerUser.",
+            min=0,
+            metavar="N",
+        ),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="List every archive the count rule looks at as keep or remove, also for users within the limit."),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show exactly what would go, and the cut-off times, and change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required without a terminal, and with --format json/jsonl/csv/tsv).")] = False,
     fmt: FormatOption = None,
 ) -> None:
-    """Apply retention: drop old messages, idle users and expired archives.
+    """Apply retention: old messages, idle users, old and surplus archives.
 
     Always plans first. --dry-run prints the plan and changes nothing; a real
     run shows the plan and asks on a terminal, and needs --yes otherwise
@@ -51,13 +65,28 @@ def cleanup(
     jsonl, csv and tsv print one action per line: the plan with --dry-run,
     what was done otherwise.
 
+    Each line has an action (remove-user, remove-archive, trim or keep), the
+    rule behind it (maxInactive, retention, maxAge or maxConversations), user,
+    conversation, path (json and jsonl), messages and bytes removed, and the
+    reason. The json object adds the totals (usersRemoved, archivesRemoved,
+    filesTrimmed, messagesRemoved, bytesFreed, actionsByRule) and each rule's
+    cut-off (maxConversations: the limit per user).
+
+    The count rule (maxConversationsPerUser, --keep-last) counts a user's archives
+    and the active conversations that hold messages; beyond the limit the
+    oldest archives go (age: newest message, else file time). Active
+    conversations and files with damaged records are never removed. The plan
+    lists every archive as keep or remove for each user over the limit
+    (--explain: for every user).
+
     Examples:
 
     \b
       dialogctl cleanup --dry-run
+      dialogctl cleanup --keep-last 20 --dry-run       # at most 20 conversations per user
       dialogctl cleanup --max-inactive 180d --dry-run --format json
       dialogctl cleanup --max-age 90d --yes --format jsonl >> cleanup-actions.jsonl
-      dialogctl cleanup --yes -q          # nightly, from cron
+      dialogctl -q cleanup --yes          # nightly, from cron
     """
     from datetime import timedelta
 
@@ -72,6 +101,7 @@ def cleanup(
     inactive = parse_duration(max_inactive, "--max-inactive") if max_inactive is not None else _hours(settings["maxInactiveHours"])
     days = settings["retentionDays"] if retention_days is None else retention_days
     retention = timedelta(days=days) if days else None
+    limit = settings["maxConversationsPerUser"] if keep_last is None else keep_last
     table = fmt in (None, Format.table)
     if dry_run and yes:
         raise InvalidInput("--dry-run changes nothing, so --yes has nothing to confirm; pass one")
@@ -81,26 +111,27 @@ def cleanup(
         raise InvalidInput("cleanup deletes data: pass --yes to run it without a terminal, or --dry-run to see the plan")
     journal = state.journal()
     with ProgressBar(state, "Planning cleanup") as bar:
-        plan = plan_cleanup(journal, age, inactive, retention, progress=bar.update)
-    labels = {"maxAge": "max age", "maxInactive": "max inactive", "retention": "retention"}
+        plan = plan_cleanup(journal, age, inactive, retention, progress=bar.update, max_conversations=limit, explain=explain)
+    labels = {"maxAge": "max age", "maxInactive": "max inactive", "retention": "retention", "maxConversations": "max conversations per user"}
     cutoffs = ", ".join(f"{labels[key]} {moment or 'not set'}" for key, moment in plan.cutoffs().items())
     (state.say if dry_run else state.detail)(f"cut-off times: {cutoffs}")
     for path, reason in plan.skipped:
         state.warn(f"{path}: skipped: {reason}")
-    if dry_run or (table and plan.actions and not yes):  # with --yes (cron) the plan is not shown
-        _emit(state, fmt, plan.actions, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
-        if table and plan.actions:
+    actions = plan.actions
+    if dry_run or (table and actions and not yes):  # with --yes (cron) the plan is not shown
+        _emit(state, fmt, plan.items, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
+        if table and actions:
             state.say(_counts("would remove" if dry_run else "will remove", plan.summary()))
     if dry_run:
         return
-    if plan.actions and not yes and not typer.confirm(f"Apply this cleanup ({len(plan.actions)} actions)?", default=False, err=True):
+    if actions and not yes and not typer.confirm(f"Apply this cleanup ({len(actions)} actions)?", default=False, err=True):
         raise typer.Abort()
     with ProgressBar(state, "Cleaning up") as bar:
         result = apply_cleanup(journal, plan, progress=bar.update)
     for path, reason in result.skipped[len(plan.skipped) :]:
         state.warn(f"{path}: skipped: {reason}")
     summary = result.summary()
-    state.say(_counts("removed", summary) if plan.actions else "nothing to clean up")
+    state.say(_counts("removed", summary) if actions else "nothing to clean up")
     if not table:
         _emit(state, fmt, result.applied, {"dryRun": False, **summary, "cutoffs": plan.cutoffs()})
 
@@ -121,6 +152,7 @@ def _counts(verb: str, summary: dict[str, Any]) -> str:
 def _record(action: Any) -> dict[str, Any]:
     return {
         "action": action.kind,
+        "rule": action.rule,
         "user": action.user,
         "conversation": action.conversation,
         "path": action.path,
