@@ -34,6 +34,7 @@ from .journal import Journal
 from .models import Damage, Message
 from .salvage import parse_record, salvage_region, split_items
 from .storage import TEMP_MARK, Folder, open_root
+from .usermeta import refresh_metadata
 from .verify import (
     CATALOG_STALE,
     FOREIGN_OWNER,
@@ -208,7 +209,10 @@ def repair(journal: Journal, users: list[str] | None = None, dry_run: bool = Fal
         if users is None:
             users = mender.mend_root(root)
     for user in users:
+        done = len(mender.actions)
         mender.mend_user(user)
+        if not dry_run and any(a.user == user and a.action == "rewrite" for a in mender.actions[done:]):
+            refresh_metadata(journal, user)
     return RepairReport(mender.actions, mender.unmended, mender.quarantine_rel if mender.quarantined else None, dry_run)
 
 

@@ -253,3 +253,16 @@ def refresh(journal: Journal, user: str) -> None:
             save(user_folder, recompute(journal, user, load(user_folder)), journal.file_mode)
 
     journal.locked(user, "metadata", body)
+
+
+def refresh_metadata(journal: Journal, user: str) -> None:
+    """:func:`refresh` after cleanup or repair changed files; metadata is derived data, so failing here fails nothing.
+
+    Left stale, it is recounted by the next append that meets a changed file.
+    """
+    from .errors import DialogError
+
+    try:
+        refresh(journal, user)
+    except DialogError:
+        pass
