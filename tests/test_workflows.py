@@ -397,3 +397,14 @@ def test_cleanup_recounts_metadata_and_rewrites_system_stats(root: Path, cli: Cl
     assert json.loads(meta_path.read_text())["totalMessages"] == 1
     system = json.loads((root / "system" / "stats.yaml").read_text())
     assert system["totalMessages"] == 1 and system["totalUsers"] == 1
+
+
+def test_follow_ends_when_its_reader_goes_away(root: Path) -> None:
+    """``follow | head -1`` ends when head does, not at the next message (which may never come)."""
+    proc = _follow(root)
+    _wait_started(proc)
+    assert run_exe("append", "erin", "only one", env={"DIALOGUE_JOURNAL_ROOT": str(root)}).returncode == 0
+    assert proc.stdout is not None and json.loads(proc.stdout.readline())["content"] == "only one"
+    proc.stdout.close()  # the reader leaves; nothing more is appended
+    assert proc.wait(timeout=20) == 141
+    assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any, Optional
 
@@ -55,7 +56,7 @@ def follow(
         out.flush()
     printed = 0
     try:
-        for event in follower.run(interval):
+        for event in follower.run(interval, stop=_reader_gone(out)):
             record = _record(event)
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -75,6 +76,30 @@ def follow(
     except KeyboardInterrupt:
         pass  # Ctrl-C is how following ends
     state.detail(f"{printed} messages followed")
+
+
+def _reader_gone(out: Any) -> Any:
+    """A check, between looks, that stdout's reader is still there (``follow | head -1`` ends
+    when head does, as ``tail -f`` does, not at the next message, which may never come)."""
+    import select
+    import stat
+
+    try:
+        fd = out.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, ValueError):
+        is_pipe = False
+    if not is_pipe:
+        return lambda: False
+    watch = select.poll()
+    watch.register(fd, 0)  # POLLERR and POLLHUP are always reported
+
+    def gone() -> bool:
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in watch.poll(0)):
+            raise BrokenPipeError  # the same exit as a failed write: 141
+        return False
+
+    return gone
 
 
 def _record(event: Any) -> dict[str, Any]:
