@@ -28,6 +28,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import layout as L
+from .analytics import STATS_FILE
+from .catalog import CATALOG_FILE
 from .codec import Form, check_message, decode_record, detect_form, find_frames, quote
 from .errors import DialogError
 from .journal import Journal
@@ -63,6 +65,7 @@ _KEPT_KINDS = frozenset({"glued separator", "checksum mismatch"})
 # Temp files in the journal's own folders are written without a user lock; one
 # younger than this may belong to a write still in progress.
 _TEMP_AGE = 60.0
+_DERIVED_TEMPS = (f".{CATALOG_FILE}{TEMP_MARK}", f".{STATS_FILE}{TEMP_MARK}")
 
 
 class Recovery(NamedTuple):
@@ -259,7 +262,10 @@ class _Mender:
             elif finding.mend is not None and TEMP_MARK in finding.path:
                 parent, _, name = finding.path.rpartition("/")
                 with root.open_folder(tuple(parent.split("/"))) as folder:
-                    self._quarantine_temp(folder, name, finding.path, None, min_age=_TEMP_AGE)
+                    # Derived files (catalog, stats.yaml) are written best-effort: a writer that
+                    # loses its temp file just does not save, so their temps need no age rule.
+                    derived = name.startswith(_DERIVED_TEMPS)
+                    self._quarantine_temp(folder, name, finding.path, None, min_age=0.0 if derived else _TEMP_AGE)
             else:
                 self.unmended.append(finding)
         return users
