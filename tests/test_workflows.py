@@ -385,20 +385,6 @@ def test_metadata_matches_a_recount_through_archives_restores_and_lost_updates(t
     assert checked > 100
 
 
-def test_cleanup_recounts_metadata_and_rewrites_system_stats(root: Path, cli: Cli) -> None:
-    cli("append", "dora", "old words", "--timestamp", "2020-01-01T00:00:00Z")
-    cli("archive", "dora", "--id", "ancient")
-    cli("append", "dora", "new words")
-    meta_path = root / "users" / "do" / "ra" / "metadata.yaml"
-    assert json.loads(meta_path.read_text())["totalMessages"] == 2
-    result = cli("cleanup", "--retention-days", "365", "--keep-last", "0", "--yes")
-    assert result.exit_code == 0, result.stderr
-    assert not (root / "users" / "do" / "ra" / "dialogs" / "archived" / "ancient.yaml").exists()
-    assert json.loads(meta_path.read_text())["totalMessages"] == 1
-    system = json.loads((root / "system" / "stats.yaml").read_text())
-    assert system["totalMessages"] == 1 and system["totalUsers"] == 1
-
-
 def test_follow_ends_when_its_reader_goes_away(root: Path) -> None:
     """``follow | head -1`` ends when head does, not at the next message (which may never come)."""
     proc = _follow(root)
