@@ -47,7 +47,7 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol
 
 from .errors import InvalidInput, StorageError, UnsafePath, storage_error
 from .filters import ALL, MessageFilter
@@ -136,8 +136,15 @@ class ExportResult(NamedTuple):
     skipped: dict[str, int]  # training formats: conversations left out, by reason
 
 
-def message_record(conv: Conversation | Selected, index: int, msg: Message) -> dict[str, Any]:
-    """One message with its identity: the JSONL export line."""
+class Placed(Protocol):
+    """Anything that knows which conversation it belongs to (a conversation, a search hit, a followed message)."""
+
+    @property
+    def ref(self) -> ConversationRef: ...
+
+
+def message_record(conv: Placed, index: int, msg: Message) -> dict[str, Any]:
+    """One message with its identity: the JSONL export line, and every other command's message row."""
     return {
         "user": conv.ref.user,
         "conversation": conv.ref.name,

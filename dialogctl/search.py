@@ -19,6 +19,7 @@ saves the catalog itself (that would parse every changed file first).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -79,9 +80,13 @@ def search(
         for f in journal.conversation_files(user, include_archives=include_archives):
             if f.size == 0 or (saved and not _may_hold_selected(saved, f, selection)):
                 continue
-            if m.raw_check and not _raw_may_match(journal, f.ref, m):
-                continue
-            conv = journal.read(f.ref, missing_ok=True)
+            if m.raw_check:  # the bytes read for the prefilter are the ones parsed: one read per file
+                data = _file_bytes(journal, f.ref)
+                if data is None or m.pattern.search(data.decode("utf-8", "replace")) is None:
+                    continue
+                conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
+            else:
+                conv = journal.read(f.ref, missing_ok=True)
             yield from _groups(f.ref, conv.messages, m, selection, context)
 
 
@@ -103,17 +108,18 @@ def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selecti
     return True
 
 
-def _raw_may_match(journal: Journal, ref: ConversationRef, m: Matcher) -> bool:
+def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
+    """The file's bytes (never through a symlink); None when it is gone."""
+    from .storage import read_all
+
     with journal.dialogs_folder(ref.user) as dialogs:
-        folder, name = journal.locate(dialogs, ref)
-        try:
-            data = folder.read_bytes(name)
-        finally:
-            if folder is not dialogs:
-                folder.close()
-    if data is None:
-        return False
-    return m.pattern.search(data.decode("utf-8", "replace")) is not None
+        fd = journal.open_file(dialogs, ref)
+    if fd is None:
+        return None
+    try:
+        return read_all(fd)
+    finally:
+        os.close(fd)
 
 
 def _groups(ref: ConversationRef, messages: list[Message], m: Matcher, selection: MessageFilter, context: int) -> Iterator[list[Hit]]:

@@ -127,27 +127,33 @@ def _add(meta: dict[str, Any], messages: list[Message], name: str) -> None:
     own = meta[_OWN]
     lasts = own.setdefault("last", {})
     last = lasts.get(name)
+    last_at = parse_timestamp(last[1]) if last else None  # each timestamp is parsed once
+    created, active = meta.get("createdAt"), meta.get("lastActivity")
+    created_at = parse_timestamp(created) if created else None
+    active_at = parse_timestamp(active) if active else None
     for msg in messages:
+        moment = parse_timestamp(msg.timestamp)
         meta["totalMessages"] += 1
         if msg.role == "user":
             stats["userMessages"] += 1
         elif msg.role == "assistant":
             stats["assistantMessages"] += 1
-            if last and last[0] == "user":
-                start, end = parse_timestamp(last[1]), parse_timestamp(msg.timestamp)
-                if start is not None and end is not None and end >= start:
-                    own["responses"] += 1
-                    own["responseMs"] += int((end - start).total_seconds() * 1000)
+            if last and last[0] == "user" and last_at is not None and moment is not None and moment >= last_at:
+                own["responses"] += 1
+                own["responseMs"] += int((moment - last_at).total_seconds() * 1000)
         tokens = tokens_of(msg.metadata)
         if tokens:
             stats["totalTokens"] += tokens
-        moment = parse_timestamp(msg.timestamp)
         if moment is not None:
-            if not meta.get("createdAt") or (parse_timestamp(meta["createdAt"]) or moment) > moment:
-                meta["createdAt"] = msg.timestamp
-            if not meta.get("lastActivity") or (parse_timestamp(meta["lastActivity"]) or moment) < moment:
-                meta["lastActivity"] = msg.timestamp
-        last = [msg.role, msg.timestamp]
+            if not created or (created_at is not None and created_at > moment):
+                created, created_at = msg.timestamp, moment
+            if not active or (active_at is not None and active_at < moment):
+                active, active_at = msg.timestamp, moment
+        last, last_at = [msg.role, msg.timestamp], moment
+    if created:
+        meta["createdAt"] = created
+    if active:
+        meta["lastActivity"] = active
     lasts[name] = last
     stats["averageResponseTime"] = round(own["responseMs"] / own["responses"]) if own["responses"] else 0
 

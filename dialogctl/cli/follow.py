@@ -103,16 +103,9 @@ def _reader_gone(out: Any) -> Any:
 
 
 def _record(event: Any) -> dict[str, Any]:
-    return {
-        "user": event.ref.user,
-        "conversation": event.ref.name,
-        "archived": event.ref.archived,
-        "index": event.position,
-        "role": event.message.role,
-        "content": event.message.content,
-        "timestamp": event.message.timestamp,
-        "metadata": event.message.metadata,
-    }
+    from ..exporters import message_record
+
+    return message_record(event, event.position, event.message)
 
 
 def _print_event(state: CliState, event: Any) -> None:

@@ -71,18 +71,9 @@ def search(
 
 
 def _record(hit: Any) -> dict[str, Any]:
-    return {
-        "user": hit.ref.user,
-        "conversation": hit.ref.name,
-        "archived": hit.ref.archived,
-        "index": hit.position,
-        "role": hit.message.role,
-        "content": hit.message.content,
-        "timestamp": hit.message.timestamp,
-        "metadata": hit.message.metadata,
-        "match": hit.matched,
-        "spans": [list(span) for span in hit.spans],
-    }
+    from ..exporters import message_record
+
+    return {**message_record(hit, hit.position, hit.message), "match": hit.matched, "spans": [list(span) for span in hit.spans]}
 
 
 SNIPPET = 100  # characters of context around the first match in a table row
