@@ -71,6 +71,7 @@ def _literal_ok(text: str) -> bool:
 # must not contain raw.
 _DQ_EXTRA = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 _PLAIN_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_COMMON_ROLES = frozenset({"user", "assistant", "system"})
 _YAML_WORDS = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y", "n"})
 
 MAX_METADATA_DEPTH = 64
@@ -273,12 +274,17 @@ def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: s
     metadata = None
     if meta is not None:
         try:
-            metadata = json.loads(meta)
-        except ValueError:
+            metadata, end = _scan_json(meta, 0)  # json.loads without its per-call layers
+            if end != len(meta):
+                metadata = json.loads(meta)  # trailing blanks (not what we write, still JSON)
+        except (ValueError, StopIteration):
             return None
-        if not isinstance(metadata, dict):
+        if type(metadata) is not dict:
             return None
     return Message(role, content, timestamp, metadata)
+
+
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner json.loads ends in
 
 
 def _json_string(text: str) -> str | None:
@@ -295,6 +301,8 @@ def _json_string(text: str) -> str | None:
 
 
 def _scalar(text: str) -> str | None:
+    if text in _COMMON_ROLES:
+        return text
     if text.startswith('"'):
         return _json_string(text)
     return text if _PLAIN_ROLE.fullmatch(text) else None

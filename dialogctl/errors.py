@@ -21,6 +21,8 @@ Exit codes (stable, documented in the README and the man page):
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -52,6 +54,10 @@ class DialogError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Whole across processes (a worker's error reaches the parent with its hint).
+        return (self.__class__, (self.message,), {"hint": self.hint})
 
 
 class NegativeAnswer(DialogError):

@@ -45,14 +45,15 @@ import json
 import os
 import re
 import stat
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, NamedTuple, Protocol
+from itertools import chain
+from typing import IO, Any, NamedTuple, Protocol, cast
 
-from .errors import InvalidInput, StorageError, UnsafePath, storage_error
+from .errors import DialogError, InvalidInput, StorageError, UnsafePath, storage_error
 from .filters import ALL, MessageFilter
 from .journal import Conversation, Journal
-from .models import ConversationRef, Message
+from .models import ConversationRef, Damage, Message
 from .storage import TEMP_MARK
 from .times import format_timestamp, parse_timestamp, utc_now_iso
 
@@ -127,6 +128,130 @@ def _conversations(journal: Journal, selection: Selection) -> Iterator[Conversat
         yield journal.read(ref)
 
 
+# --- on every core ---------------------------------------------------------------------------
+
+
+class Formatted(NamedTuple):
+    """One conversation already in its format's text (by a worker process), as a writer would write it."""
+
+    ref: ConversationRef
+    data: bytes | str  # the text, UTF-8 encoded (as the formats are) unless it cannot be
+    messages: int
+
+
+BATCH_BYTES = 1 << 20  # a worker's job: about this many bytes of files (one job per file costs more in hand-offs)
+
+
+def stream(journal: Journal, selection: Selection, options: ExportOptions) -> Iterator[Selected | Formatted]:
+    """What :func:`select` gives, for the writer of ``options.format``; formatted on every core when that pays.
+
+    JSONL and CSV format each conversation on its own, so with more than one
+    CPU and at least :data:`dialogctl.parallel.PARALLEL_BYTES` to read, worker
+    processes read, parse and format whole files while this one only writes
+    their text, in the order a serial export writes it (same bytes, same
+    damage reports). Everything else is :func:`select`.
+    """
+    from . import parallel
+
+    selected = select(journal, selection)
+    if options.format not in _FORMATTERS or selection.conversation is not None or selection.archive is not None or parallel.workers() < 2:
+        return selected
+    if selection.users:
+        files: Iterator[Any] = (f for user in selection.users for f in journal.conversation_files(user, include_archives=selection.include_archives))
+    else:
+        files = (f for _, user_files in journal.walk() for f in user_files)
+    first, size = [], 0
+    for f in files:  # the walk goes on while the workers read: no waiting for the whole tree
+        first.append(f)
+        size += f.size
+        if size >= parallel.PARALLEL_BYTES:
+            keep_empty = not selection.filter.active or is_single(journal, selection)
+            return _formatted(journal, chain(first, files), options, selection.filter, keep_empty)
+    return selected
+
+
+def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, message_filter: MessageFilter, keep_empty: bool) -> Iterator[Formatted]:
+    from . import parallel
+
+    handed_out: deque[list[tuple[ConversationRef, str]]] = deque()
+
+    def jobs() -> Iterator[tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]]]]:
+        batch: list[tuple[ConversationRef, str]] = []
+        size = 0
+        for f in files:
+            batch.append((f.ref, f.rel_path))
+            size += f.size
+            if size >= BATCH_BYTES:
+                handed_out.append(batch)
+                yield journal.root, options.format, options.neutralised, message_filter, batch
+                batch, size = [], 0
+        if batch:
+            handed_out.append(batch)
+            yield journal.root, options.format, options.neutralised, message_filter, batch
+
+    count = parallel.workers()
+    for results in parallel.ordered(_format_files, jobs(), count, window=2 * count):
+        for (ref, _), result in zip(handed_out.popleft(), results, strict=True):
+            if result is None:  # gone since the walk
+                continue
+            if isinstance(result, DialogError):
+                raise result
+            data, messages, damage = result
+            journal.damage.extend(damage)
+            if messages or keep_empty:
+                yield Formatted(ref, data, messages)
+
+
+def write_utf8(out: IO[str], data: bytes | str) -> None:
+    """Write text that may already be UTF-8 encoded: straight to the stream's bytes when it is a UTF-8 text stream."""
+    if isinstance(data, str):
+        out.write(data)
+        return
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8":
+        out.flush()
+        buffer.write(data)
+    elif data:
+        out.write(data.decode("utf-8"))
+
+
+def _format_files(
+    job: tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]]],
+) -> list[tuple[bytes | str, int, list[Damage]] | DialogError | None]:
+    """In a worker: read, parse, filter and format each file of a batch; None for a file that is gone."""
+    from .reader import parse_conversation
+    from .storage import open_below, read_all
+
+    root, fmt, neutralised, message_filter, files = job
+    formatter = _FORMATTERS[fmt]
+    results: list[tuple[bytes | str, int, list[Damage]] | DialogError | None] = []
+    for ref, rel_path in files:
+        try:
+            fd = open_below(root, rel_path)
+            if fd is None:
+                results.append(None)
+                continue
+            try:
+                raw = read_all(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            results.append(storage_error(exc, "read", os.path.join(root, rel_path)))
+            continue
+        except DialogError as exc:
+            results.append(exc)
+            continue
+        parsed = parse_conversation(raw, rel_path)
+        conv = Selected(ref, list(message_filter.indexed(parsed.messages)))
+        text = formatter(conv, neutralised)
+        try:
+            data: bytes | str = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (from a \u escape): the parent's stream decides, as in a serial export
+            data = text
+        results.append((data, len(conv.messages), parsed.damage))
+    return results
+
+
 # --- results and shared pieces ---------------------------------------------------------
 
 
@@ -183,7 +308,11 @@ def export_time() -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """``json.dumps(value, ensure_ascii=False)``, without building an encoder for every call as that does."""
+    return _ENCODE_JSON(value)
+
+
+_ENCODE_JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 
 # --- json and jsonl ------------------------------------------------------------------------
@@ -238,33 +367,39 @@ def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> Expo
     return ExportResult(conversations, messages, {})
 
 
-def write_jsonl(out: IO[str], selected: Iterable[Selected]) -> ExportResult:
-    """One :func:`message_record` per line, byte for byte what ``json.dumps`` of it gives.
-
-    Each line is assembled from pieces (the identity once per conversation,
-    each string through the JSON encoder's own string escaper) and each
-    conversation is written at once: the export spends its time reading, not
-    building dictionaries.
-    """
-    from json.encoder import encode_basestring as text  # what json.dumps(ensure_ascii=False) uses
-
+def write_jsonl(out: IO[str], selected: Iterable[Selected | Formatted]) -> ExportResult:
+    """One :func:`message_record` per line, byte for byte what ``json.dumps`` of it gives (see :func:`jsonl_text`)."""
     conversations = messages = 0
     for conv in selected:
         conversations += 1
-        if not conv.messages:
-            continue
-        head = f'{{"user": {text(conv.ref.user)}, "conversation": {text(conv.ref.name)}, "archived": {"true" if conv.ref.archived else "false"}, "index": '
-        out.write(
-            "".join(
-                [
-                    f'{head}{index}, "role": {text(msg.role)}, "content": {text(msg.content)}, "timestamp": {text(msg.timestamp)}, '
-                    f'"metadata": {"null" if msg.metadata is None else _dumps(msg.metadata)}}}\n'
-                    for index, msg in conv.messages
-                ]
-            )
-        )
-        messages += len(conv.messages)
+        if isinstance(conv, Formatted):
+            write_utf8(out, conv.data)
+            messages += conv.messages
+        else:
+            out.write(jsonl_text(conv))
+            messages += len(conv.messages)
     return ExportResult(conversations, messages, {})
+
+
+def jsonl_text(conv: Selected, _neutralised: bool = True) -> str:
+    """A conversation's JSONL lines.
+
+    Each line is assembled from pieces (the identity once per conversation,
+    each string through the JSON encoder's own string escaper): the export
+    spends its time reading, not building dictionaries.
+    """
+    from json.encoder import encode_basestring as text  # what json.dumps(ensure_ascii=False) uses
+
+    if not conv.messages:
+        return ""
+    head = f'{{"user": {text(conv.ref.user)}, "conversation": {text(conv.ref.name)}, "archived": {"true" if conv.ref.archived else "false"}, "index": '
+    return "".join(
+        [
+            f'{head}{index}, "role": {text(msg.role)}, "content": {text(msg.content)}, "timestamp": {text(msg.timestamp)}, '
+            f'"metadata": {"null" if msg.metadata is None else _dumps(msg.metadata)}}}\n'
+            for index, msg in conv.messages
+        ]
+    )
 
 
 # --- csv -----------------------------------------------------------------------------------
@@ -287,34 +422,51 @@ def restore_cell(cell: str) -> str:
     return cell[1:] if _quote_first(cell) else cell
 
 
-def write_csv(out: IO[str], selected: Iterable[Selected], neutralised: bool = True) -> ExportResult:
+def write_csv(out: IO[str], selected: Iterable[Selected | Formatted], neutralised: bool = True) -> ExportResult:
     import csv
 
-    text = neutralise if neutralised else str
-    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(CSV_COLUMNS)
     conversations = messages = 0
     for conv in selected:
         conversations += 1
-        user, name, archived = text(conv.ref.user), text(conv.ref.name), "true" if conv.ref.archived else "false"
-        for index, msg in conv.messages:
-            model, tokens = model_and_tokens(msg.metadata)
-            writer.writerow(
-                (
-                    user,
-                    name,
-                    archived,
-                    str(index),
-                    text(msg.timestamp),
-                    text(msg.role),
-                    text(msg.content),
-                    text(model or ""),
-                    "" if tokens is None else str(tokens),
-                    "" if msg.metadata is None else text(_dumps(msg.metadata)),
-                )
-            )
-            messages += 1
+        if isinstance(conv, Formatted):
+            write_utf8(out, conv.data)
+            messages += conv.messages
+        else:
+            out.write(csv_text(conv, neutralised))
+            messages += len(conv.messages)
     return ExportResult(conversations, messages, {})
+
+
+def csv_text(conv: Selected, neutralised: bool = True) -> str:
+    """A conversation's CSV rows (RFC 4180: every cell quoted, CRLF)."""
+    import csv
+    import io
+
+    text = neutralise if neutralised else str
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    user, name, archived = text(conv.ref.user), text(conv.ref.name), "true" if conv.ref.archived else "false"
+    for index, msg in conv.messages:
+        model, tokens = model_and_tokens(msg.metadata)
+        writer.writerow(
+            (
+                user,
+                name,
+                archived,
+                str(index),
+                text(msg.timestamp),
+                text(msg.role),
+                text(msg.content),
+                text(model or ""),
+                "" if tokens is None else str(tokens),
+                "" if msg.metadata is None else text(_dumps(msg.metadata)),
+            )
+        )
+    return buffer.getvalue()
+
+
+_FORMATTERS: dict[str, Callable[[Selected, bool], str]] = {"jsonl": jsonl_text, "csv": csv_text}
 
 
 # --- markdown ----------------------------------------------------------------------------------
@@ -660,9 +812,13 @@ class ExportOptions(NamedTuple):
             raise InvalidInput("--system applies only to --format openai or sharegpt")
 
 
-def write_export(target: IO[str] | OutputFile, selected: Iterable[Selected], options: ExportOptions) -> ExportResult:
-    """Write the selection to a text stream or an :class:`OutputFile` in the chosen format."""
+def write_export(target: IO[str] | OutputFile, conversations: Iterable[Selected | Formatted], options: ExportOptions) -> ExportResult:
+    """Write the selection (from :func:`stream` or :func:`select`) to a text stream or an :class:`OutputFile` in the chosen format."""
     options.check(isinstance(target, OutputFile))
+    if options.format in _FORMATTERS:
+        out = target.text() if isinstance(target, OutputFile) else target
+        return write_jsonl(out, conversations) if options.format == "jsonl" else write_csv(out, conversations, options.neutralised)
+    selected = cast(Iterable[Selected], conversations)  # only the formats above are ever given formatted text
     if options.format == "sqlite":
         assert isinstance(target, OutputFile)
         file = target
@@ -672,10 +828,6 @@ def write_export(target: IO[str] | OutputFile, selected: Iterable[Selected], opt
     out = target.text() if isinstance(target, OutputFile) else target
     if options.format == "json":
         return write_json(out, selected, options.single)
-    if options.format == "jsonl":
-        return write_jsonl(out, selected)
-    if options.format == "csv":
-        return write_csv(out, selected, options.neutralised)
     if options.format == "markdown":
         return write_markdown(out, selected)
     return write_training(out, selected, options.format, options.system)

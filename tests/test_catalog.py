@@ -305,3 +305,25 @@ def test_days_are_utc_days(moment: datetime, zone: str, sep: str, millis: bool) 
     parsed = catalog.parse_timestamp(text)
     assert parsed is not None
     assert tally.days == {parsed.astimezone(UTC).date().isoformat(): 1}
+
+
+def test_ctrl_c_stops_the_workers_quietly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the parent stops, the workers leave without a word."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from dialogctl import parallel\n"
+        "print('started', flush=True)\n"
+        "for _ in parallel.ordered(time.sleep, [0.2] * 1000, 2, 4): pass\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert "ForkPoolWorker" not in err and err.count("Traceback") == 1

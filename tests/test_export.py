@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -313,3 +314,64 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
         "messages": [m.to_raw() for m in messages],
     }
     assert out.getvalue() == json.dumps(whole, ensure_ascii=False, indent=2 if pretty else None)
+
+
+@pytest.mark.parametrize("tree", ["v1-broken", "v1-after-cleanup", "v3-sessions"])
+def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes format JSONL and CSV; the bytes, the damage reported and the exit code stay a serial export's."""
+    from dialogctl import exporters, parallel
+
+    from .conftest import copy_tree
+
+    root = copy_tree(tree, tmp_path)
+    monkeypatch.setenv("DIALOGUE_JOURNAL_ROOT", str(root))
+    journal_with(root, {("zed", None): hostile_messages(), ("zed", "old"): hostile_messages()[:5], ("amy", None): hostile_messages()[3:9]})
+    users = sorted({p.parent.parent.name for p in root.glob("users/**/dialogs/current.yaml")} | {"amy", "zed"})[:3]
+    runs = [
+        ("--all",),
+        ("--all", "--role", "assistant"),
+        ("--all", "--since", "2024-01-15T10:00:30Z"),
+        ("--all", "--until", "2000-01-01T00:00:00Z"),  # every conversation filtered empty
+        (*users, "--include-archives"),
+        ("zed", "amy"),
+    ]
+
+    def exports() -> list[tuple[int, str, str]]:
+        out = []
+        for fmt in ("jsonl", "csv"):
+            for args in runs:
+                result = cli("export", *args, "--format", fmt)
+                out.append((result.exit_code, result.stdout, result.stderr))
+        return out
+
+    monkeypatch.setattr(parallel, "workers", lambda: 1)
+    serial = exports()
+    assert any(code == 5 for code, _, _ in serial) == (tree != "v3-sessions")  # the damaged trees report their damage
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    for batch in (1, 3000):  # every file its own job; several files a job
+        monkeypatch.setattr(exporters, "BATCH_BYTES", batch)
+        assert exports() == serial
+
+
+def test_a_read_error_in_a_worker_is_the_serial_exports_error(root: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogctl import parallel
+
+    journal_with(root, {("alice", None): [_msg("hi")], ("bob", None): [_msg("yo")]})
+    from dialogctl import storage
+
+    real_read_all = storage.read_all
+
+    def failing_read_all(fd: int) -> bytes:
+        data = real_read_all(fd)
+        if b"yo" in data:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return data
+
+    monkeypatch.setattr(storage, "read_all", failing_read_all)  # worker processes are forked with it
+    serial = cli("export", "--all")
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    fanned = cli("export", "--all")
+    assert (fanned.exit_code, fanned.stdout, fanned.stderr) == (serial.exit_code, serial.stdout, serial.stderr)
+    assert serial.exit_code == 6 and "Input/output error" in serial.stderr

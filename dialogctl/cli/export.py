@@ -80,7 +80,7 @@ def export(
       dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
     """
     from ..errors import InvalidInput
-    from ..exporters import ExportOptions, OutputFile, Selection, is_single, select, write_export
+    from ..exporters import ExportOptions, OutputFile, Selection, is_single, stream, write_export
     from ..layout import validate_user_id
     from .options import message_filter
     from .progress import ProgressBar
@@ -98,7 +98,7 @@ def export(
     journal = state.journal()
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
     options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
-    conversations = select(journal, selection)
+    conversations = stream(journal, selection, options)
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
             assert output is not None
