@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -259,3 +261,27 @@ def test_append_jsonl_keeps_unicode_line_separators(root: Path, cli: Cli) -> Non
     assert [m["content"] for m in cli.jsonl("show", "alice", "--format", "jsonl")] == [content]
     exported = cli("export", "alice").stdout
     assert exported.count("\n") == 1  # one message, one line, however many separators it holds
+
+
+def test_append_jsonl_spools_instead_of_holding_the_input(root: Path, cli: Cli) -> None:
+    """--jsonl input is validated line by line into an unlinked temporary file, then appended group by group."""
+    from dialogctl.cli.inputs import SpooledMessages
+
+    from .samples import hostile_messages
+
+    spool = SpooledMessages()
+    expected: dict[tuple[str, str | None], list[Any]] = {}
+    for i, msg in enumerate(hostile_messages() * 2):
+        key = (f"u{i % 3}", None if i % 2 else "s1")
+        spool.add(key, msg)
+        expected.setdefault(key, []).append(msg)
+    assert os.fstat(spool.file.fileno()).st_nlink == 0  # no name: nothing left behind
+    assert list(spool.batches()) == list(expected.items())
+    spool.close()
+
+    good = json.dumps({"user": "u1", "role": "user", "content": "ok"}).encode()
+    bom = cli("append", "--jsonl", input=b"\xef\xbb\xbf" + good + b"\n")
+    assert bom.exit_code == 0, bom.stderr
+    bad = cli("append", "--jsonl", input=good + b"\n" + good[:10] + b"\xff" + good[10:] + b"\n")
+    assert bad.exit_code == 2 and f"byte offset {len(good) + 1 + 10}" in bad.stderr
+    assert [m["content"] for m in cli.jsonl("show", "u1", "--format", "jsonl")] == ["ok"]  # the bad batch left nothing

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import json
+import marshal
+import os
 import sys
-from typing import Any
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
 from ..times import format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
 
 
 def read_stdin(what: str, example: str) -> str:
     """All of stdin as text; a hint instead of hanging when stdin is a terminal."""
+    data = stdin_bytes(what, example)
+    return decode_input(data.read(), "stdin")
+
+
+def stdin_bytes(what: str, example: str) -> BinaryIO:
+    """Stdin as a binary stream; a hint instead of hanging when stdin is a terminal."""
     if sys.stdin is None or sys.stdin.isatty():
         raise InvalidInput(f"{what} is read from stdin, which is a terminal; pipe it in, e.g. {example}")
-    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-    return decode_input(data, "stdin")
+    if hasattr(sys.stdin, "buffer"):
+        return sys.stdin.buffer
+    import io
+
+    return io.BytesIO(sys.stdin.read().encode())
 
 
 def decode_input(data: bytes, where: str) -> str:
@@ -68,44 +81,111 @@ _JSONL_KEYS = {"role", "content", "timestamp", "metadata", "user", "conversation
 _IGNORED_KEYS = {"archived", "index"}  # fields of dialogctl's own JSONL export
 
 
-def parse_jsonl_messages(text: str, default_user: str | None) -> list[tuple[str, str | None, Message]]:
-    """Validate every line first: (user, conversation, message) per line, or an error naming the line."""
-    out: list[tuple[str, str | None, Message]] = []
-    # Only LF ends a line: JSON text may hold raw U+2028, U+0085 and other characters
-    # that str.splitlines() would cut a message at.
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"stdin line {number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"{where}: expected a JSON object")
-        unknown = set(raw) - _JSONL_KEYS - _IGNORED_KEYS
-        if unknown:
-            raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        user = raw.get("user", default_user)
-        if not isinstance(user, str) or not user:
-            raise InvalidInput(f'{where}: no user (pass USER or give each line a "user" field)')
-        role = raw.get("role")
-        if not isinstance(role, str):
-            raise InvalidInput(f"{where}: field 'role' must be text")
-        check_role(role, f"{where}: field 'role'")
-        content = raw.get("content")
-        if not isinstance(content, str):
-            raise InvalidInput(f"{where}: field 'content' must be text")
-        timestamp = raw.get("timestamp")
-        if timestamp is None:
-            timestamp = utc_now_iso()
-        elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-            raise InvalidInput(f"{where}: field 'timestamp' must be an ISO 8601 date-time")
-        metadata = raw.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidInput(f"{where}: field 'metadata' must be an object")
-        conversation = raw.get("conversation")
-        if conversation is not None and not isinstance(conversation, str):
-            raise InvalidInput(f"{where}: field 'conversation' must be text")
-        out.append((user, conversation, Message(role, content, timestamp, metadata)))
-    return out
+class SpooledMessages:
+    """Validated ``--jsonl`` messages, held in an unlinked temporary file instead of memory.
+
+    Grouped by (user, conversation) in the order each group first appears;
+    memory holds two integers per message (where its record lies in the file).
+    The file is mode 0600 and has no name, so nothing is left behind, whatever
+    happens to the process.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.file = tempfile.TemporaryFile()
+        self.groups: dict[tuple[str, str | None], array[int]] = {}
+        self.count = 0
+        self._size = 0
+
+    def add(self, key: tuple[str, str | None], msg: Message) -> None:
+        data = marshal.dumps((msg.role, msg.content, msg.timestamp, msg.metadata))
+        self.file.write(data)
+        places = self.groups.get(key)
+        if places is None:
+            places = self.groups[key] = array("q")
+        places.append(self._size)
+        places.append(len(data))
+        self._size += len(data)
+        self.count += 1
+
+    def batches(self) -> Iterator[tuple[tuple[str, str | None], list[Message]]]:
+        """Each group's messages, in input order, one group at a time."""
+        self.file.flush()
+        fd = self.file.fileno()
+        for key, places in self.groups.items():
+            yield key, [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def spool_jsonl_messages(
+    stream: BinaryIO, default_user: str | None, default_conversation: str | None, check: Callable[[str, str | None], None]
+) -> SpooledMessages:
+    """Read and validate every line before anything is written: a bad line is an error naming it, and nothing is appended.
+
+    ``check(user, conversation)`` validates each group the first time it is seen.
+    """
+    spool = SpooledMessages()
+    try:
+        offset = 0
+        # Only LF ends a line (binary lines split nowhere else): JSON text may hold raw
+        # U+2028, U+0085 and other characters that str.splitlines() would cut a message at.
+        for number, raw_line in enumerate(stream, 1):
+            if number == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
+                raw_line = raw_line[3:]
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"stdin is not valid UTF-8 (byte offset {offset + exc.start})") from None
+            offset += len(raw_line)
+            if not line.strip():
+                continue
+            user, conversation, msg = jsonl_message(line, f"stdin line {number}", default_user)
+            key = (user, conversation if conversation is not None else default_conversation)
+            if key not in spool.groups:
+                check(*key)
+            spool.add(key, msg)
+    except OSError as exc:
+        spool.close()
+        raise storage_error(exc, "spool", "the --jsonl input to a temporary file") from None
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str, str | None, Message]:
+    """One ``--jsonl`` line as (user, conversation, message), or an error naming the line."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: expected a JSON object")
+    unknown = set(raw) - _JSONL_KEYS - _IGNORED_KEYS
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    user = raw.get("user", default_user)
+    if not isinstance(user, str) or not user:
+        raise InvalidInput(f'{where}: no user (pass USER or give each line a "user" field)')
+    role = raw.get("role")
+    if not isinstance(role, str):
+        raise InvalidInput(f"{where}: field 'role' must be text")
+    check_role(role, f"{where}: field 'role'")
+    content = raw.get("content")
+    if not isinstance(content, str):
+        raise InvalidInput(f"{where}: field 'content' must be text")
+    timestamp = raw.get("timestamp")
+    if timestamp is None:
+        timestamp = utc_now_iso()
+    elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
+        raise InvalidInput(f"{where}: field 'timestamp' must be an ISO 8601 date-time")
+    metadata = raw.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInput(f"{where}: field 'metadata' must be an object")
+    conversation = raw.get("conversation")
+    if conversation is not None and not isinstance(conversation, str):
+        raise InvalidInput(f"{where}: field 'conversation' must be text")
+    return user, conversation, Message(role, content, timestamp, metadata)

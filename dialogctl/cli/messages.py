@@ -68,25 +68,26 @@ def append(
     from ..errors import InvalidInput
     from ..layout import validate_name, validate_user_id
     from ..models import Message
-    from .inputs import check_role, parse_jsonl_messages, parse_meta, read_stdin, timestamp_option
+    from .inputs import SpooledMessages, check_role, parse_meta, read_stdin, spool_jsonl_messages, stdin_bytes, timestamp_option
 
     state: CliState = ctx.obj
     if jsonl:
         if text is not None or meta or timestamp is not None or role != "user":
             raise InvalidInput("--jsonl reads every field from stdin; TEXT, --role, --meta and --timestamp cannot be combined with it")
-        lines = parse_jsonl_messages(read_stdin("--jsonl input", "dialogctl append --jsonl < messages.jsonl"), user)
-        groups: dict[tuple[str, Optional[str]], list[Message]] = {}
-        for line_user, line_conv, msg in lines:
-            key = (validate_user_id(line_user), line_conv if line_conv is not None else conversation)
-            groups.setdefault(key, []).append(msg)
-        for _, conv in groups:
-            if conv is not None and conv != "current":
-                validate_name(conv)
-        if not groups:
+
+        def check(line_user: str, line_conv: Optional[str]) -> None:
+            validate_user_id(line_user)
+            if line_conv is not None and line_conv != "current":
+                validate_name(line_conv)
+
+        spool = spool_jsonl_messages(stdin_bytes("--jsonl input", "dialogctl append --jsonl < messages.jsonl"), user, conversation, check)
+        if not spool.groups:
+            spool.close()
             state.say("no messages on stdin; nothing appended")
             if fmt is not None:
                 emit_records(state, fmt, APPEND_COLUMNS, [])
             return
+        groups: SpooledMessages | dict[tuple[str, Optional[str]], list[Message]] = spool
     else:
         if user is None:
             raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
@@ -95,13 +96,17 @@ def append(
         groups = {(user, conversation): [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))]}
     journal = state.journal()
     results = []
-    for (group_user, group_conv), batch in groups.items():
-        result = journal.append(group_user, batch, group_conv)
-        results.append(result)
-        if result.archive_error:
-            state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
-        archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
-        state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
+    try:
+        for (group_user, group_conv), batch in groups.batches() if isinstance(groups, SpooledMessages) else groups.items():
+            result = journal.append(group_user, batch, group_conv)
+            results.append(result)
+            if result.archive_error:
+                state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
+            archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
+            state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
+    finally:
+        if isinstance(groups, SpooledMessages):
+            groups.close()
     total = sum(r.appended for r in results)
     if len(results) > 1 or total > 1:
         state.say(f"appended {total} messages for {len(results)} user conversation(s)")
