@@ -314,12 +314,7 @@ def test_ctrl_c_stops_the_workers_quietly(tmp_path: Path) -> None:
     import sys
     import time
 
-    script = (
-        "import time\n"
-        "from dialogctl import parallel\n"
-        "print('started', flush=True)\n"
-        "for _ in parallel.ordered(time.sleep, [0.2] * 1000, 2, 4): pass\n"
-    )
+    script = "import time\nfrom dialogctl import parallel\nprint('started', flush=True)\nfor _ in parallel.ordered(time.sleep, [0.2] * 1000, 2, 4): pass\n"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
     assert proc.stdout is not None and proc.stdout.readline() == "started\n"
     time.sleep(0.5)
