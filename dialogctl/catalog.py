@@ -41,7 +41,7 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from . import parallel
-from .errors import DialogError, NotFound
+from .errors import DialogError
 from .journal import Conversation, ConversationFile, Journal
 from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
@@ -334,9 +334,10 @@ class Scan(NamedTuple):
 def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores: bool = True) -> Scan:
     """Walk the journal and bring every file's entry up to date, reading only what changed.
 
-    A file that grew is read on the spot, through its folder's open handle
-    (a few hundred bytes); files to read from the start are read after the
-    walk, on every core when they add up to many bytes.
+    A file that grew is read from where its last whole record ended (a few
+    hundred bytes), any other new or changed file from the start; they are
+    read after the walk, on every core when they add up to many bytes or many
+    files.
     """
     saved = load(journal.root) if saved is None else saved
     users: list[tuple[str, list[ConversationFile]]] = []
@@ -346,7 +347,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     jobs: list[tuple[str, str, list[Any] | None]] = []
     to_read = 0
     learned = False
-    for user, dialogs, files in journal._walk_open():
+    for user, files in journal.walk():
         users.append((user, files))
         for f in files:
             entry = saved.get(f.rel_path)
@@ -364,37 +365,20 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     learned = True
                     continue
             if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
-                fresh = _read_grown(journal, dialogs, f, entry)
-                read.append(f.rel_path)
-                learned = True
-                if fresh is not None:
-                    entries[f.rel_path] = fresh
-                continue
+                to_read += f.size - entry[E_SIZE]  # only what was added is read
+            else:
+                to_read += f.size
             jobs.append((journal.root, f.rel_path, entry))
-            to_read += f.size
     if jobs:
         learned = True
-        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
+        fan_out = to_read >= parallel.PARALLEL_BYTES or len(jobs) >= parallel.PARALLEL_FILES
+        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and fan_out), strict=True):
             read.append(rel_path)
             if entry is not None:
                 entries[rel_path] = entry
     if len(entries) != len(saved):
         learned = True
     return Scan(users, entries, read, learned)
-
-
-def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:
-    """A grown file's entry, opened through the user's open ``dialogs/`` handle."""
-    try:
-        fd = journal.open_file(dialogs, f.ref)
-    except NotFound:  # archived/ went away while we looked
-        return None
-    if fd is None:
-        return None
-    try:
-        return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
-    finally:
-        os.close(fd)
 
 
 def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | None]:

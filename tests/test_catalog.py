@@ -216,6 +216,15 @@ def test_parallel_scan_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyP
     fanned = catalog.scan(journal, saved={}, use_cores=True)
     assert fanned.entries == serial.entries and fanned.read == serial.read
     assert list(fanned.entries) == list(serial.entries)
+    # Files that grew are read from where they were summarised, on every core when there are many.
+    for i in range(0, 30, 2):
+        journal.append(f"user-{i}", [_msg(40 + j) for j in range(3)])
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 1 << 40)
+    monkeypatch.setattr(parallel, "PARALLEL_FILES", 0)
+    grown_serial = catalog.scan(journal, saved=serial.entries, use_cores=False)
+    grown_fanned = catalog.scan(journal, saved=serial.entries, use_cores=True)
+    assert grown_fanned.entries == grown_serial.entries == catalog.scan(journal, saved={}, use_cores=False).entries
+    assert grown_fanned.read == grown_serial.read and len(grown_serial.read) == 15
 
 
 def test_torn_or_foreign_catalog_is_rebuilt(tmp_path: Path) -> None:
