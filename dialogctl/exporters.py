@@ -369,6 +369,11 @@ def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> Expo
 
 def write_jsonl(out: IO[str], selected: Iterable[Selected | Formatted]) -> ExportResult:
     """One :func:`message_record` per line, byte for byte what ``json.dumps`` of it gives (see :func:`jsonl_text`)."""
+    return _write_each(out, selected, jsonl_text)
+
+
+def _write_each(out: IO[str], selected: Iterable[Selected | Formatted], text: Callable[[Selected], str]) -> ExportResult:
+    """Each conversation's text, formatted here or already by a worker (:class:`Formatted`)."""
     conversations = messages = 0
     for conv in selected:
         conversations += 1
@@ -376,7 +381,7 @@ def write_jsonl(out: IO[str], selected: Iterable[Selected | Formatted]) -> Expor
             write_utf8(out, conv.data)
             messages += conv.messages
         else:
-            out.write(jsonl_text(conv))
+            out.write(text(conv))
             messages += len(conv.messages)
     return ExportResult(conversations, messages, {})
 
@@ -426,16 +431,7 @@ def write_csv(out: IO[str], selected: Iterable[Selected | Formatted], neutralise
     import csv
 
     csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(CSV_COLUMNS)
-    conversations = messages = 0
-    for conv in selected:
-        conversations += 1
-        if isinstance(conv, Formatted):
-            write_utf8(out, conv.data)
-            messages += conv.messages
-        else:
-            out.write(csv_text(conv, neutralised))
-            messages += len(conv.messages)
-    return ExportResult(conversations, messages, {})
+    return _write_each(out, selected, lambda conv: csv_text(conv, neutralised))
 
 
 def csv_text(conv: Selected, neutralised: bool = True) -> str:
