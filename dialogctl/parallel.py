@@ -16,7 +16,7 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 PARALLEL_BYTES = 2 << 20  # below this, starting workers costs more than they save (measured: a 4 MB journal gains)
-PARALLEL_FILES = 2000  # or this many files to open (each costs ~0.1 ms whatever its size: a catalog after appends everywhere)
+PARALLEL_FILES = 2000  # a journal whose catalog lists this many files is also walked on every core
 
 
 def workers() -> int:
@@ -25,11 +25,18 @@ def workers() -> int:
     return min(cpus, 8)
 
 
+def forks() -> bool:
+    """Whether pools fork (workers then inherit what this process has loaded, without it being sent)."""
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 def pool(count: int) -> Any:
     """A process pool; forked where possible (no re-import of the program)."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    context = multiprocessing.get_context("fork" if forks() else "spawn")
     return context.Pool(count, initializer=_quiet_worker)
 
 
