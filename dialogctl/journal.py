@@ -222,15 +222,15 @@ class Journal:
             if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
             if name == L.CURRENT_FILE:
-                current.append(_file(ConversationRef(user, "current"), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
+                current.extend(_file(ConversationRef(user, "current"), f"{rel}/{name}", entry))
             elif name.startswith(L.SESSION_PREFIX):
                 cid = name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]
                 if _usable_name(cid):
-                    sessions.append(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry.stat(follow_symlinks=False)))
+                    sessions.extend(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
-        if include_archives and has_archives:
-            with dialogs.open_child(L.ARCHIVE_DIR) as archived:
+        if include_archives and has_archives and (archived := _open_if_there(dialogs, L.ARCHIVE_DIR)) is not None:
+            with archived:
                 archives = []
                 for entry in archived.entries():
                     name = entry.name
@@ -238,7 +238,7 @@ class Journal:
                         continue
                     aid = name[: -len(L.YAML_SUFFIX)]
                     if _usable_name(aid):
-                        archives.append(_file(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", entry.stat(follow_symlinks=False)))
+                        archives.extend(_file(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", entry))
                 archives.sort(key=lambda f: f.ref.id or "")
                 files += archives
         return files
@@ -906,8 +906,20 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
     return n - 1, found, form
 
 
-def _file(ref: ConversationRef, rel_path: str, st: os.stat_result) -> ConversationFile:
-    return ConversationFile(ref, rel_path, st.st_size, st.st_mtime, st.st_dev, st.st_ino, st.st_mtime_ns)
+def _file(ref: ConversationRef, rel_path: str, entry: os.DirEntry[str]) -> list[ConversationFile]:
+    """The file a folder listing named; none if it was moved or removed since (an archive or a cleanup at work)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return []
+    return [ConversationFile(ref, rel_path, st.st_size, st.st_mtime, st.st_dev, st.st_ino, st.st_mtime_ns)]
+
+
+def _open_if_there(folder: Folder, name: str) -> Folder | None:
+    try:
+        return folder.open_child(name)
+    except NotFound:  # removed since the folder was listed
+        return None
 
 
 def _regular(folder: Folder, name: str) -> os.stat_result | None:

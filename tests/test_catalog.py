@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -384,3 +385,44 @@ def test_a_scan_on_every_core_is_the_serial_scan(tree: str, tmp_path: Path, monk
     # The four grown files (and user-1's new conversation, if the layout starts one); the archived file moved, with its entry.
     assert 4 <= len(grown.read) <= 5 and not [r for r in grown.read if f"/{ARCHIVE_DIR}/" in r]
     assert grown.entries == catalog.scan(journal, saved={}, use_cores=False).entries
+
+
+def test_files_moved_while_a_folder_is_listed_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive or cleanup in another process moves files between our listing of a folder and our look at them."""
+    from dialogctl import storage
+    from dialogctl.errors import NotFound
+
+    journal = _journal(tmp_path / "j", archiveThreshold="0")
+    journal.append("alice", [_msg(1)])
+    journal.archive("alice")
+    journal.append("alice", [_msg(2)])
+    assert [f.ref.kind for f in journal.conversation_files("alice")] == ["current", "archive"]
+    real_entries, real_open_child = storage.Folder.entries, storage.Folder.open_child
+
+    class Moved:
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self.name, self._entry = entry.name, entry
+
+        def is_file(self, follow_symlinks: bool = True) -> bool:
+            return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+        def is_dir(self, follow_symlinks: bool = True) -> bool:
+            return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+        def stat(self, follow_symlinks: bool = True) -> os.stat_result:
+            raise FileNotFoundError(2, "No such file or directory")
+
+    def entries(self: storage.Folder) -> Iterator[object]:
+        for entry in real_entries(self):
+            yield Moved(entry) if entry.name == "current.yaml" else entry
+
+    def open_child(self: storage.Folder, name: str) -> storage.Folder:
+        if name == "archived":
+            raise NotFound(f"{name} does not exist")
+        return real_open_child(self, name)
+
+    monkeypatch.setattr(storage.Folder, "entries", entries)
+    assert [f.ref.kind for f in journal.conversation_files("alice")] == ["archive"]
+    monkeypatch.setattr(storage.Folder, "open_child", open_child)
+    assert journal.conversation_files("alice") == []
+    assert [user for user, _ in journal.walk()] == ["alice"]
