@@ -1,9 +1,12 @@
-"""Both cores for whole-journal reads: the worker pool the catalog's cold scans use.
+"""Both cores for whole-journal reads: the worker pools of the catalog and of exports.
 
-Reading and parsing many files is CPU-bound; with enough bytes to read and
-more than one CPU, :mod:`dialogctl.catalog` hands files to worker processes
-and gets back only their small summaries (sending parsed messages back would
-cost the main process about as much as parsing them).
+Reading and parsing many files is CPU-bound. With enough to read and more
+than one CPU, :mod:`dialogctl.catalog` hands files (or runs of the walk) to
+worker processes and gets back only their small summaries (sending parsed
+messages back would cost the main process about as much as parsing them),
+and :mod:`dialogctl.exporters` gets back each conversation's finished text.
+Workers are forked where the platform allows, so they start at once and
+inherit what the parent has loaded.
 """
 
 from __future__ import annotations
