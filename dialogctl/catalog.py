@@ -42,8 +42,8 @@ from typing import Any, NamedTuple
 
 from . import parallel
 from .errors import DialogError, NotFound
-from .journal import Conversation, ConversationFile, Journal, WalkPlace
-from .models import ConversationRef, ConversationSummary, Damage, Message
+from .journal import Conversation, ConversationFile, Journal
+from .models import ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
 from .times import parse_timestamp
@@ -336,40 +336,9 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
 
     A file that grew is read on the spot, through its folder's open handle
     (a few hundred bytes); files to read from the start are read after the
-    walk, on every core when they add up to many bytes. A journal whose saved
-    catalog lists many files is walked on every core too, each worker taking
-    a run of :meth:`Journal.walk_plan` (the walk, not the reading, is then
-    most of the work).
+    walk, on every core when they add up to many bytes.
     """
     saved = load(journal.root) if saved is None else saved
-    count = parallel.workers()
-    if use_cores and count >= 2 and len(saved) >= parallel.PARALLEL_FILES and parallel.forks():
-        plan = journal.walk_plan(count * 4)
-        if len(plan) >= 2:
-            return _scan_on_every_core(journal, saved, plan, count)
-    part = _scan_part(journal, saved, None)
-    entries, read = part.entries, part.read
-    if part.jobs:
-        for (_, rel_path, _), entry in zip(part.jobs, _run(part.jobs, use_cores and part.to_read >= parallel.PARALLEL_BYTES), strict=True):
-            read.append(rel_path)
-            if entry is not None:
-                entries[rel_path] = entry
-    return Scan(part.users, entries, read, part.learned or bool(part.jobs) or len(entries) != len(saved))
-
-
-class _Part(NamedTuple):
-    """One walk over (part of) the journal: entries of unchanged, moved and grown files; the others still to read."""
-
-    users: list[tuple[str, list[ConversationFile]]]
-    entries: dict[str, list[Any]]
-    read: list[str]
-    jobs: list[tuple[str, str, list[Any] | None]]
-    to_read: int
-    learned: bool
-    damage: list[Damage]  # met by the walk (unusable user folders)
-
-
-def _scan_part(journal: Journal, saved: dict[str, list[Any]], plan: list[WalkPlace] | None) -> _Part:
     users: list[tuple[str, list[ConversationFile]]] = []
     entries: dict[str, list[Any]] = {}
     by_inode: dict[tuple[int, int], list[Any]] | None = None
@@ -377,8 +346,7 @@ def _scan_part(journal: Journal, saved: dict[str, list[Any]], plan: list[WalkPla
     jobs: list[tuple[str, str, list[Any] | None]] = []
     to_read = 0
     learned = False
-    damage_before = len(journal.damage)
-    for user, dialogs, files in journal._walk_open(plan):
+    for user, dialogs, files in journal._walk_open():
         users.append((user, files))
         for f in files:
             entry = saved.get(f.rel_path)
@@ -404,70 +372,15 @@ def _scan_part(journal: Journal, saved: dict[str, list[Any]], plan: list[WalkPla
                 continue
             jobs.append((journal.root, f.rel_path, entry))
             to_read += f.size
-    return _Part(users, entries, read, jobs, to_read, learned, journal.damage[damage_before:])
-
-
-_FORKED: list[Any] = []  # (journal, saved catalog) for workers forked by _scan_on_every_core
-
-
-def _scan_on_every_core(journal: Journal, saved: dict[str, list[Any]], plan: list[WalkPlace], count: int) -> Scan:
-    """:func:`scan` with the walk split by top-level folder over forked workers; the same result, in the same order.
-
-    The workers inherit the loaded catalog (forked, not sent) and send back only
-    what they found: the files, and the entries of files that changed.
-    """
-    pieces = min(len(plan), count * 4)
-    bounds = [len(plan) * i // pieces for i in range(pieces + 1)]
-    runs = [plan[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
-    _FORKED[:] = [journal, saved]
-    try:
-        with parallel.pool(count) as workers_pool:
-            parts = [_loaded_part(data) for data in workers_pool.map(_scan_job, runs, chunksize=1)]
-    finally:
-        _FORKED.clear()
-    users: list[tuple[str, list[ConversationFile]]] = []
-    entries: dict[str, list[Any]] = {}
-    read: list[str] = []
-    jobs: list[tuple[str, str, list[Any] | None]] = []
-    learned = False
-    for part in parts:
-        journal.damage.extend(part.damage)
-        users.extend(part.users)
-        read.extend(part.read)
-        jobs.extend(part.jobs)
-        learned = learned or part.learned
-        for rel_path, found in part.entries.items():
-            entries[rel_path] = saved[rel_path] if found is None else found
     if jobs:
-        to_read = sum(part.to_read for part in parts)
-        for (_, rel_path, _), entry in zip(jobs, _run(jobs, to_read >= parallel.PARALLEL_BYTES), strict=True):
+        learned = True
+        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
             read.append(rel_path)
             if entry is not None:
                 entries[rel_path] = entry
-    return Scan(users, entries, read, learned or bool(jobs) or len(entries) != len(saved))
-
-
-def _scan_job(run: list[WalkPlace]) -> bytes:
-    """In a worker: one run of the walk, sent back as plain values (marshal: several times quicker to load than pickled tuples)."""
-    journal, saved = _FORKED
-    part = _scan_part(journal, saved, run)
-    users = [(user, [(*f.ref, *f[1:]) for f in files]) for user, files in part.users]
-    # An unchanged file's entry is the one the parent already holds: None stands for it.
-    sent = {rel: None if saved.get(rel) is entry else entry for rel, entry in part.entries.items()}
-    return marshal.dumps((users, sent, part.read, part.jobs, part.to_read, part.learned, [tuple(d) for d in part.damage]))
-
-
-def _loaded_part(data: bytes) -> _Part:
-    users, sent, read, jobs, to_read, learned, damage = marshal.loads(data)
-    return _Part(
-        [(user, [ConversationFile(ConversationRef(*f[:3]), *f[3:]) for f in files]) for user, files in users],
-        sent,
-        read,
-        [tuple(job) for job in jobs],
-        to_read,
-        learned,
-        [Damage(*d) for d in damage],
-    )
+    if len(entries) != len(saved):
+        learned = True
+    return Scan(users, entries, read, learned)
 
 
 def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:

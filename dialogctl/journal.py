@@ -32,9 +32,6 @@ _TAIL_BYTES = 4096
 T = TypeVar("T")
 
 
-WalkPlace = tuple[tuple[str, ...], bool]  # see Journal.walk_plan
-
-
 class ConversationFile(NamedTuple):
     """A conversation file found on disk."""
 
@@ -253,12 +250,8 @@ class Journal:
         for user, _dialogs, files in self._walk_open():
             yield user, files
 
-    def _walk_open(self, plan: list[WalkPlace] | None = None) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        """Like :meth:`walk`, with each user's ``dialogs/`` folder open while the user is looked at.
-
-        ``plan``: only these places (a run of :meth:`walk_plan`; walks of
-        consecutive runs, one after another, are one whole walk).
-        """
+    def _walk_open(self) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
+        """Like :meth:`walk`, with each user's ``dialogs/`` folder open while the user is looked at."""
         if not self.exists():
             return
         self.layout()  # an ambiguous root is refused here as everywhere else
@@ -272,55 +265,25 @@ class Journal:
             except NotFound:
                 return
             with users:
-                if plan is None:
-                    yield from self._walk(users, ())
-                    return
-                for parts, whole in plan:
-                    try:
-                        folder = users.open_folder(parts)
-                    except NotFound:  # removed since the plan was made
-                        continue
-                    with folder:
-                        if whole:
-                            yield from self._walk(folder, parts)
-                        else:
-                            yield from self._walk_user(folder, parts, self._subfolders(folder))
-
-    def walk_plan(self, pieces: int) -> list[WalkPlace]:
-        """Places under ``users/`` whose walks, one after another, are one whole walk; ``pieces`` of them or more where the tree allows.
-
-        A place is (folder parts, whole): with ``whole`` the folder and
-        everything below it, otherwise only the user kept in that folder itself.
-        The tree is opened level by level, a few levels deep at most.
-        """
-        plan: list[WalkPlace] = [((), True)]
-        try:
-            with open_root(self.root) as root, root.open_child(L.USERS_DIR) as users:
-                for depth in range(4):
-                    if len(plan) >= pieces:
-                        break
-                    wider: list[WalkPlace] = []
-                    for parts, whole in plan:
-                        if not whole or len(parts) != depth:
-                            wider.append((parts, whole))
-                            continue
-                        with users.open_folder(parts) as folder:
-                            names = self._subfolders(folder)
-                        if parts and L.DIALOGS_DIR in names:
-                            wider.append((parts, False))
-                        wider.extend((parts + (name,), True) for name in names if not (parts and name == L.DIALOGS_DIR))
-                    plan = wider
-        except NotFound:
-            return []
-        return plan
-
-    @staticmethod
-    def _subfolders(folder: Folder) -> list[str]:
-        return sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+                yield from self._walk(users, ())
 
     def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        names = self._subfolders(folder)
-        yield from self._walk_user(folder, parts, names)
+        names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        if parts and L.DIALOGS_DIR in names:
+            user = L.user_id_from_parts(parts)
+            rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
+            try:
+                L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
+            except InvalidInput as exc:
+                self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
+            else:
+                try:
+                    dialogs = folder.open_child(L.DIALOGS_DIR)
+                except NotFound:  # removed by a cleanup while we walked
+                    dialogs = None
+                if dialogs is not None:
+                    with dialogs:
+                        yield user, dialogs, self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
         for name in names:
             if name == L.DIALOGS_DIR and parts:
                 continue
@@ -330,24 +293,6 @@ class Journal:
                 continue
             with child:
                 yield from self._walk(child, parts + (name,))
-
-    def _walk_user(self, folder: Folder, parts: tuple[str, ...], names: list[str]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        """The user kept in this folder itself, if any."""
-        if not (parts and L.DIALOGS_DIR in names):
-            return
-        user = L.user_id_from_parts(parts)
-        rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
-        try:
-            L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
-        except InvalidInput as exc:
-            self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
-            return
-        try:
-            dialogs = folder.open_child(L.DIALOGS_DIR)
-        except NotFound:  # removed by a cleanup while we walked
-            return
-        with dialogs:
-            yield user, dialogs, self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
 
     def resolve(self, user: str, conversation: str | None = None, archive: str | None = None) -> ConversationRef:
         """The conversation a command means: an archive, a named session, or the current one."""

@@ -1,12 +1,11 @@
 """Both cores for whole-journal reads: the worker pools of the catalog and of exports.
 
 Reading and parsing many files is CPU-bound. With enough to read and more
-than one CPU, :mod:`dialogctl.catalog` hands files (or runs of the walk) to
-worker processes and gets back only their small summaries (sending parsed
-messages back would cost the main process about as much as parsing them),
-and :mod:`dialogctl.exporters` gets back each conversation's finished text.
-Workers are forked where the platform allows, so they start at once and
-inherit what the parent has loaded.
+than one CPU, :mod:`dialogctl.catalog` hands files to worker processes and
+gets back only their small summaries (sending parsed messages back would
+cost the main process about as much as parsing them), and
+:mod:`dialogctl.exporters` gets back each conversation's finished text.
+Workers are forked where the platform allows, so they start at once.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 PARALLEL_BYTES = 2 << 20  # below this, starting workers costs more than they save (measured: a 4 MB journal gains)
-PARALLEL_FILES = 2000  # a journal whose catalog lists this many files is also walked on every core
 
 
 def workers() -> int:
@@ -28,18 +26,11 @@ def workers() -> int:
     return min(cpus, 8)
 
 
-def forks() -> bool:
-    """Whether pools fork (workers then inherit what this process has loaded, without it being sent)."""
-    import multiprocessing
-
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
 def pool(count: int) -> Any:
     """A process pool; forked where possible (no re-import of the program)."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork" if forks() else "spawn")
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     return context.Pool(count, initializer=_quiet_worker)
 
 
