@@ -58,6 +58,7 @@ from .journal import Conversation, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
+from .usermeta import refresh_metadata
 
 ActionKind = Literal["remove-user", "remove-archive", "trim", "keep"]
 Rule = Literal["maxAge", "maxInactive", "retention", "maxConversations"]
@@ -356,10 +357,13 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
             else:
                 result.applied.append(applied)
 
+    before = len(result.applied)
     try:
         journal.locked(user, "cleanup", body)
     except NotFound:
         return  # removed by someone else since the plan was made
+    if any(a.kind in ("trim", "remove-archive") for a in result.applied[before:]):
+        refresh_metadata(journal, user)
 
 
 def _scratch(plan: CleanupPlan) -> CleanupPlan:

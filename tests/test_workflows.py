@@ -394,3 +394,17 @@ def test_follow_ends_when_its_reader_goes_away(root: Path) -> None:
     proc.stdout.close()  # the reader leaves; nothing more is appended
     assert proc.wait(timeout=20) == 141
     assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+
+
+def test_cleanup_recounts_metadata_and_rewrites_system_stats(root: Path, cli: Cli) -> None:
+    cli("append", "dora", "old words", "--timestamp", "2020-01-01T00:00:00Z")
+    cli("archive", "dora", "--id", "ancient")
+    cli("append", "dora", "new words")
+    meta_path = root / "users" / "do" / "ra" / "metadata.yaml"
+    assert json.loads(meta_path.read_text())["totalMessages"] == 2
+    result = cli("cleanup", "--retention-days", "365", "--keep-last", "0", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert not (root / "users" / "do" / "ra" / "dialogs" / "archived" / "ancient.yaml").exists()
+    assert json.loads(meta_path.read_text())["totalMessages"] == 1
+    system = json.loads((root / "system" / "stats.yaml").read_text())
+    assert system["totalMessages"] == 1 and system["totalUsers"] == 1

@@ -128,6 +128,11 @@ def cleanup(
         raise typer.Abort()
     with ProgressBar(state, "Cleaning up") as bar:
         result = apply_cleanup(journal, plan, progress=bar.update)
+    if result.applied:
+        from ..analytics import save_system_stats
+        from ..overview import journal_totals
+
+        save_system_stats(journal, journal_totals(journal))  # system/stats.yaml as the journal now is
     for path, reason in result.skipped[len(plan.skipped) :]:
         state.warn(f"{path}: skipped: {reason}")
     summary = result.summary()
