@@ -386,7 +386,7 @@ def _write_each(out: IO[str], selected: Iterable[Selected | Formatted], text: Ca
     return ExportResult(conversations, messages, {})
 
 
-def jsonl_text(conv: Selected, _neutralised: bool = True) -> str:
+def jsonl_text(conv: Selected) -> str:
     """A conversation's JSONL lines.
 
     Each line is assembled from pieces (the identity once per conversation,
@@ -462,7 +462,8 @@ def csv_text(conv: Selected, neutralised: bool = True) -> str:
     return buffer.getvalue()
 
 
-_FORMATTERS: dict[str, Callable[[Selected, bool], str]] = {"jsonl": jsonl_text, "csv": csv_text}
+# The formats whose conversations are formatted one by one (on every core by :func:`stream`): (conversation, neutralised) -> text.
+_FORMATTERS: dict[str, Callable[[Selected, bool], str]] = {"jsonl": lambda conv, _neutralised: jsonl_text(conv), "csv": csv_text}
 
 
 # --- markdown ----------------------------------------------------------------------------------
@@ -811,10 +812,7 @@ class ExportOptions(NamedTuple):
 def write_export(target: IO[str] | OutputFile, conversations: Iterable[Selected | Formatted], options: ExportOptions) -> ExportResult:
     """Write the selection (from :func:`stream` or :func:`select`) to a text stream or an :class:`OutputFile` in the chosen format."""
     options.check(isinstance(target, OutputFile))
-    if options.format in _FORMATTERS:
-        out = target.text() if isinstance(target, OutputFile) else target
-        return write_jsonl(out, conversations) if options.format == "jsonl" else write_csv(out, conversations, options.neutralised)
-    selected = cast(Iterable[Selected], conversations)  # only the formats above are ever given formatted text
+    selected = cast(Iterable[Selected], conversations)  # only jsonl and csv (_FORMATTERS) are ever given formatted text
     if options.format == "sqlite":
         assert isinstance(target, OutputFile)
         file = target
@@ -822,6 +820,10 @@ def write_export(target: IO[str] | OutputFile, conversations: Iterable[Selected 
         file.check_ours()
         return write_sqlite(file.temp_path, selected, check=lambda: file.check_ours(written=True))
     out = target.text() if isinstance(target, OutputFile) else target
+    if options.format == "jsonl":
+        return write_jsonl(out, conversations)
+    if options.format == "csv":
+        return write_csv(out, conversations, options.neutralised)
     if options.format == "json":
         return write_json(out, selected, options.single)
     if options.format == "markdown":

@@ -110,11 +110,14 @@ class SpooledMessages:
         self.count += 1
 
     def batches(self) -> Iterator[tuple[tuple[str, str | None], list[Message]]]:
-        """Each group's messages, in input order, one group at a time."""
-        self.file.flush()
-        fd = self.file.fileno()
-        for key, places in self.groups.items():
-            yield key, [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
+        """Each group's messages, in input order, one group at a time; the file is closed after the last (or when given up)."""
+        try:
+            self.file.flush()
+            fd = self.file.fileno()
+            for key, places in self.groups.items():
+                yield key, [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
+        finally:
+            self.close()
 
     def close(self) -> None:
         self.file.close()

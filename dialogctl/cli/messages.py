@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Optional
 
 import typer
 
 from .options import ArchiveOpt, ConversationOpt, RoleOption, SinceOption, UntilOption, UserArg, complete_roles, complete_users
-from .output import Column, Format, FormatOption, emit_object, emit_records
+from .output import PLACE_COLUMNS, Column, Format, FormatOption, emit_object, emit_records
 from .state import CliState
 
 APPEND_COLUMNS = [
@@ -68,7 +69,7 @@ def append(
     from ..errors import InvalidInput
     from ..layout import validate_name, validate_user_id
     from ..models import Message
-    from .inputs import SpooledMessages, check_role, parse_meta, read_stdin, spool_jsonl_messages, stdin_bytes, timestamp_option
+    from .inputs import check_role, parse_meta, read_stdin, spool_jsonl_messages, stdin_bytes, timestamp_option
 
     state: CliState = ctx.obj
     if jsonl:
@@ -87,26 +88,22 @@ def append(
             if fmt is not None:
                 emit_records(state, fmt, APPEND_COLUMNS, [])
             return
-        groups: SpooledMessages | dict[tuple[str, Optional[str]], list[Message]] = spool
+        batches: Iterable[tuple[tuple[str, Optional[str]], list[Message]]] = spool.batches()
     else:
         if user is None:
             raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
         check_role(role)
         content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
-        groups = {(user, conversation): [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))]}
+        batches = [((user, conversation), [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))])]
     journal = state.journal()
     results = []
-    try:
-        for (group_user, group_conv), batch in groups.batches() if isinstance(groups, SpooledMessages) else groups.items():
-            result = journal.append(group_user, batch, group_conv)
-            results.append(result)
-            if result.archive_error:
-                state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
-            archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
-            state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
-    finally:
-        if isinstance(groups, SpooledMessages):
-            groups.close()
+    for (group_user, group_conv), batch in batches:
+        result = journal.append(group_user, batch, group_conv)
+        results.append(result)
+        if result.archive_error:
+            state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
+        archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
+        state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
     total = sum(r.appended for r in results)
     if len(results) > 1 or total > 1:
         state.say(f"appended {total} messages for {len(results)} user conversation(s)")
@@ -124,16 +121,7 @@ def _append_record(result: Any) -> dict[str, Any]:
     }
 
 
-MESSAGE_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
-    Column("archived", "Archived", "bool"),
-    Column("index", "#", "count"),
-    Column("timestamp", "Time"),
-    Column("role", "Role"),
-    Column("content", "Content"),
-    Column("metadata", "Metadata", "json"),
-]
+MESSAGE_COLUMNS = [*PLACE_COLUMNS, Column("content", "Content"), Column("metadata", "Metadata", "json")]
 
 
 def show(

@@ -64,6 +64,17 @@ class Column(NamedTuple):
     in_table: bool = True  # False: a field of the machine formats only (the table's title says it)
 
 
+# Where a message sits and who wrote it: the leading columns of every per-message listing (show, search).
+PLACE_COLUMNS = [
+    Column("user", "User"),
+    Column("conversation", "Conversation"),
+    Column("archived", "Archived", "bool"),
+    Column("index", "#", "count"),
+    Column("timestamp", "Time"),
+    Column("role", "Role"),
+]
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 

@@ -8,19 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from .options import RoleOption, SinceOption, UntilOption, UsersArg
-from .output import Column, FormatOption, emit_records
+from .output import PLACE_COLUMNS, Column, FormatOption, emit_records
 from .state import CliState
 
-HIT_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
-    Column("archived", "Archived", "bool"),
-    Column("index", "#", "count"),
-    Column("timestamp", "Time"),
-    Column("role", "Role"),
-    Column("match", "Match", "bool"),
-    Column("content", "Content"),
-]
+HIT_COLUMNS = [*PLACE_COLUMNS, Column("match", "Match", "bool"), Column("content", "Content")]
 
 
 def search(

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
 from pathlib import Path
 
 from dialogctl.config import load_settings
@@ -16,6 +11,7 @@ from dialogctl.journal import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe
+from ..terminal import run_tty
 
 HOSTILE = {
     "clear screen": "\x1b[2J\x1b[H",
@@ -42,30 +38,6 @@ def _journal(tmp_path: Path) -> Path:
     return root
 
 
-def _on_a_terminal(args: list[str]) -> str:
-    """Run dialogctl with stdout and stderr on a pseudo-terminal; return everything it printed."""
-    master, slave = pty.openpty()
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="200", LINES="50")
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "dialogctl", *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=30)
-    os.close(master)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def _assert_inert(text: str) -> None:
     plain = SGR.sub("", text)
     assert "\x1b" not in plain, repr(plain[max(0, plain.find("\x1b") - 40) :][:120])
@@ -76,7 +48,7 @@ def _assert_inert(text: str) -> None:
 def test_transcripts_and_tables_show_hostile_text_escaped(tmp_path: Path) -> None:
     root = _journal(tmp_path)
     for args in (["show", "alice"], ["show", "alice", "--format", "table"], ["list"], ["list", "alice"], ["export", "alice", "--format", "json"]):
-        shown = _on_a_terminal(["--root", str(root), "--color", "always", *args])
+        shown = run_tty("--root", str(root), "--color", "always", *args, cols=200, rows=50).output
         if args[-1] == "json":
             continue  # machine formats carry the exact text (checked below)
         _assert_inert(shown)
