@@ -252,8 +252,8 @@ def save_system_stats(journal: Journal, totals: Totals) -> bool:
     """
     data = (json.dumps(system_stats(totals), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     try:
-        with open_root(journal.root) as top, top.open_folder((STATS_DIR,), create=True, mode=journal.dir_mode) as system:
-            system.write_atomic(STATS_FILE, data, journal.file_mode, durable=False)
+        with open_root(journal.root) as top, top.open_folder((STATS_DIR,), create=True, modes=journal.modes) as system:
+            system.write_atomic(STATS_FILE, data, journal.modes, durable=False)
     except (DialogError, OSError):
         return False
     return True

@@ -296,14 +296,14 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
     payload = marshal.dumps(entries)
     data = MAGIC + len(payload).to_bytes(8, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
     try:
-        with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,), create=True, mode=journal.dir_mode) as system:
-            fd = os.open(CATALOG_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, journal.file_mode, dir_fd=system.fd)
+        with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,), create=True, modes=journal.modes) as system:
+            fd = system.open_read_write(CATALOG_LOCK, journal.modes)
             try:
                 try:
                     portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
                 except portalocker.exceptions.LockException:
                     return False  # another process is saving what it learned; ours is no better
-                system.write_atomic(CATALOG_FILE, data, journal.file_mode)
+                system.write_atomic(CATALOG_FILE, data, journal.modes)
             finally:
                 os.close(fd)  # closing releases the lock
     except (DialogError, OSError):

@@ -125,7 +125,7 @@ def remove(journal: Journal, plan: Removal) -> Removal:
                 if folder is not dialogs:
                     folder.close()
             if ref.kind == "current":
-                dialogs.create_empty(name, journal.file_mode)  # the reference expects the file
+                dialogs.create_empty(name, journal.modes)  # the reference expects the file
         _remove_quarantined(journal, fresh)
         return fresh
 
@@ -188,5 +188,5 @@ def audit(journal: Journal, action: str, removal: Removal) -> None:
         "bytes": removal.bytes,
         "by": {"osUser": who, "host": os.uname().nodename, "pid": os.getpid(), "serverId": journal.settings["serverId"]},
     }
-    with open_root(journal.root) as root, root.open_folder(AUDIT_LOG[:-1], create=True, mode=journal.dir_mode) as system:
-        system.append(AUDIT_LOG[-1], (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"), journal.file_mode)
+    with open_root(journal.root) as root, root.open_folder(AUDIT_LOG[:-1], create=True, modes=journal.modes) as system:
+        system.append(AUDIT_LOG[-1], (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"), journal.modes)

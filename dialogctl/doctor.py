@@ -17,6 +17,8 @@ import stat
 from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
+from .storage import FOLLOW, Modes
+
 MOUNTINFO = "/proc/self/mountinfo"
 
 # Mount options that keep locks on this machine only, so servers on other
@@ -90,7 +92,7 @@ def existing_ancestor(path: str) -> str:
     return current
 
 
-def diagnose(root: str, file_mode: int, dir_mode: int, mountinfo: str | None = None) -> Iterator[Advice]:
+def diagnose(root: str, modes: Modes = FOLLOW, mountinfo: str | None = None) -> Iterator[Advice]:
     """Every piece of advice about the journal root (which need not exist yet)."""
     exists = os.path.isdir(root)
     where = root if exists else existing_ancestor(root)
@@ -110,7 +112,7 @@ def diagnose(root: str, file_mode: int, dir_mode: int, mountinfo: str | None = N
         yield from _mount_advice(mount)
     yield from _writable_advice(where, mount)
     if exists:
-        yield from _access_advice(root, file_mode, dir_mode)
+        yield from _access_advice(root, modes)
     yield from _space_advice(where)
 
 
@@ -147,25 +149,31 @@ def _writable_advice(where: str, mount: Mount | None) -> Iterator[Advice]:
         yield Advice("writable", "ok", f"{where} is writable")
 
 
-def _access_advice(root: str, file_mode: int, dir_mode: int) -> Iterator[Advice]:
+def _access_advice(root: str, modes: Modes) -> Iterator[Advice]:
     st = os.stat(root)
     mode = stat.S_IMODE(st.st_mode)
-    extra = mode & 0o077 & ~dir_mode
-    if extra:
-        can = " and ".join(word for word, bits in (("read", 0o044), ("enter", 0o011), ("write", 0o022)) if extra & bits)
+    new_files = f"new files get {modes.file:04o}" if modes.file is not None else "new files take the owner and mode of the folder they are made in (without x)"
+    new_folders = f"new folders {modes.dir:04o}" if modes.dir is not None else "new folders those of their parent"
+    if mode & 0o022:
+        who = " and ".join(word for word, bits in (("its group", 0o020), ("other users", 0o002)) if mode & bits)
         yield Advice(
             "permissions",
             "warning",
-            f"the root has mode {mode:04o}: other users can {can} it; the journal's folders should be {dir_mode:04o} ('dialogctl verify' lists what is too open, 'dialogctl repair' fixes it)",
+            f"the root has mode {mode:04o}: {who} can write it, and so remove or replace any conversation ('dialogctl verify' lists every file and folder others can write)",
         )
     else:
-        yield Advice("permissions", "ok", f"the root has mode {mode:04o}; new files get {file_mode:04o}, new folders {dir_mode:04o}")
+        readable = " (readable by group or others: fine unless the conversations must stay private)" if mode & 0o044 else ""
+        yield Advice("permissions", "ok", f"the root has mode {mode:04o}{readable}; {new_files}, {new_folders}")
     if st.st_uid != os.geteuid():
-        yield Advice(
-            "owner",
-            "warning",
-            f"the root belongs to uid {st.st_uid} but dialogctl runs as uid {os.geteuid()}: files it creates will belong to uid {os.geteuid()}",
-        )
+        if os.geteuid() == 0:
+            yield Advice("owner", "ok", f"dialogctl runs as root: what it creates is given to uid {st.st_uid} and gid {st.st_gid}, who own the root")
+        else:
+            yield Advice(
+                "owner",
+                "warning",
+                f"the root belongs to uid {st.st_uid} but dialogctl runs as uid {os.geteuid()}: files it creates will belong to uid {os.geteuid()}, "
+                "and servers running as the root's owner may not be able to append to them",
+            )
 
 
 def _space_advice(where: str) -> Iterator[Advice]:

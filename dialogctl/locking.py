@@ -22,9 +22,7 @@ from typing import Any, NamedTuple
 
 from .errors import LockBusy, StorageError, storage_error
 from .layout import LOCK_FILE
-from .storage import Folder
-
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+from .storage import FOLLOW, Folder, Modes
 
 
 class FolderGone(StorageError):
@@ -62,12 +60,12 @@ def parse_owner(data: bytes) -> Owner | None:
 class UserLock:
     """Exclusive lock on one user's ``dialogs/`` folder (a context manager)."""
 
-    def __init__(self, dialogs: Folder, user: str, owner: Owner, timeout: float, file_mode: int = 0o600) -> None:
+    def __init__(self, dialogs: Folder, user: str, owner: Owner, timeout: float, modes: Modes = FOLLOW) -> None:
         self.dialogs = dialogs
         self.user = user
         self.owner = owner
         self.timeout = timeout
-        self.file_mode = file_mode
+        self.modes = modes
         self.fd = -1
 
     def __enter__(self) -> UserLock:
@@ -134,11 +132,7 @@ class UserLock:
             self.fd = -1
 
     def _open(self) -> int:
-        try:
-            fd = os.open(LOCK_FILE, _OPEN_FLAGS, self.file_mode, dir_fd=self.dialogs.fd)
-        except OSError as exc:
-            raise storage_error(exc, "open lock file", self.dialogs.child_path(LOCK_FILE)) from None
-        return fd
+        return self.dialogs.open_read_write(LOCK_FILE, self.modes)
 
     def _still_ours(self, fd: int) -> bool:
         try:

@@ -8,9 +8,15 @@ symlink: that is the operator's choice.
 
 Durability rules: an append is one ``write`` on an ``O_APPEND`` descriptor,
 rolled back to the old size if it comes up short, and fsynced before it is
-reported; a rewrite is temp file + fsync + ``rename`` + fsync of the folder;
-new files and folders get the configured modes exactly (``fchmod`` after
-creation, so the umask cannot widen or narrow them).
+reported; a rewrite is temp file + fsync + ``rename`` + fsync of the folder.
+
+Ownership and modes follow the journal (:class:`Modes`): the servers that
+append to a journal run as their own user, unlocked, so whatever dialogctl
+creates must stay writable by them. A new file or folder takes the owner,
+group and permissions of the folder it is created in (a file without the
+execute bits), a rewritten file keeps those of the file it replaces, and
+only modes set explicitly by the operator are applied instead (``fchmod``
+after creation, so the umask can neither widen nor narrow them).
 """
 
 from __future__ import annotations
@@ -18,15 +24,64 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from .errors import NotFound, StorageError, UnsafePath, storage_error
+from .errors import ChangedUnderneath, NotFound, StorageError, UnsafePath, storage_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 TEMP_MARK = ".tmp-"
+
+
+class Modes(NamedTuple):
+    """How dialogctl sets the owner and permissions of what it creates.
+
+    ``file``/``dir`` None: follow the folder the new file or folder is made in
+    (its permission bits, a file without execute bits; setgid folders keep
+    setgid), and its owner and group when this process may give them away.
+    A number: exactly that mode (the operator set it).
+    """
+
+    file: int | None = None
+    dir: int | None = None
+
+    def for_file(self, parent: os.stat_result) -> int:
+        if self.file is not None:
+            return self.file
+        return stat.S_IMODE(parent.st_mode) & 0o666
+
+    def for_dir(self, parent: os.stat_result) -> int:
+        if self.dir is not None:
+            return self.dir
+        return stat.S_IMODE(parent.st_mode) & 0o2777
+
+
+FOLLOW = Modes()
+
+
+def adopt(fd: int, like: os.stat_result) -> None:
+    """Give a file or folder we just made the owner and group of ``like`` (its folder, or the file it replaces).
+
+    Best effort by design: root can give both away, a member of the group can
+    give the group; anything else keeps our own ids (and ``verify`` reports a
+    foreign owner). Never fails the write it follows.
+    """
+    own = os.fstat(fd)
+    if (own.st_uid, own.st_gid) == (like.st_uid, like.st_gid):
+        return
+    try:
+        os.fchown(fd, like.st_uid, like.st_gid)
+        return
+    except OSError:
+        pass
+    if own.st_gid != like.st_gid:
+        try:
+            os.fchown(fd, -1, like.st_gid)
+        except OSError:
+            pass
 
 
 class Folder:
@@ -54,11 +109,12 @@ class Folder:
 
     # --- folders ---------------------------------------------------------
 
-    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, mode: int = 0o700) -> Folder:
+    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW) -> Folder:
         """Open ``parts`` below this folder, one name at a time, never through a symlink.
 
-        With ``create``, missing folders are made with ``mode``; if that fails
-        part-way, the folders this call made are removed again.
+        With ``create``, missing folders are made following ``modes`` (by
+        default: owner, group and mode of the folder each is made in); if that
+        fails part-way, the folders this call made are removed again.
         """
         fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
         made: list[int] = []
@@ -72,13 +128,16 @@ class Folder:
                 except FileNotFoundError:
                     if not create:
                         raise NotFound(f"{path} does not exist") from None
+                parent = os.fstat(fds[-1])
+                mode = modes.for_dir(parent)
                 try:
-                    os.mkdir(name, mode, dir_fd=fds[-1])
+                    os.mkdir(name, mode & 0o777, dir_fd=fds[-1])
                     made.append(index)
                 except FileExistsError:
                     pass
                 fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
                 if made and made[-1] == index:
+                    adopt(fds[-1], parent)
                     os.fchmod(fds[-1], mode)
                     os.fsync(fds[-2])
         except OSError as exc:
@@ -159,26 +218,36 @@ class Folder:
         return fd
 
     def read_bytes(self, name: str) -> bytes | None:
+        read = self.read_with_stat(name)
+        return None if read is None else read[0]
+
+    def read_with_stat(self, name: str) -> tuple[bytes, os.stat_result] | None:
+        """A regular file's bytes and the ``fstat`` of the same open file (so they agree); None when absent."""
         fd = self.open_read(name)
         if fd is None:
             return None
         try:
-            return read_all(fd)
+            st = os.fstat(fd)
+            return read_all(fd), st
         except OSError as exc:
             raise storage_error(exc, "read", self.child_path(name)) from None
         finally:
             os.close(fd)
 
-    def open_append(self, name: str, mode: int) -> tuple[int, bool]:
-        """An ``O_APPEND`` write descriptor, creating the file with ``mode``; also says if it was created."""
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+    def open_append(self, name: str, modes: Modes = FOLLOW) -> tuple[int, bool]:
+        """An ``O_APPEND`` write descriptor, creating the file following ``modes``; also says if it was created."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             try:
-                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=self.fd)
+                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd)
             except FileExistsError:
-                return os.open(name, flags, dir_fd=self.fd), False
+                fd = os.open(name, flags, dir_fd=self.fd)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    raise UnsafePath(f"{self.child_path(name)} is not a regular file; dialogctl writes only regular files inside the journal") from None
+                return fd, False
             try:
-                os.fchmod(fd, mode)
+                self.set_up_new(fd, modes)
             except OSError:
                 os.close(fd)
                 self.remove_quietly(name)
@@ -189,14 +258,59 @@ class Folder:
                 raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
             raise storage_error(exc, "open for append", self.child_path(name)) from None
 
-    def append(self, name: str, data: bytes, mode: int) -> tuple[int, int]:
+    def open_read_write(self, name: str, modes: Modes = FOLLOW) -> int:
+        """A read-write descriptor on a regular file (a lock file), created following ``modes`` when missing.
+
+        Never through a symlink and never blocking on a FIFO planted there.
+        """
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        where = self.child_path(name)
+        try:
+            try:
+                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd)
+                created = True
+            except FileExistsError:
+                fd = os.open(name, flags, dir_fd=self.fd)
+                created = False
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{where} is a symlink; dialogctl does not follow links inside the journal") from None
+            raise storage_error(exc, "open", where) from None
+        try:
+            if created:
+                self.set_up_new(fd, modes)
+            elif not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UnsafePath(f"{where} is not a regular file; dialogctl uses only regular files inside the journal")
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error(exc, "set up", where) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def set_up_new(self, fd: int, modes: Modes, like: os.stat_result | None = None) -> None:
+        """Owner, group and mode of a file this folder just got.
+
+        ``like`` is the file it replaces: a rewrite never narrows or widens a
+        file's mode nor changes its owner, whatever the settings say.
+        """
+        if like is not None:
+            adopt(fd, like)
+            os.fchmod(fd, stat.S_IMODE(like.st_mode))
+            return
+        parent = os.fstat(self.fd)
+        adopt(fd, parent)
+        os.fchmod(fd, modes.for_file(parent))
+
+    def append(self, name: str, data: bytes, modes: Modes = FOLLOW) -> tuple[int, int]:
         """Append ``data`` with one write, fsync it; return (old size, new size).
 
         On a short or failed write or fsync the file is cut back to its old
         size (or removed, if this call created it), so a failed append leaves
         the folder byte-identical to before.
         """
-        fd, created = self.open_append(name, mode)
+        fd, created = self.open_append(name, modes)
         where = self.child_path(name)
         try:
             old_size = os.fstat(fd).st_size
@@ -217,16 +331,16 @@ class Folder:
         finally:
             os.close(fd)
 
-    def create_empty(self, name: str, mode: int) -> None:
-        """Create an empty file if the name is free (no-op if it exists)."""
+    def create_empty(self, name: str, modes: Modes = FOLLOW, like: os.stat_result | None = None) -> None:
+        """Create an empty file if the name is free (no-op if it exists); ``like``: take that file's owner and mode."""
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=self.fd)
         except FileExistsError:
             return
         except OSError as exc:
             raise storage_error(exc, "create", self.child_path(name)) from None
         try:
-            os.fchmod(fd, mode)
+            self.set_up_new(fd, modes, like)
             os.fsync(fd)
         except OSError as exc:
             self.remove_quietly(name)
@@ -234,8 +348,13 @@ class Folder:
         finally:
             os.close(fd)
 
-    def write_atomic(self, name: str, data: bytes, mode: int, durable: bool = True) -> None:
+    def write_atomic(self, name: str, data: bytes, modes: Modes = FOLLOW, durable: bool = True, keep_open: bool = False) -> int | None:
         """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder.
+
+        The new file keeps the owner, group and mode of the file it replaces
+        (a new name follows ``modes``). With ``keep_open`` an ``O_APPEND``
+        descriptor on the new file is returned (the caller closes it): it
+        reaches the new file wherever it is moved later.
 
         The old file keeps a second name (a hard link) until the folder is
         fsynced, so if that last step fails the old file is put back and a
@@ -248,19 +367,29 @@ class Folder:
         """
         temp = f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
         where = self.child_path(name)
+        old = self.stat(name)
+        if old is not None and not stat.S_ISREG(old.st_mode):
+            old = None  # a symlink (or worse) planted there is replaced, never followed, and lends nothing
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.fd)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=self.fd)
         except OSError as exc:
             raise storage_error(exc, "create a temporary file for", where) from None
         backup: str | None = None
+        kept = -1
         try:
             try:
-                os.fchmod(fd, mode)
+                self.set_up_new(fd, modes, old)
                 write_all(fd, data)
                 if durable:
                     os.fsync(fd)
+                if keep_open:
+                    import fcntl
+
+                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+                    kept, fd = fd, -1
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             if durable:
                 try:
                     os.link(name, f"{temp}-old", src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
@@ -272,15 +401,21 @@ class Folder:
             self.remove_quietly(temp)
             if backup is not None:
                 self.remove_quietly(backup)
+            if kept >= 0:
+                os.close(kept)
             raise storage_error(exc, "rewrite", where) from None
         except BaseException:
             self.remove_quietly(temp)
+            if kept >= 0:
+                os.close(kept)
             raise
         if not durable:
-            return
+            return kept if keep_open else None
         try:
             self.fsync()
         except OSError as exc:
+            if kept >= 0:
+                os.close(kept)
             try:
                 if backup is not None:
                     os.rename(backup, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -293,6 +428,7 @@ class Folder:
         finally:
             if backup is not None:
                 self.remove_quietly(backup)
+        return kept if keep_open else None
 
     def rename_to(self, name: str, target: Folder, new_name: str) -> None:
         """Move a file between two journal folders (same filesystem), durably.
@@ -315,6 +451,35 @@ class Folder:
             except OSError:
                 pass
             raise storage_error(exc, "move", where) from None
+
+    def move_no_replace(self, name: str, target: Folder, new_name: str) -> bool:
+        """Move a file to a name that must be free, atomically, durably; False where the system cannot tell.
+
+        ``renameat2(RENAME_NOREPLACE)``: a file a server created at the target
+        name meanwhile is never overwritten (the move fails with ``EEXIST``).
+        """
+        swap = _renameat2()
+        if swap is None:
+            return False
+        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
+        if swap(self.fd, os.fsencode(name), target.fd, os.fsencode(new_name), _RENAME_NOREPLACE) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                return False
+            raise storage_error(OSError(code, os.strerror(code)), "move", where)
+        try:
+            target.fsync()
+            if target.fd != self.fd:
+                self.fsync()
+        except OSError as exc:
+            try:
+                os.rename(new_name, name, src_dir_fd=target.fd, dst_dir_fd=self.fd)
+            except OSError:
+                pass
+            raise storage_error(exc, "move", where) from None
+        return True
 
     def exchange(self, name: str, other: Folder, other_name: str) -> bool:
         """Swap two files in one atomic step, durably; False (nothing changed) where the system cannot.
@@ -404,8 +569,108 @@ class Folder:
             raise storage_error(exc, "remove", self.child_path(name)) from None
 
 
+class _Watched(NamedTuple):
+    path: str
+    old: int  # read descriptor on the replaced file
+    new: int  # O_APPEND descriptor on the file that replaced it
+    carried: list[int]  # bytes of the replaced file accounted for: [size]
+    at: float  # when the rename happened (monotonic)
+
+
+class LiveRewrites:
+    """Rewrites of conversation files that servers may still be appending to.
+
+    A rewrite (cleanup's trim, repair) replaces a file by rename. The servers
+    append without a lock: one that opened the file just before the rename
+    writes its item into the replaced file, which nothing reads any more. So
+    the replaced file stays open here after each rewrite, and whatever lands
+    in it is carried over into the new file, from a fresh line as every write
+    of ours: once right after the rename, and again by :meth:`settle` once
+    :attr:`GRACE` has passed, by when an append that was under way at the
+    rename has finished. Commands that rewrite call :meth:`settle` before they
+    end (and it runs by itself when many rewrites are pending). An append held
+    up longer than that between its open and its write (a server process
+    stopped in between) can still land in the replaced file: only a lock taken
+    by the servers would close that window.
+    """
+
+    GRACE = 0.1  # seconds
+    LIMIT = 128  # rewrites watched at once (two descriptors each)
+
+    def __init__(self) -> None:
+        self.pending: list[_Watched] = []
+
+    def replace(self, folder: Folder, name: str, data: bytes, seen: Any, modes: Modes = FOLLOW) -> None:
+        """Replace ``name`` (which must still be the file ``seen``: dev, ino, size as read) with ``data``, and watch the old file."""
+        where = folder.child_path(name)
+        old = folder.open_read(name)
+        if old is None:
+            raise ChangedUnderneath(f"{where} was moved away while it was being rewritten (a server archived it?); left as it is")
+        try:
+            st = os.fstat(old)
+            if (st.st_dev, st.st_ino) != (seen.dev, seen.ino) or st.st_size < seen.size:
+                raise ChangedUnderneath(f"{where} was replaced or cut short while it was being rewritten (a server archived it?); left as it is")
+            new = folder.write_atomic(name, data, modes, keep_open=True)
+        except BaseException:
+            os.close(old)
+            raise
+        assert new is not None
+        watched = _Watched(where, old, new, [seen.size], time.monotonic())
+        try:
+            _carry_over(watched)
+        except BaseException:
+            _close_watched(watched)
+            raise
+        self.pending.append(watched)
+        if len(self.pending) > self.LIMIT:
+            self.settle(len(self.pending) // 2)
+
+    def settle(self, count: int | None = None) -> None:
+        """Carry over what reached the oldest ``count`` (all) replaced files after the grace period; stop watching them."""
+        batch = self.pending[: len(self.pending) if count is None else count]
+        if not batch:
+            return
+        del self.pending[: len(batch)]
+        wait = self.GRACE - (time.monotonic() - batch[-1].at)
+        if wait > 0:
+            time.sleep(wait)
+        failure: StorageError | None = None
+        for watched in batch:
+            try:
+                _carry_over(watched)
+            except StorageError as exc:
+                failure = failure or exc
+            finally:
+                _close_watched(watched)
+        if failure is not None:
+            raise failure
+
+
+def _carry_over(watched: _Watched) -> None:
+    """Append to the new file what a server appended to the replaced one since we last looked."""
+    try:
+        size = os.fstat(watched.old).st_size
+        done = watched.carried[0]
+        if size <= done:
+            return
+        extra = os.pread(watched.old, size - done, done)
+        write_all(watched.new, b"\n" + extra)
+        os.fsync(watched.new)
+        watched.carried[0] = done + len(extra)
+    except OSError as exc:
+        raise storage_error(exc, "carry a server's late append over into", watched.path) from None
+
+
+def _close_watched(watched: _Watched) -> None:
+    for fd in (watched.old, watched.new):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def open_root(root: str, create: bool = False, mode: int = 0o700) -> Folder:
-    """Open the journal root (which itself may be a symlink)."""
+    """Open the journal root (which itself may be a symlink); a root made here gets exactly ``mode``."""
     try:
         return Folder(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), root)
     except FileNotFoundError:
@@ -435,6 +700,7 @@ def open_below(root: str, rel_path: str) -> int | None:
         return None
 
 
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _SWAP: list[Any] = []
 

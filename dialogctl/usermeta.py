@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import os
 
     from .journal import Journal
-    from .storage import Folder
+    from .storage import Folder, Modes
 
 # A counted file's identity: [size, inode]; None for a file that does not exist.
 Key = list[int] | None
@@ -96,12 +96,12 @@ def _load_yaml(data: bytes) -> Any:
 _ORDER = ("userId", "createdAt", "lastActivity", "totalMessages", "preferences", "statistics")
 
 
-def save(user_folder: Folder, meta: dict[str, Any], mode: int) -> None:
+def save(user_folder: Folder, meta: dict[str, Any], modes: Modes) -> None:
     ordered = {key: meta[key] for key in _ORDER if key in meta}
     ordered.update((key, value) for key, value in meta.items() if key not in ordered and key != _OWN)
     ordered[_OWN] = meta.get(_OWN)
     text = json.dumps(ordered, ensure_ascii=False, indent=2) + "\n"
-    user_folder.write_atomic(METADATA_FILE, text.encode("utf-8"), mode, durable=False)
+    user_folder.write_atomic(METADATA_FILE, text.encode("utf-8"), modes, durable=False)
 
 
 def _fresh(user: str, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -209,7 +209,7 @@ def after_append(
             done = move.at
         _add(meta, batch[done:], target)
         meta[_OWN]["counted"][target] = after
-    save(user_folder, meta, journal.file_mode)
+    save(user_folder, meta, journal.modes)
 
 
 def _only_written_by(journal: Journal, user: str, target: str, moves: Sequence[Move]) -> bool:
@@ -231,7 +231,7 @@ def _apply_moves(own: dict[str, Any], moves: Sequence[Move]) -> None:
         counted.setdefault(m.old, m.left)
 
 
-def note_moved(user_folder: Folder, moves: list[Move], mode: int) -> None:
+def note_moved(user_folder: Folder, moves: list[Move], modes: Modes) -> None:
     """Files moved (archive, restore; several at once for a swap): totals stand, the counted identities follow the files.
 
     A moved or replaced file that is not the one last counted (changed behind
@@ -248,7 +248,7 @@ def note_moved(user_folder: Folder, moves: list[Move], mode: int) -> None:
         _apply_moves(meta[_OWN], moves)
     else:
         meta[_OWN]["counted"] = None
-    save(user_folder, meta, mode)
+    save(user_folder, meta, modes)
 
 
 def refresh(journal: Journal, user: str) -> None:
@@ -256,7 +256,7 @@ def refresh(journal: Journal, user: str) -> None:
 
     def body(dialogs: Folder) -> None:
         with dialogs.open_folder(("..",)) as user_folder:
-            save(user_folder, recompute(journal, user, load(user_folder)), journal.file_mode)
+            save(user_folder, recompute(journal, user, load(user_folder)), journal.modes)
 
     journal.locked(user, "metadata", body)
 

@@ -57,8 +57,10 @@ TEMP_FILE = "leftover temp file"
 CATALOG_STALE = "catalog out of step"
 UNFINISHED_ARCHIVE = "unfinished archive"
 SHARED_FILE = "half-finished archive move"
-TOO_OPEN = "too open"
+TOO_OPEN = "writable by others"
 FOREIGN_OWNER = "foreign owner"
+READABLE = "readable by others"
+DOCUMENTS_SHAPE = "documents shape"
 
 
 class Finding(NamedTuple):
@@ -71,9 +73,11 @@ class Finding(NamedTuple):
     detail: str  # one sentence; never quotes message text
     mend: str | None  # what `dialogctl repair` does about it; None: a person must look
     user: str | None = None
+    level: str = "problem"  # "problem" (verify exits 1), or "note" (said, but nothing to mend)
 
     def to_json(self) -> dict[str, object]:
         return {
+            "level": self.level,
             "user": self.user,
             "path": self.path,
             "line": self.line,
@@ -93,8 +97,7 @@ class Expectations(NamedTuple):
 
     owner: int  # uid that owns the journal root
     group: int  # and its gid
-    file_mode: int
-    dir_mode: int
+    file_shape: str  # "sequence" or "documents": what the journal's servers append to
     order_slack: float  # seconds a timestamp may run backwards (taken before waiting for the lock)
     conversations: str  # "current" or "sessions"
 
@@ -139,8 +142,11 @@ def check_records(conv: ConversationFile, expect: Expectations) -> Iterator[Find
 
 def check_frame_numbers(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
     """The last frame's ``n`` is the file's message count, which appends continue from."""
-    if not conv.frames or conv.parsed.damage or conv.data[conv.frames[-1].after :].strip():
-        return  # damaged files are rewritten with fresh frames anyway
+    if not conv.frames or conv.parsed.damage or conv.parsed.framed != len(conv.parsed.messages):
+        # Damaged files are rewritten with fresh frames anyway; and a server's item
+        # (which the servers append without a lock, so also between our look at the
+        # count and our write) legitimately moves the count past the frames.
+        return
     last = conv.frames[-1]
     total = len(conv.parsed.messages)
     if last.n != total:
@@ -207,7 +213,21 @@ def check_file_access(conv: ConversationFile, expect: Expectations) -> Iterator[
     yield from access_findings(conv.rel_path, conv.stat, expect, conv.user)
 
 
-FILE_CHECKS: list[FileCheck] = [check_records, check_frame_numbers, check_roles, check_timestamps, check_file_access]
+def check_shape(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+    """A file of ``---`` documents in a journal whose servers append ``- role:`` items to a YAML sequence."""
+    if expect.file_shape == "sequence" and conv.parsed.form == "documents" and conv.parsed.messages:
+        yield Finding(
+            conv.rel_path,
+            None,
+            "shape",
+            DOCUMENTS_SHAPE,
+            "a file of --- documents (as dialogctl before 0.2 wrote them): a server's next append, a '- role:' item, makes it invalid YAML for the servers",
+            "rewrite it as a YAML sequence, the shape the servers append to (fileShape)",
+            conv.user,
+        )
+
+
+FILE_CHECKS: list[FileCheck] = [check_records, check_frame_numbers, check_shape, check_roles, check_timestamps, check_file_access]
 
 
 # --- checks of one user's folder --------------------------------------------------
@@ -354,7 +374,14 @@ ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers, check_c
 
 
 def access_findings(path: str, st: os.stat_result, expect: Expectations, user: str | None = None) -> Iterator[Finding]:
-    """Owner other than the root's owner; permissions wider than the journal's modes."""
+    """An owner other than the root's; who else may write (a problem) or read (a note) it.
+
+    The servers' own journals are 0644 files in 0755 folders: readable by
+    others, which may be intended (a note that changes no exit code), never
+    writable by them (anyone in the group, or on the machine, could change or
+    remove conversations). Repair never changes a mode: that is the
+    operator's decision, and the servers may rely on it.
+    """
     if st.st_uid != expect.owner:
         yield Finding(
             path,
@@ -365,24 +392,42 @@ def access_findings(path: str, st: os.stat_result, expect: Expectations, user: s
             "give it to the root's owner (only when repair runs as root)",
             user,
         )
-    wanted = expect.dir_mode if stat.S_ISDIR(st.st_mode) else expect.file_mode
-    extra = stat.S_IMODE(st.st_mode) & 0o077 & ~wanted
-    if extra:
-        who = []
-        if extra & 0o070:
-            who.append("group")
-        if extra & 0o007:
-            who.append("others")
-        verbs = ("readable" if extra & 0o044 else "") + (" and writable" if extra & 0o022 else "")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = " and ".join(word for word, bits in (("its group", 0o020), ("other users", 0o002)) if mode & bits)
         yield Finding(
             path,
             None,
             "access",
             TOO_OPEN,
-            f"mode {stat.S_IMODE(st.st_mode):04o}: {verbs.strip().removeprefix('and ')} by {' and '.join(who)} (the journal's mode is {wanted:04o})",
-            f"set mode {wanted:04o}",
+            f"mode {mode:04o}: {who} can write it, and so change or remove conversations (chmod g-w,o-w if that is not intended)",
+            None,
             user,
         )
+    elif mode & 0o044:
+        who = " and ".join(word for word, bits in (("its group", 0o040), ("other users", 0o004)) if mode & bits)
+        yield Finding(path, None, "access", READABLE, f"mode {mode:04o}: readable by {who}", None, user, level="note")
+
+
+def collapse_notes(findings: list[Finding]) -> list[Finding]:
+    """One line for every path readable by others (a journal of 0644 files would otherwise list each)."""
+    readable = [f for f in findings if f.problem == READABLE]
+    if len(readable) <= 1:
+        return findings
+    rest = [f for f in findings if f.problem != READABLE]
+    users = {f.user for f in readable}
+    summary = Finding(
+        ".",
+        None,
+        "access",
+        READABLE,
+        f"{len(readable)} files and folders are readable by group or others (first: {readable[0].path}), as the servers' own 0644 files "
+        "and 0755 folders are: fine unless the conversations must stay private",
+        None,
+        users.pop() if len(users) == 1 else None,
+        level="note",
+    )
+    return rest + [summary]
 
 
 def _lstat(root: Folder, parts: tuple[str, ...]) -> os.stat_result | None:
@@ -463,17 +508,21 @@ def expectations(journal: Journal, root: Folder) -> Expectations:
     return Expectations(
         owner=os.fstat(root.fd).st_uid,
         group=os.fstat(root.fd).st_gid,
-        file_mode=journal.file_mode,
-        dir_mode=journal.dir_mode,
+        file_shape=journal.file_shape,
         order_slack=journal.settings.lock_timeout + 1.0,
         conversations=journal.layout().conversations,
     )
 
 
 class Report(NamedTuple):
-    findings: list[Finding]
+    findings: list[Finding]  # problems and notes
     users: int
     files: int
+
+    @property
+    def problems(self) -> list[Finding]:
+        """The findings that make verify exit 1 (notes do not)."""
+        return [f for f in self.findings if f.level == "problem"]
 
 
 def verify(journal: Journal, users: list[str] | None = None) -> Report:
@@ -502,7 +551,7 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
             if (finding.path, finding.problem) not in seen:  # shard folders are shared by users
                 seen.add((finding.path, finding.problem))
                 findings.append(finding)
-    return Report(findings, len(users), files)
+    return Report(collapse_notes(findings), len(users), files)
 
 
 def verify_user(journal: Journal, user: str, dialogs: Folder, expect: Expectations) -> tuple[list[Finding], int]:
@@ -558,12 +607,12 @@ def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -
     """One conversation file read and parsed, without touching ``journal.damage``; None if it is gone."""
     folder, name = journal.locate(dialogs, ref)
     try:
-        st = folder.stat(name)
-        data = folder.read_bytes(name)
+        read = folder.read_with_stat(name)  # bytes and identity of the same open file
     finally:
         if folder is not dialogs:
             folder.close()
-    if st is None or data is None:
+    if read is None:
         return None
+    data, st = read
     rel = journal.rel_path(ref)
     return ConversationFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])

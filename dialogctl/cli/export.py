@@ -102,7 +102,7 @@ def export(
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
             assert output is not None
-            with OutputFile(output, force, journal.file_mode) as target:
+            with OutputFile(output, force, int(journal.settings["fileMode"])) as target:
                 result = write_export(target, bar.track(conversations), options)
         else:
             if hasattr(sys.stdout, "reconfigure"):

@@ -12,6 +12,7 @@ from .state import CliState
 UserOpt = Annotated[Optional[str], typer.Argument(help="Only this user (default: the whole journal).", metavar="[USER]", show_default=False)]
 
 FINDING_COLUMNS = [
+    Column("level", "Level"),
     Column("path", "File"),
     Column("line", "Line"),
     Column("problem", "Problem"),
@@ -36,10 +37,12 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
 
     Looks for unreadable records, torn writes, checksum mismatches, glued
     separators, duplicate keys, unknown roles, timestamps out of order, leftover
-    temp files, unfinished archive moves, files that are too open or owned by
-    someone else, and (for the whole journal) a catalog out of step with the
-    files. Takes no lock and creates nothing, so it is safe on a live
-    journal. Exits 1 when it finds anything; 'dialogctl repair' mends what it can.
+    temp files, unfinished archive moves, files of --- documents the servers
+    cannot append to, files and folders others can write or that someone else
+    owns, and (for the whole journal) a catalog out of step with the files.
+    Files readable by others are a note, which changes no exit code. Takes no
+    lock and creates nothing, so it is safe on a live journal. Exits 1 when it
+    finds a problem; 'dialogctl repair' mends what it can.
 
     Examples:
 
@@ -54,12 +57,15 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     report = run_checks(state.journal(), None if user is None else [user])
     emit_records(state, fmt, FINDING_COLUMNS, (f.to_json() for f in report.findings), title="Problems found")
     scope = f"user {user!r}" if user is not None else f"{report.users} user(s)"
-    if report.findings:
-        mendable = sum(1 for f in report.findings if f.mend is not None)
+    problems = report.problems
+    notes = len(report.findings) - len(problems)
+    and_notes = f" ({notes} note(s))" if notes else ""
+    if problems:
+        mendable = sum(1 for f in problems if f.mend is not None)
         raise NegativeAnswer(
-            f"{len(report.findings)} problem(s) in {report.files} conversation file(s) of {scope}; 'dialogctl repair' mends {mendable} of them"
+            f"{len(problems)} problem(s) in {report.files} conversation file(s) of {scope}{and_notes}; 'dialogctl repair' mends {mendable} of them"
         )
-    state.say(f"checked {report.files} conversation file(s) of {scope}: no problems found")
+    state.say(f"checked {report.files} conversation file(s) of {scope}: no problems found{and_notes}")
 
 
 def repair(
@@ -72,11 +78,13 @@ def repair(
 
     Works user by user under the user's lock. Before a file is rewritten its
     exact bytes are copied to system/quarantine/<run>/; the file is then
-    rewritten atomically with every message that can be recovered, including
-    the ones the reference implementation wrote as invalid YAML. Torn records
-    are left out (they stay in quarantine). Also removes leftover temp files,
-    finishes interrupted archive moves and tightens permissions. Exits 1 when
-    problems remain that need a person.
+    rewritten atomically, as a YAML sequence the servers can append to, with
+    every message that can be recovered, including the ones the reference
+    implementation wrote as invalid YAML; it keeps the file's owner and mode.
+    Torn records are left out (they stay in quarantine). Also removes leftover
+    temp files, finishes interrupted archive moves and, run as root, gives
+    files owned by someone else back to the root's owner. It never changes a
+    file's mode. Exits 1 when problems remain that need a person.
 
     Examples:
 
@@ -121,8 +129,8 @@ def doctor(ctx: typer.Context, fmt: FormatOption = None) -> None:
     from ..errors import NegativeAnswer
 
     state: CliState = ctx.obj
-    settings = state.settings()
-    advice = list(diagnose(str(settings.root), settings["fileMode"], settings["dirMode"]))
+    journal = state.journal()
+    advice = list(diagnose(journal.root, journal.modes))
     emit_records(state, fmt, ADVICE_COLUMNS, (a.to_json() for a in advice), title="Doctor")
     warnings = [a for a in advice if a.status == "warning"]
     if warnings:

@@ -48,12 +48,12 @@ def test_mountinfo_parsing_and_lookup() -> None:
     ],
 )
 def test_local_only_locks_are_warned_about(where: str, status: str, words: str) -> None:
-    advice = {a.check: a for a in diagnose(where, 0o600, 0o700, MOUNTINFO)}
+    advice = {a.check: a for a in diagnose(where, mountinfo=MOUNTINFO)}
     assert advice["locks"].status == status and words in advice["locks"].detail
 
 
 def test_read_only_mount_is_not_writable() -> None:
-    advice = {a.check: a for a in diagnose("/srv/ro/j", 0o600, 0o700, MOUNTINFO)}
+    advice = {a.check: a for a in diagnose("/srv/ro/j", mountinfo=MOUNTINFO)}
     assert advice["writable"].status == "warning" and "read-only" in advice["writable"].detail
 
 
@@ -67,11 +67,16 @@ def test_doctor_on_this_machine(tmp_path: Path, cli: Cli) -> None:
     assert not root.exists()  # doctor creates nothing
     cli("--root", str(root), "append", "alice", "hi")
     assert cli("--root", str(root), "doctor").exit_code == 0
-    root.chmod(0o755)
+    root.chmod(0o755)  # the servers' own modes: readable by others is a note, not a warning
+    result = cli("--root", str(root), "doctor", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    permissions = next(a for a in json.loads(result.stdout) if a["check"] == "permissions")
+    assert permissions["status"] == "ok" and "readable by group or others" in permissions["detail"]
+    root.chmod(0o775)  # writable by the group: anyone in it can remove conversations
     result = cli("--root", str(root), "doctor", "--format", "json")
     assert result.exit_code == 1 and "warning" in result.stderr
     permissions = next(a for a in json.loads(result.stdout) if a["check"] == "permissions")
-    assert permissions["status"] == "warning" and "read and enter" in permissions["detail"]
+    assert permissions["status"] == "warning" and "its group can write it" in permissions["detail"]
 
 
 def test_doctor_warns_when_the_root_is_not_writable(tmp_path: Path) -> None:
