@@ -108,6 +108,10 @@ class UnsafePath(StorageError):
     """A symlink or foreign object where the journal expects its own folder or file."""
 
 
+class ChangedUnderneath(StorageError):
+    """A file was replaced or cut short by someone else (a server's archive) between our read and our rewrite."""
+
+
 def storage_error(exc: OSError, action: str, where: str) -> StorageError:
     """Wrap an OSError with what dialogctl was doing and where, without message text."""
     reason = exc.strerror or exc.__class__.__name__

@@ -25,7 +25,7 @@ from .errors import DialogError, InvalidInput, LayoutError, NotFound, StorageErr
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
-from .storage import TEMP_MARK, Folder, open_root
+from .storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
 from .times import archive_id_for, utc_now
 
 _TAIL_BYTES = 4096
@@ -66,7 +66,18 @@ class _Tail(NamedTuple):
     size: int
     form: Form | None
     messages: int
-    ends_with_newline: bool
+
+
+class FileSeen(NamedTuple):
+    """A conversation file as a caller read it before rewriting it: which file, and how many bytes."""
+
+    dev: int
+    ino: int
+    size: int
+
+    @classmethod
+    def of(cls, st: os.stat_result, size: int) -> FileSeen:
+        return cls(st.st_dev, st.st_ino, size)
 
 
 class Journal:
@@ -77,6 +88,7 @@ class Journal:
         self.command = command
         self.damage: list[Damage] = []  # what reads could not read, for the caller to report
         self._layout: L.Layout | None = None
+        self.rewrites = LiveRewrites()  # rewritten files still watched for a server's late append
 
     def __repr__(self) -> str:
         return f"Journal({self.root!r})"
@@ -86,12 +98,23 @@ class Journal:
         return str(self.settings.root)
 
     @property
-    def file_mode(self) -> int:
-        return int(self.settings["fileMode"])
+    def modes(self) -> Modes:
+        """Owner and modes of what dialogctl creates: the journal's own, unless the operator set them."""
+        explicit = self.settings.setting
+        return Modes(
+            int(self.settings["fileMode"]) if explicit("fileMode").explicit else None,
+            int(self.settings["dirMode"]) if explicit("dirMode").explicit else None,
+        )
 
     @property
-    def dir_mode(self) -> int:
+    def root_mode(self) -> int:
+        """The mode of a root dialogctl creates itself (everything below follows it)."""
         return int(self.settings["dirMode"])
+
+    @property
+    def file_shape(self) -> Form:
+        """The shape of files dialogctl creates or rewrites (existing files keep theirs when appended to)."""
+        return "documents" if self.settings["fileShape"] == "documents" else "sequence"
 
     # --- layout ----------------------------------------------------------------
 
@@ -162,10 +185,10 @@ class Journal:
     def _write_record(self, layout: L.Layout) -> None:
         lines = ["# Written by dialogctl when it created this journal: how the journal is laid out."]
         lines += [f"{key}: {value}" for key, value in layout.as_record().items()]
-        with open_root(self.root, create=True, mode=self.dir_mode) as root:
-            with root.open_folder(L.RECORD_PATH[:-1], create=True, mode=self.dir_mode) as folder:
+        with open_root(self.root, create=True, mode=self.root_mode) as root:
+            with root.open_folder(L.RECORD_PATH[:-1], create=True, modes=self.modes) as folder:
                 if folder.stat(L.RECORD_PATH[-1]) is None:
-                    folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.file_mode)
+                    folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.modes)
 
     # --- finding users and conversations ----------------------------------------
 
@@ -196,8 +219,8 @@ class Journal:
         L.validate_user_id(user)
         parts = (L.USERS_DIR, *self.layout(for_write=create).user_parts(user), L.DIALOGS_DIR)
         try:
-            with open_root(self.root, create=create, mode=self.dir_mode) as root:
-                return root.open_folder(parts, create=create, mode=self.dir_mode)
+            with open_root(self.root, create=create, mode=self.root_mode) as root:
+                return root.open_folder(parts, create=create, modes=self.modes)
         except NotFound:
             raise NotFound(f"user {user!r} not found in {self.root}") from None
 
@@ -453,7 +476,7 @@ class Journal:
 
     def _lock(self, dialogs: Folder, user: str, command: str) -> UserLock:
         owner = make_owner(str(self.settings["serverId"]), f"dialogctl {command}" if self.command != "python" else command)
-        return UserLock(dialogs, user, owner, self.settings.lock_timeout, self.file_mode)
+        return UserLock(dialogs, user, owner, self.settings.lock_timeout, self.modes)
 
     def locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
         """Run ``body(dialogs)`` under the user's lock.
@@ -567,17 +590,19 @@ class Journal:
                     raise StorageError(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}") from None
                 if aid:
                     archived.append(aid)
-                tail = _Tail(0, None, 0, True)
+                tail = _Tail(0, None, 0)
                 count = 0
                 continue
             cut = len(remaining) if one_write else room
             chunk, remaining = remaining[:cut], remaining[cut:]
-            data = encode_batch(chunk, count + 1, tail.form or "documents")
-            if tail.size and not tail.ends_with_newline:
-                data = b"\n" + data
-            _, new_size = dialogs.append(name, data, self.file_mode)
+            form = tail.form or self.file_shape
+            # Always from a fresh line: the servers append without a lock and leave their
+            # last item unterminated, and one may append between our look at the tail and
+            # this write. (An empty line between items is nothing to YAML.)
+            data = b"\n" + encode_batch(chunk, count + 1, form)
+            _, new_size = dialogs.append(name, data, self.modes)
             count += len(chunk)
-            tail = _Tail(new_size, tail.form or "documents", count, True)
+            tail = _Tail(new_size, form, count)
             if count >= limit and not remaining:
                 # The messages are durable: a failed archive must not report them as
                 # lost (a caller would append them again). The next append archives first.
@@ -588,7 +613,7 @@ class Journal:
                     return AppendResult(user, ref.name, len(messages), count, tuple(archived), exc.message)
                 if aid:
                     archived.append(aid)
-                tail = _Tail(0, None, 0, True)
+                tail = _Tail(0, None, 0)
                 count = 0
         self._metadata_after_append(dialogs, user, name, before, messages, moves)
         return AppendResult(user, ref.name, len(messages), count, tuple(archived))
@@ -616,11 +641,11 @@ class Journal:
         """Size, shape and message count of a conversation, from its first and last bytes."""
         fd = dialogs.open_read(name)
         if fd is None:
-            return _Tail(0, None, 0, True)
+            return _Tail(0, None, 0)
         try:
             size = os.fstat(fd).st_size
             if size == 0:
-                return _Tail(0, None, 0, True)
+                return _Tail(0, None, 0)
             head = os.pread(fd, _TAIL_BYTES, 0)
             tail = head if size <= _TAIL_BYTES else os.pread(fd, _TAIL_BYTES, size - _TAIL_BYTES)
             form = detect_form(head)
@@ -633,25 +658,35 @@ class Journal:
                 os.lseek(fd, 0, os.SEEK_SET)
                 data = read_all(fd)
                 n = len(parse_conversation(data, self.rel_path(ref)).messages)
-            return _Tail(size, form, n, tail.endswith(b"\n"))
+            return _Tail(size, form, n)
         finally:
             os.close(fd)
 
-    def write_conversation(self, dialogs: Folder, ref: ConversationRef, messages: list[Message], form: Form = "documents", exclusive: bool = False) -> int:
-        """Write a whole conversation file atomically (the caller holds the user's lock).
+    def write_conversation(
+        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], exclusive: bool = False, replacing: FileSeen | None = None
+    ) -> int:
+        """Write a whole conversation file atomically, in the journal's file shape (the caller holds the user's lock).
 
         The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
-        file must not exist yet (a new archive); otherwise it is replaced. Returns
-        the number of bytes written.
+        file must not exist yet (a new archive); otherwise it is replaced, and
+        keeps its owner and mode. ``replacing`` is the file as the caller read
+        it: if it is no longer that file the rewrite is refused
+        (:class:`~dialogctl.errors.ChangedUnderneath`), and whatever a server
+        appended to it since the caller's read (servers take no lock) is carried
+        over into the new file (see :class:`~dialogctl.storage.LiveRewrites`).
+        Returns the number of bytes written.
         """
         for msg in messages:
             check_message(msg)
-        data = encode_batch(messages, 1, form) if messages else b""
+        data = encode_batch(messages, 1, self.file_shape) if messages else b""
         folder, name = self.locate_for_write(dialogs, ref)
         try:
             if exclusive and folder.stat(name) is not None:
                 raise InvalidInput(f"{ref.describe()} already exists")
-            folder.write_atomic(name, data, self.file_mode)
+            if replacing is None:
+                folder.write_atomic(name, data, self.modes)
+            else:
+                self.rewrites.replace(folder, name, data, replacing, self.modes)
         finally:
             if folder is not dialogs:
                 folder.close()
@@ -660,7 +695,7 @@ class Journal:
     def locate_for_write(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
         """Like :meth:`locate`, creating ``archived/`` when an archive is meant."""
         if ref.kind == "archive":
-            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode), L.archive_file(ref.id or "")
+            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes), L.archive_file(ref.id or "")
         return self.locate(dialogs, ref)
 
     def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
@@ -703,7 +738,7 @@ class Journal:
         st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
-        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, mode=self.dir_mode) as archived:
+        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes) as archived:
             if archive_id is not None:
                 if archived.stat(L.archive_file(archive_id)) is not None:
                     raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
@@ -712,9 +747,10 @@ class Journal:
                 base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
                 chosen = _unique(archived, base)
             dialogs.rename_to(name, archived, L.archive_file(chosen))
-            # The reference implementation expects the file to exist after an archive.
+            # The reference implementation expects the file to exist after an archive;
+            # it is the servers' file as much as the one it replaces (same owner and mode).
             try:
-                dialogs.create_empty(name, self.file_mode)
+                dialogs.create_empty(name, self.modes, like=st)
             except StorageError:
                 _move_back(archived, L.archive_file(chosen), dialogs, name)
                 raise
@@ -722,7 +758,7 @@ class Journal:
         if moves is not None:
             moves.append(move)
         else:
-            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [move], self.file_mode))
+            self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, [move], self.modes))
         return chosen
 
     def restore(self, user: str, archive_id: str, conversation: str | None = None) -> RestoreResult:
@@ -746,22 +782,35 @@ class Journal:
                     target = archive_id
                 name, ref = self._target(dialogs, user, target or "current")
                 st = _regular(dialogs, name)
-                if st is not None and st.st_size > 0:
-                    first = _unique(archived, ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now()))
-                    if archived.exchange(L.archive_file(archive_id), dialogs, name):
-                        # One atomic step restored the archive; the conversation it replaced
-                        # sits under the restored archive's name until it is given its own.
+                moves: list[usermeta.Move] = []
+                first: str | None = None
+                # The conversation file is the servers' as much as ours: what one appends to it
+                # while we restore must survive, so it is swapped with the archive in one step
+                # (renameat2), never overwritten, even when it looks empty.
+                if st is not None and archived.exchange(L.archive_file(archive_id), dialogs, name):
+                    out = archived.stat(L.archive_file(archive_id))  # what was the conversation
+                    if out is not None and out.st_size == 0:
+                        archived.remove(L.archive_file(archive_id))
+                        archived.fsync()
+                        moves = [usermeta.Move(restored, name, usermeta.key_of(archive_st), replaced=usermeta.key_of(out))]
+                    else:
+                        # It sits under the restored archive's name until it is given its own.
+                        first = _unique(archived, ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now()))
                         try:
                             archived.rename_to(L.archive_file(archive_id), archived, L.archive_file(first))
                         except StorageError:
                             archived.exchange(L.archive_file(archive_id), dialogs, name)
                             raise
-                        swapped = [
-                            usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}", usermeta.key_of(st)),
+                        moves = [
+                            usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}", usermeta.key_of(out)),
                             usermeta.Move(restored, name, usermeta.key_of(archive_st)),
                         ]
-                        self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, swapped, self.file_mode))
-                        return RestoreResult(user, archive_id, ref.name, first)
+                elif st is None and archived.move_no_replace(L.archive_file(archive_id), dialogs, name):
+                    moves = [usermeta.Move(restored, name, usermeta.key_of(archive_st))]
+                if moves:
+                    self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, moves, self.modes))
+                    return RestoreResult(user, archive_id, ref.name, first)
+                # Where the system cannot swap or refuse to overwrite (NFS): archive first, then move in.
                 archived_first = self.archive_locked(dialogs, user, name, ref)
                 replaced = usermeta.key_of(dialogs.stat(name))  # the empty file, if any, the archive takes the place of
                 try:
@@ -773,7 +822,7 @@ class Journal:
             self._keep_metadata(
                 dialogs,
                 lambda meta_folder: usermeta.note_moved(
-                    meta_folder, [usermeta.Move(restored, name, usermeta.key_of(archive_st), replaced=replaced)], self.file_mode
+                    meta_folder, [usermeta.Move(restored, name, usermeta.key_of(archive_st), replaced=replaced)], self.modes
                 ),
             )
             return RestoreResult(user, archive_id, ref.name, archived_first)
@@ -812,8 +861,10 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
             new_start = max(0, buffer_start - want)
             buffer = os.pread(fd, buffer_start - new_start, new_start) + buffer
             buffer_start = new_start
-        local_end = end - buffer_start
-        line_end = local_end - 1 if buffer.endswith(b"\n", 0, local_end) else local_end
+        # Each write of ours begins with a line break (see _append_locked): skip empty lines.
+        line_end = end - buffer_start
+        while line_end > 0 and buffer[line_end - 1] == 10:
+            line_end -= 1
         line_start = buffer.rfind(b"\n", 0, line_end) + 1
         m = TRAILER_RE.fullmatch(buffer, line_start, line_end)
         if m is None or (found and int(m.group(1)) != n - 1):
@@ -839,7 +890,7 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
             form = "documents" if body.startswith(b"---") else "sequence"
         found.append(msg)
         if n == 1 or record_start == 0:
-            if (n == 1) != (record_start == 0):
+            if n != 1 or record_start > _TAIL_BYTES or os.pread(fd, record_start, 0).strip(b"\n"):
                 return None  # the frames' count does not start where the file starts
             break
         if len(found) >= max(count, 1):

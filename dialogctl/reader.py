@@ -109,9 +109,10 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     from .codec import framed_record_pattern, message_from_fields
 
     form: Form
-    if data.startswith(b"---\n"):
+    first = len(data) - len(data.lstrip(b"\n"))  # each write of ours begins with a line break
+    if data.startswith(b"---\n", first):
         form = "documents"
-    elif data.startswith(b"- "):
+    elif data.startswith(b"- ", first):
         form = "sequence"
     else:
         return None
@@ -119,9 +120,12 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     view = memoryview(data)
     crc32 = zlib.crc32
     messages: list[Message] = []
-    pos, size, n = 0, len(data), 0
+    pos, size, n = first, len(data), 0
     try:
         while pos < size:
+            if data[pos] == 10:  # the empty line before a record
+                pos += 1
+                continue
             m = match(data, pos)
             if m is None:
                 return None

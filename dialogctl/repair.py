@@ -31,8 +31,8 @@ from . import layout as L
 from .analytics import STATS_FILE
 from .catalog import CATALOG_FILE
 from .codec import Form, check_message, decode_record, detect_form, find_frames, quote
-from .errors import DialogError
-from .journal import Journal
+from .errors import ChangedUnderneath, DialogError
+from .journal import FileSeen, Journal
 from .models import Damage, Message
 from .salvage import parse_record, salvage_region, split_items
 from .storage import TEMP_MARK, Folder, open_root
@@ -44,7 +44,6 @@ from .verify import (
     QUARANTINE_DIR,
     SHARED_FILE,
     SYSTEM_DIR,
-    TOO_OPEN,
     UNFINISHED_ARCHIVE,
     ConversationFile,
     Expectations,
@@ -53,6 +52,7 @@ from .verify import (
     check_archive_moves,
     check_frame_numbers,
     check_records,
+    check_shape,
     expectations,
     read_conversations,
     read_user_folder,
@@ -211,11 +211,14 @@ def repair(journal: Journal, users: list[str] | None = None, dry_run: bool = Fal
         mender.expect = expectations(journal, root)
         if users is None:
             users = mender.mend_root(root)
-    for user in users:
-        done = len(mender.actions)
-        mender.mend_user(user)
-        if not dry_run and any(a.user == user and a.action == "rewrite" for a in mender.actions[done:]):
-            refresh_metadata(journal, user)
+    try:
+        for user in users:
+            done = len(mender.actions)
+            mender.mend_user(user)
+            if not dry_run and any(a.user == user and a.action == "rewrite" for a in mender.actions[done:]):
+                refresh_metadata(journal, user)
+    finally:
+        journal.rewrites.settle()  # what a server appended to a rewritten file just as it was replaced
     return RepairReport(mender.actions, mender.unmended, mender.quarantine_rel if mender.quarantined else None, dry_run)
 
 
@@ -257,7 +260,9 @@ class _Mender:
                 if not catalog_done:
                     catalog_done = True
                     self._discard_catalog(root)
-            elif finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
+            elif finding.level == "note":
+                continue
+            elif finding.problem == FOREIGN_OWNER and self.as_root:
                 self._mend_access(root, tuple(finding.path.split("/")) if finding.path != "." else (), finding)
             elif finding.mend is not None and TEMP_MARK in finding.path:
                 parent, _, name = finding.path.rpartition("/")
@@ -317,21 +322,21 @@ class _Mender:
         assert self.expect is not None
         folder = read_user_folder(self.journal, user, dialogs)
         for conv in read_conversations(self.journal, folder):
-            if any(check_records(conv, self.expect)) or any(check_frame_numbers(conv, self.expect)):
+            if any(check_records(conv, self.expect)) or any(check_frame_numbers(conv, self.expect)) or any(check_shape(conv, self.expect)):
                 self._rewrite(dialogs, conv)
         for where, entries in ((None, folder.entries), (L.ARCHIVE_DIR, folder.archived)):
             for name in sorted(n for n in entries if TEMP_MARK in n):
                 self._mend_temp_in(dialogs, where, name, folder)
         for finding in check_archive_moves(folder, self.expect):
             self._mend_archive_move(dialogs, folder, finding)
-        # Permissions and owners are judged on the files as they are now: a
-        # rewritten file is a new file, created with the journal's mode.
+        # Owners are judged on the files as they are now (a rewritten file keeps the
+        # owner and mode of the file it replaced); modes are never changed.
         findings, _ = verify_user(self.journal, user, dialogs, self.expect)
         with open_root(self.journal.root) as root:
             for finding in findings:
-                if finding.problem == TOO_OPEN and finding.path in self.rewritten:
-                    continue  # in a dry run: the rewrite creates the file with the journal's mode
-                if finding.problem == TOO_OPEN or (finding.problem == FOREIGN_OWNER and self.as_root):
+                if finding.level == "note":
+                    continue
+                if finding.problem == FOREIGN_OWNER and self.as_root:
                     self._mend_access(root, tuple(finding.path.split("/")), finding)
                 elif self.dry_run and finding.mend is not None:
                     continue  # mended above
@@ -359,7 +364,10 @@ class _Mender:
 
         def run() -> None:
             self._put_in_quarantine(conv.rel_path, conv.data)
-            self.journal.write_conversation(dialogs, conv.ref, messages, recovery.form)
+            try:
+                self.journal.write_conversation(dialogs, conv.ref, messages, replacing=FileSeen.of(conv.stat, len(conv.data)))
+            except ChangedUnderneath as exc:
+                self.unmended.append(Finding(conv.rel_path, None, "records", "changed during repair", str(exc), None, conv.user))
 
         self._do(action, run)
 
@@ -400,7 +408,7 @@ class _Mender:
         if finding.problem == UNFINISHED_ARCHIVE:
             self._do(
                 RepairAction(folder.user, finding.path, "create", "create the empty current conversation the archive did not get to"),
-                lambda: dialogs.create_empty(L.CURRENT_FILE, self.journal.file_mode),
+                lambda: dialogs.create_empty(L.CURRENT_FILE, self.journal.modes),
             )
         elif finding.problem == SHARED_FILE:
             name = finding.path.rsplit("/", 1)[1]
@@ -430,10 +438,7 @@ class _Mender:
     def _fix_access(self, parent: Folder, name: str | None, rel: str, st: os.stat_result, finding: Finding) -> None:
         assert self.expect is not None
         expect = self.expect
-        if finding.problem == TOO_OPEN:
-            mode = expect.dir_mode if stat.S_ISDIR(st.st_mode) else expect.file_mode
-            self._do(RepairAction(finding.user, rel, "set mode", f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}"), lambda: parent.set_mode(name, mode))
-        elif finding.problem == FOREIGN_OWNER:
+        if finding.problem == FOREIGN_OWNER:
             self._do(
                 RepairAction(finding.user, rel, "set owner", f"uid {st.st_uid} -> {expect.owner}"), lambda: parent.set_owner(name, expect.owner, expect.group)
             )
@@ -451,6 +456,6 @@ class _Mender:
     def _put_in_quarantine(self, rel: str, data: bytes) -> None:
         """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them."""
         parts = (SYSTEM_DIR, QUARANTINE_DIR, self.run, *rel.split("/"))
-        with open_root(self.journal.root) as root, root.open_folder(parts[:-1], create=True, mode=self.journal.dir_mode) as folder:
-            folder.write_atomic(parts[-1], data, self.journal.file_mode)
+        with open_root(self.journal.root) as root, root.open_folder(parts[:-1], create=True, modes=self.journal.modes) as folder:
+            folder.write_atomic(parts[-1], data, self.journal.modes)
         self.quarantined = True

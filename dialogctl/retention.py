@@ -54,7 +54,8 @@ from typing import Literal
 
 from . import layout as L
 from .codec import encode_batch
-from .journal import Conversation, Journal
+from .errors import ChangedUnderneath
+from .journal import Conversation, FileSeen, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
 from .times import format_timestamp, parse_timestamp, utc_now
@@ -93,6 +94,7 @@ class CleanupPlan:
     retention_cutoff: datetime | None
     max_conversations: int | None = None  # per user; None: no limit
     explain: bool = False  # list the count rule's keeps for every user, not only where it removes
+    file_shape: str = "sequence"  # the shape a trimmed file is rewritten in (the journal's fileShape)
     items: list[CleanupAction] = field(default_factory=list)  # actions and keeps, user by user
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
@@ -158,6 +160,7 @@ def plan_cleanup(
         now - retention if retention else None,
         max_conversations or None,
         explain,
+        journal.file_shape,
     )
     if users is None:
         from .catalog import summaries
@@ -283,7 +286,7 @@ def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
             reason = f"max age: {dropped} messages older than {format_timestamp(plan.max_age_cutoff)}"
             if not kept and ref.archived:
                 return CleanupAction(ref.user, "remove-archive", "maxAge", ref.name, conv.rel_path, dropped, conv.size, reason, conv.size)
-            new_size = len(_rewrite_bytes(kept, conv))
+            new_size = len(_rewrite_bytes(kept, plan))
             return CleanupAction(ref.user, "trim", "maxAge", ref.name, conv.rel_path, dropped, conv.size - new_size, reason, conv.size, len(kept))
     return None
 
@@ -306,9 +309,9 @@ def _keep_newer(messages: list[Message], cutoff: datetime) -> list[Message]:
     return kept
 
 
-def _rewrite_bytes(messages: list[Message], conv: Conversation) -> bytes:
-    """The file's new bytes: the kept messages, framed afresh, in the file's own shape."""
-    return encode_batch(messages, 1, conv.form or "documents") if messages else b""
+def _rewrite_bytes(messages: list[Message], plan: CleanupPlan) -> bytes:
+    """The file's new bytes: the kept messages, framed afresh, in the journal's file shape (as the trim writes them)."""
+    return encode_batch(messages, 1, "documents" if plan.file_shape == "documents" else "sequence") if messages else b""
 
 
 @dataclass
@@ -326,10 +329,13 @@ def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallbac
     by_user: dict[str, list[CleanupAction]] = {}
     for action in plan.actions:
         by_user.setdefault(action.user, []).append(action)
-    for done, (user, actions) in enumerate(by_user.items(), 1):
-        _apply_user(journal, plan, user, actions, result)
-        if progress is not None:
-            progress(done, len(by_user))
+    try:
+        for done, (user, actions) in enumerate(by_user.items(), 1):
+            _apply_user(journal, plan, user, actions, result)
+            if progress is not None:
+                progress(done, len(by_user))
+    finally:
+        journal.rewrites.settle()  # what a server appended to a trimmed file just as it was replaced
     _log(journal, plan, result)
     return result
 
@@ -407,11 +413,11 @@ def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: Cl
     ref = _ref_of(action)
     folder, name = journal.locate(dialogs, ref)
     try:
-        data = folder.read_bytes(name)
-        if data is None:
+        read = folder.read_with_stat(name)
+        if read is None:
             return None
-        st = folder.stat(name)
-        conv = journal.parse_bytes(ref, data, st.st_size if st else len(data), st.st_mtime if st else 0.0)
+        data, st = read
+        conv = journal.parse_bytes(ref, data, st.st_size, st.st_mtime)
         fresh = _plan_file(plan, conv)
         if fresh is None or fresh.kind != action.kind:
             return None
@@ -422,7 +428,10 @@ def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: Cl
         _remove_archive(journal, dialogs, ref)
         return fresh
     kept = _keep_newer(conv.messages, plan.max_age_cutoff)  # type: ignore[arg-type]
-    written = journal.write_conversation(dialogs, ref, kept, conv.form or "documents")
+    try:
+        written = journal.write_conversation(dialogs, ref, kept, replacing=FileSeen.of(st, len(data)))
+    except ChangedUnderneath:
+        return None  # a server archived it meanwhile: the next run plans it afresh
     return replace(fresh, bytes=len(data) - written, size=len(data), keep=len(kept))
 
 
@@ -445,5 +454,5 @@ def _log(journal: Journal, plan: CleanupPlan, result: CleanupResult) -> None:
         "skipped": len(result.skipped),
     }
     line = (json.dumps(record) + "\n").encode()
-    with open_root(journal.root) as root, root.open_folder(("system",), create=True, mode=journal.dir_mode) as system:
-        system.append("cleanup.log", line, journal.file_mode)
+    with open_root(journal.root) as root, root.open_folder(("system",), create=True, modes=journal.modes) as system:
+        system.append("cleanup.log", line, journal.modes)

@@ -143,12 +143,20 @@ def _read_item(item: Item, form: Form, is_last: bool) -> list[tuple[Message | No
             return _read_glued(item, is_last)
         kind = "torn record" if is_last and exc.kind == "invalid YAML" and not raw.endswith(b"\n") else exc.kind
         return [(None, item.line + exc.line_offset, (kind, exc.detail))]
+    if form == "documents" and isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        # Sequence items in a file of documents: a server appended its '- role:' items
+        # to a file an older dialogctl wrote as documents. They are its messages.
+        return [_item_result(_to_message([v], "sequence", is_last and i == len(value) - 1), item.line) for i, v in enumerate(value)]
     result = _to_message(value, form, is_last)
     if not isinstance(result, Message):
         return [(None, item.line, result)]
     if framed_but_changed:
         return [(result, item.line, ("checksum mismatch", "record was changed after dialogctl wrote it; read as it is now"))]
     return [(result, item.line, None)]
+
+
+def _item_result(result: Message | tuple[str, str], line: int) -> tuple[Message | None, int, tuple[str, str] | None]:
+    return (result, line, None) if isinstance(result, Message) else (None, line, result)
 
 
 def parse_record(raw: bytes, form: Form) -> Message | tuple[str, str]:

@@ -224,7 +224,7 @@ def test_text_from_files_is_escaped_in_tables_and_on_stderr(tmp_path: Path) -> N
     assert run_exe("append", "bob", "hi", env=env).returncode == 0
     dialogs = root / "users" / "bob" / "dialogs"
     with open(dialogs / "current.yaml", "a") as fh:  # a hand-written record with a hostile role
-        fh.write('---\nrole: "evil\\e[31m[bold]role[/]:smile:\\u202e"\ncontent: x\ntimestamp: 2024-01-15T10:30:00.000Z\n')
+        fh.write('\n- role: "evil\\e[31m[bold]role[/]:smile:\\u202e"\n  content: x\n  timestamp: 2024-01-15T10:30:00.000Z\n')
     (root / "users" / "bad\x1b[2Jname" / "dialogs").mkdir(parents=True)  # a folder no valid id could make
     for args in (["show", "bob"], ["stats"], ["list", "bob"], ["list"]):
         tty = run_tty(*args, env=env)

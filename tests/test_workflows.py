@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from . import reference_writer as server
 from .conftest import Cli, copy_tree, run_exe
 from .strategies import contents
 
@@ -154,8 +155,7 @@ def test_metadata_is_kept_incrementally(root: Path, cli: Cli) -> None:
     assert meta["statistics"] == {"userMessages": 2, "assistantMessages": 2, "averageResponseTime": 3000, "totalTokens": 12}
     # A server appends behind dialogctl's back: the next append notices and recomputes.
     current = root / "users" / "ca" / "ro" / "l" / "dialogs" / "current.yaml"
-    with current.open("a") as fh:
-        fh.write("---\nrole: user\ncontent: from a server\ntimestamp: 2024-01-15T12:00:00.000Z\n")
+    server.append(current, [server.message("user", "from a server", "2024-01-15T12:00:00.000Z")])
     cli("append", "carol", "and more", "--timestamp", "2024-01-15T12:00:01Z")
     assert json.loads(path.read_text())["totalMessages"] == 6
     # Missing or garbage metadata is recomputed, never fatal.

@@ -148,9 +148,12 @@ def _hours(value: Any) -> Any:
 
 
 def _counts(verb: str, summary: dict[str, Any]) -> str:
+    freed = summary["bytesFreed"]
+    # A trimmed file the servers wrote can grow: dialogctl frames every record it rewrites.
+    size = f"freeing {freed:,} bytes" if freed >= 0 else f"the files growing by {-freed:,} bytes (rewritten records carry dialogctl's frames)"
     return (
         f"{verb} {summary['usersRemoved']} users, {summary['archivesRemoved']} archives and {summary['messagesRemoved']} messages "
-        f"({summary['filesTrimmed']} files trimmed), freeing {summary['bytesFreed']:,} bytes"
+        f"({summary['filesTrimmed']} files trimmed), {size}"
     )
 
 

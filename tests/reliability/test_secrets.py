@@ -31,7 +31,8 @@ def _secret(n: int) -> Message:
 
 def _damaged_journal(tmp_path: Path) -> Path:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    # Documents shape: the damage below is what goes wrong in --- documents.
+    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0", "fileShape": "documents"}))
     for user in ("intact", "torn", "invalid", "glued", "dupkey", "badutf8", "checksum", "roles"):
         journal.append(user, [_secret(1), _secret(2)])
     journal.archive("intact", archive_id="a1")

@@ -82,7 +82,7 @@ def test_repair_recovers_every_message_the_reference_wrote(tree: str, tmp_path: 
     assert snapshot(root) == before  # verify wrote nothing, not even a lock file
     problems = {f["problem"] for f in json.loads(found.stdout)}
     assert problems >= ({"invalid YAML", "torn record"} if tree == "v1-broken" else {"glued separator"})
-    assert all(f["line"] for f in json.loads(found.stdout) if f["problem"] != "too open")
+    assert all(f["line"] for f in json.loads(found.stdout) if f["check"] not in ("access", "shape"))
 
     plan = cli("--root", str(root), "repair", "--dry-run", "--format", "json")
     assert plan.exit_code == 0, plan.stderr
@@ -109,7 +109,8 @@ def test_repair_recovers_every_message_the_reference_wrote(tree: str, tmp_path: 
     for path in repaired:
         rel = path.relative_to(root)
         assert (quarantine / rel).read_bytes() == before[str(rel)][1]
-        assert stat.S_IMODE((quarantine / rel).stat().st_mode) == 0o600
+        # The copy follows the journal's modes, as the file it keeps did; the file keeps its own.
+        assert stat.S_IMODE((quarantine / rel).stat().st_mode) == stat.S_IMODE(before[str(rel)][0]) == stat.S_IMODE(path.stat().st_mode) == 0o644
     for parser in ("bun", "node"):
         parsed = _parse_with(parser, repaired)
         assert sum(len(v) for v in parsed.values()) == recovered, parser
@@ -117,16 +118,19 @@ def test_repair_recovers_every_message_the_reference_wrote(tree: str, tmp_path: 
 
 
 @pytest.mark.parametrize("tree", [t for t in TREES if t not in ("v1-broken", "v1-after-cleanup")])
-def test_intact_reference_trees_need_only_their_modes_tightened(tree: str, tmp_path: Path) -> None:
+def test_intact_reference_trees_need_nothing_and_keep_their_modes(tree: str, tmp_path: Path) -> None:
+    """The servers' 0644 files in 0755 folders are what they need: a note, never a problem, and repair changes no mode."""
     root = writable_copy(tree, tmp_path)
     before = snapshot(root)
     journal = journal_at(root)
-    assert {f.problem for f in verify(journal).findings} == {"too open"}
-    report = repair(journal)
-    assert {a.action for a in report.actions} == {"set mode"} and report.unmended == []
+    report = verify(journal)
+    assert report.problems == [] and [(f.problem, f.level) for f in report.findings] == [("readable by others", "note")]
+    mended = repair(journal)
+    assert mended.actions == [] and mended.unmended == []
     after = snapshot(root)
-    assert {k: v[1] for k, v in after.items() if not k.endswith(".lock")} == {k: v[1] for k, v in before.items()}
-    assert verify(journal).findings == []
+    assert {k: v for k, v in after.items() if not k.endswith(".lock")} == before  # modes and bytes
+    assert {stat.S_IMODE(v[0]) for k, v in after.items() if k.endswith(".lock")} == {0o644}  # the lock files follow their folders
+    assert verify(journal).problems == []
 
 
 def test_reference_defect_decoders() -> None:
@@ -143,7 +147,7 @@ def test_reference_defect_decoders() -> None:
 def test_torn_tail_at_every_byte_offset_is_found_and_mended(form: str, tmp_path: Path, figures: Any) -> None:
     """Cut the last record at every byte: verify reports one torn record; repair keeps every earlier message."""
     root = tmp_path / "journal"
-    journal = journal_at(root)
+    journal = journal_at(root, fileShape=form)
     journal.append("alice", MESSAGES)
     path = root / "users/al/ic/e/dialogs/current.yaml"
     head = encode_batch(MESSAGES, 1, form)  # type: ignore[arg-type]
@@ -221,8 +225,8 @@ def test_records_removed_by_hand_break_the_numbering(tmp_path: Path) -> None:
     journal = journal_at(root)
     journal.append("alice", MESSAGES)
     path = root / "users/al/ic/e/dialogs/current.yaml"
-    assert path.read_bytes() == encode_batch(MESSAGES, 1, "documents")
-    path.write_bytes(encode_record(MESSAGES[0], 1, "documents") + encode_record(MESSAGES[2], 3, "documents"))  # the second removed
+    assert path.read_bytes() == b"\n" + encode_batch(MESSAGES, 1, "sequence")  # every write of ours starts on a fresh line
+    path.write_bytes(encode_record(MESSAGES[0], 1, "sequence") + encode_record(MESSAGES[2], 3, "sequence"))  # the second removed
     assert [f.problem for f in verify(journal).findings] == ["frame numbering"]
     repair(journal)
     assert verify(journal).findings == []
@@ -251,16 +255,18 @@ def test_permissions_and_owners(tmp_path: Path) -> None:
     current = root / "users/al/ic/e/dialogs/current.yaml"
     current.chmod(0o666)
     (root / "users/al").chmod(0o755)
-    problems = {(f.path, f.problem) for f in verify(journal).findings}
-    assert problems == {("users/al/ic/e/dialogs/current.yaml", "too open"), ("users/al", "too open")}
+    findings = {(f.path, f.problem, f.level) for f in verify(journal).findings}
+    assert findings == {("users/al/ic/e/dialogs/current.yaml", "writable by others", "problem"), ("users/al", "readable by others", "note")}
     if os.geteuid() == 0:
         os.chown(current, 12345, 12345)
         assert ("users/al/ic/e/dialogs/current.yaml", "foreign owner") in {(f.path, f.problem) for f in verify(journal).findings}
     report = repair(journal)
-    assert report.unmended == []
-    assert stat.S_IMODE(current.stat().st_mode) == 0o600 and stat.S_IMODE((root / "users/al").stat().st_mode) == 0o700
+    # Modes are the operator's: repair changes none, and says who must look; an owner it gives back (as root).
+    assert [(f.path, f.problem) for f in report.unmended] == [("users/al/ic/e/dialogs/current.yaml", "writable by others")]
+    assert stat.S_IMODE(current.stat().st_mode) == 0o666 and stat.S_IMODE((root / "users/al").stat().st_mode) == 0o755
     assert current.stat().st_uid == os.geteuid()
-    assert verify(journal).findings == []
+    current.chmod(0o644)
+    assert verify(journal).problems == []
 
 
 def test_verify_and_repair_one_user_and_errors(tmp_path: Path, cli: Cli) -> None:
