@@ -110,16 +110,19 @@ class Journal:
             )
             self._check_explicit(found, explicit, f"{'/'.join(L.RECORD_PATH)} records")
         else:
-            detected = L.detect_layout(self.root)
+            # Layout settings given by flag, environment or config are used as given:
+            # detection only fills in the ones not given (folders that do not fit are
+            # then reported one by one, as unusable user folders).
+            given = {k: v for k, v in explicit.items() if k != "conversations"}
+            preferred = L.Layout(explicit.get("layout", "sharded"), self.settings["shardLevels"], self.settings["shardSize"])
+            detected = L.detect_layout(self.root, given=given, preferred=preferred)
             conversations = explicit.get("conversations") or detected.conversations or "current"
             if detected.scheme is None:
-                scheme = explicit.get("layout", "sharded")
-                found = L.Layout(scheme, self.settings["shardLevels"], self.settings["shardSize"], conversations)
+                found = preferred._replace(conversations=conversations)
                 if for_write:
                     self._write_record(found)
             else:
                 found = L.Layout(detected.scheme, detected.shard_levels or 0, detected.shard_size or 0, conversations)
-                self._check_explicit(found, {k: v for k, v in explicit.items() if k != "conversations"}, "its folders show")
         self._layout = found
         return found
 
@@ -194,7 +197,9 @@ class Journal:
     def dialogs_folder(self, user: str, create: bool = False) -> Folder:
         """An open handle on the user's ``dialogs/`` folder."""
         L.validate_user_id(user)
-        parts = (L.USERS_DIR, *self.layout(for_write=create).user_parts(user), L.DIALOGS_DIR)
+        parts = (L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR)  # an id the layout refuses is refused before anything is written
+        if create:
+            parts = (L.USERS_DIR, *self.layout(for_write=True).user_parts(user), L.DIALOGS_DIR)
         try:
             with open_root(self.root, create=create, mode=self.dir_mode) as root:
                 return root.open_folder(parts, create=create, mode=self.dir_mode)

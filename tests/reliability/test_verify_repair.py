@@ -121,12 +121,13 @@ def test_intact_reference_trees_need_only_their_modes_tightened(tree: str, tmp_p
     root = writable_copy(tree, tmp_path)
     before = snapshot(root)
     journal = journal_at(root)
-    assert {f.problem for f in verify(journal).findings} == {"too open"}
+    for_a_person = {"timestamps out of order"} if tree == "v1-short-ids" else set()  # the servers wrote two files with a message dated back
+    assert {f.problem for f in verify(journal).findings} == {"too open"} | for_a_person
     report = repair(journal)
-    assert {a.action for a in report.actions} == {"set mode"} and report.unmended == []
+    assert {a.action for a in report.actions} == {"set mode"} and {f.problem for f in report.unmended} == for_a_person
     after = snapshot(root)
     assert {k: v[1] for k, v in after.items() if not k.endswith(".lock")} == {k: v[1] for k, v in before.items()}
-    assert verify(journal).findings == []
+    assert {f.problem for f in verify(journal).findings} == for_a_person
 
 
 def test_reference_defect_decoders() -> None:
@@ -185,7 +186,7 @@ def test_leftovers_and_unfinished_archive_moves(tmp_path: Path, cli: Cli) -> Non
     journal.append("bob", MESSAGES[:2])
     journal.archive("bob", archive_id="b1")
     alice = root / "users/al/ic/e/dialogs"
-    bob = root / "users/bo/b/dialogs"
+    bob = root / "users/bo/b/bob/dialogs"
     (alice / ".current.yaml.tmp-999-abcd").write_bytes(b"half a rewrite")
     (bob / "current.yaml").unlink()  # an archive that stopped before creating the empty conversation
     os.link(alice / "archived" / "a1.yaml", tmp_path / "elsewhere")  # a second name outside the journal
