@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialogctl.config import load_settings
-from dialogctl.errors import InvalidUserId, LayoutError, NotFound
+from dialogctl.errors import InvalidUserId, LayoutError
 from dialogctl.journal import Journal
 from dialogctl.layout import Layout, detect_layout, iter_user_folders, user_id_from_parts
 from dialogctl.models import Message
@@ -236,3 +236,81 @@ def test_explicit_layout_settings_are_never_overridden(tmp_path: Path, cli: Cli)
     assert "users/us/er/-77: unusable user folder" in result.stderr
     assert "cannot tell the layout" not in result.stderr
     assert [r["user"] for r in json.loads(result.stdout)] == ["al", "x"]  # al/al and x/x are where 1x2 keeps them too
+
+
+# --- nesting: a user's folder can hold another user's ------------------------------------------
+
+NESTED = ["ab", "abab", "user", "user-1000", "bob", "bobby"]
+
+
+def _nested_journal(root: Path) -> Journal:
+    journal = _journal(root, archiveThreshold="0")
+    for user in NESTED:
+        old = user in ("ab", "user", "bob")
+        journal.append(user, [_msg(f"hello from {user}", "2020-01-01T00:00:00.000Z" if old else "2099-01-01T00:00:00.000Z")])
+        journal.archive(user)
+        journal.append(user, [_msg(f"again {user}", "2020-01-02T00:00:00.000Z" if old else "2099-01-02T00:00:00.000Z")])
+    assert (root / "users/ab/ab/dialogs").is_dir() and (root / "users/ab/ab/abab/dialogs").is_dir()
+    assert (root / "users/us/er/user/dialogs").is_dir() and (root / "users/us/er/-1000/dialogs").is_dir()
+    # A copy repair kept of each user's current conversation.
+    for user in NESTED:
+        folder = "/".join(("users", *journal.layout().user_parts(user)))
+        quarantined = root / "system/quarantine/run-1" / folder / "dialogs/current.yaml"
+        quarantined.parent.mkdir(parents=True, exist_ok=True)
+        quarantined.write_text(f"old bytes of {user}")
+    return journal
+
+
+def _of(files: dict[str, bytes], journal: Journal, user: str) -> dict[str, bytes]:
+    folder = "/".join(journal.layout().user_parts(user))
+    others = ["/".join(journal.layout().user_parts(u)) for u in NESTED if u != user]
+    own = {}
+    for rel, data in files.items():
+        below = rel.split("users/", 1)[-1] if "users/" in rel else None
+        if below is None or not below.startswith(folder + "/"):
+            continue
+        if any(below.startswith(o + "/") and len(o) > len(folder) for o in others):
+            continue  # inside a nested user's folder
+        own[rel] = data
+    return own
+
+
+def test_walkers_find_users_nested_in_other_users_folders(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    _nested_journal(root)
+    assert sorted(r["user"] for r in cli.json("--root", str(root), "list", "--format", "json")) == sorted(NESTED)
+    from dialogctl.verify import verify
+
+    report = verify(_journal(root))
+    assert report.users == len(NESTED)
+    assert not [f for f in report.findings if f.problem not in ("too open",)]
+
+
+@pytest.mark.parametrize("user", NESTED)
+def test_rm_of_one_user_never_touches_another_users_files(user: str, tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    journal = _nested_journal(root)
+    before = _files(root)
+    planned = cli.json("--root", str(root), "rm", user, "--all-data", "--dry-run", "--format", "json")
+    listed = set(planned["files"] if isinstance(planned, dict) else planned[0]["files"])
+    theirs = {rel for u in NESTED if u != user for rel in _of(before, journal, u)}
+    assert not listed & theirs, sorted(listed & theirs)
+    assert cli("--root", str(root), "rm", user, "--all-data", "--yes").exit_code == 0
+    after = _files(root)
+    for other in NESTED:
+        if other != user:
+            assert _of(after, journal, other) == _of(before, journal, other), other
+    assert _of(after, journal, user) == {}
+    assert sorted(_journal(root).users()) == sorted(u for u in NESTED if u != user)
+
+
+def test_cleanup_of_idle_users_never_touches_nested_users(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    journal = _nested_journal(root)
+    before = _files(root)
+    result = cli("--root", str(root), "cleanup", "--max-inactive", "30d", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(_journal(root).users()) == ["abab", "bobby", "user-1000"]
+    after = _files(root)
+    for other in ("abab", "bobby", "user-1000"):
+        assert _of(after, journal, other) == _of(before, journal, other), other
