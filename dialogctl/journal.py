@@ -512,6 +512,48 @@ class Journal:
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
+    def move_from_old_place(self, user: str, command: str = "repair") -> bool:
+        """Move a short id's ``dialogs/`` and ``metadata.yaml`` from where dialogctl before 0.2 kept it to where the servers do.
+
+        (``bob`` from ``users/bo/b/`` to ``users/bo/b/bob/``.) Runs under the
+        lock in the folder being moved, the lock any dialogctl writing there
+        takes. The new folder is made with the mode (and, as root, the owner)
+        of the folder it is made in. Nothing is ever replaced: when the new
+        folder already holds ``dialogs/``, nothing changes and the answer is
+        False; a ``metadata.yaml`` already there is kept.
+        """
+        L.validate_user_id(user)
+        layout = self.layout()
+        new_parts = layout.user_parts(user)
+        old_parts = layout.old_user_parts(user)
+        if old_parts is None:
+            raise InvalidInput(f"user {user!r} has no older place in the {layout.describe_folders()} layout")
+        with open_root(self.root) as root:
+            try:
+                old = root.open_folder((L.USERS_DIR, *old_parts))
+                dialogs = old.open_child(L.DIALOGS_DIR)
+            except NotFound:
+                raise NotFound(f"user {user!r} not found in users/{'/'.join(old_parts)}") from None
+            with old, dialogs:
+                lock = self._lock(dialogs, user, command)
+                lock.acquire()
+                try:
+                    here, locked = old.stat(L.DIALOGS_DIR), os.fstat(dialogs.fd)
+                    if here is None or (here.st_dev, here.st_ino) != (locked.st_dev, locked.st_ino):
+                        raise StorageError(f"{dialogs.path} was moved while waiting for its lock")
+                    parent = os.fstat(old.fd)
+                    with old.open_folder((new_parts[-1],), create=True, mode=stat.S_IMODE(parent.st_mode)) as new:
+                        if os.geteuid() == 0 and (os.fstat(new.fd).st_uid, os.fstat(new.fd).st_gid) != (parent.st_uid, parent.st_gid):
+                            new.set_owner(None, parent.st_uid, parent.st_gid)
+                        if not old.move_unless_there(L.DIALOGS_DIR, new, L.DIALOGS_DIR):
+                            old.remove_empty_folders((new_parts[-1],))  # made for nothing
+                            return False
+                        if old.stat(usermeta.METADATA_FILE) is not None:
+                            old.move_unless_there(usermeta.METADATA_FILE, new, usermeta.METADATA_FILE)
+                    return True
+                finally:
+                    lock.release()
+
     def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
 

@@ -342,6 +342,39 @@ class Folder:
             raise storage_error(exc, "swap", where) from None
         return True
 
+    def move_unless_there(self, name: str, target: Folder, new_name: str) -> bool:
+        """Move a file or folder, durably, unless ``new_name`` exists in ``target``; False (nothing changed) when it does.
+
+        ``renameat2(RENAME_NOREPLACE)`` where the system has it, so a folder
+        another process creates meanwhile is never replaced (a plain rename
+        replaces an empty folder); elsewhere a look before the rename.
+        """
+        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
+        swap = _renameat2()
+        code: int | None = None
+        if swap is not None:
+            code = 0 if swap(self.fd, os.fsencode(name), target.fd, os.fsencode(new_name), _RENAME_NOREPLACE) == 0 else _errno()
+            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                code = None  # e.g. NFS: look, then rename
+        if code is None:
+            if target.stat(new_name) is not None:
+                return False
+            try:
+                os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+                code = 0
+            except OSError as exc:
+                code = exc.errno or errno.EIO
+        if code == errno.EEXIST or code == errno.ENOTEMPTY:
+            return False
+        if code:
+            raise storage_error(OSError(code, os.strerror(code)), "move", where)
+        try:
+            target.fsync()
+            self.fsync()
+        except OSError as exc:
+            raise storage_error(exc, "move", where) from None
+        return True
+
     def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
         """Remove ``parts`` below this folder, deepest first, while they are empty; never through a symlink."""
         fds = [os.dup(self.fd)]
@@ -435,6 +468,7 @@ def open_below(root: str, rel_path: str) -> int | None:
         return None
 
 
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _SWAP: list[Any] = []
 
@@ -452,6 +486,12 @@ def _renameat2() -> Any:
             swap = None
         _SWAP.append(swap)
     return _SWAP[0]
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def read_all(fd: int) -> bytes:

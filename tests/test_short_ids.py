@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialogctl.config import load_settings
-from dialogctl.errors import InvalidUserId, LayoutError
+from dialogctl.errors import InvalidUserId, LayoutError, NotFound
 from dialogctl.journal import Journal
 from dialogctl.layout import Layout, detect_layout, iter_user_folders, user_id_from_parts
 from dialogctl.models import Message
@@ -314,3 +314,106 @@ def test_cleanup_of_idle_users_never_touches_nested_users(tmp_path: Path, cli: C
     after = _files(root)
     for other in ("abab", "bobby", "user-1000"):
         assert _of(after, journal, other) == _of(before, journal, other), other
+
+
+# --- journals an older dialogctl wrote: short ids in the old place ---------------------------------
+
+
+def _old_place(root: Path, user: str = "bob") -> tuple[Path, Path]:
+    """Move a user's dialogs/ and metadata.yaml where dialogctl before 0.2 put them (users/bo/b/ for bob)."""
+    new = root.joinpath("users", *Layout().user_parts(user))
+    old = new.parent
+    os.rename(new / "dialogs", old / "dialogs")
+    if (new / "metadata.yaml").exists():
+        os.rename(new / "metadata.yaml", old / "metadata.yaml")
+    new.rmdir()
+    return old, new
+
+
+def test_verify_explains_a_folder_in_the_old_place_and_repair_moves_it(tmp_path: Path, cli: Cli) -> None:
+    root = copy_tree("v1-short-ids", tmp_path)  # no layout record: detection must see through the old folder
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    original = _files(root)
+    old, new = _old_place(root)
+
+    listed = cli("--root", str(root), "list", "--format", "json")
+    assert listed.exit_code == 5 and "bob" not in [r["user"] for r in json.loads(listed.stdout)]
+    assert "users/bo/b: unusable user folder" in listed.stderr and "before 0.2" in listed.stderr and "repair" in listed.stderr
+
+    findings = cli("--root", str(root), "verify", "--format", "json")
+    assert findings.exit_code == 1
+    found = [f for f in json.loads(findings.stdout) if f["path"] == "users/bo/b"]
+    assert len(found) == 1
+    assert found[0]["problem"] == "user folder in the place dialogctl before 0.2 used"
+    assert found[0]["user"] == "bob" and found[0]["repair"] == "move it to users/bo/b/bob/"
+
+    before = _tree(root)
+    dry = cli("--root", str(root), "repair", "--dry-run", "--format", "json")
+    assert _tree(root) == before  # not even a lock file
+    assert any(a["action"] == "move" and a["path"] == "users/bo/b" for a in json.loads(dry.stdout))
+
+    done = cli("--root", str(root), "repair", "--format", "json")
+    assert any(a["action"] == "move" and a["path"] == "users/bo/b" for a in json.loads(done.stdout)), done.stderr
+    assert not (old / "dialogs").exists()
+    assert stat.S_IMODE(new.stat().st_mode) == stat.S_IMODE(old.stat().st_mode)
+    assert {k: v for k, v in _files(root).items() if k.startswith("users/")} == original  # exactly the servers' tree again
+    assert sorted(r["user"] for r in cli.json("--root", str(root), "list", "--format", "json")) == SHORT_IDS
+    again = cli("--root", str(root), "verify", "--format", "json")
+    assert not [f for f in json.loads(again.stdout or "[]") if f["path"].startswith("users/bo/b") and f["problem"] != "timestamps out of order"]
+
+
+def test_the_move_takes_metadata_and_the_parents_mode_and_appends_go_where_the_servers_look(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    journal = _journal(root)
+    journal.append("bob", [_msg("one")])
+    journal.archive("bob", archive_id="a1")
+    journal.append("bob", [_msg("two")])
+    journal.append("user-1006", [_msg("long")])
+    old, new = _old_place(root)
+    assert (old / "metadata.yaml").is_file() and (old / "dialogs/archived/a1.yaml").is_file()
+    old.chmod(0o750)
+    assert journal.move_from_old_place("bob") is True
+    assert (new / "metadata.yaml").is_file() and not (old / "metadata.yaml").exists()
+    assert (new / "dialogs/archived/a1.yaml").is_file() and (new / "dialogs/current.yaml").is_file()
+    assert stat.S_IMODE(new.stat().st_mode) == 0o750  # the mode of the folder it was made in
+    with pytest.raises(NotFound):
+        journal.move_from_old_place("bob")  # nothing left to move
+    assert cli("--root", str(root), "append", "bob", "three").exit_code == 0
+    assert [m["content"] for m in cli.jsonl("--root", str(root), "show", "bob", "--format", "jsonl")] == ["two", "three"]
+    assert json.loads((new / "metadata.yaml").read_text())["totalMessages"] == 3
+
+
+def test_repair_leaves_both_folders_alone_when_the_new_one_exists_too(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    journal = _journal(root)
+    journal.append("bob", [_msg("old place")])
+    old, new = _old_place(root)
+    journal = _journal(root)
+    journal.append("bob", [_msg("new place")])  # a dialogctl 0.2 wrote since, where the servers look
+    before = _files(root)
+    findings = json.loads(cli("--root", str(root), "verify", "--format", "json").stdout)
+    found = [f for f in findings if f["path"] == "users/bo/b"]
+    assert found and found[0]["repair"] is None and "merge" in found[0]["detail"]
+    result = cli("--root", str(root), "repair")
+    assert result.exit_code == 1 and "users/bo/b" in result.stderr
+    assert _files(root) == before
+
+
+def test_repair_of_a_metadata_temp_file_in_a_folder_no_user_owns_does_not_wait_for_a_users_lock(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    journal = _journal(root)
+    journal.append("bob", [_msg("hi")])
+    journal.append("user-1", [_msg("hi")])
+    old, _new = _old_place(root)
+    stray = root / "users/us/er.old"  # reads as user.old, whom 2x2 keeps in us/er/.old
+    (stray / "dialogs").mkdir(parents=True)
+    temps = [old / ".metadata.yaml.tmp-1-ab", stray / ".metadata.yaml.tmp-2-cd"]
+    for temp in temps:
+        temp.write_text("{}")
+        os.utime(temp, (1, 1))  # long past: no write can still be at work on it
+    result = cli("--root", str(root), "repair", "--format", "json")
+    assert result.exit_code == 1, result.stderr  # the unusable folder is left to a person
+    assert "users/us/er.old: unusable user folder" in result.stderr
+    assert not any(temp.exists() for temp in temps)
+    assert len(list((root / "system/quarantine").rglob(".metadata.yaml.tmp-*"))) == 2
