@@ -41,6 +41,10 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     files. Takes no lock and creates nothing, so it is safe on a live
     journal. Exits 1 when it finds anything; 'dialogctl repair' mends what it can.
 
+    A whole-journal run also reports user folders where dialogctl before 0.2
+    put short ids (users/bo/b/ for bob, whom the servers keep in
+    users/bo/b/bob/).
+
     Examples:
 
       dialogctl verify
@@ -77,6 +81,11 @@ def repair(
     are left out (they stay in quarantine). Also removes leftover temp files,
     finishes interrupted archive moves and tightens permissions. Exits 1 when
     problems remain that need a person.
+
+    A whole-journal run moves the dialogs/ and metadata.yaml of a user folder
+    where dialogctl before 0.2 put a short id to where the servers keep that
+    user (users/bo/b/ to users/bo/b/bob/), unless that folder already holds
+    conversations.
 
     Examples:
 
