@@ -69,19 +69,44 @@ def plan_removal(journal: Journal, user: str, conversation: str | None = None, a
 
 
 def _user_extras(journal: Journal, user: str) -> list[tuple[str, int]]:
-    """Everything else of the user's inside the root: metadata, temp files, quarantined copies."""
+    """Everything else of the user's inside the root: metadata, temp files, quarantined copies.
+
+    The user's own files are those in its folder and below its ``dialogs/``:
+    the folder's other sub-folders hold other users (``ab`` holds ``abab``
+    in the sharded layout), whose files are never the user's.
+    """
     base = journal.user_path(user).rsplit("/", 1)[0]  # users/<user path>
-    out = []
-    for folder, _dirs, names in os.walk(os.path.join(journal.root, base)):
-        for name in names:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, journal.root)
-            if name.endswith(L.YAML_SUFFIX) and f"/{L.DIALOGS_DIR}/" in f"/{rel}" and not name.startswith("."):
-                continue  # conversation files are listed already
-            if name == L.LOCK_FILE:
-                continue
-            out.append((rel, os.lstat(path).st_size))
-    return out + _quarantined(journal, base)
+    found = []
+    for rel in _own_files(journal.root, base):
+        name = rel.rsplit("/", 1)[1]
+        if name.endswith(L.YAML_SUFFIX) and f"/{L.DIALOGS_DIR}/" in f"/{rel}" and not name.startswith("."):
+            continue  # conversation files are listed already
+        if name != L.LOCK_FILE:
+            found.append(rel)
+    try:
+        runs = sorted(os.listdir(os.path.join(journal.root, *QUARANTINE)))
+    except OSError:
+        runs = []
+    for run in runs:
+        found.extend(_own_files(journal.root, "/".join((*QUARANTINE, run, base))))
+    return [(rel, os.lstat(os.path.join(journal.root, rel)).st_size) for rel in found]
+
+
+def _own_files(root: str, base: str) -> list[str]:
+    """The files (relative to ``root``) in the user folder ``base`` and below its ``dialogs/``; never below another sub-folder."""
+    folder = os.path.join(root, base)
+    if os.path.islink(folder):
+        return []
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+    except OSError:
+        return []
+    out = [f"{base}/{name}" for name, is_dir in entries if not is_dir]
+    if (L.DIALOGS_DIR, True) in entries:
+        for path, _dirs, names in os.walk(os.path.join(folder, L.DIALOGS_DIR)):
+            out.extend(os.path.relpath(os.path.join(path, name), root) for name in sorted(names))
+    return out
 
 
 def _quarantined(journal: Journal, rel: str) -> list[tuple[str, int]]:

@@ -133,16 +133,19 @@ class Journal:
             )
             self._check_explicit(found, explicit, f"{'/'.join(L.RECORD_PATH)} records")
         else:
-            detected = L.detect_layout(self.root)
+            # Layout settings given by flag, environment or config are used as given:
+            # detection only fills in the ones not given (folders that do not fit are
+            # then reported one by one, as unusable user folders).
+            given = {k: v for k, v in explicit.items() if k != "conversations"}
+            preferred = L.Layout(explicit.get("layout", "sharded"), self.settings["shardLevels"], self.settings["shardSize"])
+            detected = L.detect_layout(self.root, given=given, preferred=preferred)
             conversations = explicit.get("conversations") or detected.conversations or "current"
             if detected.scheme is None:
-                scheme = explicit.get("layout", "sharded")
-                found = L.Layout(scheme, self.settings["shardLevels"], self.settings["shardSize"], conversations)
+                found = preferred._replace(conversations=conversations)
                 if for_write:
                     self._write_record(found)
             else:
                 found = L.Layout(detected.scheme, detected.shard_levels or 0, detected.shard_size or 0, conversations)
-                self._check_explicit(found, {k: v for k, v in explicit.items() if k != "conversations"}, "its folders show")
         self._layout = found
         return found
 
@@ -217,7 +220,9 @@ class Journal:
     def dialogs_folder(self, user: str, create: bool = False) -> Folder:
         """An open handle on the user's ``dialogs/`` folder."""
         L.validate_user_id(user)
-        parts = (L.USERS_DIR, *self.layout(for_write=create).user_parts(user), L.DIALOGS_DIR)
+        parts = (L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR)  # an id the layout refuses is refused before anything is written
+        if create:
+            parts = (L.USERS_DIR, *self.layout(for_write=True).user_parts(user), L.DIALOGS_DIR)
         try:
             with open_root(self.root, create=create, mode=self.root_mode) as root:
                 return root.open_folder(parts, create=create, modes=self.modes)
@@ -530,6 +535,45 @@ class Journal:
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
+    def move_from_old_place(self, user: str, command: str = "repair") -> bool:
+        """Move a short id's ``dialogs/`` and ``metadata.yaml`` from where dialogctl before 0.2 kept it to where the servers do.
+
+        (``bob`` from ``users/bo/b/`` to ``users/bo/b/bob/``.) Runs under the
+        lock in the folder being moved, the lock any dialogctl writing there
+        takes. The new folder is made with the mode (and, as root, the owner)
+        of the folder it is made in. Nothing is ever replaced: when the new
+        folder already holds ``dialogs/``, nothing changes and the answer is
+        False; a ``metadata.yaml`` already there is kept.
+        """
+        L.validate_user_id(user)
+        layout = self.layout()
+        new_parts = layout.user_parts(user)
+        old_parts = layout.old_user_parts(user)
+        if old_parts is None:
+            raise InvalidInput(f"user {user!r} has no older place in the {layout.describe_folders()} layout")
+        with open_root(self.root) as root:
+            try:
+                old = root.open_folder((L.USERS_DIR, *old_parts))
+                dialogs = old.open_child(L.DIALOGS_DIR)
+            except NotFound:
+                raise NotFound(f"user {user!r} not found in users/{'/'.join(old_parts)}") from None
+            with old, dialogs:
+                lock = self._lock(dialogs, user, command)
+                lock.acquire()
+                try:
+                    here, locked = old.stat(L.DIALOGS_DIR), os.fstat(dialogs.fd)
+                    if here is None or (here.st_dev, here.st_ino) != (locked.st_dev, locked.st_ino):
+                        raise StorageError(f"{dialogs.path} was moved while waiting for its lock")
+                    with old.open_folder((new_parts[-1],), create=True, modes=self.modes) as new:
+                        if not old.move_unless_there(L.DIALOGS_DIR, new, L.DIALOGS_DIR):
+                            old.remove_empty_folders((new_parts[-1],))  # made for nothing
+                            return False
+                        if old.stat(usermeta.METADATA_FILE) is not None:
+                            old.move_unless_there(usermeta.METADATA_FILE, new, usermeta.METADATA_FILE)
+                    return True
+                finally:
+                    lock.release()
+
     def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
         """Append a batch to the user's conversation: one locked write, fsynced.
 
@@ -805,7 +849,7 @@ class Journal:
                             usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(first)}", usermeta.key_of(out)),
                             usermeta.Move(restored, name, usermeta.key_of(archive_st)),
                         ]
-                elif st is None and archived.move_no_replace(L.archive_file(archive_id), dialogs, name):
+                elif st is None and archived.move_unless_there(L.archive_file(archive_id), dialogs, name):
                     moves = [usermeta.Move(restored, name, usermeta.key_of(archive_st))]
                 if moves:
                     self._keep_metadata(dialogs, lambda meta_folder: usermeta.note_moved(meta_folder, moves, self.modes))

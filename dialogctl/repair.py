@@ -41,6 +41,7 @@ from .verify import (
     CATALOG_STALE,
     FOREIGN_OWNER,
     METADATA_TEMP,
+    OLD_PLACE,
     QUARANTINE_DIR,
     SHARED_FILE,
     SYSTEM_DIR,
@@ -103,6 +104,15 @@ class RepairReport(NamedTuple):
     unmended: list[Finding]  # problems repair leaves to a person (after a real run: what verify still finds)
     quarantine: str | None  # the run's quarantine folder, relative to the root, if anything was put there
     dry_run: bool
+
+
+def _usable_user_folder(parts: tuple[str, ...], layout: L.Layout) -> bool:
+    """Whether ``parts`` is where the layout keeps the user it reads back as (so that user's lock guards it)."""
+    try:
+        L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
+    except DialogError:
+        return False
+    return True
 
 
 # --- recovering the messages of one file ------------------------------------------------
@@ -246,13 +256,19 @@ class _Mender:
 
         assert self.expect is not None
         users: list[str] = []
+        moves: list[Finding] = []
         for parts, finding in walk_users(self.journal.root, self.journal.layout()):
             if finding is None:
                 users.append(L.user_id_from_parts(parts))
             elif finding.mend is None:
                 self.unmended.append(finding)
+            elif finding.problem == OLD_PLACE:
+                moves.append(finding)  # after the walk, which must not meet the moved folders again
             else:
                 self._mend_users_leftover(root, finding)
+        for finding in moves:
+            if self._move_from_old_place(finding) and finding.user not in users:
+                users.append(finding.user or "")
         findings = [f for check in ROOT_CHECKS for f in check(self.journal, root, self.expect)]
         catalog_done = False
         for finding in findings:
@@ -275,6 +291,20 @@ class _Mender:
                 self.unmended.append(finding)
         return users
 
+    def _move_from_old_place(self, finding: Finding) -> bool:
+        """Move a short id's folder from where dialogctl before 0.2 kept it; whether it now is where the servers keep it."""
+        user = finding.user or ""
+        target = "/".join((L.USERS_DIR, *self.journal.layout().user_parts(user)))
+        action = RepairAction(user, finding.path, "move", f"move dialogs/ and metadata.yaml to {target}/, where the servers keep user {user!r}")
+        if self.dry_run:
+            self.actions.append(action)
+            return False
+        if not self.journal.move_from_old_place(user):
+            self.unmended.append(finding._replace(detail=f"{target}/ already holds conversations of user {user!r}: merge them by hand", mend=None))
+            return False
+        self.actions.append(action)
+        return True
+
     def _discard_catalog(self, root: Folder) -> None:
         """The catalog is a cache of the files: drop it and let the next scan rebuild it."""
         from .catalog import CATALOG_DIR, CATALOG_FILE
@@ -296,7 +326,7 @@ class _Mender:
                     RepairAction(None, finding.path, "finish removal", "delete a user folder an interrupted cleanup was removing"),
                     lambda: parent.remove_tree(parts[-1]),
                 )
-            elif parts[-1].startswith(METADATA_TEMP) and len(parts) > 2:
+            elif parts[-1].startswith(METADATA_TEMP) and len(parts) > 2 and _usable_user_folder(parts[1:-1], self.journal.layout()):
                 # metadata.yaml is rewritten under the user's lock: holding it, a temp file is a leftover.
                 user = L.user_id_from_parts(parts[1:-1])
                 if self.dry_run:

@@ -452,35 +452,6 @@ class Folder:
                 pass
             raise storage_error(exc, "move", where) from None
 
-    def move_no_replace(self, name: str, target: Folder, new_name: str) -> bool:
-        """Move a file to a name that must be free, atomically, durably; False where the system cannot tell.
-
-        ``renameat2(RENAME_NOREPLACE)``: a file a server created at the target
-        name meanwhile is never overwritten (the move fails with ``EEXIST``).
-        """
-        swap = _renameat2()
-        if swap is None:
-            return False
-        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
-        if swap(self.fd, os.fsencode(name), target.fd, os.fsencode(new_name), _RENAME_NOREPLACE) != 0:
-            import ctypes
-
-            code = ctypes.get_errno()
-            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-                return False
-            raise storage_error(OSError(code, os.strerror(code)), "move", where)
-        try:
-            target.fsync()
-            if target.fd != self.fd:
-                self.fsync()
-        except OSError as exc:
-            try:
-                os.rename(new_name, name, src_dir_fd=target.fd, dst_dir_fd=self.fd)
-            except OSError:
-                pass
-            raise storage_error(exc, "move", where) from None
-        return True
-
     def exchange(self, name: str, other: Folder, other_name: str) -> bool:
         """Swap two files in one atomic step, durably; False (nothing changed) where the system cannot.
 
@@ -505,6 +476,39 @@ class Folder:
         except OSError as exc:
             swap(self.fd, os.fsencode(name), other.fd, os.fsencode(other_name), _RENAME_EXCHANGE)
             raise storage_error(exc, "swap", where) from None
+        return True
+
+    def move_unless_there(self, name: str, target: Folder, new_name: str) -> bool:
+        """Move a file or folder, durably, unless ``new_name`` exists in ``target``; False (nothing changed) when it does.
+
+        ``renameat2(RENAME_NOREPLACE)`` where the system has it, so a folder
+        another process creates meanwhile is never replaced (a plain rename
+        replaces an empty folder); elsewhere a look before the rename.
+        """
+        where = f"{self.child_path(name)} to {target.child_path(new_name)}"
+        swap = _renameat2()
+        code: int | None = None
+        if swap is not None:
+            code = 0 if swap(self.fd, os.fsencode(name), target.fd, os.fsencode(new_name), _RENAME_NOREPLACE) == 0 else _errno()
+            if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                code = None  # e.g. NFS: look, then rename
+        if code is None:
+            if target.stat(new_name) is not None:
+                return False
+            try:
+                os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+                code = 0
+            except OSError as exc:
+                code = exc.errno or errno.EIO
+        if code == errno.EEXIST or code == errno.ENOTEMPTY:
+            return False
+        if code:
+            raise storage_error(OSError(code, os.strerror(code)), "move", where)
+        try:
+            target.fsync()
+            self.fsync()
+        except OSError as exc:
+            raise storage_error(exc, "move", where) from None
         return True
 
     def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
@@ -718,6 +722,12 @@ def _renameat2() -> Any:
             swap = None
         _SWAP.append(swap)
     return _SWAP[0]
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def read_all(fd: int) -> bytes:

@@ -61,6 +61,7 @@ TOO_OPEN = "writable by others"
 FOREIGN_OWNER = "foreign owner"
 READABLE = "readable by others"
 DOCUMENTS_SHAPE = "documents shape"
+OLD_PLACE = "user folder in the place dialogctl before 0.2 used"
 
 
 class Finding(NamedTuple):
@@ -206,6 +207,7 @@ def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[F
             f"{len(backwards)} message(s) are older than a message before them by more than {expect.order_slack:g} s (first: message {backwards[0]})",
             None,
             conv.user,
+            level="note",  # the servers stamp what their clients send: worth knowing, nothing to mend
         )
 
 
@@ -480,7 +482,10 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
             try:
                 L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
             except InvalidInput as exc:
-                yield parts, Finding(where, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None)
+                yield (
+                    parts,
+                    old_place_finding(root, parts, layout) or Finding(where, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None),
+                )
             else:
                 yield parts, None
         for name, is_dir, is_link in reversed(entries):
@@ -499,6 +504,38 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
                 yield parts, Finding(path, None, "leftovers", "symlink", "a symlink among the user folders; dialogctl never follows it", None)
             elif is_dir and name != L.DIALOGS_DIR and not name.startswith("."):
                 stack.append(parts + (name,))
+
+
+def old_place_finding(root: str, parts: tuple[str, ...], layout: L.Layout) -> Finding | None:
+    """A user folder where dialogctl before 0.2 put a short id (``users/bo/b`` for ``bob``); None for any other folder.
+
+    Its mend is a move to where the servers keep the user, unless that folder
+    holds ``dialogs/`` too: then a person must merge the two.
+    """
+    user = L.old_place_of(parts, layout)
+    if user is None:
+        return None
+    where = "/".join((L.USERS_DIR, *parts))
+    target = "/".join((L.USERS_DIR, *layout.user_parts(user)))
+    if os.path.lexists(os.path.join(root, target, L.DIALOGS_DIR)):
+        return Finding(
+            where,
+            None,
+            "layout",
+            OLD_PLACE,
+            f"dialogctl before 0.2 kept user {user!r} here, but {target}/, where the servers keep that user, has conversations too: merge them by hand",
+            None,
+            user,
+        )
+    return Finding(
+        where,
+        None,
+        "layout",
+        OLD_PLACE,
+        f"dialogctl before 0.2 kept user {user!r} here; the servers keep that user in {target}/, so dialogctl and the servers miss these files",
+        f"move it to {target}/",
+        user,
+    )
 
 
 # --- running the checks ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ FIXTURES = (REPO.parent / "shared" / "fixtures" / "poto").resolve()
 if not FIXTURES.is_dir():
     FIXTURES = Path(os.environ.get("DIALOGCTL_FIXTURES", "/work/shared/fixtures/poto"))
 
-TREES = ["v1-sharded", "v1-flatish", "v3-sessions", "v1-broken", "v1-after-cleanup"]
+TREES = ["v1-sharded", "v1-flatish", "v3-sessions", "v1-short-ids", "v1-broken", "v1-after-cleanup"]
 DAMAGED_TREES = ["v1-broken", "v1-after-cleanup"]
 
 

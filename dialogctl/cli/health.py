@@ -44,6 +44,10 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     lock and creates nothing, so it is safe on a live journal. Exits 1 when it
     finds a problem; 'dialogctl repair' mends what it can.
 
+    A whole-journal run also reports user folders where dialogctl before 0.2
+    put short ids (users/bo/b/ for bob, whom the servers keep in
+    users/bo/b/bob/).
+
     Examples:
 
       dialogctl verify
@@ -85,6 +89,11 @@ def repair(
     temp files, finishes interrupted archive moves and, run as root, gives
     files owned by someone else back to the root's owner. It never changes a
     file's mode. Exits 1 when problems remain that need a person.
+
+    A whole-journal run moves the dialogs/ and metadata.yaml of a user folder
+    where dialogctl before 0.2 put a short id to where the servers keep that
+    user (users/bo/b/ to users/bo/b/bob/), unless that folder already holds
+    conversations.
 
     Examples:
 

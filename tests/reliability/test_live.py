@@ -346,7 +346,7 @@ CLEANUP = ["--max-age", "365d", "--retention-days", "0", "--keep-last", "0", "--
 
 def test_a_server_appending_unlocked_races_every_command(tmp_path: Path, figures: Any) -> None:
     root = tmp_path / "journal"
-    users = ["alice", "bob-smith", "carol", "user-1000"]
+    users = ["alice", "al", "bob", "ab", "abab", "x", "user-1000"]  # short ids, one user's folder inside another's
     rounds = count("LIVE_ROUNDS", 1500)
     journal_at(root).append("alice", [Message("user", "seed", NOW)])
     env = dict(os.environ, PYTHONPATH=str(REPO))

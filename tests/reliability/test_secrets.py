@@ -17,6 +17,7 @@ from dialogctl.journal import Journal
 from dialogctl.locking import UserLock, make_owner
 from dialogctl.models import Message
 
+from .. import reference_writer as server
 from ..conftest import Cli
 from . import faults
 from .faults import Rule
@@ -40,7 +41,7 @@ def _damaged_journal(tmp_path: Path) -> Path:
     folder = root / "users"
 
     def add(user: str, data: bytes) -> None:
-        path = next(p for p in folder.rglob("current.yaml") if p.parent.parent.relative_to(folder).as_posix().replace("/", "") == user)
+        path = Path(server.dialogs_path(root, user)) / "current.yaml"  # where the servers, and dialogctl, keep the user
         path.write_bytes(path.read_bytes() + data)
 
     secret = CANARY.encode()

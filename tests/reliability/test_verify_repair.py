@@ -124,7 +124,8 @@ def test_intact_reference_trees_need_nothing_and_keep_their_modes(tree: str, tmp
     before = snapshot(root)
     journal = journal_at(root)
     report = verify(journal)
-    assert report.problems == [] and [(f.problem, f.level) for f in report.findings] == [("readable by others", "note")]
+    # The servers' 0644/0755 and their clients' clocks (v1-short-ids holds messages dated back): notes, never problems.
+    assert report.problems == [] and {(f.problem, f.level) for f in report.findings} <= {("readable by others", "note"), ("timestamps out of order", "note")}
     mended = repair(journal)
     assert mended.actions == [] and mended.unmended == []
     after = snapshot(root)
@@ -189,7 +190,7 @@ def test_leftovers_and_unfinished_archive_moves(tmp_path: Path, cli: Cli) -> Non
     journal.append("bob", MESSAGES[:2])
     journal.archive("bob", archive_id="b1")
     alice = root / "users/al/ic/e/dialogs"
-    bob = root / "users/bo/b/dialogs"
+    bob = root / "users/bo/b/bob/dialogs"
     (alice / ".current.yaml.tmp-999-abcd").write_bytes(b"half a rewrite")
     (bob / "current.yaml").unlink()  # an archive that stopped before creating the empty conversation
     os.link(alice / "archived" / "a1.yaml", tmp_path / "elsewhere")  # a second name outside the journal
@@ -243,7 +244,7 @@ def test_what_repair_leaves_to_a_person(tmp_path: Path, cli: Cli) -> None:
     assert sorted(f["problem"] for f in json.loads(result.stdout)) == ["timestamps out of order", "unknown role", "unreadable timestamp"]
     assert all(f["repair"] is None for f in json.loads(result.stdout))
     result = cli("--root", str(root), "repair")
-    assert result.exit_code == 1 and result.stderr.count("a person must look") == 3
+    assert result.exit_code == 1 and result.stderr.count("a person must look") == 2  # timestamps out of order is a note
     after = snapshot(root)
     assert after == before  # nothing to mend, nothing changed (the lock file was there already)
 
