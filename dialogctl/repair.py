@@ -55,6 +55,7 @@ from .verify import (
     check_records,
     check_shape,
     expectations,
+    live_backup_of,
     read_conversations,
     read_user_folder,
     verify_user,
@@ -81,7 +82,7 @@ class Recovery(NamedTuple):
 class RepairAction(NamedTuple):
     user: str | None
     path: str  # relative to the root
-    action: str  # rewrite, quarantine, create, finish move, finish removal, set mode, set owner
+    action: str  # rewrite, quarantine, remove, create, finish move, finish removal, set owner
     detail: str
     messages: int | None = None  # messages in a rewritten file
     recovered: int | None = None  # of which the reference-defect decoders read
@@ -403,11 +404,29 @@ class _Mender:
 
     def _mend_temp_in(self, dialogs: Folder, where: str | None, name: str, folder: UserFolder) -> None:
         rel = f"{folder.rel_path}/{where + '/' if where else ''}{name}"
-        if where is None:
-            self._quarantine_temp(dialogs, name, rel, folder.user)
-            return
-        with dialogs.open_folder((where,)) as sub:
-            self._quarantine_temp(sub, name, rel, folder.user)
+        entries = folder.archived if where else folder.entries
+        sub = dialogs if where is None else dialogs.open_folder((where,))
+        try:
+            target = live_backup_of(name, entries[name], entries)
+            if target is not None:
+                self._remove_backup_name(sub, name, target, rel, folder.user)
+            else:
+                self._quarantine_temp(sub, name, rel, folder.user)
+        finally:
+            if sub is not dialogs:
+                sub.close()
+
+    def _remove_backup_name(self, folder: Folder, name: str, target: str, rel: str, user: str | None) -> None:
+        """Drop a rewrite's backup name of a live file: its bytes are the live file's, so nothing goes to quarantine."""
+
+        def run() -> None:
+            st, live = folder.stat(name), folder.stat(target)
+            if st is None or live is None or (st.st_dev, st.st_ino) != (live.st_dev, live.st_ino):
+                return  # changed since it was looked at (we hold the user's lock, so only by hand): leave it
+            folder.remove(name)
+            folder.fsync()
+
+        self._do(RepairAction(user, rel, "remove", f"remove a second name of {target} left by an interrupted rewrite (the file keeps its own name)"), run)
 
     def _quarantine_temp(self, folder: Folder, name: str, rel: str, user: str | None, min_age: float = 0.0) -> None:
         st = folder.stat(name)

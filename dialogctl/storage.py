@@ -34,6 +34,17 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 TEMP_MARK = ".tmp-"
+# A rewrite keeps the old file under its temp name plus this until the rename is durable
+# (see Folder.write_atomic): a kill in between leaves it as a second name of the live file.
+BACKUP_SUFFIX = "-old"
+
+
+def backup_target(name: str) -> str | None:
+    """The file whose rewrite left ``name`` as its backup name (``.<file>.tmp-<pid>-<hex>-old``); None for any other name."""
+    if not (name.startswith(".") and name.endswith(BACKUP_SUFFIX)):
+        return None
+    target, mark, _ = name[1:].partition(TEMP_MARK)
+    return target if mark and target else None
 
 
 class Modes(NamedTuple):
@@ -392,8 +403,8 @@ class Folder:
                     os.close(fd)
             if durable:
                 try:
-                    os.link(name, f"{temp}-old", src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-                    backup = f"{temp}-old"
+                    os.link(name, temp + BACKUP_SUFFIX, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+                    backup = temp + BACKUP_SUFFIX
                 except OSError:
                     pass  # a new file, or no hard links here
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)

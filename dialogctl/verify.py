@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -33,7 +34,7 @@ from .errors import InvalidInput, NotFound
 from .journal import Journal
 from .models import ROLES, ConversationRef
 from .reader import ParsedFile, parse_conversation
-from .storage import TEMP_MARK, Folder, open_root
+from .storage import TEMP_MARK, Folder, backup_target, open_root
 from .times import parse_timestamp
 from .usermeta import METADATA_FILE
 
@@ -54,6 +55,7 @@ _DROP = "drop the unreadable text from the file (its bytes are kept in quarantin
 # Problem names (the ``problem`` field) that repair acts on besides reader damage.
 FRAME_NUMBERING = "frame numbering"
 TEMP_FILE = "leftover temp file"
+BACKUP_LINK = "leftover backup name"
 CATALOG_STALE = "catalog out of step"
 UNFINISHED_ARCHIVE = "unfinished archive"
 SHARED_FILE = "half-finished archive move"
@@ -240,7 +242,18 @@ def check_leftovers(folder: UserFolder, expect: Expectations) -> Iterator[Findin
     for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
         for name, st in entries.items():
             path = f"{where}/{name}"
-            if TEMP_MARK in name:
+            target = live_backup_of(name, st, entries)
+            if target is not None:
+                yield Finding(
+                    path,
+                    None,
+                    "leftovers",
+                    BACKUP_LINK,
+                    f"a second name of {target}, left by a rewrite interrupted before its rename ({target} is intact and unchanged)",
+                    "remove the second name (the file keeps its own)",
+                    folder.user,
+                )
+            elif TEMP_MARK in name:
                 yield Finding(
                     path,
                     None,
@@ -288,9 +301,11 @@ def check_archive_moves(folder: UserFolder, expect: Expectations) -> Iterator[Fi
                 folder.user,
             )
     for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
+        # A rewrite's backup name (reported as a leftover, and removed by repair) is not another writer's.
+        backups = Counter((s.st_dev, s.st_ino) for n, s in entries.items() if live_backup_of(n, s, entries) is not None)
         for name, st in entries.items():
             key = (st.st_dev, st.st_ino)
-            if _is_conversation(name, st) and st.st_nlink > 1 and not (key in active and key in archived):
+            if _is_conversation(name, st) and st.st_nlink - backups[key] > 1 and not (key in active and key in archived):
                 yield Finding(
                     f"{where}/{name}",
                     None,
@@ -440,6 +455,22 @@ def _lstat(root: Folder, parts: tuple[str, ...]) -> os.stat_result | None:
             return parent.stat(parts[-1])
     except NotFound:
         return None
+
+
+def live_backup_of(name: str, st: os.stat_result, entries: dict[str, os.stat_result]) -> str | None:
+    """The conversation file ``name`` is a second name of, when it is a rewrite's backup name of it; else None.
+
+    :meth:`dialogctl.storage.Folder.write_atomic` links the old file to a
+    backup name just before its rename: a kill in between leaves the live file
+    with that second name (and its temp file beside it). A backup name of a
+    file it is not a name of any more (the rename was done) is an ordinary
+    leftover: the old bytes.
+    """
+    target = backup_target(name)
+    live = entries.get(target) if target is not None else None
+    if live is None or not stat.S_ISREG(st.st_mode) or (live.st_dev, live.st_ino) != (st.st_dev, st.st_ino):
+        return None
+    return target
 
 
 def _is_conversation(name: str, st: os.stat_result) -> bool:
