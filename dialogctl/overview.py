@@ -136,7 +136,7 @@ class Totals:
             "lastCleanup": self.last_cleanup,
             "messagesByRole": dict(sorted(self.roles.items())),
             "damagedRecords": self.damaged,
-            "totalTokens": self.tokens,
+            "totalTokens": self.tokens if self.token_messages else None,  # unknown, not 0, when no message carried a count
             "tokenMessages": self.token_messages,
         }
 
