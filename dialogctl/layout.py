@@ -15,7 +15,8 @@ Three decisions a reader must know:
 
 * Ids are validated before any path is built, so nothing that could climb out
   of the root (``..``, ``/``, NUL, control or look-alike characters) ever
-  reaches a system call.
+  reaches a system call. Look-alikes are compatibility forms (NFKC) and ids
+  mixing scripts (Unicode TR39, "highly restrictive": :func:`mixed_scripts`).
 * A root records its layout in ``config/journal-config.yaml`` when dialogctl
   creates it. Roots written by the reference implementation have no record;
   their layout is detected from a sample of their folders, and anything
@@ -100,7 +101,71 @@ def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
     # folder than the id it resembles.
     if unicodedata.normalize("NFKC", value) != value:
         raise InvalidUserId(f"{what} {shown!r} is not in Unicode normal form NFKC (look-alike characters)")
+    mixed = mixed_scripts(value)
+    if mixed is not None:
+        raise InvalidUserId(f"{what} {shown!r} mixes {mixed} (look-alike characters); an id is written in one script (Unicode TR39)")
     return value
+
+
+# Unicode TR39's augmented script sets: Han is also written in Japanese (with
+# Hiragana and Katakana), Korean (with Hangul) and Bopomofo text.
+_AUGMENTED = {
+    "Hani": ("Hani", "Hanb", "Jpan", "Kore"),
+    "Hira": ("Hira", "Jpan"),
+    "Kana": ("Kana", "Jpan"),
+    "Hang": ("Hang", "Kore"),
+    "Bopo": ("Bopo", "Hanb"),
+}
+_WITH_LATIN = frozenset({"Jpan", "Kore", "Hanb"})  # TR39 "highly restrictive": these may be mixed with Latin
+
+
+def mixed_scripts(value: str) -> str | None:
+    """What an id mixes, in words, when it is not single-script under Unicode TR39's "highly restrictive" level; else None.
+
+    An id passes when one script can write it all (TR39 5.1: the
+    intersection of its characters' augmented Script_Extensions, where
+    Common and Inherited characters, such as digits and ``-``, fit any
+    script), or when it is Latin plus one of Japanese (Han, Hiragana,
+    Katakana), Korean (Han, Hangul) or Han with Bopomofo. ``аlice``
+    (Cyrillic ``а``) is refused; ``алиса``, ``μαρία``, ``東京ユーザー``,
+    ``사용자`` and ``user-東京`` pass. Digits from two number systems are
+    refused too (TR39 5.3). Only ids with non-ASCII characters get here.
+    """
+    from bisect import bisect_right
+
+    from .script_table import KINDS, NAMES, RANGES, SETS
+
+    resolved: set[str] | None = None  # None: every script so far
+    without_latin: set[str] | None = None
+    seen: list[str] = []
+    zeros: set[int] = set()
+    for ch in value:
+        point = ord(ch)
+        if point < 0x80:
+            if not ch.isalpha():
+                continue
+            kind = "Latn"
+        else:
+            index = bisect_right(RANGES, point) - 1
+            kind = SETS[KINDS[index]] if index >= 0 else "*"
+            if unicodedata.category(ch) == "Nd":
+                zeros.add(point - unicodedata.decimal(ch))
+            if kind == "*":
+                continue
+        scripts = {augmented for code in kind.split() for augmented in _AUGMENTED.get(code, (code,))}
+        name = NAMES.get(kind.split()[0], kind) if kind != "Latn" else "Latin"
+        if name not in seen:
+            seen.append(name)
+        resolved = scripts if resolved is None else resolved & scripts
+        if kind != "Latn":
+            without_latin = scripts if without_latin is None else without_latin & scripts
+    if any(ch.isdigit() and ch.isascii() for ch in value):
+        zeros.add(ord("0"))
+    if len(zeros) > 1:
+        return "digits of different number systems"
+    if resolved is None or resolved or (without_latin and without_latin & _WITH_LATIN):
+        return None
+    return f"the {', '.join(seen[:-1])} and {seen[-1]} scripts"
 
 
 def validate_user_id(user: object) -> str:
