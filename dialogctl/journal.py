@@ -116,6 +116,34 @@ class Journal:
         """The shape of files dialogctl creates or rewrites (existing files keep theirs when appended to)."""
         return "documents" if self.settings["fileShape"] == "documents" else "sequence"
 
+    def check_root(self, readable: bool = True) -> None:
+        """Refuse a root setting that names something other than a folder (exit 2, naming where the setting came from).
+
+        A root that does not exist yet is fine (the first append creates it).
+        With ``readable``, a root folder dialogctl may not list or enter is an
+        I/O error naming it (exit 6); ``doctor`` asks without, to diagnose it.
+        """
+        root = self.root
+        source = self.settings.setting("root").source
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            st = None
+        except OSError as exc:
+            if not readable:
+                return
+            raise StorageError(f"cannot reach journal root {root} (root from {source}): {exc.strerror}", hint="'dialogctl doctor' looks at it") from None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            what = "is not a folder" if st is not None else "is below a file, not a folder"
+            raise InvalidInput(
+                f"journal root {root} {what} (root from {source})",
+                hint="point the root at a journal folder, or at a path that does not exist yet (the first append creates it)",
+            )
+        if readable and not os.access(root, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise StorageError(f"cannot read journal root {root} (root from {source}): Permission denied", hint="'dialogctl doctor' looks at it")
+
     # --- layout ----------------------------------------------------------------
 
     def layout(self, for_write: bool = False) -> L.Layout:

@@ -162,8 +162,9 @@ def _report_other(exc: Exception) -> int:
         hint = f"see '{ctx.command_path} --help'" if isinstance(exc, UsageError) and ctx is not None else None
         message = exc.format_message()
         return _fail(message[:1].lower() + message[1:], hint, exc.exit_code)
-    if isinstance(exc, OSError):
-        return _fail(exc.strerror or str(exc), None, EXIT_IO)
+    if isinstance(exc, OSError):  # a file outside the journal (a config file): name it
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return _fail(f"{exc.strerror or type(exc).__name__}{where}", None, EXIT_IO)
     if os.environ.get("DIALOGCTL_DEBUG"):
         raise exc
     return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)
@@ -202,7 +203,7 @@ def main_options(
     ctx: typer.Context,
     root: Annotated[
         Optional[Path],
-        typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", file_okay=False),
+        typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", readable=False),
     ] = None,
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH", dir_okay=False)

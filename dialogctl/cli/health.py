@@ -138,7 +138,7 @@ def doctor(ctx: typer.Context, fmt: FormatOption = None) -> None:
     from ..errors import NegativeAnswer
 
     state: CliState = ctx.obj
-    journal = state.journal()
+    journal = state.journal(readable=False)  # a root dialogctl cannot read is what doctor is asked about
     advice = list(diagnose(journal.root, journal.modes))
     emit_records(state, fmt, ADVICE_COLUMNS, (a.to_json() for a in advice), title="Doctor")
     warnings = [a for a in advice if a.status == "warning"]

@@ -288,8 +288,17 @@ def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
         if spec.name in ("fileMode", "dirMode"):
             value = f"{value:04o}"
         records.append({"setting": spec.name, "value": value, "source": setting.source, "env": ENV_PREFIX + spec.env})
-    records.append(_effective_layout(state.journal()))
+    from ..errors import DialogError
+
+    failure: DialogError | None = None
+    try:
+        records.append(_effective_layout(state.journal()))
+    except DialogError as exc:  # a root that is not a folder: every setting is still shown, then the error
+        failure = exc
+        records.append({"setting": "effectiveLayout", "value": None, "source": f"error: {exc.message}", "env": None})
     emit_records(state, fmt, CONFIG_COLUMNS, records)
+    if failure is not None:
+        raise failure
 
 
 def _effective_layout(journal: Journal) -> dict[str, Any]:
