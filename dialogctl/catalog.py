@@ -41,9 +41,9 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from . import parallel
-from .errors import DialogError, NotFound
+from .errors import DialogError, NotFound, StorageError, storage_error
 from .journal import Conversation, ConversationFile, Journal
-from .models import ConversationSummary, Damage, Message
+from .models import RECOVERED_KINDS, ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
 from .times import parse_timestamp
@@ -182,7 +182,10 @@ def summarize(conv: Conversation) -> ConversationSummary:
 
 def _summary(ref: Any, size: int, mtime: float, full: list[Any]) -> ConversationSummary:
     messages, first, last, roles, models, tokens, token_messages, days, damage, model_tokens, day_tokens = full
-    return ConversationSummary(ref, messages, size, mtime, first, last, roles, len(damage), models, tokens, token_messages, days, model_tokens, day_tokens)
+    recovered = sum(1 for d in damage if d[1] in RECOVERED_KINDS) if damage else 0  # lost nothing: counted apart
+    return ConversationSummary(
+        ref, messages, size, mtime, first, last, roles, len(damage) - recovered, models, tokens, token_messages, days, model_tokens, day_tokens, recovered
+    )
 
 
 # --- reading one file into an entry ------------------------------------------------------
@@ -199,6 +202,8 @@ def read_entry(root: str, rel_path: str, old: list[Any] | None) -> list[Any] | N
         return None
     try:
         return _entry_from_fd(fd, os.fstat(fd), rel_path, old)
+    except OSError as exc:
+        raise storage_error(exc, "read", rel_path) from None
     finally:
         os.close(fd)
 
@@ -261,8 +266,14 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
     ]
 
 
-def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | None:
-    return read_entry(*job)
+def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | str | None:
+    """A file's entry, None when it is gone, or why it could not be read (the scan goes on without it)."""
+    try:
+        return read_entry(*job)
+    except NotFound:
+        return None
+    except StorageError as exc:
+        return exc.reason or exc.message
 
 
 # --- the catalog file ----------------------------------------------------------------------
@@ -344,6 +355,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     by_inode: dict[tuple[int, int], list[Any]] | None = None
     read: list[str] = []
     jobs: list[tuple[str, str, list[Any] | None]] = []
+    users_of: dict[str, str] = {}
     to_read = 0
     learned = False
     for user, dialogs, files in journal._walk_open():
@@ -371,13 +383,16 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     entries[f.rel_path] = fresh
                 continue
             jobs.append((journal.root, f.rel_path, entry))
+            users_of[f.rel_path] = user
             to_read += f.size
     if jobs:
         learned = True
-        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
+        for (_, rel_path, _), got in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
             read.append(rel_path)
-            if entry is not None:
-                entries[rel_path] = entry
+            if isinstance(got, str):  # could not be read: said at the end, and left out
+                journal.note_unreadable(rel_path, got, users_of.get(rel_path))
+            elif got is not None:
+                entries[rel_path] = got
     if len(entries) != len(saved):
         learned = True
     return Scan(users, entries, read, learned)
@@ -389,15 +404,21 @@ def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list
         fd = journal.open_file(dialogs, f.ref)
     except NotFound:  # archived/ went away while we looked
         return None
+    except StorageError as exc:
+        journal.note_unreadable(f.rel_path, exc, f.ref.user)
+        return None
     if fd is None:
         return None
     try:
         return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
+    except OSError as exc:
+        journal.note_unreadable(f.rel_path, exc, f.ref.user)
+        return None
     finally:
         os.close(fd)
 
 
-def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | None]:
+def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | str | None]:
     count = parallel.workers()
     if not use_cores or count < 2 or len(jobs) < 2:
         return [_read_job(job) for job in jobs]
@@ -437,6 +458,14 @@ def saved_summary(saved: dict[str, list[Any]], f: ConversationFile) -> Conversat
     if entry is None or not _valid(entry) or not _matches(entry, f):
         return None
     return _summary(f.ref, entry[E_SIZE], f.mtime, entry[E_FULL])
+
+
+def saved_damage(saved: dict[str, list[Any]], f: ConversationFile) -> list[Damage] | None:
+    """The damage the saved catalog records for ``f`` if the file is unchanged since; else None (read the file to know)."""
+    entry = saved.get(f.rel_path)
+    if entry is None or not _valid(entry) or not _matches(entry, f):
+        return None
+    return [Damage(f.rel_path, line, kind, detail) for line, kind, detail in entry[E_FULL][8]]
 
 
 class CatalogProblem(NamedTuple):

@@ -102,6 +102,7 @@ class StorageError(DialogError):
     """The operating system refused an I/O operation (disk full, permissions...)."""
 
     exit_code = EXIT_IO
+    reason: str | None = None  # the system's words for it ("Permission denied"), when it came from the system
 
 
 class UnsafePath(StorageError):
@@ -115,4 +116,6 @@ class ChangedUnderneath(StorageError):
 def storage_error(exc: OSError, action: str, where: str) -> StorageError:
     """Wrap an OSError with what dialogctl was doing and where, without message text."""
     reason = exc.strerror or exc.__class__.__name__
-    return StorageError(f"cannot {action} {where}: {reason}")
+    error = StorageError(f"cannot {action} {where}: {reason}")
+    error.reason = reason
+    return error

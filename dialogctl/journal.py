@@ -23,7 +23,7 @@ from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
 from .errors import DialogError, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
-from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
+from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message, Unreadable
 from .reader import parse_conversation
 from .storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
 from .times import archive_id_for, utc_now
@@ -87,6 +87,7 @@ class Journal:
         self.settings = settings
         self.command = command
         self.damage: list[Damage] = []  # what reads could not read, for the caller to report
+        self.unreadable: list[Unreadable] = []  # files and folders whole-journal reads went on without, for the caller to report
         self._layout: L.Layout | None = None
         self.rewrites = LiveRewrites()  # rewritten files still watched for a server's late append
 
@@ -143,6 +144,16 @@ class Journal:
             )
         if readable and not os.access(root, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
             raise StorageError(f"cannot read journal root {root} (root from {source}): Permission denied", hint="'dialogctl doctor' looks at it")
+
+    def note_unreadable(self, path: str, error: StorageError | OSError | str, user: str | None = None) -> None:
+        """Remember a file or folder (``path`` relative to the root) that a read went on without."""
+        if isinstance(error, str):
+            reason = error
+        elif isinstance(error, OSError):
+            reason = error.strerror or type(error).__name__
+        else:
+            reason = error.reason or error.message
+        self.unreadable.append(Unreadable(path, reason, user))
 
     # --- layout ----------------------------------------------------------------
 
@@ -226,7 +237,7 @@ class Journal:
     def users(self, prefix: str = "") -> Iterator[str]:
         """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
         layout = self.layout()
-        for parts in L.iter_user_folders(self.root, prefix=prefix):
+        for parts in L.iter_user_folders(self.root, prefix=prefix, on_error=self.note_unreadable):
             user = L.user_id_from_parts(parts)
             try:
                 L.check_user_folder(user, parts, layout)
@@ -267,7 +278,12 @@ class Journal:
         current: list[ConversationFile] = []
         sessions: list[ConversationFile] = []
         has_archives = False
-        for entry in dialogs.entries():
+        try:
+            listed = list(dialogs.entries())
+        except StorageError as exc:  # a folder we may not list: said at the end, the rest is read
+            self.note_unreadable(rel, exc, user)
+            return []
+        for entry in listed:
             name = entry.name
             if name == L.ARCHIVE_DIR:
                 has_archives = entry.is_dir(follow_symlinks=False)
@@ -282,10 +298,20 @@ class Journal:
                     sessions.extend(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
-        if include_archives and has_archives and (archived := _open_if_there(dialogs, L.ARCHIVE_DIR)) is not None:
+        archived: Folder | None = None
+        if include_archives and has_archives:
+            try:
+                archived = _open_if_there(dialogs, L.ARCHIVE_DIR)
+                archived_entries = list(archived.entries()) if archived is not None else []
+            except StorageError as exc:
+                self.note_unreadable(f"{rel}/{L.ARCHIVE_DIR}", exc, user)
+                if archived is not None:
+                    archived.close()
+                archived = None
+        if archived is not None:
             with archived:
                 archives = []
-                for entry in archived.entries():
+                for entry in archived_entries:
                     name = entry.name
                     if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
                         continue
@@ -324,10 +350,14 @@ class Journal:
                 yield from self._walk(users, ())
 
     def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        rel = "/".join((L.USERS_DIR, *parts))
+        try:
+            names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        except StorageError as exc:  # a folder we may not list: said at the end, the rest of the journal is read
+            self.note_unreadable(rel, exc)
+            return
         if parts and L.DIALOGS_DIR in names:
             user = L.user_id_from_parts(parts)
-            rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
             try:
                 L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
             except InvalidInput as exc:
@@ -336,6 +366,9 @@ class Journal:
                 try:
                     dialogs = folder.open_child(L.DIALOGS_DIR)
                 except NotFound:  # removed by a cleanup while we walked
+                    dialogs = None
+                except StorageError as exc:
+                    self.note_unreadable(f"{rel}/{L.DIALOGS_DIR}", exc, user)
                     dialogs = None
                 if dialogs is not None:
                     with dialogs:
@@ -346,6 +379,9 @@ class Journal:
             try:
                 child = folder.open_child(name)
             except NotFound:
+                continue
+            except StorageError as exc:
+                self.note_unreadable(f"{rel}/{name}", exc)
                 continue
             with child:
                 yield from self._walk(child, parts + (name,))
@@ -462,13 +498,23 @@ class Journal:
                         if f.ref.kind == "archive":
                             if not include_archives:
                                 continue
-                            if archived is None:
-                                archived = dialogs.open_child(L.ARCHIVE_DIR)
-                            conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                            try:
+                                if archived is None:
+                                    archived = dialogs.open_child(L.ARCHIVE_DIR)
+                                conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                            except NotFound:  # archived/ went away while we looked
+                                continue
+                            except StorageError as exc:
+                                self.note_unreadable(f.rel_path, exc, f.ref.user)
+                                continue
                         elif not active:
                             continue
                         else:
-                            conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                            try:
+                                conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                            except StorageError as exc:
+                                self.note_unreadable(f.rel_path, exc, f.ref.user)
+                                continue
                         if conv is not None:
                             yield conv
                 finally:
@@ -479,7 +525,14 @@ class Journal:
             for f in self.conversation_files(user, include_archives=include_archives):
                 if not active and f.ref.kind != "archive":
                     continue
-                yield self.read(f.ref, missing_ok=True)
+                try:
+                    conv = self.read(f.ref, missing_ok=True)
+                except (NotFound, UnsafePath):
+                    raise
+                except StorageError as exc:  # one file we may not read: the user's others are still read
+                    self.note_unreadable(f.rel_path, exc, user)
+                    continue
+                yield conv
 
     def _read_in(self, folder: Folder, name: str, ref: ConversationRef) -> Conversation | None:
         """One conversation file in an open folder; None if it is gone."""
@@ -909,8 +962,14 @@ class Journal:
     def locks(self, users: Iterable[str] | None = None) -> Iterator[tuple[str, LockState]]:
         """Each user's lock state (users without a lock file are left out)."""
         for user in self.users() if users is None else users:
-            with self.dialogs_folder(user) as dialogs:
-                state = probe(dialogs)
+            try:
+                with self.dialogs_folder(user) as dialogs:
+                    state = probe(dialogs)
+            except (NotFound, UnsafePath):
+                raise
+            except StorageError as exc:  # said at the end, naming the folder; the other users' locks are shown
+                self.note_unreadable(f"{self.user_path(user)}/{L.LOCK_FILE}", exc, user)
+                continue
             if state is not None:
                 yield user, state
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidUserId, LayoutError
@@ -281,14 +281,18 @@ def archive_file(archive_id: str) -> str:
 # --- walking and detection -------------------------------------------------
 
 
-def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> Iterator[tuple[str, ...]]:
+def iter_user_folders(
+    root: str, limit: int | None = None, prefix: str = "", on_error: Callable[[str, OSError], None] | None = None
+) -> Iterator[tuple[str, ...]]:
     """Yield the path parts (below ``users/``) of every folder that holds ``dialogs/``.
 
     Symlinks are never followed; a user folder's other sub-folders are walked
     too (they may hold other users). Yields at most ``limit`` folders when
     given. With ``prefix``, only folders whose id (:func:`user_id_from_parts`)
     starts with it, and only folders that can lead to such ids are entered
-    (shell completion stays fast).
+    (shell completion stays fast). A folder that cannot be listed is told to
+    ``on_error`` (its path below the root, and the error) and left out; without
+    ``on_error`` it is an error naming it.
     """
     base = os.path.join(root, USERS_DIR)
     stack: list[tuple[str, ...]] = [()]
@@ -299,6 +303,14 @@ def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> 
             with os.scandir(os.path.join(base, *parts)) as it:
                 entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
         except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            where = "/".join((USERS_DIR, *parts))
+            if on_error is None:
+                from .errors import storage_error
+
+                raise storage_error(exc, "list", os.path.join(root, where)) from None
+            on_error(where, exc)
             continue
         subdirs = sorted((name for name, is_dir in entries if is_dir and not name.startswith(".")), reverse=True)
         so_far = "".join(parts)
@@ -359,7 +371,7 @@ def detect_layout(
     """
     given = given or {}
     preferred = _folders_only(preferred or Layout())
-    folders = list(iter_user_folders(root, limit=sample))
+    folders = list(iter_user_folders(root, limit=sample, on_error=lambda _where, _exc: None))  # what cannot be read is told by the walk that needs it
     conversations = _detect_conversation_files(root, folders[:32])
     if not folders:
         return Detected(None, None, None, conversations)

@@ -56,6 +56,7 @@ from .verify import (
     check_shape,
     expectations,
     live_backup_of,
+    note_unreadable,
     read_conversations,
     read_user_folder,
     verify_user,
@@ -263,6 +264,7 @@ class _Mender:
                 users.append(L.user_id_from_parts(parts))
             elif finding.mend is None:
                 self.unmended.append(finding)
+                note_unreadable(self.journal, [finding])
             elif finding.problem == OLD_PLACE:
                 moves.append(finding)  # after the walk, which must not meet the moved folders again
             else:

@@ -186,6 +186,8 @@ def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
     pairs += [(f"  {role} messages", f"{count:,}") for role, count in totals["messagesByRole"].items()]
     if totals["damagedRecords"]:
         pairs.append(("Damaged records", f"{totals['damagedRecords']:,}"))
+    if totals["recoveredRecords"]:
+        pairs.append(("Recovered damage", f"{totals['recoveredRecords']:,} (nothing lost; 'dialogctl repair' rewrites those files)"))
     if totals["tokenMessages"]:
         pairs += [
             ("Tokens", f"{totals['totalTokens']:,} in {totals['tokenMessages']:,} messages with a count"),
