@@ -56,8 +56,8 @@ class DialogError(Exception):
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Whole across processes (a worker's error reaches the parent with its hint).
-        return (self.__class__, (self.message,), {"hint": self.hint})
+        # Whole across processes (a worker's error reaches the parent with its hint and reason).
+        return (self.__class__, (self.message,), dict(vars(self)))
 
 
 class NegativeAnswer(DialogError):

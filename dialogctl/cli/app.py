@@ -22,6 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.models import TyperPath
 
 from .. import __version__
 from ..errors import EXIT_DAMAGED, EXIT_IO, EXIT_NEGATIVE, DialogError
@@ -212,6 +213,16 @@ def _report_other(exc: Exception) -> int:
     return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)
 
 
+class _FolderSetting(TyperPath):
+    """A folder path (completed as one) that is not checked here: the journal checks its root whatever the setting's source, and names the source."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, dir_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return Path(value) if not isinstance(value, Path) else value
+
+
 app = typer.Typer(
     cls=DialogGroup,
     name="dialogctl",
@@ -245,7 +256,9 @@ def main_options(
     ctx: typer.Context,
     root: Annotated[
         Optional[Path],
-        typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", readable=False),
+        typer.Option(
+            "--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", click_type=_FolderSetting()
+        ),
     ] = None,
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH", dir_okay=False)
