@@ -227,10 +227,21 @@ class Journal:
     def _write_record(self, layout: L.Layout) -> None:
         lines = ["# Written by dialogctl when it created this journal: how the journal is laid out."]
         lines += [f"{key}: {value}" for key, value in layout.as_record().items()]
+        new_root = not os.path.isdir(self.root)
+        made: list[str] = []
         with open_root(self.root, create=True, mode=self.root_mode) as root:
-            with root.open_folder(L.RECORD_PATH[:-1], create=True, modes=self.modes) as folder:
-                if folder.stat(L.RECORD_PATH[-1]) is None:
-                    folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.modes)
+            try:
+                with root.open_folder(L.RECORD_PATH[:-1], create=True, modes=self.modes, made_paths=made) as folder:
+                    if folder.stat(L.RECORD_PATH[-1]) is None:
+                        folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.modes)
+            except BaseException:
+                root.remove_made(made)  # a failed command leaves no folder it made, nor a root
+                if new_root:
+                    try:
+                        os.rmdir(self.root)
+                    except OSError:
+                        pass
+                raise
 
     # --- finding users and conversations ----------------------------------------
 
@@ -256,15 +267,15 @@ class Journal:
     def user_path(self, user: str) -> str:
         return "/".join((L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR))
 
-    def dialogs_folder(self, user: str, create: bool = False) -> Folder:
-        """An open handle on the user's ``dialogs/`` folder."""
+    def dialogs_folder(self, user: str, create: bool = False, made: list[str] | None = None) -> Folder:
+        """An open handle on the user's ``dialogs/`` folder; ``made`` gets the folders made for it (below the root)."""
         L.validate_user_id(user)
         parts = (L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR)  # an id the layout refuses is refused before anything is written
         if create:
             parts = (L.USERS_DIR, *self.layout(for_write=True).user_parts(user), L.DIALOGS_DIR)
         try:
             with open_root(self.root, create=create, mode=self.root_mode) as root:
-                return root.open_folder(parts, create=create, modes=self.modes)
+                return root.open_folder(parts, create=create, modes=self.modes, made_paths=made)
         except NotFound:
             raise NotFound(f"user {user!r} not found in {self.root}") from None
 
@@ -571,20 +582,51 @@ class Journal:
         (or moved it away to delete it, and died), start over on the folder as
         it is now (recreated for an append): the lock we got guards nothing.
         """
+        new_root = create and not os.path.isdir(self.root)
         for _ in range(5):
-            with self.dialogs_folder(user, create=create) as dialogs:
+            made: list[str] = []
+            with self.dialogs_folder(user, create=create, made=made) as dialogs:
                 lock = self._lock(dialogs, user, command)
+                done = False
                 try:
-                    lock.acquire()
-                except FolderGone:
-                    continue
-                try:
-                    if not self._still_in_place(dialogs, user):
+                    try:
+                        lock.acquire()
+                    except FolderGone:
                         continue
-                    return body(dialogs)
+                    try:
+                        if not self._still_in_place(dialogs, user):
+                            continue
+                        result = body(dialogs)
+                        done = True
+                        return result
+                    finally:
+                        lock.release()
                 finally:
-                    lock.release()
+                    if not done and (made or new_root):
+                        self._unmake(dialogs, made, new_root)
         raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+
+    def _unmake(self, dialogs: Folder, made: list[str], new_root: bool) -> None:
+        """A command that made a user's folders (or the root) and then failed takes them away again, lock file included.
+
+        Only what is empty again goes: anything written meanwhile (by this
+        command before it failed, or by another process) keeps its folders.
+        """
+        try:
+            if made and made[-1].endswith(L.DIALOGS_DIR) and sorted(dialogs.names()) == [L.LOCK_FILE]:
+                dialogs.remove_quietly(L.LOCK_FILE)
+            with open_root(self.root) as root:
+                root.remove_made(made)
+                if new_root:  # a root this command made: its layout record goes too, unless a user lives there now
+                    root.remove_made([L.USERS_DIR])
+                    if not root.has_folder(L.USERS_DIR) and root.has_folder(L.RECORD_PATH[0]):
+                        with root.open_folder(L.RECORD_PATH[:-1]) as config:
+                            config.remove_quietly(L.RECORD_PATH[-1])
+                        root.remove_made([L.RECORD_PATH[0]])
+            if new_root:
+                os.rmdir(self.root)
+        except (OSError, DialogError):
+            pass  # best effort: the failure itself is what gets reported
 
     def _still_in_place(self, dialogs: Folder, user: str) -> bool:
         """Whether ``dialogs`` is still the folder found at the user's path."""
@@ -804,7 +846,8 @@ class Journal:
         for msg in messages:
             check_message(msg)
         data = encode_batch(messages, 1, self.file_shape) if messages else b""
-        folder, name = self.locate_for_write(dialogs, ref)
+        made: list[str] = []
+        folder, name = self.locate_for_write(dialogs, ref, made)
         try:
             if exclusive and folder.stat(name) is not None:
                 raise InvalidInput(f"{ref.describe()} already exists")
@@ -812,15 +855,18 @@ class Journal:
                 folder.write_atomic(name, data, self.modes)
             else:
                 self.rewrites.replace(folder, name, data, replacing, self.modes)
+        except BaseException:
+            dialogs.remove_made(made)  # an archived/ made for a new archive that could not be written
+            raise
         finally:
             if folder is not dialogs:
                 folder.close()
         return len(data)
 
-    def locate_for_write(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
-        """Like :meth:`locate`, creating ``archived/`` when an archive is meant."""
+    def locate_for_write(self, dialogs: Folder, ref: ConversationRef, made: list[str] | None = None) -> tuple[Folder, str]:
+        """Like :meth:`locate`, creating ``archived/`` when an archive is meant (``made`` says if it was)."""
         if ref.kind == "archive":
-            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes), L.archive_file(ref.id or "")
+            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made), L.archive_file(ref.id or "")
         return self.locate(dialogs, ref)
 
     def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
@@ -863,21 +909,26 @@ class Journal:
         st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
-        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes) as archived:
-            if archive_id is not None:
-                if archived.stat(L.archive_file(archive_id)) is not None:
-                    raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
-                chosen = archive_id
-            else:
-                base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
-                chosen = _unique(archived, base)
-            dialogs.rename_to(name, archived, L.archive_file(chosen))
-            # The reference implementation expects the file to exist after an archive;
-            # it is the servers' file as much as the one it replaces (same owner and mode).
+        made: list[str] = []
+        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made) as archived:
             try:
-                dialogs.create_empty(name, self.modes, like=st)
-            except StorageError:
-                _move_back(archived, L.archive_file(chosen), dialogs, name)
+                if archive_id is not None:
+                    if archived.stat(L.archive_file(archive_id)) is not None:
+                        raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
+                    chosen = archive_id
+                else:
+                    base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
+                    chosen = _unique(archived, base)
+                dialogs.rename_to(name, archived, L.archive_file(chosen))
+                # The reference implementation expects the file to exist after an archive;
+                # it is the servers' file as much as the one it replaces (same owner and mode).
+                try:
+                    dialogs.create_empty(name, self.modes, like=st)
+                except StorageError:
+                    _move_back(archived, L.archive_file(chosen), dialogs, name)
+                    raise
+            except BaseException:
+                dialogs.remove_made(made)  # an archived/ made for this archive goes with it
                 raise
         move = usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}", usermeta.key_of(st), usermeta.key_of(dialogs.stat(name)), at=at)
         if moves is not None:

@@ -396,11 +396,15 @@ class _Mender:
         self.rewritten.add(conv.rel_path)
 
         def run() -> None:
-            self._put_in_quarantine(conv.rel_path, conv.data)
+            undo = self._put_in_quarantine(conv.rel_path, conv.data)
             try:
                 self.journal.write_conversation(dialogs, conv.ref, messages, replacing=FileSeen.of(conv.stat, len(conv.data)))
             except ChangedUnderneath as exc:
+                undo()
                 self.unmended.append(Finding(conv.rel_path, None, "records", "changed during repair", str(exc), None, conv.user))
+            except BaseException:
+                undo()  # the file is as it was: a copy of it in quarantine would say otherwise
+                raise
 
         self._do(action, run)
 
@@ -447,8 +451,12 @@ class _Mender:
             data = folder.read_bytes(name)
             if data is None:
                 return
-            self._put_in_quarantine(rel, data)
-            folder.remove(name)
+            undo = self._put_in_quarantine(rel, data)
+            try:
+                folder.remove(name)
+            except BaseException:
+                undo()  # the temp file stays where it was: no second copy of it in quarantine
+                raise
             folder.fsync()
 
         self._do(RepairAction(user, rel, "quarantine", f"move a leftover temp file ({st.st_size} bytes) to quarantine"), run)
@@ -504,9 +512,32 @@ class _Mender:
         if not self.dry_run:
             run()
 
-    def _put_in_quarantine(self, rel: str, data: bytes) -> None:
-        """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them."""
+    def _put_in_quarantine(self, rel: str, data: bytes) -> Callable[[], None]:
+        """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them; returns how to take them back.
+
+        A copy that cannot be written leaves no folder behind, and the caller
+        takes a copy back when the change it was made for fails, so a failed
+        repair leaves no quarantine of files it did not change.
+        """
         parts = (SYSTEM_DIR, QUARANTINE_DIR, self.run, *rel.split("/"))
-        with open_root(self.journal.root) as root, root.open_folder(parts[:-1], create=True, modes=self.journal.modes) as folder:
-            folder.write_atomic(parts[-1], data, self.journal.modes)
-        self.quarantined = True
+        made: list[str] = []
+        with open_root(self.journal.root) as root:
+            try:
+                with root.open_folder(parts[:-1], create=True, modes=self.journal.modes, made_paths=made) as folder:
+                    folder.write_atomic(parts[-1], data, self.journal.modes)
+            except BaseException:
+                root.remove_made(made)
+                raise
+        was_quarantined, self.quarantined = self.quarantined, True
+
+        def undo() -> None:
+            try:
+                with open_root(self.journal.root) as top:
+                    with top.open_folder(parts[:-1]) as folder:
+                        folder.remove_quietly(parts[-1])
+                    top.remove_made(made)
+            except (OSError, DialogError):
+                pass
+            self.quarantined = was_quarantined
+
+        return undo

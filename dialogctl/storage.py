@@ -120,12 +120,15 @@ class Folder:
 
     # --- folders ---------------------------------------------------------
 
-    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW) -> Folder:
+    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW, made_paths: list[str] | None = None) -> Folder:
         """Open ``parts`` below this folder, one name at a time, never through a symlink.
 
         With ``create``, missing folders are made following ``modes`` (by
         default: owner, group and mode of the folder each is made in); if that
         fails part-way, the folders this call made are removed again.
+        ``made_paths`` gets the path (below this folder) of each folder made,
+        so a caller whose later step fails can remove them too
+        (:meth:`remove_made`).
         """
         fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
         made: list[int] = []
@@ -163,6 +166,8 @@ class Folder:
             raise
         fd = fds.pop()
         _close_all(fds)
+        if made_paths is not None:
+            made_paths.extend("/".join(parts[: index + 1]) for index in made)
         return Folder(fd, path)
 
     def open_child(self, name: str) -> Folder:
@@ -521,6 +526,18 @@ class Folder:
         except OSError as exc:
             raise storage_error(exc, "move", where) from None
         return True
+
+    def remove_made(self, made_paths: list[str]) -> None:
+        """Remove folders :meth:`open_folder` made (``made_paths``), deepest first, each only if it is empty again."""
+        for rel in reversed(made_paths):
+            try:
+                os.rmdir(rel, dir_fd=self.fd)
+            except OSError:
+                return  # not empty (something else lives there now): keep it and the folders above it
+        try:
+            self.fsync()
+        except OSError:
+            pass
 
     def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
         """Remove ``parts`` below this folder, deepest first, while they are empty; never through a symlink."""
