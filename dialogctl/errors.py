@@ -17,6 +17,11 @@ Exit codes (stable, documented in the README and the man page):
 5     damaged data (unreadable records; intact ones were still used)
 6     I/O or permission error
 ====  ===========================================================
+
+A command that ran to its end ends with the first that applies: 6 when a
+file or folder could not be read (whole-journal reads go on past it), 5
+when records could not be read, then its own answer (1 or 0). A command
+stopped by an error exits with that error's code.
 """
 
 from __future__ import annotations

@@ -153,7 +153,9 @@ class Journal:
             reason = error.strerror or type(error).__name__
         else:
             reason = error.reason or error.message
-        self.unreadable.append(Unreadable(path, reason, user))
+        item = Unreadable(path, reason, user)
+        if item not in self.unreadable:  # met again (a shard folder above several users, a follower's every rescan)
+            self.unreadable.append(item)
 
     # --- layout ----------------------------------------------------------------
 
