@@ -20,7 +20,9 @@ Decisions a reader must know:
   the last look is then read: the rest of the old file where it went in
   ``archived/`` (found by inode), archives written meanwhile (a fast writer
   can fill and archive several conversations between two looks), and the new
-  file. Content that was there before is told apart from new appends by
+  file. A file that appears for a user we knew (a look that fell between an
+  archive's rename and its new empty file) is read the same way, archives
+  filled meanwhile first. Content that was there before is told apart from new appends by
   position: a file we read before (an archive restored) goes on from where we
   left it, a file not modified since the last look holds nothing new, and a
   new file (a new user, the empty file after an archive) is new from its first
@@ -133,6 +135,7 @@ class Follower:
                 self._note_archives(user)
         moved: list[_Watched] = []
         replaced: list[tuple[str, ConversationRef, os.stat_result, _Watched]] = []
+        appeared = False
         for path, ref in present:
             st = self._stat(path)
             if st is None:
@@ -141,6 +144,7 @@ class Follower:
             if watched is None:
                 since = self._new_since if new_user and self._new_since is not None else self._last_look
                 events.extend(self._start(path, ref, st, since))
+                appeared = True
             elif st.st_ino != watched.ino or st.st_size < watched.offset:
                 moved.append(watched)
                 replaced.append((path, ref, st, watched))
@@ -150,7 +154,9 @@ class Follower:
         moved.extend(self.files.pop(p) for p in gone)
         recovered: list[Event] = []
         archived: set[int] = set()
-        if moved:
+        # A file that appeared for a user we knew (the last look fell between an archive's rename and
+        # its new empty file) may follow conversations filled and archived meanwhile: look for them too.
+        if moved or (appeared and not new_user and not self._first_round):
             recovered, archived = self._recover_moved(user, moved)
         for path, ref, st, old in replaced:
             # The old file went into archived/ (an archive, a restore's swap): the new one is new from its

@@ -94,3 +94,25 @@ def test_a_new_user_found_by_a_later_listing_is_read_from_its_first_byte(tmp_pat
     assert cli("--root", str(root), "append", "newbie", "replayed", "--timestamp", "1 hour ago").exit_code == 0
     time.sleep(1.6)  # the next listing of the user folders comes well after the file was written
     assert _contents(_round(follower)) == ["replayed"]
+
+
+def test_conversations_filled_and_archived_while_the_file_was_missing_are_read(tmp_path: Path) -> None:
+    """A look that falls between an archive's rename and its new empty file, then a whole conversation filled and archived before the next look.
+
+    (Stamped in the future, so no rule of time can be what reads or drops them: this is what made the
+    test of a follower beside a fast appender flaky under load.)
+    """
+    root = tmp_path / "j"
+    journal = _journal(root, archiveThreshold="3")
+    journal.append("alice", [Message("user", "seed", "2030-01-01T00:00:00.000Z")])
+    follower = Follower(journal, rescan=0)
+    assert follower.poll() == []
+    journal.append("alice", [Message("user", f"a{i}", "2030-01-01T00:00:00.000Z") for i in range(1)])
+    dialogs = root / "users/al/ic/e/dialogs"
+    (dialogs / "archived").mkdir()
+    (dialogs / "current.yaml").rename(dialogs / "archived" / "first.yaml")  # an archive's first step, and our look
+    assert _contents(_round(follower)) == ["a0"]
+    journal.append("alice", [Message("user", f"b{i}", "2030-01-01T00:00:00.000Z") for i in range(3)])  # new file, filled, archived at 3
+    journal.append("alice", [Message("user", "c0", "2030-01-01T00:00:00.000Z")])
+    assert _contents(_round(follower)) == ["b0", "b1", "b2", "c0"]
+    assert _round(follower) == []
