@@ -298,7 +298,7 @@ class Follower:
                 events.extend(self._read_new(rel, watched, st.st_size, fresh_only=False, final=True))
                 found.add(st.st_ino)
                 self._remember(watched)
-            elif st.st_mtime >= self._last_look - _SLACK and st.st_ino not in self.known:
+            elif st.st_mtime >= self._last_look - _SLACK and st.st_ino not in self.known and st.st_ino not in self.archived_at_start:
                 # Filled and archived between two looks: new from its first byte.
                 watched = _Watched(archived, st.st_ino, 0, 0)
                 events.extend(self._read_new(rel, watched, st.st_size, fresh_only=True, final=True))

@@ -116,3 +116,32 @@ def test_conversations_filled_and_archived_while_the_file_was_missing_are_read(t
     journal.append("alice", [Message("user", "c0", "2030-01-01T00:00:00.000Z")])
     assert _contents(_round(follower)) == ["b0", "b1", "b2", "c0"]
     assert _round(follower) == []
+
+
+def test_every_interleaving_of_looks_with_archives_and_restores(tmp_path: Path) -> None:
+    """Appends stamped long ago, two archives and two restores (one of an archive there before the start), with a look after any step or none."""
+    import itertools
+    import random
+
+    steps = ["one", "two", "archive", "restore ancient", "three", "archive later", "restore later", "four"]
+    masks = list(itertools.product([False, True], repeat=len(steps)))
+    random.Random(14).shuffle(masks)
+    for number, mask in enumerate(masks[:64]):
+        root = tmp_path / f"j{number}"
+        journal = _journal(root, archiveThreshold="0")
+        journal.append("alice", [Message("user", "before start", "2020-01-01T00:00:00.000Z")])
+        journal.archive("alice", archive_id="ancient")
+        follower = Follower(journal, rescan=0)
+        assert follower.poll() == []
+        got: list[str] = []
+        for step, look in zip(steps, mask, strict=True):
+            if step.startswith("archive"):
+                journal.archive("alice", archive_id=step.split()[1] if " " in step else None)
+            elif step.startswith("restore"):
+                journal.restore("alice", step.split()[1])
+            else:
+                journal.append("alice", [Message("user", step, "2020-01-01T00:00:00.000Z")])
+            if look:
+                got += _contents(_round(follower))
+        got += _contents(_round(follower))
+        assert got == ["one", "two", "three", "four"], (mask, got)
