@@ -589,23 +589,24 @@ class Journal:
             made: list[str] = []
             with self.dialogs_folder(user, create=create, made=made) as dialogs:
                 lock = self._lock(dialogs, user, command)
-                done = False
                 try:
-                    try:
-                        lock.acquire()
-                    except FolderGone:
-                        continue
-                    try:
-                        if not self._still_in_place(dialogs, user):
-                            continue
-                        result = body(dialogs)
-                        done = True
-                        return result
-                    finally:
-                        lock.release()
-                finally:
-                    if not done and (made or new_root):
+                    lock.acquire()
+                except FolderGone:
+                    continue
+                except BaseException:
+                    if made or new_root:  # no lock file could be made: the folders made for it go
                         self._unmake(dialogs, made, new_root)
+                    raise
+                try:
+                    if not self._still_in_place(dialogs, user):
+                        continue
+                    return body(dialogs)
+                except BaseException:
+                    if made or new_root:  # taken back while the lock is held, so nobody waiting on it is fooled
+                        self._unmake(dialogs, made, new_root)
+                    raise
+                finally:
+                    lock.release()
         raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
 
     def _unmake(self, dialogs: Folder, made: list[str], new_root: bool) -> None:
@@ -615,8 +616,13 @@ class Journal:
         command before it failed, or by another process) keeps its folders.
         """
         try:
-            if made and made[-1].endswith(L.DIALOGS_DIR) and sorted(dialogs.names()) == [L.LOCK_FILE]:
-                dialogs.remove_quietly(L.LOCK_FILE)
+            if made and made[-1].endswith(L.DIALOGS_DIR) and dialogs.names() == [L.LOCK_FILE]:
+                # Renamed away first, as a removed user is: another process waiting for the lock
+                # finds the folder gone when it gets the lock, and starts over on a new one.
+                with dialogs.open_folder(("..",)) as parent:
+                    doomed = f".{L.DIALOGS_DIR}{TEMP_MARK}unmade-{os.getpid()}-{os.urandom(4).hex()}"
+                    parent.rename_to(L.DIALOGS_DIR, parent, doomed)
+                    parent.remove_tree(doomed)
             with open_root(self.root) as root:
                 root.remove_made(made)
                 if new_root:  # a root this command made: its layout record goes too, unless a user lives there now

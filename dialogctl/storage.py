@@ -532,6 +532,8 @@ class Folder:
         for rel in reversed(made_paths):
             try:
                 os.rmdir(rel, dir_fd=self.fd)
+            except FileNotFoundError:
+                continue  # taken away already
             except OSError:
                 return  # not empty (something else lives there now): keep it and the folders above it
         try:
