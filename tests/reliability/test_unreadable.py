@@ -136,7 +136,8 @@ def test_whole_journal_commands_go_on_past_what_they_cannot_read(unreadable: str
     plan = json.loads(outputs["cleanup"].stdout)
     removed = {a["user"] for a in plan["actions"] if a["action"] == "remove-user"}
     assert removed and not removed & {"user-1004", "user-1000", "user-1008", "user-1002"} - {u for u in removed if u not in unreadable}
-    figures.add(f"unreadable {unreadable.split('/')[-1]}/ (chmod 000, run by the owner): 8 whole-journal commands read every other user, named it, exit 6")
+    what = unreadable.split("/")[-1] + ("" if unreadable.endswith(".yaml") else "/")
+    figures.add(f"unreadable {what} (chmod 000, run by the owner): 8 whole-journal commands read every other user, named it, exit 6")
 
 
 def test_permission_errors_name_the_path(owned: OwnedTree) -> None:
