@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .codec import Form, decode_record, detect_form, find_frames
+from .codec import TRAILER_PREFIX, Form, decode_record, detect_form, find_frames
 from .models import Damage, Message
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     result = ParsedFile(form=form or detect_form(data[:65536]))
     if not data.strip():
         return result
-    frames, _broken = find_frames(data)
+    # Files the servers wrote have no frames: one substring search spares them the frame pattern's scan.
+    frames = find_frames(data)[0] if TRAILER_PREFIX in data else []
     lines = _LineCounter(data, first_line)
     cursor = 0
     for frame in frames:
@@ -194,12 +195,12 @@ def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile)
     is not certain about (or text before the first item), one at a time, so
     the items after it are read fast again. The caller reads each range before
     asking for the next, which keeps the messages in file order. The text is
-    decoded once (bytes that are not UTF-8 become lone surrogates, which no
-    item the fast reader accepts contains).
+    decoded once, and checked once for characters YAML does not carry as
+    written (see :func:`dialogctl.sequence.decode`).
     """
-    from .sequence import next_item, read_items
+    from .sequence import decode, next_item, read_items
 
-    text = data[start:end].decode("utf-8", "surrogateescape")
+    text, carried = decode(data, start, end)
     size = len(text)
     one_byte_chars = size == end - start
     char_at, byte_at = 0, start
@@ -214,7 +215,7 @@ def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile)
 
     pos = 0
     while pos < size:
-        messages, stop = read_items(text, pos)
+        messages, stop = read_items(text, pos, carried)
         result.messages.extend(messages)
         if stop >= size:
             return

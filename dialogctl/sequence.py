@@ -65,8 +65,13 @@ _NEXT_ITEM = re.compile(r"\n(?=-(?: |\r*+(?:\n|\Z)))")
 _ROLE_WORDS = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y", "n"})
 # Keys and plain words that YAML 1.2 reads as something other than text.
 _CONSTANT_WORDS = frozenset({"true", "false", "null"})
+_CONSTANT_KEYS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"})  # YAML 1.2's core schema
 _CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None}
-_KEY_LINE = re.compile(r"( *)([A-Za-z_][A-Za-z0-9_.-]*):(?: (.+))?")
+# A metadata line: indentation, key, and the value on its line if any (the line then ends); and
+# metadata that is nothing but such lines, none of them the start of a | block.
+_META_LINE = re.compile(r"\n( *)([A-Za-z_][A-Za-z0-9_.-]*):(?: ([^\n]+))?(?=\n|\Z)")
+_META_LINES = re.compile(r"(?:\n *[A-Za-z_][A-Za-z0-9_.-]*:(?: (?!\|\n|\|\Z)[^\n]+)?)*+")
+_META_FIELDS = re.compile(r'\n( *)([A-Za-z_][A-Za-z0-9_.-]*):(?: (?:("[^"\\\n]*")|(0|[1-9][0-9]{0,20})|([^\n]+)))?(?=\n|\Z)')
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,20})")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,20})(?:\.[0-9]{1,20}(?:[eE][-+]?[0-9]{1,3})?|[eE][-+]?[0-9]{1,3})")
 # Plain text the writer leaves unquoted (NaN, Infinity, -Infinity, "object Object" in [object Object]):
@@ -83,18 +88,44 @@ _MAX_FLOW_DEPTH = 32
 # no BOM, no non-characters U+FFFE/U+FFFF, no surrogates (invalid UTF-8 decoded with surrogateescape).
 _NOT_CARRIED_PATTERN = "[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 _not_carried: re.Pattern[str] | None = None
+# decode's quick test of a region's bytes: what translate leaves of them is a C0 control or DEL;
+# then C1 controls (NEL among them), U+2028/U+2029, and U+FEFF/U+FFFE/U+FFFF, by their UTF-8 bytes.
+_TEXT_BYTES = b"\t\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_C1 = re.compile(rb"\xc2[\x80-\x9f]")
+_LINE_SEPARATORS = re.compile(rb"\xe2\x80[\xa8\xa9]")
+_NON_CHARACTERS = re.compile(rb"\xef(?:\xbb\xbf|\xbf[\xbe\xbf])")
 
 
 class _Unsure(Exception):
     """The text is not certainly what this reader reads it as: leave the item to YAML."""
 
 
-def read_items(text: str, start: int = 0) -> tuple[list[Message], int]:
+def decode(data: bytes, start: int, end: int) -> tuple[str, bool]:
+    """``data[start:end]`` as text, and whether every character in it is one YAML carries as written.
+
+    Bytes that are not UTF-8 become lone surrogates (so offsets map back to
+    bytes exactly), which no item this reader accepts holds. When the whole
+    region is clean, :func:`read_items` need not check each content again.
+    """
+    chunk = data[start:end]
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return chunk.decode("utf-8", "surrogateescape"), False
+    if chunk.translate(None, _TEXT_BYTES):
+        return text, False  # a C0 control other than tab and line feed, or DEL
+    if len(text) != len(chunk) and (_C1.search(chunk) or _LINE_SEPARATORS.search(chunk) or _NON_CHARACTERS.search(chunk)):
+        return text, False
+    return text, True
+
+
+def read_items(text: str, start: int = 0, carried: bool = False) -> tuple[list[Message], int]:
     """Messages of the items in the servers' exact shape from ``start`` on, and where the first other item starts.
 
     Blank lines before an item are skipped; the position returned is past the
     last item read and the blank lines after it (``len(text)`` when every item
-    was read).
+    was read). ``carried``: every character of ``text`` is known to be one YAML
+    carries as written (see :func:`decode`).
     """
     messages: list[Message] = []
     append = messages.append
@@ -114,7 +145,13 @@ def read_items(text: str, start: int = 0) -> tuple[list[Message], int]:
         if role in _ROLE_WORDS:
             break
         try:
-            content = _literal(("\n" + block).replace("\n    ", "\n"))
+            if block[4:5] > " " and block.startswith("    "):
+                # The common case: text on the first line, at the block's indentation (no space or tab first).
+                content = block[4:].replace("\n    ", "\n").rstrip("\n") + "\n"
+                if not carried and not _carried(content):
+                    raise _Unsure
+            else:
+                content = _literal(("\n" + block).replace("\n    ", "\n"))
             # The item's last line has no line break when it ends the text: a | block there ends without one too.
             metadata = None if not meta else _metadata(meta, after == size and text[-1] != "\n")
         except _Unsure:
@@ -166,64 +203,112 @@ def _carried(text: str) -> bool:
 def _metadata(meta: str, unterminated: bool) -> dict[str, Any] | None:
     """The metadata mapping from its lines, each after a line feed and indented four spaces or more.
 
-    ``unterminated``: the last line ends the text, with no line break.
+    Keys are at four spaces, a nested mapping's two more than its key's (as the
+    writer writes them). ``unterminated``: the last line ends the text, with no
+    line break.
     """
-    lines = meta.split("\n")
-    value, end = _mapping(lines, 1, 4, unterminated)
-    if end != len(lines):
-        raise _Unsure
-    return value
+    if _META_LINES.fullmatch(meta):
+        # Every line a key and its value (no | block): one C pass finds them all.
+        return _metadata_lines(_META_FIELDS.findall(meta))
+    return _metadata_any(meta, unterminated)
 
 
-def _mapping(lines: list[str], i: int, indent: int, unterminated: bool) -> tuple[dict[str, Any], int]:
-    """A block mapping whose keys are at ``indent`` from ``lines[i]`` on: (mapping, next line)."""
-    out: dict[str, Any] = {}
-    count = len(lines)
-    key_line = _KEY_LINE.fullmatch
-    while i < count:
-        m = key_line(lines[i])
+def _metadata_lines(lines: list[tuple[str, str, str, str, str]]) -> dict[str, Any]:
+    """The mapping of metadata lines with no | block among them.
+
+    Each line is (indentation, key, a string without escapes with its quotes,
+    a count, any other value), the three last ``""`` where absent: the common
+    values are told apart by the pattern, not in Python.
+    """
+    root: dict[str, Any] = {}
+    stack = [root]  # the mappings open at each depth: stack[d] holds the keys indented 4 + 2d
+    open_key = ""  # the last key read, if it had no value on its line
+    mapping = root
+    for spaces, key, quoted, count, raw in lines:
+        indent = len(spaces)
+        if indent & 1:
+            raise _Unsure
+        depth = (indent - 4) >> 1
+        if open_key:
+            if depth == len(stack):  # one level deeper: the key holds a mapping
+                mapping[open_key] = mapping = {}
+                stack.append(mapping)
+            open_key = ""  # else it stays None: an empty mapping, written as nothing, reads as null
+        if depth != len(stack) - 1:
+            if depth >= len(stack):
+                raise _Unsure
+            del stack[depth + 1 :]
+            mapping = stack[depth]
+        if key in mapping or key in _CONSTANT_KEYS:
+            raise _Unsure  # a duplicate key, or one YAML reads as true, false or null
+        if quoted:
+            value = quoted[1:-1]
+            mapping[key] = value if value.isprintable() else _unquote(value)
+        elif count:
+            mapping[key] = int(count)
+        elif raw:
+            mapping[key] = _scalar(raw)
+        else:
+            mapping[key] = None
+            open_key = key
+    return root
+
+
+def _metadata_any(meta: str, unterminated: bool) -> dict[str, Any] | None:
+    """:func:`_metadata` line by line, | blocks among the lines."""
+    root: dict[str, Any] = {}
+    stack = [root]  # the mappings open at each depth: stack[d] holds the keys indented 4 + 2d
+    open_key: str | None = None  # the last key read, if it had no value on its line
+    pos, size = 0, len(meta)
+    match = _META_LINE.match
+    while pos < size:
+        m = match(meta, pos)
         if m is None:
             raise _Unsure
-        spaces = m.end(1)
-        if spaces != indent:
-            if spaces < indent:
-                break
+        spaces = m.end(1) - pos - 1
+        depth, odd = divmod(spaces - 4, 2)
+        if open_key is not None:
+            if depth == len(stack) and not odd:  # one level deeper: the key holds a mapping
+                nested: dict[str, Any] = {}
+                stack[-1][open_key] = nested
+                stack.append(nested)
+            open_key = None  # else it stays None: an empty mapping, written as nothing, reads as null
+        if odd or depth >= len(stack):
             raise _Unsure
+        del stack[depth + 1 :]
+        mapping = stack[depth]
         key, raw = m.group(2, 3)
-        if key in out or key.lower() in _CONSTANT_WORDS:
-            raise _Unsure
-        i += 1
+        if key in mapping or key in _CONSTANT_KEYS:
+            raise _Unsure  # a duplicate key, or one YAML reads as true, false or null
+        pos = m.end()
         if raw is None:
-            deeper = " " * (indent + 2)
-            if i < count and lines[i].startswith(deeper):
-                nested, i = _mapping(lines, i, indent + 2, unterminated)
-                if not nested:
-                    raise _Unsure
-                out[key] = nested
-            else:
-                out[key] = None  # an empty mapping, written as nothing: YAML reads null
+            mapping[key] = None
+            open_key = key
         elif raw == "|":
-            out[key], i = _block_string(lines, i, indent + 2, unterminated)
+            mapping[key], pos = _block_string(meta, pos, spaces + 2, unterminated)
         else:
-            out[key] = _scalar(raw)
-    return out, i
+            mapping[key] = _scalar(raw)
+    return root
 
 
-def _block_string(lines: list[str], i: int, indent: int, unterminated: bool) -> tuple[str, int]:
-    """A metadata string written as a ``|`` block: its escaped lines, read as YAML reads them (escapes stay as written)."""
-    pad = " " * indent
-    end = i
-    count = len(lines)
-    while end < count and lines[end].startswith(pad):
-        end += 1
-    if end == i:
+def _block_string(meta: str, pos: int, indent: int, unterminated: bool) -> tuple[str, int]:
+    """A metadata string written as a ``|`` block from ``meta[pos]`` on: its escaped lines, read as YAML reads them (escapes stay as written)."""
+    pad = "\n" + " " * indent
+    end, size = pos, len(meta)
+    while meta.startswith(pad, end):
+        line_end = meta.find("\n", end + 1)
+        end = size if line_end < 0 else line_end
+    if end == pos:
         raise _Unsure
-    return _literal("\n" + "\n".join(line[indent:] for line in lines[i:end]), unterminated and end == count), end
+    return _literal(meta[pos:end].replace(pad, "\n"), unterminated and end == size), end
 
 
 def _scalar(raw: str) -> Any:
     first = raw[0]
     if first == '"':
+        inner = raw[1:-1]
+        if raw[-1] == '"' and len(raw) > 1 and '"' not in inner and "\\" not in inner and inner.isprintable():
+            return inner  # the common case: no escapes
         m = _QUOTED.fullmatch(raw)
         if m is None:
             raise _Unsure
@@ -233,6 +318,8 @@ def _scalar(raw: str) -> Any:
         if end != len(raw):
             raise _Unsure
         return value
+    if raw.isdigit() and raw.isascii() and (first != "0" or len(raw) == 1) and len(raw) <= 21:
+        return int(raw)  # the common case: a count
     return _plain(raw)
 
 
