@@ -227,7 +227,15 @@ def load_yaml(text: str) -> Any:
             finally:
                 loader.dispose()
         else:
-            value = _pure_yaml().load(text)
+            yaml = _pure_yaml()
+            try:
+                value = yaml.load(text)
+            except BaseException:
+                # A refused document can leave state behind in the loader (ruamel's
+                # composer keeps counting the depth it was at), and the next, valid,
+                # document would be refused too: start the next parse afresh.
+                _LOADERS.pop("pure", None)
+                raise
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line if mark is not None else 0
@@ -279,6 +287,17 @@ def _check_shape(value: Any) -> None:
 _LOADERS: dict[str, Any] = {}
 
 
+def yaml_loader() -> str:
+    """Which ruamel.yaml loader reads text dialogctl did not frame: ``"C (libyaml)"`` or ``"pure Python"``.
+
+    A plain ``pip install`` gives the pure one; the ``fast`` extra adds libyaml
+    (about five times faster). Each document is parsed with fresh loader
+    state either way: the C loader is a new object per document, the pure one
+    is rebuilt after any document it refuses.
+    """
+    return "C (libyaml)" if _c_loader() is not None else "pure Python"
+
+
 def _c_loader() -> Any:
     if "c" not in _LOADERS:
         try:
@@ -299,17 +318,25 @@ def _c_loader() -> Any:
 def _pure_yaml() -> Any:
     if "pure" not in _LOADERS:
         from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        yaml.Constructor = _journal_constructor()
+        yaml.max_depth = MAX_DEPTH
+        _LOADERS["pure"] = yaml
+    return _LOADERS["pure"]
+
+
+def _journal_constructor() -> Any:
+    """ruamel's safe constructor, with timestamps kept as the text written."""
+    if "constructor" not in _LOADERS:
         from ruamel.yaml.constructor import SafeConstructor
 
         class JournalConstructor(SafeConstructor):
             pass
 
         JournalConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
-        yaml = YAML(typ="safe", pure=True)
-        yaml.Constructor = JournalConstructor
-        yaml.max_depth = MAX_DEPTH
-        _LOADERS["pure"] = yaml
-    return _LOADERS["pure"]
+        _LOADERS["constructor"] = JournalConstructor
+    return _LOADERS["constructor"]
 
 
 def _to_message(value: Any, form: Form, is_last: bool) -> Message | tuple[str, str]:
