@@ -271,12 +271,16 @@ def test_append_jsonl_spools_instead_of_holding_the_input(root: Path, cli: Cli) 
 
     spool = SpooledMessages()
     expected: dict[tuple[str, str | None], list[Any]] = {}
+    lines: dict[tuple[str, str | None], list[int]] = {}
     for i, msg in enumerate(hostile_messages() * 2):
         key = (f"u{i % 3}", None if i % 2 else "s1")
-        spool.add(key, msg)
+        spool.add(key, msg, i + 1)
         expected.setdefault(key, []).append(msg)
+        lines.setdefault(key, []).append(i + 1)
     assert os.fstat(spool.file.fileno()).st_nlink == 0  # no name: nothing left behind
-    assert list(spool.batches()) == list(expected.items())
+    batches = spool.batches()
+    assert [((b.user, b.conversation), b.load()) for b in batches] == list(expected.items())
+    assert [str(b.lines) for b in batches] == [",".join(map(str, numbers)) for numbers in lines.values()]  # every 6th line: no runs
     spool.close()
 
     good = json.dumps({"user": "u1", "role": "user", "content": "ok"}).encode()
