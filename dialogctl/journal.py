@@ -587,7 +587,8 @@ class Journal:
         never half a user), and only then deleted. A user's folder can also be
         the shard folder of longer ids (``user`` holds ``user-1000`` in the
         sharded layout), so only ``dialogs/`` and the user's ``metadata.yaml``
-        go, and folders only when empty.
+        go (with what interrupted rewrites and removals of them left), and
+        folders only when empty.
         """
         parts = self.layout().user_parts(user)
         with open_root(self.root) as root:
@@ -596,7 +597,15 @@ class Journal:
                 folder.rename_to(L.DIALOGS_DIR, folder, doomed)
                 folder.remove_tree(doomed)
                 folder.remove(usermeta.METADATA_FILE)
-                folder.fsync()
+                for name in folder.names():
+                    if name.startswith(f".{usermeta.METADATA_FILE}{TEMP_MARK}"):
+                        folder.remove(name)
+                    elif name.startswith(f".{L.DIALOGS_DIR}{TEMP_MARK}") and folder.has_folder(name):
+                        folder.remove_tree(name)
+                try:
+                    folder.fsync()
+                except OSError as exc:
+                    raise StorageError(f"removed user {user!r} from {folder.path}, but cannot sync that folder: {exc.strerror}") from None
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
