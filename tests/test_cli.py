@@ -207,9 +207,11 @@ def test_cleanup_dry_run_then_apply(root: Path, cli: Cli) -> None:
     assert done["usersRemoved"] == 1 and done["messagesRemoved"] == 3 and done["bytesFreed"] > 0
     assert [u["user"] for u in cli.json("list", "--format", "json")] == ["archiver", "mixed"]
     assert [m["content"] for m in cli.jsonl("show", "mixed", "--format", "jsonl")] == ["fresh"]
-    log = (root / "system" / "cleanup.log").read_text().splitlines()
-    assert len(log) == 1 and json.loads(log[0])["usersRemoved"] == 1
-    assert cli.json("stats", "--format", "json")["lastCleanup"] == json.loads(log[0])["time"]
+    intent, outcome = [json.loads(line) for line in (root / "system" / "cleanup.log").read_text().splitlines()]
+    assert intent["phase"] == "intent" and intent["planned"]["usersRemoved"] == 1 and intent["run"] == outcome["run"]
+    assert {(s["action"], s["user"]) for s in intent["steps"]} == {("remove-user", "old"), ("trim", "mixed"), ("remove-archive", "archiver")}
+    assert outcome["phase"] == "done" and outcome["usersRemoved"] == 1
+    assert cli.json("stats", "--format", "json")["lastCleanup"] == outcome["time"]
 
 
 def test_cleanup_never_rewrites_damaged_files(tmp_path: Path, cli: Cli) -> None:
