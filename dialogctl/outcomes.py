@@ -113,8 +113,15 @@ class Outcome(NamedTuple):
         }
 
     def describe(self) -> str:
-        """One line for the operator: which batch, its input lines, and what became of it."""
-        where = self.user + (f"/{self.conversation}" if self.conversation else "") + (f" (input lines {self.lines})" if self.lines else "")
+        """One line for the operator: which batch, its input lines, and what became of it.
+
+        The input lines of a batch not committed are given in full (they are
+        what a retry sends); a committed batch's are cut short when long.
+        """
+        lines = self.lines
+        if lines and self.outcome == COMMITTED and len(lines) > 60:
+            lines = lines[: lines.rindex(",", 0, 50)] + f",... ({self.appended} lines)"
+        where = self.user + (f"/{self.conversation}" if self.conversation else "") + (f" (input lines {lines})" if lines else "")
         if self.outcome == COMMITTED:
             return f"committed: {where}: {self.appended} message(s)" + (f"; {self.reason}" if self.reason else "")
         if self.outcome == PARTLY:
@@ -169,6 +176,11 @@ def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], 
                 yield _failed(batch, exc)
             else:
                 yield _skipped(batch, f"not written: --all-or-none could not lock user {exc.user!r}", exc)
+
+
+def not_written(batches: Sequence[Batch], reason: str) -> list[Outcome]:
+    """Outcomes for batches the caller stopped before writing (its output was closed)."""
+    return [_skipped(batch, reason) for batch in batches]
 
 
 def _committed(batch: Batch, result: AppendResult) -> Outcome:

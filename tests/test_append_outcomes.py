@@ -307,3 +307,24 @@ def _without_locks(tree: dict[str, Any]) -> dict[str, Any]:
 def test_all_or_none_goes_with_jsonl(args: list[str], root: Path, cli: Cli) -> None:
     result = cli(*args)
     assert result.exit_code == 2 and "--jsonl" in result.stderr
+
+
+def test_a_closed_stdout_stops_the_writing_and_stderr_says_what_was_written(tmp_path: Path) -> None:
+    root = tmp_path / "j"
+    text = line("u1", "one") + line("u2", "two") + line("u3", "three")
+    source = tmp_path / "in.jsonl"
+    source.write_text(text)
+    with source.open() as stdin:
+        proc = subprocess.Popen(
+            ["dialogctl", "--root", str(root), "append", "--jsonl", "--format", "jsonl"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first record
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert contents(root, "u1") == ["one"] and contents(root, "u2") == [] and contents(root, "u3") == []
+    assert err.splitlines() == [
+        "dialogctl: committed: u1/current (input lines 1): 1 message(s)",
+        "dialogctl: not committed (skipped): u2 (input lines 2): not written: stdout was closed",
+        "dialogctl: not committed (skipped): u3 (input lines 3): not written: stdout was closed",
+    ]

@@ -158,7 +158,15 @@ def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Op
                 yield outcome.to_json()
 
         if fmt is not None:
-            emit_records(state, fmt, APPEND_COLUMNS, each())
+            try:
+                emit_records(state, fmt, APPEND_COLUMNS, each())
+            except BrokenPipeError:
+                # stdout's reader went away: write no more, and say on stderr what was and was not written.
+                from ..outcomes import not_written
+
+                for outcome in outcomes + not_written(batches[len(outcomes) :], "not written: stdout was closed"):
+                    tell(outcome.describe())
+                raise
         else:
             for _ in each():
                 pass
