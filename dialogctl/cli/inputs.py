@@ -9,12 +9,14 @@ import sys
 from array import array
 from collections.abc import Callable
 from functools import partial
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
-from ..outcomes import Batch, LineRanges
 from ..times import format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
+
+if TYPE_CHECKING:
+    from ..outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
 
 
 def read_stdin(what: str, example: str) -> str:
@@ -96,6 +98,9 @@ class SpooledMessages:
     def __init__(self) -> None:
         import tempfile
 
+        from ..outcomes import LineRanges
+
+        self._ranges = LineRanges
         self.file = tempfile.TemporaryFile()
         self.groups: dict[tuple[str, str | None], array[int]] = {}
         self.lines: dict[tuple[str, str | None], LineRanges] = {}
@@ -114,7 +119,7 @@ class SpooledMessages:
         places = self.groups.get(key)
         if places is None:
             places = self.groups[key] = array("q")
-            self.lines[key] = LineRanges()
+            self.lines[key] = self._ranges()
         places.append(self._size)
         places.append(len(data))
         self.lines[key].add(line)
@@ -123,6 +128,8 @@ class SpooledMessages:
 
     def batches(self) -> list[Batch]:
         """Each group as a batch whose messages are read back from the file only when it is written."""
+        from ..outcomes import Batch
+
         self.file.flush()
         return [
             Batch(user, conversation, len(places) // 2, partial(self._load, places), self.lines[(user, conversation)])

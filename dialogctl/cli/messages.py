@@ -91,7 +91,6 @@ def append(
     from ..errors import InvalidInput
     from ..layout import validate_name, validate_user_id
     from ..models import Message
-    from ..outcomes import Batch, append_batches, verdict
     from .inputs import check_role, parse_meta, read_stdin, spool_jsonl_messages, stdin_bytes, timestamp_option
 
     state: CliState = ctx.obj
@@ -120,15 +119,24 @@ def append(
         raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
     check_role(role)
     content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
-    message = Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))
-    outcomes = list(append_batches(journal, [Batch(user, conversation, 1, lambda: [message])]))
-    failure = verdict(outcomes)
-    if failure is not None:
-        raise failure
-    _tell(state, outcomes[0])
+    # One message is all or nothing: a failure is the command's error, as it always was.
+    # (This path does not import dialogctl.outcomes: scripts run it once per message.)
+    result = journal.append(user, [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))], conversation)
+    record = {
+        "user": result.user,
+        "conversation": result.conversation,
+        "outcome": "committed",
+        "appended": result.appended,
+        "messages": result.messages,
+        "archived": list(result.archived),
+        "lines": None,
+        "retryLines": None,
+        "reason": result.archive_error,
+    }
+    _tell(state, record)
     if fmt is not None:  # scripts append once per message: stdout stays quiet unless asked
         columns = APPEND_COLUMNS if fmt is not Format.table else APPEND_COLUMNS[:6]  # one message: no input lines to show
-        emit_records(state, fmt, columns, [o.to_json() for o in outcomes])
+        emit_records(state, fmt, columns, [record])
 
 
 def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Optional[Format]) -> None:
@@ -153,9 +161,10 @@ def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Op
         def each() -> Any:
             for outcome in append_batches(state.journal(), batches, all_or_none=all_or_none, stop=lambda: bool(interrupted)):
                 outcomes.append(outcome)
+                record = outcome.to_json()
                 if outcome.committed:
-                    _tell(state, outcome)
-                yield outcome.to_json()
+                    _tell(state, record)
+                yield record
 
         if fmt is not None:
             try:
@@ -186,11 +195,12 @@ def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Op
     raise failure
 
 
-def _tell(state: CliState, outcome: Any) -> None:
-    if outcome.reason:
-        state.warn(f"the messages were appended, but the automatic archive failed ({outcome.reason}); the next append archives first")
-    archived = f"; archived as {', '.join(outcome.archived)}" if outcome.archived else ""
-    state.detail(f"appended {outcome.appended} message(s) to {outcome.user}/{outcome.conversation}, which now holds {outcome.messages}{archived}")
+def _tell(state: CliState, record: dict[str, Any]) -> None:
+    """Notes on a committed batch's record: a failed automatic archive (a warning), and with -v what was appended."""
+    if record["reason"]:
+        state.warn(f"the messages were appended, but the automatic archive failed ({record['reason']}); the next append archives first")
+    archived = f"; archived as {', '.join(record['archived'])}" if record["archived"] else ""
+    state.detail(f"appended {record['appended']} message(s) to {record['user']}/{record['conversation']}, which now holds {record['messages']}{archived}")
 
 
 MESSAGE_COLUMNS = [*PLACE_COLUMNS, Column("content", "Content"), Column("metadata", "Metadata", "json")]
