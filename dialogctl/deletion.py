@@ -319,8 +319,11 @@ def log_line(journal: Journal, log: tuple[str, ...], record: dict[str, Any], unl
         with open_root(journal.root) as root:
             had_folder = root.stat(log[0]) is not None
             with root.open_folder(log[:-1], create=True, modes=journal.modes) as folder:
+                st = folder.stat(log[-1])
+                if st is not None and not stat.S_ISREG(st.st_mode):
+                    raise StorageError(f"{where} {_kind(st)}, not a regular file; dialogctl does not follow links inside the journal")
                 try:
-                    folder.append(log[-1], line, journal.modes)
+                    folder.append(log[-1], line, journal.modes)  # opened without following links or waiting on a FIFO, should one appear now
                 except StorageError:
                     if not had_folder:
                         root.remove_empty_folders(log[:-1])
@@ -332,6 +335,13 @@ def log_line(journal: Journal, log: tuple[str, ...], record: dict[str, Any], unl
         elif reason.startswith(where + " "):
             reason = "it " + reason[len(where) + 1 :]  # "<the log> is a symlink; ..."
         raise StorageError(f"cannot write the log {where}: {reason}" + (f"; {unless}" if unless else "")) from None
+
+
+def _kind(st: os.stat_result) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return f"is {kind}"
+    return "is a device"
 
 
 def log_quietly(journal: Journal, log: tuple[str, ...], record: dict[str, Any]) -> None:

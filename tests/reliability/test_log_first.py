@@ -90,10 +90,10 @@ def _another_owner(root: Path, log: Path, owned: Path) -> Any:
 
 
 BROKEN: dict[str, tuple[Callable[[Path, Path, Path], Any], str]] = {
-    "a folder": (_folder, "Is a directory"),
-    "a symlink": (_symlink, "it is a symlink"),
-    "a FIFO without a reader": (_fifo, "No such device or address"),
-    "a FIFO with a reader": (_fifo_with_reader, "not a regular file"),
+    "a folder": (_folder, "it is a folder, not a regular file"),
+    "a symlink": (_symlink, "it is a symlink, not a regular file"),
+    "a FIFO without a reader": (_fifo, "it is a FIFO, not a regular file"),
+    "a FIFO with a reader": (_fifo_with_reader, "it is a FIFO, not a regular file"),
     "a full disk": (_full_disk, "File too large"),
     "a file of another owner": (_another_owner, "Permission denied"),
 }
@@ -214,3 +214,25 @@ def _reachable(path: str) -> bool:
         if folder == os.path.dirname(folder):
             return True
         folder = os.path.dirname(folder)
+
+
+def test_the_append_itself_never_follows_waits_or_writes_into_anything_but_a_file(tmp_path: Path) -> None:
+    """The guard behind the look before the write: a log replaced between the look and the open is still refused."""
+    from dialogctl.errors import StorageError
+    from dialogctl.storage import open_root
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    os.mkfifo(tmp_path / "fifo")
+    reader_fifo = tmp_path / "fifo-read"
+    os.mkfifo(reader_fifo)
+    reader = subprocess.Popen(["cat", str(reader_fifo)], stdout=subprocess.PIPE)
+    try:
+        with open_root(str(tmp_path)) as folder:
+            for name in ("folder", "link", "fifo", "fifo-read"):
+                with pytest.raises(StorageError):
+                    folder.append(name, b"a line\n")
+    finally:
+        reader.kill()
+        got, _ = reader.communicate()
+    assert got == b"" and not (tmp_path / "target").exists()
