@@ -17,7 +17,7 @@ PLAN_COLUMNS = [
     Column("conversation", "Conversation"),
     Column("messages", "Messages removed", "count"),
     Column("bytes", "Bytes freed", "bytes"),
-    Column("outcome", "Outcome"),
+    Column("outcome", "Outcome", in_table=False),  # a table is the plan (its title says so); a real run prints rows only in machine formats
     Column("reason", "Why"),
 ]
 
