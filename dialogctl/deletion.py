@@ -321,7 +321,8 @@ def log_line(journal: Journal, log: tuple[str, ...], record: dict[str, Any], unl
             with root.open_folder(log[:-1], create=True, modes=journal.modes) as folder:
                 st = folder.stat(log[-1])
                 if st is not None and not stat.S_ISREG(st.st_mode):
-                    raise StorageError(f"{where} {_kind(st)}, not a regular file; dialogctl does not follow links inside the journal")
+                    links = "; dialogctl does not follow links inside the journal" if stat.S_ISLNK(st.st_mode) else ""
+                    raise StorageError(f"{where} {_kind(st)}, not a regular file{links}")
                 try:
                     folder.append(log[-1], line, journal.modes)  # opened without following links or waiting on a FIFO, should one appear now
                 except StorageError:
