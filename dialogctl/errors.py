@@ -16,6 +16,8 @@ Exit codes (stable, documented in the README and the man page):
 4     lock busy (another process holds the user's lock)
 5     damaged data (unreadable records; intact ones were still used)
 6     I/O or permission error
+7     partly done: of many users' batches, some were committed and
+      some were not (the report names each, and its input lines)
 ====  ===========================================================
 
 A command that ran to its end ends with the first that applies: 6 when a
@@ -35,6 +37,7 @@ EXIT_NOT_FOUND = 3
 EXIT_LOCK_BUSY = 4
 EXIT_DAMAGED = 5
 EXIT_IO = 6
+EXIT_PARTLY_DONE = 7
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (also an empty result)",
@@ -44,6 +47,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_LOCK_BUSY: "lock busy: another process holds the user's lock",
     EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
     EXIT_IO: "I/O or permission error (disk full, read-only, permission denied)",
+    EXIT_PARTLY_DONE: "partly done: some users' batches were committed and some were not (append --jsonl reports each, with its input lines)",
 }
 
 
@@ -51,6 +55,7 @@ class DialogError(Exception):
     """Base class: a failure with a one-line explanation and an exit code."""
 
     exit_code: int = EXIT_NEGATIVE
+    user: str | None = None  # the user the failure is about, where a caller handling many users needs to know
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -112,6 +117,20 @@ class StorageError(DialogError):
 
 class UnsafePath(StorageError):
     """A symlink or foreign object where the journal expects its own folder or file."""
+
+
+class PartlyDone(DialogError):
+    """Of a multi-user write, some users' batches were committed and some were not; the command reported each."""
+
+    exit_code = EXIT_PARTLY_DONE
+
+
+class PartlyAppended(StorageError):
+    """An append split at the archive threshold failed after its first ``appended`` messages were written (and stay)."""
+
+    def __init__(self, message: str, *, appended: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.appended = appended
 
 
 class ChangedUnderneath(StorageError):
