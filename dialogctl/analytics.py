@@ -223,12 +223,12 @@ class Analytics:
         return {name: key, "messages": messages, "tokens": tokens, "conversations": conversations, "users": users}
 
 
-def journal_analytics(journal: Journal, by: str | None = None, progress: ProgressCallback | None = None) -> Analytics:
-    """Analytics over every user, from the catalog (``progress`` is told after each user)."""
+def journal_analytics(journal: Journal, by: str | None = None, progress: ProgressCallback | None = None, rescan: bool = False) -> Analytics:
+    """Analytics over every user, from the catalog (``progress`` is told after each user); ``rescan``: from every file, read again."""
     from .catalog import summaries
 
     found = Analytics(by)
-    for done, (user, conversations) in enumerate(summaries(journal), 1):
+    for done, (user, conversations) in enumerate(summaries(journal, rescan=rescan), 1):
         found.add(user, conversations)
         if progress is not None:
             progress(done, None)

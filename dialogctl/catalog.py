@@ -8,15 +8,19 @@ file's path and checked against its identity (device, inode, size, mtime_ns) on
 every use:
 
 * a file whose identity matches is not opened at all;
-* a file that grew (same inode, larger) is read only from where its last valid
-  frame ended, after checking that the bytes just before that point are still
-  the ones summarised (conversation files only grow);
+* a file that grew (same inode, larger) is parsed only from where its last
+  valid frame ended, after checking (CRC-32 of every byte before that point)
+  that what was summarised is unchanged: an edit in place followed by an
+  append (a token count changed, then a message added) is read from scratch;
 * a file moved by archive or restore (same inode and stat elsewhere) keeps its
   summary;
 * anything else (rewritten, truncated, new) is read from scratch.
 
 The catalog is never trusted over the files: every answer is what a full
-re-read would give, and :func:`check` proves it for ``verify``. Saving is an
+re-read would give, and :func:`check` proves it for ``verify``. The one change
+it cannot see is one made to look like no change at all: bytes rewritten in
+place with the size kept and the modification time set back (``touch -d``,
+``utime``). ``stats --rescan`` reads every file again. Saving is an
 optimisation: it happens only after a whole-journal scan that learned
 something, under a non-blocking lock (a busy lock means another process is
 saving the same knowledge), by atomic rename; a journal dialogctl cannot write
@@ -41,9 +45,9 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 from . import parallel
-from .errors import DialogError, NotFound
+from .errors import DialogError, NotFound, StorageError, storage_error
 from .journal import Conversation, ConversationFile, Journal
-from .models import ConversationSummary, Damage, Message
+from .models import RECOVERED_KINDS, ConversationSummary, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below, open_root
 from .times import parse_timestamp
@@ -52,9 +56,8 @@ from .usage import model_of, tokens_in
 CATALOG_DIR = "system"
 CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
-MAGIC = b"dialogctl catalog 2\n"  # 2: tokens by model and by day
+MAGIC = b"dialogctl catalog 3\n"  # 2: tokens by model and by day; 3: the check covers the whole settled prefix
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
-CHECK_BYTES = 512  # bytes before the settled offset that must be unchanged to read on from there
 
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
@@ -182,7 +185,10 @@ def summarize(conv: Conversation) -> ConversationSummary:
 
 def _summary(ref: Any, size: int, mtime: float, full: list[Any]) -> ConversationSummary:
     messages, first, last, roles, models, tokens, token_messages, days, damage, model_tokens, day_tokens = full
-    return ConversationSummary(ref, messages, size, mtime, first, last, roles, len(damage), models, tokens, token_messages, days, model_tokens, day_tokens)
+    recovered = sum(1 for d in damage if d[1] in RECOVERED_KINDS) if damage else 0  # lost nothing: counted apart
+    return ConversationSummary(
+        ref, messages, size, mtime, first, last, roles, len(damage) - recovered, models, tokens, token_messages, days, model_tokens, day_tokens, recovered
+    )
 
 
 # --- reading one file into an entry ------------------------------------------------------
@@ -199,6 +205,8 @@ def read_entry(root: str, rel_path: str, old: list[Any] | None) -> list[Any] | N
         return None
     try:
         return _entry_from_fd(fd, os.fstat(fd), rel_path, old)
+    except OSError as exc:
+        raise storage_error(exc, "read", rel_path) from None
     finally:
         os.close(fd)
 
@@ -216,23 +224,18 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
 
 
 def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | None) -> list[Any]:
-    size = st.st_size
     start, line, form, base, last_n, check = 0, 1, None, Tally(), 0, 0
-    lo = 0
-    data = b""
-    if old is not None and old[E_DEV] == st.st_dev and old[E_INO] == st.st_ino and 0 < old[E_SETTLED] <= old[E_SIZE] < size:
+    data = _pread_all(fd, st.st_size, 0)
+    if old is not None and old[E_DEV] == st.st_dev and old[E_INO] == st.st_ino and 0 < old[E_SETTLED] <= old[E_SIZE] < len(data):
         settled = old[E_SETTLED]
-        lo = max(0, settled - CHECK_BYTES)
-        data = _pread_all(fd, size - lo, lo)
-        # The settled frame must end with its line break: otherwise what was added
-        # may have run on into its trailer line and unmade it.
-        if data[settled - lo - 1] == 10 and zlib.crc32(data[: settled - lo]) == old[E_CHECK]:
+        # The settled frame must end with its line break (otherwise what was added may
+        # have run on into its trailer line and unmade it), and every byte before it
+        # must be the one summarised: an edit in place, then an append, is read afresh.
+        # (Reading and checksumming the prefix costs far less than parsing it.)
+        if data[settled - 1] == 10 and zlib.crc32(memoryview(data)[:settled]) == old[E_CHECK]:
             start, line, form, last_n, check = settled, old[E_LINE], old[E_FORM], old[E_N], old[E_CHECK]
             base = Tally.from_list(old[E_BASE] if old[E_BASE] is not None else old[E_FULL])
-    if start == 0:
-        lo = 0
-        data = _pread_all(fd, size, 0)
-    region = memoryview(data)[start - lo :].tobytes() if start else data
+    region = memoryview(data)[start:].tobytes() if start else data
     parsed = parse_conversation(region, rel_path, form=form, first_line=line, after_frame=start > 0)
     base.add(parsed.messages[: parsed.settled_messages])
     base.add_damage(parsed.damage[: parsed.settled_damage])
@@ -241,11 +244,11 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
         settled = start + parsed.settled
         line += region.count(b"\n", 0, parsed.settled)
         last_n = parsed.last_n
-        check = zlib.crc32(data[max(0, settled - CHECK_BYTES) - lo : settled - lo])
-    full = base.copy() if settled < lo + len(data) else base
+        check = zlib.crc32(memoryview(data)[start:settled], check if start else 0)  # of data[:settled], carried on from the old prefix
+    full = base.copy() if settled < len(data) else base
     full.add(parsed.messages[parsed.settled_messages :])
     full.add_damage(parsed.damage[parsed.settled_damage :])
-    read_size = lo + len(data)
+    read_size = len(data)
     return [
         st.st_dev,
         st.st_ino,
@@ -261,8 +264,14 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
     ]
 
 
-def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | None:
-    return read_entry(*job)
+def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | str | None:
+    """A file's entry, None when it is gone, or why it could not be read (the scan goes on without it)."""
+    try:
+        return read_entry(*job)
+    except NotFound:
+        return None
+    except StorageError as exc:
+        return exc.reason or exc.message
 
 
 # --- the catalog file ----------------------------------------------------------------------
@@ -344,6 +353,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     by_inode: dict[tuple[int, int], list[Any]] | None = None
     read: list[str] = []
     jobs: list[tuple[str, str, list[Any] | None]] = []
+    users_of: dict[str, str] = {}
     to_read = 0
     learned = False
     for user, dialogs, files in journal._walk_open():
@@ -371,13 +381,16 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     entries[f.rel_path] = fresh
                 continue
             jobs.append((journal.root, f.rel_path, entry))
+            users_of[f.rel_path] = user
             to_read += f.size
     if jobs:
         learned = True
-        for (_, rel_path, _), entry in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
+        for (_, rel_path, _), got in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
             read.append(rel_path)
-            if entry is not None:
-                entries[rel_path] = entry
+            if isinstance(got, str):  # could not be read: said at the end, and left out
+                journal.note_unreadable(rel_path, got, users_of.get(rel_path))
+            elif got is not None:
+                entries[rel_path] = got
     if len(entries) != len(saved):
         learned = True
     return Scan(users, entries, read, learned)
@@ -389,15 +402,21 @@ def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list
         fd = journal.open_file(dialogs, f.ref)
     except NotFound:  # archived/ went away while we looked
         return None
+    except StorageError as exc:
+        journal.note_unreadable(f.rel_path, exc, f.ref.user)
+        return None
     if fd is None:
         return None
     try:
         return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
+    except OSError as exc:
+        journal.note_unreadable(f.rel_path, exc, f.ref.user)
+        return None
     finally:
         os.close(fd)
 
 
-def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | None]:
+def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | str | None]:
     count = parallel.workers()
     if not use_cores or count < 2 or len(jobs) < 2:
         return [_read_job(job) for job in jobs]
@@ -405,13 +424,15 @@ def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list
         return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
 
 
-def summaries(journal: Journal, save_learned: bool = True) -> Iterator[tuple[str, list[ConversationSummary]]]:
+def summaries(journal: Journal, save_learned: bool = True, rescan: bool = False) -> Iterator[tuple[str, list[ConversationSummary]]]:
     """Every user's conversation summaries, in :meth:`Journal.users` order, exactly as a full re-read gives them.
 
     Damage stored for a file is reported in ``journal.damage`` as a read would.
     With ``save_learned`` (not for dry runs) the refreshed catalog is saved.
+    ``rescan`` trusts nothing saved: every file is read again (and the catalog
+    rebuilt from them).
     """
-    result = scan(journal)
+    result = scan(journal, {} if rescan else None)
     if result.learned and save_learned and result.users:
         save(journal, result.entries)
     for user, files in result.users:
@@ -437,6 +458,14 @@ def saved_summary(saved: dict[str, list[Any]], f: ConversationFile) -> Conversat
     if entry is None or not _valid(entry) or not _matches(entry, f):
         return None
     return _summary(f.ref, entry[E_SIZE], f.mtime, entry[E_FULL])
+
+
+def saved_damage(saved: dict[str, list[Any]], f: ConversationFile) -> list[Damage] | None:
+    """The damage the saved catalog records for ``f`` if the file is unchanged since; else None (read the file to know)."""
+    entry = saved.get(f.rel_path)
+    if entry is None or not _valid(entry) or not _matches(entry, f):
+        return None
+    return [Damage(f.rel_path, line, kind, detail) for line, kind, detail in entry[E_FULL][8]]
 
 
 class CatalogProblem(NamedTuple):

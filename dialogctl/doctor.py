@@ -94,10 +94,22 @@ def existing_ancestor(path: str) -> str:
 
 def diagnose(root: str, modes: Modes = FOLLOW, mountinfo: str | None = None) -> Iterator[Advice]:
     """Every piece of advice about the journal root (which need not exist yet)."""
-    exists = os.path.isdir(root)
+    try:
+        exists = stat.S_ISDIR(os.stat(root).st_mode)
+        reachable = True
+    except OSError:
+        exists, reachable = False, not os.path.lexists(root) and os.access(existing_ancestor(root), os.X_OK)
     where = root if exists else existing_ancestor(root)
-    if exists:
+    if exists and not _may(root, os.R_OK | os.X_OK):
+        yield Advice(
+            "root", "warning", f"journal root {root} cannot be read by uid {os.geteuid()} (Permission denied): every command but doctor fails (exit 6)"
+        )
+    elif exists:
         yield Advice("root", "ok", f"journal root {root}")
+    elif not reachable:
+        yield Advice(
+            "root", "warning", f"journal root {root} cannot be reached by uid {os.geteuid()}: a folder above it may not be entered (Permission denied)"
+        )
     else:
         yield Advice("root", "info", f"journal root {root} does not exist yet; it is created on the first append (checked {where} instead)")
     if mountinfo is None:
@@ -114,6 +126,10 @@ def diagnose(root: str, modes: Modes = FOLLOW, mountinfo: str | None = None) -> 
     if exists:
         yield from _access_advice(root, modes)
     yield from _space_advice(where)
+
+
+def _may(path: str, mode: int) -> bool:
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 def _mount_advice(mount: Mount) -> Iterator[Advice]:

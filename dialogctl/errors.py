@@ -19,6 +19,11 @@ Exit codes (stable, documented in the README and the man page):
 7     partly done: of many users' batches, some were committed and
       some were not (the report names each, and its input lines)
 ====  ===========================================================
+
+A command that ran to its end ends with the first that applies: 6 when a
+file or folder could not be read (whole-journal reads go on past it), 5
+when records could not be read, then its own answer (1 or 0). A command
+stopped by an error exits with that error's code.
 """
 
 from __future__ import annotations
@@ -61,8 +66,8 @@ class DialogError(Exception):
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Whole across processes (a worker's error reaches the parent with its hint).
-        return (self.__class__, (self.message,), {"hint": self.hint})
+        # Whole across processes (a worker's error reaches the parent with its hint and reason).
+        return (self.__class__, (self.message,), dict(vars(self)))
 
 
 class NegativeAnswer(DialogError):
@@ -107,6 +112,7 @@ class StorageError(DialogError):
     """The operating system refused an I/O operation (disk full, permissions...)."""
 
     exit_code = EXIT_IO
+    reason: str | None = None  # the system's words for it ("Permission denied"), when it came from the system
 
 
 class UnsafePath(StorageError):
@@ -134,4 +140,6 @@ class ChangedUnderneath(StorageError):
 def storage_error(exc: OSError, action: str, where: str) -> StorageError:
     """Wrap an OSError with what dialogctl was doing and where, without message text."""
     reason = exc.strerror or exc.__class__.__name__
-    return StorageError(f"cannot {action} {where}: {reason}")
+    error = StorageError(f"cannot {action} {where}: {reason}")
+    error.reason = reason
+    return error

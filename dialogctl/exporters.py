@@ -191,8 +191,11 @@ def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, m
 
     count = parallel.workers()
     for results in parallel.ordered(_format_files, jobs(), count, window=2 * count):
-        for (ref, _), result in zip(handed_out.popleft(), results, strict=True):
+        for (ref, rel_path), result in zip(handed_out.popleft(), results, strict=True):
             if result is None:  # gone since the walk
+                continue
+            if isinstance(result, StorageError) and not isinstance(result, UnsafePath):
+                journal.note_unreadable(rel_path, result, ref.user)  # as a serial export does: said at the end, the rest is exported
                 continue
             if isinstance(result, DialogError):
                 raise result

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from .errors import LockBusy, NotFound
+from .errors import LockBusy, NotFound, StorageError
 from .journal import Journal
 from .models import ConversationRef, ProgressCallback
 from .times import parse_timestamp, utc_now
@@ -59,10 +59,19 @@ def plan_idle(
     for done, user in enumerate(journal.users() if users is None else users, 1):
         if progress is not None:
             progress(done, None)
-        for f in journal.conversation_files(user, include_archives=False):
+        try:
+            files = journal.conversation_files(user, include_archives=False)
+        except StorageError as exc:  # said at the end; every other user is looked at
+            journal.note_unreadable(journal.user_path(user), exc, user)
+            continue
+        for f in files:
             if f.size == 0:
                 continue
-            moment, text, count = _last(journal, f.ref)
+            try:
+                moment, text, count = _last(journal, f.ref)
+            except StorageError as exc:
+                journal.note_unreadable(f.rel_path, exc, user)
+                continue
             if moment is not None and text is not None and moment < cutoff:
                 found.append(IdleConversation(f.ref, text, count))
     return found

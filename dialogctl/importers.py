@@ -45,10 +45,11 @@ from typing import Any
 
 from . import layout as L
 from .codec import check_message
-from .errors import InvalidInput
+from .errors import InvalidInput, StorageError
 from .exporters import CSV_COLUMNS, restore_cell
 from .journal import Journal
 from .models import ROLES, AppendResult, ConversationRef, Message
+from .storage import Folder
 from .times import parse_timestamp, utc_now_iso
 
 FORMATS = ("json", "jsonl", "csv", "openai", "sqlite")
@@ -365,8 +366,28 @@ def import_messages(
     if as_archive is None:
         return journal.append(user, messages, conversation, one_write=True, command="import")
     ref = ConversationRef(user, "archive", as_archive)
-    journal.locked(user, "import", lambda dialogs: journal.write_conversation(dialogs, ref, messages, exclusive=True), create=True)
+    journal.locked(user, "import", lambda dialogs: _import_archive(journal, dialogs, ref, messages), create=True)
     return AppendResult(user, as_archive, count, count)
+
+
+def _import_archive(journal: Journal, dialogs: Folder, ref: ConversationRef, messages: list[Message]) -> None:
+    """A new archive, and (for a user who has none) the empty current conversation the servers leave beside every archive.
+
+    A user with archives always has ``current.yaml`` (the servers' archive
+    leaves it empty; ``verify`` calls its absence an unfinished archive), so
+    importing the first conversation of a new user as an archive leaves the
+    user as an archive would. If that empty file cannot be made, the archive
+    goes again: an import is all or nothing.
+    """
+    journal.write_conversation(dialogs, ref, messages, exclusive=True)
+    if journal.layout().conversations != "current" or dialogs.stat(L.CURRENT_FILE) is not None:
+        return
+    try:
+        dialogs.create_empty(L.CURRENT_FILE, journal.modes)
+    except StorageError:
+        with dialogs.open_folder((L.ARCHIVE_DIR,)) as archived:
+            archived.remove_quietly(L.archive_file(ref.id or ""))
+        raise
 
 
 def _dry_run(journal: Journal, user: str, count: int, conversation: str | None, as_archive: str | None) -> AppendResult:

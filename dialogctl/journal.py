@@ -24,7 +24,7 @@ from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
 from .errors import DialogError, InvalidInput, LayoutError, NotFound, PartlyAppended, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
-from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
+from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message, Unreadable
 from .reader import parse_conversation
 from .storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
 from .times import archive_id_for, utc_now
@@ -88,6 +88,7 @@ class Journal:
         self.settings = settings
         self.command = command
         self.damage: list[Damage] = []  # what reads could not read, for the caller to report
+        self.unreadable: list[Unreadable] = []  # files and folders whole-journal reads went on without, for the caller to report
         self._layout: L.Layout | None = None
         self.rewrites = LiveRewrites()  # rewritten files still watched for a server's late append
 
@@ -116,6 +117,46 @@ class Journal:
     def file_shape(self) -> Form:
         """The shape of files dialogctl creates or rewrites (existing files keep theirs when appended to)."""
         return "documents" if self.settings["fileShape"] == "documents" else "sequence"
+
+    def check_root(self, readable: bool = True) -> None:
+        """Refuse a root setting that names something other than a folder (exit 2, naming where the setting came from).
+
+        A root that does not exist yet is fine (the first append creates it).
+        With ``readable``, a root folder dialogctl may not list or enter is an
+        I/O error naming it (exit 6); ``doctor`` asks without, to diagnose it.
+        """
+        root = self.root
+        source = self.settings.setting("root").source
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            st = None
+        except OSError as exc:
+            if not readable:
+                return
+            raise StorageError(f"cannot reach journal root {root} (root from {source}): {exc.strerror}", hint="'dialogctl doctor' looks at it") from None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            what = "is not a folder" if st is not None else "is below a file, not a folder"
+            raise InvalidInput(
+                f"journal root {root} {what} (root from {source})",
+                hint="point the root at a journal folder, or at a path that does not exist yet (the first append creates it)",
+            )
+        if readable and not os.access(root, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise StorageError(f"cannot read journal root {root} (root from {source}): Permission denied", hint="'dialogctl doctor' looks at it")
+
+    def note_unreadable(self, path: str, error: StorageError | OSError | str, user: str | None = None) -> None:
+        """Remember a file or folder (``path`` relative to the root) that a read went on without."""
+        if isinstance(error, str):
+            reason = error
+        elif isinstance(error, OSError):
+            reason = error.strerror or type(error).__name__
+        else:
+            reason = error.reason or error.message
+        item = Unreadable(path, reason, user)
+        if item not in self.unreadable:  # met again (a shard folder above several users, a follower's every rescan)
+            self.unreadable.append(item)
 
     # --- layout ----------------------------------------------------------------
 
@@ -189,17 +230,28 @@ class Journal:
     def _write_record(self, layout: L.Layout) -> None:
         lines = ["# Written by dialogctl when it created this journal: how the journal is laid out."]
         lines += [f"{key}: {value}" for key, value in layout.as_record().items()]
+        new_root = not os.path.isdir(self.root)
+        made: list[str] = []
         with open_root(self.root, create=True, mode=self.root_mode) as root:
-            with root.open_folder(L.RECORD_PATH[:-1], create=True, modes=self.modes) as folder:
-                if folder.stat(L.RECORD_PATH[-1]) is None:
-                    folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.modes)
+            try:
+                with root.open_folder(L.RECORD_PATH[:-1], create=True, modes=self.modes, made_paths=made) as folder:
+                    if folder.stat(L.RECORD_PATH[-1]) is None:
+                        folder.write_atomic(L.RECORD_PATH[-1], ("\n".join(lines) + "\n").encode(), self.modes)
+            except BaseException:
+                root.remove_made(made)  # a failed command leaves no folder it made, nor a root
+                if new_root:
+                    try:
+                        os.rmdir(self.root)
+                    except OSError:
+                        pass
+                raise
 
     # --- finding users and conversations ----------------------------------------
 
     def users(self, prefix: str = "") -> Iterator[str]:
         """Every user id in the journal (starting with ``prefix``), in folder order; unusable folder names are reported."""
         layout = self.layout()
-        for parts in L.iter_user_folders(self.root, prefix=prefix):
+        for parts in L.iter_user_folders(self.root, prefix=prefix, on_error=self.note_unreadable):
             user = L.user_id_from_parts(parts)
             try:
                 L.check_user_folder(user, parts, layout)
@@ -218,15 +270,15 @@ class Journal:
     def user_path(self, user: str) -> str:
         return "/".join((L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR))
 
-    def dialogs_folder(self, user: str, create: bool = False) -> Folder:
-        """An open handle on the user's ``dialogs/`` folder."""
+    def dialogs_folder(self, user: str, create: bool = False, made: list[str] | None = None) -> Folder:
+        """An open handle on the user's ``dialogs/`` folder; ``made`` gets the folders made for it (below the root)."""
         L.validate_user_id(user)
         parts = (L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR)  # an id the layout refuses is refused before anything is written
         if create:
             parts = (L.USERS_DIR, *self.layout(for_write=True).user_parts(user), L.DIALOGS_DIR)
         try:
             with open_root(self.root, create=create, mode=self.root_mode) as root:
-                return root.open_folder(parts, create=create, modes=self.modes)
+                return root.open_folder(parts, create=create, modes=self.modes, made_paths=made)
         except NotFound:
             raise NotFound(f"user {user!r} not found in {self.root}") from None
 
@@ -240,7 +292,12 @@ class Journal:
         current: list[ConversationFile] = []
         sessions: list[ConversationFile] = []
         has_archives = False
-        for entry in dialogs.entries():
+        try:
+            listed = list(dialogs.entries())
+        except StorageError as exc:  # a folder we may not list: said at the end, the rest is read
+            self.note_unreadable(rel, exc, user)
+            return []
+        for entry in listed:
             name = entry.name
             if name == L.ARCHIVE_DIR:
                 has_archives = entry.is_dir(follow_symlinks=False)
@@ -255,10 +312,20 @@ class Journal:
                     sessions.extend(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
-        if include_archives and has_archives and (archived := _open_if_there(dialogs, L.ARCHIVE_DIR)) is not None:
+        archived: Folder | None = None
+        if include_archives and has_archives:
+            try:
+                archived = _open_if_there(dialogs, L.ARCHIVE_DIR)
+                archived_entries = list(archived.entries()) if archived is not None else []
+            except StorageError as exc:
+                self.note_unreadable(f"{rel}/{L.ARCHIVE_DIR}", exc, user)
+                if archived is not None:
+                    archived.close()
+                archived = None
+        if archived is not None:
             with archived:
                 archives = []
-                for entry in archived.entries():
+                for entry in archived_entries:
                     name = entry.name
                     if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
                         continue
@@ -297,10 +364,14 @@ class Journal:
                 yield from self._walk(users, ())
 
     def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        rel = "/".join((L.USERS_DIR, *parts))
+        try:
+            names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        except StorageError as exc:  # a folder we may not list: said at the end, the rest of the journal is read
+            self.note_unreadable(rel, exc)
+            return
         if parts and L.DIALOGS_DIR in names:
             user = L.user_id_from_parts(parts)
-            rel = f"{L.USERS_DIR}/{'/'.join(parts)}"
             try:
                 L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
             except InvalidInput as exc:
@@ -309,6 +380,9 @@ class Journal:
                 try:
                     dialogs = folder.open_child(L.DIALOGS_DIR)
                 except NotFound:  # removed by a cleanup while we walked
+                    dialogs = None
+                except StorageError as exc:
+                    self.note_unreadable(f"{rel}/{L.DIALOGS_DIR}", exc, user)
                     dialogs = None
                 if dialogs is not None:
                     with dialogs:
@@ -319,6 +393,9 @@ class Journal:
             try:
                 child = folder.open_child(name)
             except NotFound:
+                continue
+            except StorageError as exc:
+                self.note_unreadable(f"{rel}/{name}", exc)
                 continue
             with child:
                 yield from self._walk(child, parts + (name,))
@@ -435,13 +512,23 @@ class Journal:
                         if f.ref.kind == "archive":
                             if not include_archives:
                                 continue
-                            if archived is None:
-                                archived = dialogs.open_child(L.ARCHIVE_DIR)
-                            conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                            try:
+                                if archived is None:
+                                    archived = dialogs.open_child(L.ARCHIVE_DIR)
+                                conv = self._read_in(archived, L.archive_file(f.ref.id or ""), f.ref)
+                            except NotFound:  # archived/ went away while we looked
+                                continue
+                            except StorageError as exc:
+                                self.note_unreadable(f.rel_path, exc, f.ref.user)
+                                continue
                         elif not active:
                             continue
                         else:
-                            conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                            try:
+                                conv = self._read_in(dialogs, f.rel_path.rsplit("/", 1)[1], f.ref)
+                            except StorageError as exc:
+                                self.note_unreadable(f.rel_path, exc, f.ref.user)
+                                continue
                         if conv is not None:
                             yield conv
                 finally:
@@ -452,7 +539,14 @@ class Journal:
             for f in self.conversation_files(user, include_archives=include_archives):
                 if not active and f.ref.kind != "archive":
                     continue
-                yield self.read(f.ref, missing_ok=True)
+                try:
+                    conv = self.read(f.ref, missing_ok=True)
+                except (NotFound, UnsafePath):
+                    raise
+                except StorageError as exc:  # one file we may not read: the user's others are still read
+                    self.note_unreadable(f.rel_path, exc, user)
+                    continue
+                yield conv
 
     def _read_in(self, folder: Folder, name: str, ref: ConversationRef) -> Conversation | None:
         """One conversation file in an open folder; None if it is gone."""
@@ -491,17 +585,29 @@ class Journal:
         (or moved it away to delete it, and died), start over on the folder as
         it is now (recreated for an append): the lock we got guards nothing.
         """
-        dialogs, lock = self._lock_in_place(user, command, create)
+        new_root = create and not os.path.isdir(self.root)
+        made: list[str] = []
+        dialogs, lock = self._lock_in_place(user, command, create, made, new_root)
         try:
             return body(dialogs)
+        except BaseException:
+            if made or new_root:  # taken back while the lock is held, so nobody waiting on it is fooled
+                self._unmake(dialogs, made, new_root)
+            raise
         finally:
             lock.release()
             dialogs.close()
 
-    def _lock_in_place(self, user: str, command: str, create: bool) -> tuple[Folder, UserLock]:
-        """The user's ``dialogs/`` folder, open, and its lock, held (see :meth:`locked`)."""
+    def _lock_in_place(self, user: str, command: str, create: bool, made: list[str] | None = None, new_root: bool = False) -> tuple[Folder, UserLock]:
+        """The user's ``dialogs/`` folder, open, and its lock, held (see :meth:`locked`).
+
+        ``made`` gets the folders made for it (below the root); when no lock
+        file can be made there, they go again (and the root, if ``new_root``).
+        """
         for _ in range(5):
-            dialogs = self.dialogs_folder(user, create=create)
+            if made is not None:
+                made.clear()
+            dialogs = self.dialogs_folder(user, create=create, made=made)
             lock = self._lock(dialogs, user, command)
             try:
                 lock.acquire()
@@ -509,6 +615,8 @@ class Journal:
                 dialogs.close()
                 continue
             except BaseException:
+                if made or new_root:  # no lock file could be made: the folders made for it go
+                    self._unmake(dialogs, made or [], new_root)
                 dialogs.close()
                 raise
             try:
@@ -569,6 +677,33 @@ class Journal:
                 users.remove_empty_folders((*self.layout().user_parts(user), L.DIALOGS_DIR))
         except DialogError:
             pass  # an empty user folder is harmless: the next append fills it
+
+    def _unmake(self, dialogs: Folder, made: list[str], new_root: bool) -> None:
+        """A command that made a user's folders (or the root) and then failed takes them away again, lock file included.
+
+        Only what is empty again goes: anything written meanwhile (by this
+        command before it failed, or by another process) keeps its folders.
+        """
+        try:
+            if made and made[-1].endswith(L.DIALOGS_DIR) and dialogs.names() == [L.LOCK_FILE]:
+                # Renamed away first, as a removed user is: another process waiting for the lock
+                # finds the folder gone when it gets the lock, and starts over on a new one.
+                with dialogs.open_folder(("..",)) as parent:
+                    doomed = f".{L.DIALOGS_DIR}{TEMP_MARK}unmade-{os.getpid()}-{os.urandom(4).hex()}"
+                    parent.rename_to(L.DIALOGS_DIR, parent, doomed)
+                    parent.remove_tree(doomed)
+            with open_root(self.root) as root:
+                root.remove_made(made)
+                if new_root:  # a root this command made: its layout record goes too, unless a user lives there now
+                    root.remove_made([L.USERS_DIR])
+                    if not root.has_folder(L.USERS_DIR) and root.has_folder(L.RECORD_PATH[0]):
+                        with root.open_folder(L.RECORD_PATH[:-1]) as config:
+                            config.remove_quietly(L.RECORD_PATH[-1])
+                        root.remove_made([L.RECORD_PATH[0]])
+            if new_root:
+                os.rmdir(self.root)
+        except (OSError, DialogError):
+            pass  # best effort: the failure itself is what gets reported
 
     def _still_in_place(self, dialogs: Folder, user: str) -> bool:
         """Whether ``dialogs`` is still the folder found at the user's path."""
@@ -812,7 +947,8 @@ class Journal:
         for msg in messages:
             check_message(msg)
         data = encode_batch(messages, 1, self.file_shape) if messages else b""
-        folder, name = self.locate_for_write(dialogs, ref)
+        made: list[str] = []
+        folder, name = self.locate_for_write(dialogs, ref, made)
         try:
             if exclusive and folder.stat(name) is not None:
                 raise InvalidInput(f"{ref.describe()} already exists")
@@ -820,15 +956,18 @@ class Journal:
                 folder.write_atomic(name, data, self.modes)
             else:
                 self.rewrites.replace(folder, name, data, replacing, self.modes)
+        except BaseException:
+            dialogs.remove_made(made)  # an archived/ made for a new archive that could not be written
+            raise
         finally:
             if folder is not dialogs:
                 folder.close()
         return len(data)
 
-    def locate_for_write(self, dialogs: Folder, ref: ConversationRef) -> tuple[Folder, str]:
-        """Like :meth:`locate`, creating ``archived/`` when an archive is meant."""
+    def locate_for_write(self, dialogs: Folder, ref: ConversationRef, made: list[str] | None = None) -> tuple[Folder, str]:
+        """Like :meth:`locate`, creating ``archived/`` when an archive is meant (``made`` says if it was)."""
         if ref.kind == "archive":
-            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes), L.archive_file(ref.id or "")
+            return dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made), L.archive_file(ref.id or "")
         return self.locate(dialogs, ref)
 
     def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
@@ -871,21 +1010,26 @@ class Journal:
         st = _regular(dialogs, name)
         if st is None or st.st_size == 0:
             return None
-        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes) as archived:
-            if archive_id is not None:
-                if archived.stat(L.archive_file(archive_id)) is not None:
-                    raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
-                chosen = archive_id
-            else:
-                base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
-                chosen = _unique(archived, base)
-            dialogs.rename_to(name, archived, L.archive_file(chosen))
-            # The reference implementation expects the file to exist after an archive;
-            # it is the servers' file as much as the one it replaces (same owner and mode).
+        made: list[str] = []
+        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made) as archived:
             try:
-                dialogs.create_empty(name, self.modes, like=st)
-            except StorageError:
-                _move_back(archived, L.archive_file(chosen), dialogs, name)
+                if archive_id is not None:
+                    if archived.stat(L.archive_file(archive_id)) is not None:
+                        raise InvalidInput(f"archive {archive_id!r} of user {user!r} already exists")
+                    chosen = archive_id
+                else:
+                    base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
+                    chosen = _unique(archived, base)
+                dialogs.rename_to(name, archived, L.archive_file(chosen))
+                # The reference implementation expects the file to exist after an archive;
+                # it is the servers' file as much as the one it replaces (same owner and mode).
+                try:
+                    dialogs.create_empty(name, self.modes, like=st)
+                except StorageError:
+                    _move_back(archived, L.archive_file(chosen), dialogs, name)
+                    raise
+            except BaseException:
+                dialogs.remove_made(made)  # an archived/ made for this archive goes with it
                 raise
         move = usermeta.Move(name, f"{L.ARCHIVE_DIR}/{L.archive_file(chosen)}", usermeta.key_of(st), usermeta.key_of(dialogs.stat(name)), at=at)
         if moves is not None:
@@ -970,8 +1114,14 @@ class Journal:
     def locks(self, users: Iterable[str] | None = None) -> Iterator[tuple[str, LockState]]:
         """Each user's lock state (users without a lock file are left out)."""
         for user in self.users() if users is None else users:
-            with self.dialogs_folder(user) as dialogs:
-                state = probe(dialogs)
+            try:
+                with self.dialogs_folder(user) as dialogs:
+                    state = probe(dialogs)
+            except (NotFound, UnsafePath):
+                raise
+            except StorageError as exc:  # said at the end, naming the folder; the other users' locks are shown
+                self.note_unreadable(f"{self.user_path(user)}/{L.LOCK_FILE}", exc, user)
+                continue
             if state is not None:
                 yield user, state
 

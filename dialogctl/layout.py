@@ -15,7 +15,8 @@ Three decisions a reader must know:
 
 * Ids are validated before any path is built, so nothing that could climb out
   of the root (``..``, ``/``, NUL, control or look-alike characters) ever
-  reaches a system call.
+  reaches a system call. Look-alikes are compatibility forms (NFKC) and ids
+  mixing scripts (Unicode TR39, "highly restrictive": :func:`mixed_scripts`).
 * A root records its layout in ``config/journal-config.yaml`` when dialogctl
   creates it. Roots written by the reference implementation have no record;
   their layout is detected from a sample of their folders, and anything
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidUserId, LayoutError
@@ -100,7 +101,71 @@ def _check_id(value: object, what: str, punctuation: frozenset[str]) -> str:
     # folder than the id it resembles.
     if unicodedata.normalize("NFKC", value) != value:
         raise InvalidUserId(f"{what} {shown!r} is not in Unicode normal form NFKC (look-alike characters)")
+    mixed = mixed_scripts(value)
+    if mixed is not None:
+        raise InvalidUserId(f"{what} {shown!r} mixes {mixed} (look-alike characters); an id is written in one script (Unicode TR39)")
     return value
+
+
+# Unicode TR39's augmented script sets: Han is also written in Japanese (with
+# Hiragana and Katakana), Korean (with Hangul) and Bopomofo text.
+_AUGMENTED = {
+    "Hani": ("Hani", "Hanb", "Jpan", "Kore"),
+    "Hira": ("Hira", "Jpan"),
+    "Kana": ("Kana", "Jpan"),
+    "Hang": ("Hang", "Kore"),
+    "Bopo": ("Bopo", "Hanb"),
+}
+_WITH_LATIN = frozenset({"Jpan", "Kore", "Hanb"})  # TR39 "highly restrictive": these may be mixed with Latin
+
+
+def mixed_scripts(value: str) -> str | None:
+    """What an id mixes, in words, when it is not single-script under Unicode TR39's "highly restrictive" level; else None.
+
+    An id passes when one script can write it all (TR39 5.1: the
+    intersection of its characters' augmented Script_Extensions, where
+    Common and Inherited characters, such as digits and ``-``, fit any
+    script), or when it is Latin plus one of Japanese (Han, Hiragana,
+    Katakana), Korean (Han, Hangul) or Han with Bopomofo. ``аlice``
+    (Cyrillic ``а``) is refused; ``алиса``, ``μαρία``, ``東京ユーザー``,
+    ``사용자`` and ``user-東京`` pass. Digits from two number systems are
+    refused too (TR39 5.3). Only ids with non-ASCII characters get here.
+    """
+    from bisect import bisect_right
+
+    from .script_table import KINDS, NAMES, RANGES, SETS
+
+    resolved: set[str] | None = None  # None: every script so far
+    without_latin: set[str] | None = None
+    seen: list[str] = []
+    zeros: set[int] = set()
+    for ch in value:
+        point = ord(ch)
+        if point < 0x80:
+            if not ch.isalpha():
+                continue
+            kind = "Latn"
+        else:
+            index = bisect_right(RANGES, point) - 1
+            kind = SETS[KINDS[index]] if index >= 0 else "*"
+            if unicodedata.category(ch) == "Nd":
+                zeros.add(point - unicodedata.decimal(ch))
+            if kind == "*":
+                continue
+        scripts = {augmented for code in kind.split() for augmented in _AUGMENTED.get(code, (code,))}
+        name = NAMES.get(kind.split()[0], kind) if kind != "Latn" else "Latin"
+        if name not in seen:
+            seen.append(name)
+        resolved = scripts if resolved is None else resolved & scripts
+        if kind != "Latn":
+            without_latin = scripts if without_latin is None else without_latin & scripts
+    if any(ch.isdigit() and ch.isascii() for ch in value):
+        zeros.add(ord("0"))
+    if len(zeros) > 1:
+        return "digits of different number systems"
+    if resolved is None or resolved or (without_latin and without_latin & _WITH_LATIN):
+        return None
+    return f"the {', '.join(seen[:-1])} and {seen[-1]} scripts"
 
 
 def validate_user_id(user: object) -> str:
@@ -216,14 +281,18 @@ def archive_file(archive_id: str) -> str:
 # --- walking and detection -------------------------------------------------
 
 
-def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> Iterator[tuple[str, ...]]:
+def iter_user_folders(
+    root: str, limit: int | None = None, prefix: str = "", on_error: Callable[[str, OSError], None] | None = None
+) -> Iterator[tuple[str, ...]]:
     """Yield the path parts (below ``users/``) of every folder that holds ``dialogs/``.
 
     Symlinks are never followed; a user folder's other sub-folders are walked
     too (they may hold other users). Yields at most ``limit`` folders when
     given. With ``prefix``, only folders whose id (:func:`user_id_from_parts`)
     starts with it, and only folders that can lead to such ids are entered
-    (shell completion stays fast).
+    (shell completion stays fast). A folder that cannot be listed is told to
+    ``on_error`` (its path below the root, and the error) and left out; without
+    ``on_error`` it is an error naming it.
     """
     base = os.path.join(root, USERS_DIR)
     stack: list[tuple[str, ...]] = [()]
@@ -234,6 +303,14 @@ def iter_user_folders(root: str, limit: int | None = None, prefix: str = "") -> 
             with os.scandir(os.path.join(base, *parts)) as it:
                 entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
         except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            where = "/".join((USERS_DIR, *parts))
+            if on_error is None:
+                from .errors import storage_error
+
+                raise storage_error(exc, "list", os.path.join(root, where)) from None
+            on_error(where, exc)
             continue
         subdirs = sorted((name for name, is_dir in entries if is_dir and not name.startswith(".")), reverse=True)
         so_far = "".join(parts)
@@ -294,7 +371,7 @@ def detect_layout(
     """
     given = given or {}
     preferred = _folders_only(preferred or Layout())
-    folders = list(iter_user_folders(root, limit=sample))
+    folders = list(iter_user_folders(root, limit=sample, on_error=lambda _where, _exc: None))  # what cannot be read is told by the walk that needs it
     conversations = _detect_conversation_files(root, folders[:32])
     if not folders:
         return Detected(None, None, None, conversations)

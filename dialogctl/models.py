@@ -67,17 +67,41 @@ class ConversationRef(NamedTuple):
         return f"archive {self.id!r} of user {self.user!r}"
 
 
+# Damage the reader reads through without losing anything, and what it did about it: the
+# reference cleanup's "---" glued onto a line is split there, and each message is read whole.
+RECOVERED_KINDS = {"glued separator": "split"}
+
+
 class Damage(NamedTuple):
-    """One unreadable spot in a journal file. ``line`` is 1-based, when known."""
+    """One unreadable spot in a journal file. ``line`` is 1-based, when known.
+
+    ``recovered`` damage lost nothing (every message around it was read): it is
+    said, and ``repair`` rewrites the file, but it is not an unreadable record.
+    """
 
     path: str
     line: int | None
     kind: str
     detail: str
 
+    @property
+    def recovered(self) -> bool:
+        return self.kind in RECOVERED_KINDS
+
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: {self.kind}: {self.detail}"
+
+
+class Unreadable(NamedTuple):
+    """A file or folder a whole-journal command could not read, and went on without (exit 6 at the end)."""
+
+    path: str  # relative to the journal root, as in damage reports
+    reason: str  # the system's words: "Permission denied", "Input/output error"
+    user: str | None = None  # whose files it holds, when known
+
+    def __str__(self) -> str:
+        return f"cannot read {self.path}: {self.reason}"
 
 
 class ConversationSummary(NamedTuple):
@@ -106,6 +130,7 @@ class ConversationSummary(NamedTuple):
     days: dict[str, int] | None = None
     model_tokens: dict[str, int] | None = None
     day_tokens: dict[str, int] | None = None
+    recovered: int = 0  # damage read through with nothing lost (a glued separator), not counted in ``damaged``
 
 
 class AppendResult(NamedTuple):

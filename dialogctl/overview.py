@@ -93,6 +93,7 @@ class Totals:
     newest: str | None = None
     roles: dict[str, int] = field(default_factory=dict)
     damaged: int = 0
+    recovered: int = 0  # damage read through with nothing lost (see dialogctl.models.RECOVERED_KINDS)
     last_cleanup: str | None = None
     tokens: int = 0
     token_messages: int = 0  # messages that carried a token count
@@ -106,6 +107,7 @@ class Totals:
             self.messages += s.messages
             self.storage += s.size
             self.damaged += s.damaged
+            self.recovered += s.recovered
             self.tokens += s.tokens
             self.token_messages += s.token_messages
             if s.ref.archived:
@@ -136,7 +138,8 @@ class Totals:
             "lastCleanup": self.last_cleanup,
             "messagesByRole": dict(sorted(self.roles.items())),
             "damagedRecords": self.damaged,
-            "totalTokens": self.tokens,
+            "recoveredRecords": self.recovered,
+            "totalTokens": self.tokens if self.token_messages else None,  # unknown, not 0, when no message carried a count
             "tokenMessages": self.token_messages,
         }
 

@@ -55,6 +55,8 @@ from .verify import (
     check_records,
     check_shape,
     expectations,
+    live_backup_of,
+    note_unreadable,
     read_conversations,
     read_user_folder,
     verify_user,
@@ -81,7 +83,7 @@ class Recovery(NamedTuple):
 class RepairAction(NamedTuple):
     user: str | None
     path: str  # relative to the root
-    action: str  # rewrite, quarantine, create, finish move, finish removal, set mode, set owner
+    action: str  # rewrite, quarantine, remove, create, finish move, finish removal, set owner
     detail: str
     messages: int | None = None  # messages in a rewritten file
     recovered: int | None = None  # of which the reference-defect decoders read
@@ -320,6 +322,7 @@ class _Mender:
                 users.append(L.user_id_from_parts(parts))
             elif finding.mend is None:
                 self.unmended.append(finding)
+                note_unreadable(self.journal, [finding])
             elif finding.problem == OLD_PLACE:
                 moves.append(finding)  # after the walk, which must not meet the moved folders again
             else:
@@ -451,21 +454,43 @@ class _Mender:
         self.rewritten.add(conv.rel_path)
 
         def run() -> None:
-            self._put_in_quarantine(conv.rel_path, conv.data)
+            undo = self._put_in_quarantine(conv.rel_path, conv.data)
             try:
                 self.journal.write_conversation(dialogs, conv.ref, messages, replacing=FileSeen.of(conv.stat, len(conv.data)))
             except ChangedUnderneath as exc:
+                undo()
                 self.unmended.append(Finding(conv.rel_path, None, "records", "changed during repair", str(exc), None, conv.user))
+            except BaseException:
+                undo()  # the file is as it was: a copy of it in quarantine would say otherwise
+                raise
 
         self._do(action, run)
 
     def _mend_temp_in(self, dialogs: Folder, where: str | None, name: str, folder: UserFolder) -> None:
         rel = f"{folder.rel_path}/{where + '/' if where else ''}{name}"
-        if where is None:
-            self._quarantine_temp(dialogs, name, rel, folder.user)
-            return
-        with dialogs.open_folder((where,)) as sub:
-            self._quarantine_temp(sub, name, rel, folder.user)
+        entries = folder.archived if where else folder.entries
+        sub = dialogs if where is None else dialogs.open_folder((where,))
+        try:
+            target = live_backup_of(name, entries[name], entries)
+            if target is not None:
+                self._remove_backup_name(sub, name, target, rel, folder.user)
+            else:
+                self._quarantine_temp(sub, name, rel, folder.user)
+        finally:
+            if sub is not dialogs:
+                sub.close()
+
+    def _remove_backup_name(self, folder: Folder, name: str, target: str, rel: str, user: str | None) -> None:
+        """Drop a rewrite's backup name of a live file: its bytes are the live file's, so nothing goes to quarantine."""
+
+        def run() -> None:
+            st, live = folder.stat(name), folder.stat(target)
+            if st is None or live is None or (st.st_dev, st.st_ino) != (live.st_dev, live.st_ino):
+                return  # changed since it was looked at (we hold the user's lock, so only by hand): leave it
+            folder.remove(name)
+            folder.fsync()
+
+        self._do(RepairAction(user, rel, "remove", f"remove a second name of {target} left by an interrupted rewrite (the file keeps its own name)"), run)
 
     def _quarantine_temp(self, folder: Folder, name: str, rel: str, user: str | None, min_age: float = 0.0) -> None:
         st = folder.stat(name)
@@ -484,8 +509,12 @@ class _Mender:
             data = folder.read_bytes(name)
             if data is None:
                 return
-            self._put_in_quarantine(rel, data)
-            folder.remove(name)
+            undo = self._put_in_quarantine(rel, data)
+            try:
+                folder.remove(name)
+            except BaseException:
+                undo()  # the temp file stays where it was: no second copy of it in quarantine
+                raise
             folder.fsync()
 
         self._do(RepairAction(user, rel, "quarantine", f"move a leftover temp file ({st.st_size} bytes) to quarantine"), run)
@@ -541,9 +570,32 @@ class _Mender:
         if not self.dry_run:
             run()
 
-    def _put_in_quarantine(self, rel: str, data: bytes) -> None:
-        """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them."""
+    def _put_in_quarantine(self, rel: str, data: bytes) -> Callable[[], None]:
+        """Keep exact bytes under ``system/quarantine/<run>/<rel>`` before anything changes them; returns how to take them back.
+
+        A copy that cannot be written leaves no folder behind, and the caller
+        takes a copy back when the change it was made for fails, so a failed
+        repair leaves no quarantine of files it did not change.
+        """
         parts = (SYSTEM_DIR, QUARANTINE_DIR, self.run, *rel.split("/"))
-        with open_root(self.journal.root) as root, root.open_folder(parts[:-1], create=True, modes=self.journal.modes) as folder:
-            folder.write_atomic(parts[-1], data, self.journal.modes)
-        self.quarantined = True
+        made: list[str] = []
+        with open_root(self.journal.root) as root:
+            try:
+                with root.open_folder(parts[:-1], create=True, modes=self.journal.modes, made_paths=made) as folder:
+                    folder.write_atomic(parts[-1], data, self.journal.modes)
+            except BaseException:
+                root.remove_made(made)
+                raise
+        was_quarantined, self.quarantined = self.quarantined, True
+
+        def undo() -> None:
+            try:
+                with open_root(self.journal.root) as top:
+                    with top.open_folder(parts[:-1]) as folder:
+                        folder.remove_quietly(parts[-1])
+                    top.remove_made(made)
+            except (OSError, DialogError):
+                pass
+            self.quarantined = was_quarantined
+
+        return undo

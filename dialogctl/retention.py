@@ -184,6 +184,10 @@ def _plan_user(journal: Journal, plan: CleanupPlan, user: str, found: list[Conve
         if any(s.damaged for s in found):
             plan.skipped.append((journal.user_path(user), "has damaged records; repair them before removing the user"))
             return []
+        if any(u.user == user for u in journal.unreadable):
+            # Its newest message may be in what could not be read: never removed on a guess.
+            plan.skipped.append((journal.user_path(user), "some of its files or folders cannot be read, so its last activity is not known"))
+            return []
         messages = sum(s.messages for s in found)
         size = sum(s.size for s in found)
         reason = f"inactive: newest message {format_timestamp(last)} is older than {format_timestamp(plan.max_inactive_cutoff)}"
@@ -270,7 +274,8 @@ def _plan_summary(journal: Journal, plan: CleanupPlan, s: ConversationSummary) -
 
 def _plan_file(plan: CleanupPlan, conv: Conversation) -> CleanupAction | None:
     ref = conv.ref
-    if conv.damage and (plan.max_age_cutoff or plan.retention_cutoff):
+    # Damage that lost nothing (a glued separator) does not hold a file back: its rewrite is clean.
+    if any(not d.recovered for d in conv.damage) and (plan.max_age_cutoff or plan.retention_cutoff):
         if ref.archived or conv.messages:
             plan.skipped.append((conv.rel_path, "has damaged records; repair it before cleanup"))
         return None

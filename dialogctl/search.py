@@ -12,7 +12,9 @@ over the raw file and a file without a hit is never parsed.
 
 With ``--since``/``--until``/``--role`` the saved catalog (see
 :mod:`dialogctl.catalog`) also rules out, without reading them, files whose
-time span or roles cannot hold a selected message. Only entries for files
+time span or roles cannot hold a selected message. Either way a file ruled
+out still has its damage said (from the catalog, else by parsing it): a "no
+match" never hides records that could not be read. Only entries for files
 unchanged since the catalog was saved are trusted, and search never scans or
 saves the catalog itself (that would parse every changed file first).
 """
@@ -24,6 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from .errors import StorageError
 from .filters import ALL, MessageFilter
 from .journal import ConversationFile, Journal
 from .models import ConversationRef, Message
@@ -70,24 +73,66 @@ def search(
     selection: MessageFilter = ALL,
     context: int = 0,
 ) -> Iterator[list[Hit]]:
-    """Groups of hits (matches with their context), conversation by conversation."""
-    saved: dict[str, list[Any]] = {}
-    if selection.active:
-        from .catalog import load
+    """Groups of hits (matches with their context), conversation by conversation.
 
-        saved = load(journal.root)
+    Damage is told in ``journal.damage`` whatever the answer: a file ruled out
+    without being parsed (no raw hit, or outside the filter by the catalog)
+    has its damage taken from the catalog when it knows the file as it is, and
+    is parsed for it otherwise. A folder or file that cannot be read is told
+    in ``journal.unreadable`` and the search goes on.
+    """
+    saved: list[dict[str, list[Any]]] = []  # the catalog, loaded when first wanted
+
+    def catalog() -> dict[str, list[Any]]:
+        if not saved:
+            from .catalog import load
+
+            saved.append(load(journal.root))
+        return saved[0]
+
     for user in journal.users() if users is None else users:
-        for f in journal.conversation_files(user, include_archives=include_archives):
-            if f.size == 0 or (saved and not _may_hold_selected(saved, f, selection)):
+        try:
+            files = journal.conversation_files(user, include_archives=include_archives)
+        except StorageError as exc:
+            journal.note_unreadable(journal.user_path(user), exc, user)
+            continue
+        for f in files:
+            if f.size == 0:
                 continue
-            if m.raw_check:  # the bytes read for the prefilter are the ones parsed: one read per file
+            if selection.active and not _may_hold_selected(catalog(), f, selection):
+                _tell_damage(journal, catalog(), f, None)
+                continue
+            try:
                 data = _file_bytes(journal, f.ref)
-                if data is None or m.pattern.search(data.decode("utf-8", "replace")) is None:
-                    continue
-                conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
-            else:
-                conv = journal.read(f.ref, missing_ok=True)
+            except StorageError as exc:
+                journal.note_unreadable(f.rel_path, exc, user)
+                continue
+            if data is None:
+                continue
+            if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
+                _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
+                continue
+            conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
             yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None) -> None:
+    """Put the damage of a file search did not need to parse in ``journal.damage``: from the catalog, else by parsing it."""
+    from .catalog import saved_damage
+
+    known = saved_damage(saved, f)
+    if known is not None:
+        journal.damage.extend(known)
+        return
+    if data is None:
+        try:
+            data = _file_bytes(journal, f.ref)
+        except StorageError as exc:
+            journal.note_unreadable(f.rel_path, exc, f.ref.user)
+            return
+        if data is None:
+            return
+    journal.parse_bytes(f.ref, data, len(data), f.mtime)
 
 
 def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter) -> bool:

@@ -34,6 +34,17 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 # O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 TEMP_MARK = ".tmp-"
+# A rewrite keeps the old file under its temp name plus this until the rename is durable
+# (see Folder.write_atomic): a kill in between leaves it as a second name of the live file.
+BACKUP_SUFFIX = "-old"
+
+
+def backup_target(name: str) -> str | None:
+    """The file whose rewrite left ``name`` as its backup name (``.<file>.tmp-<pid>-<hex>-old``); None for any other name."""
+    if not (name.startswith(".") and name.endswith(BACKUP_SUFFIX)):
+        return None
+    target, mark, _ = name[1:].partition(TEMP_MARK)
+    return target if mark and target else None
 
 
 class Modes(NamedTuple):
@@ -109,12 +120,15 @@ class Folder:
 
     # --- folders ---------------------------------------------------------
 
-    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW) -> Folder:
+    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW, made_paths: list[str] | None = None) -> Folder:
         """Open ``parts`` below this folder, one name at a time, never through a symlink.
 
         With ``create``, missing folders are made following ``modes`` (by
         default: owner, group and mode of the folder each is made in); if that
         fails part-way, the folders this call made are removed again.
+        ``made_paths`` gets the path (below this folder) of each folder made,
+        so a caller whose later step fails can remove them too
+        (:meth:`remove_made`).
         """
         fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
         made: list[int] = []
@@ -152,6 +166,8 @@ class Folder:
             raise
         fd = fds.pop()
         _close_all(fds)
+        if made_paths is not None:
+            made_paths.extend("/".join(parts[: index + 1]) for index in made)
         return Folder(fd, path)
 
     def open_child(self, name: str) -> Folder:
@@ -392,8 +408,8 @@ class Folder:
                     os.close(fd)
             if durable:
                 try:
-                    os.link(name, f"{temp}-old", src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-                    backup = f"{temp}-old"
+                    os.link(name, temp + BACKUP_SUFFIX, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+                    backup = temp + BACKUP_SUFFIX
                 except OSError:
                     pass  # a new file, or no hard links here
             os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -510,6 +526,20 @@ class Folder:
         except OSError as exc:
             raise storage_error(exc, "move", where) from None
         return True
+
+    def remove_made(self, made_paths: list[str]) -> None:
+        """Remove folders :meth:`open_folder` made (``made_paths``), deepest first, each only if it is empty again."""
+        for rel in reversed(made_paths):
+            try:
+                os.rmdir(rel, dir_fd=self.fd)
+            except FileNotFoundError:
+                continue  # taken away already
+            except OSError:
+                return  # not empty (something else lives there now): keep it and the folders above it
+        try:
+            self.fsync()
+        except OSError:
+            pass
 
     def remove_empty_folders(self, parts: tuple[str, ...]) -> None:
         """Remove ``parts`` below this folder, deepest first, while they are empty; never through a symlink."""

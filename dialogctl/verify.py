@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from . import layout as L
 from .codec import Frame, find_frames
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, StorageError, UnsafePath
 from .journal import Journal
 from .models import ROLES, ConversationRef
 from .reader import ParsedFile, parse_conversation
-from .storage import TEMP_MARK, Folder, open_root
+from .storage import TEMP_MARK, Folder, backup_target, open_root
 from .times import parse_timestamp
 from .usermeta import METADATA_FILE
 
@@ -54,6 +55,7 @@ _DROP = "drop the unreadable text from the file (its bytes are kept in quarantin
 # Problem names (the ``problem`` field) that repair acts on besides reader damage.
 FRAME_NUMBERING = "frame numbering"
 TEMP_FILE = "leftover temp file"
+BACKUP_LINK = "leftover backup name"
 CATALOG_STALE = "catalog out of step"
 UNFINISHED_ARCHIVE = "unfinished archive"
 SHARED_FILE = "half-finished archive move"
@@ -62,6 +64,7 @@ FOREIGN_OWNER = "foreign owner"
 READABLE = "readable by others"
 DOCUMENTS_SHAPE = "documents shape"
 OLD_PLACE = "user folder in the place dialogctl before 0.2 used"
+UNREADABLE = "unreadable"  # a file or folder dialogctl may not read: its detail is the system's reason
 
 
 class Finding(NamedTuple):
@@ -124,6 +127,7 @@ class UserFolder(NamedTuple):
     entries: dict[str, os.stat_result]  # name -> lstat, in dialogs/
     archived: dict[str, os.stat_result]  # name -> lstat, in dialogs/archived/ (empty if none)
     chain: list[tuple[str, os.stat_result]]  # the folders from users/<first part> down to the user's folder
+    unreadable: list[tuple[str, str]]  # (path, reason) of what could not be read here; the rest was checked
 
 
 FileCheck = Callable[[ConversationFile, Expectations], Iterable[Finding]]
@@ -240,7 +244,18 @@ def check_leftovers(folder: UserFolder, expect: Expectations) -> Iterator[Findin
     for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
         for name, st in entries.items():
             path = f"{where}/{name}"
-            if TEMP_MARK in name:
+            target = live_backup_of(name, st, entries)
+            if target is not None:
+                yield Finding(
+                    path,
+                    None,
+                    "leftovers",
+                    BACKUP_LINK,
+                    f"a second name of {target}, left by a rewrite interrupted before its rename ({target} is intact and unchanged)",
+                    "remove the second name (the file keeps its own)",
+                    folder.user,
+                )
+            elif TEMP_MARK in name:
                 yield Finding(
                     path,
                     None,
@@ -288,9 +303,11 @@ def check_archive_moves(folder: UserFolder, expect: Expectations) -> Iterator[Fi
                 folder.user,
             )
     for where, entries in ((folder.rel_path, folder.entries), (f"{folder.rel_path}/{L.ARCHIVE_DIR}", folder.archived)):
+        # A rewrite's backup name (reported as a leftover, and removed by repair) is not another writer's.
+        backups = Counter((s.st_dev, s.st_ino) for n, s in entries.items() if live_backup_of(n, s, entries) is not None)
         for name, st in entries.items():
             key = (st.st_dev, st.st_ino)
-            if _is_conversation(name, st) and st.st_nlink > 1 and not (key in active and key in archived):
+            if _is_conversation(name, st) and st.st_nlink - backups[key] > 1 and not (key in active and key in archived):
                 yield Finding(
                     f"{where}/{name}",
                     None,
@@ -442,6 +459,22 @@ def _lstat(root: Folder, parts: tuple[str, ...]) -> os.stat_result | None:
         return None
 
 
+def live_backup_of(name: str, st: os.stat_result, entries: dict[str, os.stat_result]) -> str | None:
+    """The conversation file ``name`` is a second name of, when it is a rewrite's backup name of it; else None.
+
+    :meth:`dialogctl.storage.Folder.write_atomic` links the old file to a
+    backup name just before its rename: a kill in between leaves the live file
+    with that second name (and its temp file beside it). A backup name of a
+    file it is not a name of any more (the rename was done) is an ordinary
+    leftover: the old bytes.
+    """
+    target = backup_target(name)
+    live = entries.get(target) if target is not None else None
+    if live is None or not stat.S_ISREG(st.st_mode) or (live.st_dev, live.st_ino) != (st.st_dev, st.st_ino):
+        return None
+    return target
+
+
 def _is_conversation(name: str, st: os.stat_result) -> bool:
     return name.endswith(L.YAML_SUFFIX) and TEMP_MARK not in name and stat.S_ISREG(st.st_mode)
 
@@ -472,12 +505,15 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
     stack: list[tuple[str, ...]] = [()]
     while stack:
         parts = stack.pop()
+        where = "/".join((L.USERS_DIR, *parts))
         try:
             with os.scandir(os.path.join(base, *parts)) as it:
                 entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        where = "/".join((L.USERS_DIR, *parts))
+        except OSError as exc:  # the users below it are not checked, and the run says so
+            yield parts, unreadable_finding(where, exc.strerror or type(exc).__name__, None)
+            continue
         if parts and (L.DIALOGS_DIR, True, False) in entries:
             try:
                 L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
@@ -504,6 +540,17 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
                 yield parts, Finding(path, None, "leftovers", "symlink", "a symlink among the user folders; dialogctl never follows it", None)
             elif is_dir and name != L.DIALOGS_DIR and not name.startswith("."):
                 stack.append(parts + (name,))
+
+
+def unreadable_finding(path: str, reason: str, user: str | None) -> Finding:
+    return Finding(path, None, "access", UNREADABLE, reason, None, user)
+
+
+def note_unreadable(journal: Journal, findings: Iterable[Finding]) -> None:
+    """Tell the journal what could not be read, so the command ends with exit 6 however its checks went."""
+    for finding in findings:
+        if finding.problem == UNREADABLE:
+            journal.note_unreadable(finding.path, finding.detail, finding.user)
 
 
 def old_place_finding(root: str, parts: tuple[str, ...], layout: L.Layout) -> Finding | None:
@@ -578,11 +625,18 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
                     users.append(L.user_id_from_parts(parts))
                 else:
                     findings.append(finding)
+            note_unreadable(journal, findings)
     files = 0
     seen = {(f.path, f.problem) for f in findings}
     for user in users:
-        with journal.dialogs_folder(user) as dialogs:
-            user_findings, count = verify_user(journal, user, dialogs, expect)
+        try:
+            with journal.dialogs_folder(user) as dialogs:
+                user_findings, count = verify_user(journal, user, dialogs, expect)
+        except (NotFound, UnsafePath):
+            raise
+        except StorageError as exc:
+            user_findings, count = [unreadable_finding(journal.user_path(user), exc.reason or exc.message, user)], 0
+            note_unreadable(journal, user_findings)
         files += count
         for finding in user_findings:
             if (finding.path, finding.problem) not in seen:  # shard folders are shared by users
@@ -602,23 +656,34 @@ def verify_user(journal: Journal, user: str, dialogs: Folder, expect: Expectatio
         files += 1
         for file_check in FILE_CHECKS:
             findings.extend(file_check(conv, expect))
-    return findings, files
+    unreadable = [unreadable_finding(path, reason, user) for path, reason in folder.unreadable]
+    note_unreadable(journal, unreadable)
+    return findings + unreadable, files
 
 
 def read_user_folder(journal: Journal, user: str, dialogs: Folder) -> UserFolder:
-    entries = {e.name: e.stat(follow_symlinks=False) for e in dialogs.entries()}
+    """The user's ``dialogs/`` as it is; a part that cannot be read is listed in ``unreadable`` and the rest is looked at."""
+    rel = journal.user_path(user)
+    unreadable: list[tuple[str, str]] = []
+    try:
+        entries = {e.name: e.stat(follow_symlinks=False) for e in dialogs.entries()}
+    except StorageError as exc:
+        entries, unreadable = {}, [(rel, exc.reason or exc.message)]
     archived: dict[str, os.stat_result] = {}
     st = entries.get(L.ARCHIVE_DIR)
     if st is not None and stat.S_ISDIR(st.st_mode):
-        with dialogs.open_folder((L.ARCHIVE_DIR,)) as folder:
-            archived = {e.name: e.stat(follow_symlinks=False) for e in folder.entries()}
+        try:
+            with dialogs.open_folder((L.ARCHIVE_DIR,)) as folder:
+                archived = {e.name: e.stat(follow_symlinks=False) for e in folder.entries()}
+        except StorageError as exc:
+            unreadable.append((f"{rel}/{L.ARCHIVE_DIR}", exc.reason or exc.message))
     parts = journal.layout().user_parts(user)
     chain = []
     with open_root(journal.root) as root:
         for depth in range(1, len(parts) + 1):
             with root.open_folder((L.USERS_DIR, *parts[:depth])) as folder:
                 chain.append(("/".join((L.USERS_DIR, *parts[:depth])), os.fstat(folder.fd)))
-    return UserFolder(user, journal.user_path(user), dialogs, entries, archived, chain)
+    return UserFolder(user, rel, dialogs, entries, archived, chain, unreadable)
 
 
 def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[ConversationFile]:
@@ -635,7 +700,13 @@ def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[Convers
         if _is_conversation(name, st) and _usable_file_name(name, True):
             refs.append(ConversationRef(folder.user, "archive", name[: -len(L.YAML_SUFFIX)]))
     for ref in refs:
-        conv = read_conversation(journal, folder.dialogs, ref)
+        try:
+            conv = read_conversation(journal, folder.dialogs, ref)
+        except (NotFound, UnsafePath):
+            raise
+        except StorageError as exc:  # reported as a finding by the caller; the other files are checked
+            folder.unreadable.append((journal.rel_path(ref), exc.reason or exc.message))
+            continue
         if conv is not None:
             yield conv
 

@@ -272,7 +272,8 @@ def test_table_carries_the_new_numbers(journal_root: tuple[Path, dict[str, Any]]
 def test_a_journal_without_token_counts(tmp_path: Path, cli: Cli) -> None:
     root = copy_tree("v1-sharded", tmp_path)  # the reference wrote "[object Object]" for every tokens value
     got = cli.json("--root", str(root), "stats", "--format", "json")
-    assert got["totalTokens"] == 0 and got["tokenMessages"] == 0
+    assert got["totalTokens"] is None and got["tokenMessages"] == 0  # no count behind it: unknown, as per user
+    assert json.loads((root / "system" / "stats.yaml").read_text())["totalTokens"] is None
     assert got["averageTokensPerMessage"] is None and got["averageTokensPerConversation"] is None
     assert got["tokensByModel"] == {} and got["tokensByDay"] == {}
     assert got["messagesByModel"] == {"gpt-4": got["messagesByRole"]["assistant"]}
@@ -285,7 +286,7 @@ def test_an_empty_journal(tmp_path: Path, cli: Cli) -> None:
     root = tmp_path / "empty"
     root.mkdir()
     got = cli.json("--root", str(root), "stats", "--format", "json")
-    assert got["totalMessages"] == 0 and got["totalTokens"] == 0
+    assert got["totalMessages"] == 0 and got["totalTokens"] is None
     assert got["longestConversation"] is None and got["mostActiveUsers"] == [] and got["messagesByDay"] == {}
     for by in ("day", "week", "model", "user"):
         assert cli("--root", str(root), "stats", "--by", by, "--format", "json").stdout == "[]\n"

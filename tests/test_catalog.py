@@ -130,7 +130,7 @@ def test_external_edits_truncation_and_rewrites(tmp_path: Path) -> None:
         fh.seek(data.index(b"message 2"))
         fh.write(b"massage 2")
     assert_same(journal)
-    # Grown after an edit before the settled offset: the check bytes catch it.
+    # Grown after an edit before the settled offset: the checksum of the settled prefix catches it.
     with open(path, "r+b") as fh:
         fh.seek(data.index(b"message 5"))
         fh.write(b"massage 5")
@@ -155,6 +155,67 @@ def test_external_edits_truncation_and_rewrites(tmp_path: Path) -> None:
     assert_same(journal)
     path.unlink()
     assert_same(journal)
+
+
+@pytest.mark.parametrize("where", ["first item", "middle", "last server item"])
+def test_an_edit_in_place_then_an_append_is_never_hidden(where: str, tmp_path: Path, cli: Cli) -> None:
+    """A server's items, then dialogctl's; an assistant's tokens and a role changed in place (same inode, same size), then one append."""
+    from . import reference_writer
+
+    root = tmp_path / "j"
+    journal = _journal(root, archiveThreshold="0")
+    items = [
+        {
+            "role": role,
+            "content": f"item {i}",
+            "timestamp": f"2024-03-01T10:00:{i:02d}.000Z",
+            **({"metadata": {"model": "m", "tokens": 10}} if role == "assistant" else {}),
+        }
+        for i in range(40)
+        for role in ["assistant" if i % 2 else "user"]
+    ]
+    path = Path(reference_writer.dialogs_path(root, "alice")) / "current.yaml"
+    path.parent.mkdir(parents=True)
+    reference_writer.append(path, items)
+    journal.append("alice", [_msg(50, meta={"model": "m", "tokens": 1})])  # framed: the catalog settles after it
+    before = cli.json("--root", str(root), "stats", "-f", "json")
+    assert before["totalTokens"] == 201 and before["messagesByRole"] == {"assistant": 20, "user": 21}
+    data = path.read_bytes()
+    index = {"first item": 1, "middle": 19, "last server item": 39}[where]
+    item = data.index(f"item {index}\n".encode())
+    tokens = data.index(b"tokens: 10", item)
+    role = data.rindex(b"role: assistant", 0, item)
+    with open(path, "r+b") as fh:  # an editor that keeps the inode and the size
+        fh.seek(tokens)
+        fh.write(b"tokens: 99")
+        fh.seek(role)
+        fh.write(b"role: assistanT")
+    assert path.stat().st_size == len(data)
+    journal.append("alice", [_msg(51, meta={"model": "m", "tokens": 1})])
+    after = cli.json("--root", str(root), "stats", "-f", "json")
+    assert after["totalTokens"] == 201 - 10 + 99 + 1
+    assert after["messagesByRole"] == {"assistanT": 1, "assistant": 19, "user": 22}
+    assert_same(journal)
+
+
+def test_an_edit_that_sets_the_time_back_is_seen_by_rescan_and_verify(tmp_path: Path, cli: Cli) -> None:
+    root = tmp_path / "j"
+    from . import reference_writer
+
+    items = [{"role": "assistant", "content": f"item {i}", "timestamp": "2024-03-01T10:00:00.000Z", "metadata": {"tokens": 10}} for i in range(3)]
+    path = Path(reference_writer.dialogs_path(root, "alice")) / "current.yaml"
+    path.parent.mkdir(parents=True)
+    reference_writer.append(path, items)
+    assert cli.json("--root", str(root), "stats", "-f", "json")["totalTokens"] == 30
+    st = path.stat()
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"tokens: 10", b"tokens: 11", 1))  # same inode, same size...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old modification time: made to look unchanged
+    assert cli.json("--root", str(root), "stats", "-f", "json")["totalTokens"] == 30  # the documented blind spot
+    checked = cli("--root", str(root), "verify", "-f", "json")
+    assert checked.exit_code == 1 and "catalog out of step" in checked.stdout  # verify keeps comparing
+    assert cli.json("--root", str(root), "stats", "--rescan", "-f", "json")["totalTokens"] == 31
+    assert cli.json("--root", str(root), "stats", "-f", "json")["totalTokens"] == 31  # and the rebuilt catalog is saved
 
 
 @pytest.mark.parametrize("tree", TREES)

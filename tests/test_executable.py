@@ -20,7 +20,7 @@ def test_core_never_loads_the_cli_toolkit() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_append_path_imports_no_rich_and_no_yaml(tmp_path: Path) -> None:
+def test_append_path_imports_no_rich_no_yaml_and_no_script_table(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from dialogctl.cli.app import app\n"
@@ -28,7 +28,7 @@ def test_append_path_imports_no_rich_and_no_yaml(tmp_path: Path) -> None:
         "    app(['--root', sys.argv[1], 'append', 'alice', 'hi'], prog_name='dialogctl')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(','.join(m for m in ('rich', 'ruamel.yaml') if m in sys.modules))"
+        "print(','.join(m for m in ('rich', 'ruamel.yaml', 'dialogctl.script_table') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "j")], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

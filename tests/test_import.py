@@ -164,6 +164,19 @@ def test_as_archive_never_replaces_one(root: Path, cli: Cli, tmp_path: Path) -> 
     assert _contents(cli, "alice") == []  # the current conversation is untouched
 
 
+def test_a_new_user_imported_as_an_archive_verifies_clean(root: Path, cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "one.jsonl"
+    source.write_text(json.dumps({"role": "user", "content": "hi", "timestamp": "2023-01-01T00:00:00.000Z"}) + "\n")
+    assert cli("import", "newbie", str(source), "--as-archive", "2023-imported").exit_code == 0
+    # As the servers leave a user after an archive: the archive, and an empty current conversation.
+    dialogs = root / "users/ne/wb/ie/dialogs"
+    assert (dialogs / "current.yaml").read_bytes() == b""
+    result = cli("verify")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert _contents(cli, "newbie", "--archive", "2023-imported") == ["hi"]
+    assert _contents(cli, "newbie") == []
+
+
 def test_archive_threshold_never_splits_an_import(root: Path, cli: Cli, tmp_path: Path) -> None:
     def import_lines(user: str, count: int, tag: str) -> None:
         source = tmp_path / f"{tag}.jsonl"

@@ -206,8 +206,18 @@ def _follow(root: Path, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _wait_started(proc: subprocess.Popen[bytes]) -> None:
-    time.sleep(1.5)  # the follower takes its starting point on its first round
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+    """Until the follower says it has taken its starting point (its first round): what is appended after that is new."""
+    import select
+
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([proc.stderr], [], [], 1)[0]:
+            line = proc.stderr.readline()
+            assert line, proc.poll()
+            if line.startswith(b"dialogctl: following "):
+                return
+    raise AssertionError("follow did not start")
 
 
 def test_follow_sees_appends_across_archives_and_restores(tmp_path: Path) -> None:

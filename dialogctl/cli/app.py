@@ -22,6 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.models import TyperPath
 
 from .. import __version__
 from ..errors import EXIT_DAMAGED, EXIT_IO, EXIT_NEGATIVE, DialogError
@@ -76,10 +77,6 @@ class DialogGroup(TyperGroup):
             raise _PipeClosed() from None
         except KeyboardInterrupt:
             raise _Interrupted() from None
-        state = ctx.obj
-        if isinstance(state, CliState) and state._journal is not None and state._journal.damage:
-            _report_damage(state)
-            raise typer.Exit(EXIT_DAMAGED)
         return result
 
     def _main_shell_completion(self, ctx_args: Any, prog_name: str, complete_var: str | None = None) -> None:
@@ -93,12 +90,15 @@ class DialogGroup(TyperGroup):
         try:
             # Without standalone mode Typer returns the code of a typer.Exit.
             returned = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
-            code = returned if isinstance(returned, int) else 0
+            code = _wrap_up(returned if isinstance(returned, int) else 0)
         except typer.Exit as exc:
-            code = exc.exit_code
+            code = _wrap_up(exc.exit_code)
         except DialogError as exc:
-            _report_damage_of_context()
-            code = _fail(exc.message, exc.hint, exc.exit_code)
+            if exc.exit_code == EXIT_NEGATIVE:  # the command ran, and its answer is no
+                code = _wrap_up(_fail(exc.message, exc.hint, exc.exit_code))
+            else:
+                _wrap_up(exc.exit_code)
+                code = _fail(exc.message, exc.hint, exc.exit_code)
         except _PipeClosed:
             _silence_stdout()
             code = EXIT_BROKEN_PIPE
@@ -124,22 +124,65 @@ def _fail(message: str, hint: str | None, code: int) -> int:
     return code
 
 
-def _report_damage(state: CliState) -> None:
+def _wrap_up(code: int) -> int:
+    """Say what the command could not read, and the exit code that follows.
+
+    A command that ran to its end (exit 0, or 1 for a negative answer) ends
+    with the first of: 6 when a file or folder could not be read at all, 5
+    when records could not be read, then its own code. A command stopped by
+    an error keeps that error's code; what it met on the way is said first.
+    """
+    unreadable = lost = False
+    for state in _CURRENT_STATE:
+        journal = state._journal
+        if journal is None:
+            continue
+        unreadable = _report_unreadable(state) or unreadable
+        lost = _report_damage(state) or lost
+    if code not in (0, EXIT_NEGATIVE):
+        return code
+    return EXIT_IO if unreadable else EXIT_DAMAGED if lost else code
+
+
+def _report_unreadable(state: CliState) -> bool:
+    journal = state._journal
+    if journal is None or not journal.unreadable:
+        return False
+    found = list(dict.fromkeys(journal.unreadable))  # a shard folder is met once per user below it
+    for item in found[:50]:
+        tell(str(item))
+    if len(found) > 50:
+        tell(f"... and {len(found) - 50} more")
+    tell(f"{len(found)} file(s) or folder(s) could not be read; everything else was")
+    journal.unreadable.clear()
+    return True
+
+
+def _report_damage(state: CliState) -> bool:
+    """Damage that lost records (exit 5), and one line per file for damage that lost nothing; whether any was lost."""
     journal = state._journal
     if journal is None or not journal.damage:
-        return
-    shown = journal.damage[:50]
-    for damage in shown:
-        state.warn(str(damage))
-    if len(journal.damage) > len(shown):
-        state.warn(f"... and {len(journal.damage) - len(shown)} more damaged records")
-    state.warn(f"{len(journal.damage)} damaged record(s) skipped; every intact message was read")
+        return False
+    from ..models import RECOVERED_KINDS
+
+    found = list(dict.fromkeys(journal.damage))  # a file summarised, then read again (a cleanup's trim), tells its damage twice
+    lost = [d for d in found if not d.recovered]
+    recovered: dict[str, list[str]] = {}
+    for damage in found:
+        if damage.recovered:
+            recovered.setdefault(damage.path, []).append(damage.kind)
     journal.damage.clear()
-
-
-def _report_damage_of_context() -> None:
-    for state in _CURRENT_STATE:
-        _report_damage(state)
+    for path, kinds in recovered.items():
+        done = ", ".join(f"{kinds.count(kind)} {kind}{'s' if kinds.count(kind) > 1 else ''} {RECOVERED_KINDS[kind]}" for kind in dict.fromkeys(kinds))
+        state.say(f"{path}: {done}; every message was read ('dialogctl repair' rewrites the file cleanly)")
+    if not lost:
+        return False
+    for damage in lost[:50]:
+        state.warn(str(damage))
+    if len(lost) > 50:
+        state.warn(f"... and {len(lost) - 50} more damaged records")
+    state.warn(f"{len(lost)} damaged record(s) skipped; every intact message was read")
+    return True
 
 
 def _silence_stdout() -> None:
@@ -162,11 +205,22 @@ def _report_other(exc: Exception) -> int:
         hint = f"see '{ctx.command_path} --help'" if isinstance(exc, UsageError) and ctx is not None else None
         message = exc.format_message()
         return _fail(message[:1].lower() + message[1:], hint, exc.exit_code)
-    if isinstance(exc, OSError):
-        return _fail(exc.strerror or str(exc), None, EXIT_IO)
+    if isinstance(exc, OSError):  # a file outside the journal (a config file): name it
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return _fail(f"{exc.strerror or type(exc).__name__}{where}", None, EXIT_IO)
     if os.environ.get("DIALOGCTL_DEBUG"):
         raise exc
     return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)
+
+
+class _FolderSetting(TyperPath):
+    """A folder path (completed as one) that is not checked here: the journal checks its root whatever the setting's source, and names the source."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, dir_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return Path(value) if not isinstance(value, Path) else value
 
 
 app = typer.Typer(
@@ -202,7 +256,9 @@ def main_options(
     ctx: typer.Context,
     root: Annotated[
         Optional[Path],
-        typer.Option("--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", file_okay=False),
+        typer.Option(
+            "--root", "-r", help="Journal root folder (overrides DIALOGUE_JOURNAL_ROOT and config files).", metavar="PATH", click_type=_FolderSetting()
+        ),
     ] = None,
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Config file to read instead of ./poto.config.yaml.", metavar="PATH", dir_okay=False)

@@ -23,8 +23,10 @@ def follow(
 ) -> None:
     """Print new messages as they are appended anywhere in the journal (Ctrl-C stops, exit 0).
 
-    Starts from now, or from --since (older messages of active conversations first).
-    Keeps going across archives and restores.
+    Starts from now, or from --since (older messages of active conversations first),
+    and says so on stderr once it has taken its starting point. Every message
+    appended after that is printed, whatever its timestamp (a replayed backlog
+    too). Keeps going across archives, restores and cleanups.
 
     Examples:
 
@@ -56,7 +58,13 @@ def follow(
         out.flush()
     printed = 0
     try:
-        for event in follower.run(interval, stop=_reader_gone(out)):
+        whom = ", ".join(users) if users else "every user"
+        since_when = f"since {since}" if since is not None else "from now"
+
+        def started() -> None:
+            state.say(f"following {whom} {since_when}; Ctrl-C stops")
+
+        for event in follower.run(interval, stop=_reader_gone(out), started=started):
             record = _record(event)
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")

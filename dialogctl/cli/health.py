@@ -58,7 +58,9 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     from ..verify import verify as run_checks
 
     state: CliState = ctx.obj
-    report = run_checks(state.journal(), None if user is None else [user])
+    journal = state.journal()
+    report = run_checks(journal, None if user is None else [user])
+    journal.damage.clear()  # damage met on the way is in the findings: verify's answer is 1, not 5 (what it could not read still makes it 6)
     emit_records(state, fmt, FINDING_COLUMNS, (f.to_json() for f in report.findings), title="Problems found")
     scope = f"user {user!r}" if user is not None else f"{report.users} user(s)"
     problems = report.problems
@@ -110,6 +112,7 @@ def repair(
     state: CliState = ctx.obj
     journal = state.journal()
     report = run_repair(journal, None if user is None else [user], dry_run=dry_run)
+    journal.damage.clear()  # what it met is in its actions and in what it leaves to a person
     title = "Repair plan (dry run)" if dry_run else "Repairs"
     emit_records(state, fmt, ACTION_COLUMNS, (a.to_json() for a in report.actions), title=title, empty="nothing to repair")
     if report.quarantine:
@@ -145,7 +148,7 @@ def doctor(ctx: typer.Context, fmt: FormatOption = None) -> None:
     from ..errors import NegativeAnswer
 
     state: CliState = ctx.obj
-    journal = state.journal()
+    journal = state.journal(readable=False)  # a root dialogctl cannot read is what doctor is asked about
     advice = list(diagnose(journal.root, journal.modes))
     emit_records(state, fmt, ADVICE_COLUMNS, (a.to_json() for a in advice), title="Doctor")
     warnings = [a for a in advice if a.status == "warning"]

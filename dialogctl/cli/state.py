@@ -53,11 +53,14 @@ class CliState:
             self._settings = load_settings(self.flags, self.config_path)
         return self._settings
 
-    def journal(self) -> Journal:
+    def journal(self, readable: bool = True) -> Journal:
+        """The journal the settings select; a root that is not a folder (or, with ``readable``, cannot be read) is refused here."""
         if self._journal is None:
             from ..journal import Journal
 
-            self._journal = Journal(self.settings(), command=self.command)
+            journal = Journal(self.settings(), command=self.command)
+            journal.check_root(readable)
+            self._journal = journal
         return self._journal
 
     # --- talk on stderr -------------------------------------------------------

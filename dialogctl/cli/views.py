@@ -112,6 +112,9 @@ def stats(
         typer.Option("--by", help="One row per day, ISO week, model or user instead of the totals (any --format).", case_sensitive=False, show_default=False),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, metavar="N", help="How many of the most active users to show.")] = 10,
+    rescan: Annotated[
+        bool, typer.Option("--rescan", help="Read every file again instead of trusting the saved catalog for unchanged ones (and rebuild it).")
+    ] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Totals and usage for the whole journal: users, messages, tokens, models, activity.
@@ -127,7 +130,10 @@ def stats(
     conversations, users), in any --format including csv and tsv.
 
     Each run also leaves a snapshot in system/stats.yaml for other tools;
-    appends do not update it and dialogctl never reads it back.
+    appends do not update it and dialogctl never reads it back. Files
+    unchanged since the last run (same size and modification time) are not
+    read again; --rescan reads them all, for a file edited in place with its
+    modification time set back.
 
     Examples:
 
@@ -145,7 +151,7 @@ def stats(
     chosen = fmt if by else object_format(fmt, "stats", hint="--by day|week|model|user prints rows, which csv and tsv carry")
     journal = state.journal()
     with ProgressBar(state, "Reading users") as bar:
-        found = journal_analytics(journal, by.value if by else None, progress=bar.update)
+        found = journal_analytics(journal, by.value if by else None, progress=bar.update, rescan=rescan)
     if not save_system_stats(journal, found.totals):
         state.detail("system/stats.yaml not written (journal missing or not writable)")
     if by is not None:
@@ -186,6 +192,8 @@ def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
     pairs += [(f"  {role} messages", f"{count:,}") for role, count in totals["messagesByRole"].items()]
     if totals["damagedRecords"]:
         pairs.append(("Damaged records", f"{totals['damagedRecords']:,}"))
+    if totals["recoveredRecords"]:
+        pairs.append(("Recovered damage", f"{totals['recoveredRecords']:,} (nothing lost; 'dialogctl repair' rewrites those files)"))
     if totals["tokenMessages"]:
         pairs += [
             ("Tokens", f"{totals['totalTokens']:,} in {totals['tokenMessages']:,} messages with a count"),
@@ -288,8 +296,17 @@ def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
         if spec.name in ("fileMode", "dirMode"):
             value = f"{value:04o}"
         records.append({"setting": spec.name, "value": value, "source": setting.source, "env": ENV_PREFIX + spec.env})
-    records.append(_effective_layout(state.journal()))
+    from ..errors import DialogError
+
+    failure: DialogError | None = None
+    try:
+        records.append(_effective_layout(state.journal()))
+    except DialogError as exc:  # a root that is not a folder: every setting is still shown, then the error
+        failure = exc
+        records.append({"setting": "effectiveLayout", "value": None, "source": f"error: {exc.message}", "env": None})
     emit_records(state, fmt, CONFIG_COLUMNS, records)
+    if failure is not None:
+        raise failure
 
 
 def _effective_layout(journal: Journal) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from .conftest import count
 from .faults import Rule
 
 # What a crash may leave behind, all of which repair mends.
-CRASH_LEFTOVERS = {"torn record", "leftover temp file", "unfinished archive"}
+CRASH_LEFTOVERS = {"torn record", "leftover temp file", "leftover backup name", "unfinished archive"}
 TS = "2024-01-02T00:00:00.000Z"
 
 
@@ -73,6 +73,8 @@ STEP_SCENARIOS = {
     "archive": ["archive", "alice", "--id", "a2"],
     "restore": ["restore", "alice", "a1"],
     "cleanup": ["cleanup", "--max-age", "365d", "--max-inactive", "400d", "--yes"],
+    # Three conversations trimmed by rewrite (temp file, backup link, rename) and an archive left empty.
+    "trim": ["cleanup", "--max-age", "30d", "--yes"],
 }
 
 
@@ -98,6 +100,15 @@ def _fresh(template: Path, dest: Path) -> Path:
 def _per_file_old_or_new(state: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> bool:
     """For a command made of several committed steps: each user reads as before or as after."""
     return all(state.get(user) in (old.get(user), new.get(user)) for user in set(old) | set(new) | set(state))
+
+
+def _per_conversation_old_or_new(state: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """For a run of trims and archive removals: each current conversation reads as before or after, each archive is there or gone."""
+    for user in set(old) | set(new) | set(state):
+        (current, archives), (old_current, old_archives), (new_current, new_archives) = state[user], old[user], new[user]
+        if current not in (old_current, new_current) or not set(new_archives) <= set(archives) <= set(old_archives):
+            return False
+    return True
 
 
 @pytest.mark.parametrize("scenario", list(STEP_SCENARIOS))
@@ -138,6 +149,8 @@ def test_kill_at_every_step(scenario: str, template: Path, tmp_path: Path, figur
             outcomes["appended, archive left to the next append"] += 1
         elif scenario == "cleanup" and _per_file_old_or_new(state, old, new):
             outcomes["each user old or new"] += 1
+        elif scenario == "trim" and _per_conversation_old_or_new(state, old, new):
+            outcomes["each conversation old or new"] += 1
         else:
             pytest.fail(f"{scenario} killed at {rule}: the journal reads neither its old nor its new state\n{state}\nold {old}\nnew {new}")
         journal = journal_at(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from dialogctl.config import load_settings
 from dialogctl.journal import Journal
@@ -67,3 +68,82 @@ def test_pipes_show_the_same_escapes_and_machine_formats_the_exact_text(tmp_path
     _assert_inert(piped.stdout + piped.stderr)
     exported = run_exe("--root", str(root), "show", "alice", "--format", "json")
     assert json.loads(exported.stdout)["messages"][0]["content"] == CONTENT
+
+
+def _run_with_stderr(args: list[str], how: str) -> tuple[int, bytes, bytes]:
+    """Run dialogctl with stderr as asked: a pipe read to the end, closed (2>&-), a pipe nobody reads, or /dev/full."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dialogctl", *args]
+    if how == "normal":
+        proc = subprocess.run(command, capture_output=True, timeout=60)
+        return proc.returncode, proc.stdout, proc.stderr
+    if how == "closed":
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2), timeout=60)
+    elif how == "broken pipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=write_end, timeout=60)
+        finally:
+            os.close(write_end)
+    else:
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=full, timeout=60)
+    return proc.returncode, proc.stdout, b""
+
+
+def test_closed_or_broken_stderr_changes_neither_stdout_nor_the_exit_code(tmp_path: Path, figures: Any) -> None:
+    from ..conftest import copy_tree
+
+    broken = copy_tree("v1-broken", tmp_path)  # warnings on stderr, exit 5
+    root = tmp_path / "journal"
+    Journal(load_settings({"root": str(root)})).append("alice", [Message("user", "hello", "2024-01-15T10:30:00.000Z")])
+    runs = [
+        ["--root", str(root), "list", "-f", "json"],
+        ["--root", str(root), "-v", "list", "-f", "json"],  # notes
+        ["--root", str(root), "-v", "export", "--all", "-f", "jsonl"],
+        ["--root", str(broken), "search", "hi", "-f", "jsonl"],  # warnings and exit 5
+        ["--root", str(broken), "show", "carol-1", "-f", "jsonl"],
+        ["--root", str(root), "show", "nobody"],  # an error line, exit 3
+        ["--root", str(root), "-v", "append", "bob", "hi", "--timestamp", "2024-01-15T10:31:00Z"],  # a write with notes
+    ]
+    checked = 0
+    for args in runs:
+        code, out, err = _run_with_stderr(args, "normal")
+        assert err or args[-2:] == ["-f", "json"], args  # all but the first say something on stderr
+        if "append" in args:
+            before = (root / "users/bo/b/bob/dialogs/current.yaml").read_bytes()
+            (root / "users/bo/b/bob/dialogs/current.yaml").unlink()
+        for how in ("closed", "broken pipe", "/dev/full"):
+            got = _run_with_stderr(args, how)
+            assert got[:2] == (code, out), (args, how, got[:2], (code, out))
+            if "append" in args:
+                written = root / "users/bo/b/bob/dialogs/current.yaml"
+                assert written.read_bytes() == before, how
+                written.unlink()
+            checked += 1
+    figures.add(f"stderr closed, a closed pipe or /dev/full: {checked} runs of {len(runs)} commands, stdout and exit code as with a working stderr")
+
+
+def test_a_closed_stdout_is_a_closed_pipe_and_never_reaches_a_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "journal"
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "dialogctl", "--root", str(root), *args]
+        return subprocess.run(command, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1), timeout=60)
+
+    # Nothing to print: the append succeeds, and the descriptor stdout left free never becomes a journal file's.
+    assert run("-v", "append", "alice", "hello", "--timestamp", "2024-01-15T10:30:00Z").returncode == 0
+    assert [m.content for m in Journal(load_settings({"root": str(root)})).read(Journal(load_settings({"root": str(root)})).resolve("alice")).messages] == [
+        "hello"
+    ]
+    for args in (["list", "-f", "json"], ["list"], ["export", "--all", "-f", "jsonl"]):
+        result = run(*args)
+        assert result.returncode == 141 and b"internal error" not in result.stderr, (args, result)
