@@ -401,8 +401,16 @@ def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list
     count = parallel.workers()
     if not use_cores or count < 2 or len(jobs) < 2:
         return [_read_job(job) for job in jobs]
-    with parallel.pool(count) as workers_pool:
-        return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
+    size = max(1, min(64, len(jobs) // (count * 8)))
+    chunks = (jobs[i : i + size] for i in range(0, len(jobs), size))
+    out: list[list[Any] | None] = []
+    for entries in parallel.ordered(_read_jobs, chunks, count, window=4 * count, what="reading conversation files for the catalog"):
+        out.extend(entries)
+    return out
+
+
+def _read_jobs(jobs: list[tuple[str, str, list[Any] | None]]) -> list[list[Any] | None]:
+    return [_read_job(job) for job in jobs]
 
 
 def summaries(journal: Journal, save_learned: bool = True) -> Iterator[tuple[str, list[ConversationSummary]]]:

@@ -15,7 +15,9 @@ Exit codes (stable, documented in the README and the man page):
 3     user, conversation or archive not found
 4     lock busy (another process holds the user's lock)
 5     damaged data (unreadable records; intact ones were still used)
-6     I/O or permission error
+6     I/O or permission error, or out of resources (memory, a worker
+      process killed)
+70    internal error (a bug)
 ====  ===========================================================
 """
 
@@ -30,6 +32,7 @@ EXIT_NOT_FOUND = 3
 EXIT_LOCK_BUSY = 4
 EXIT_DAMAGED = 5
 EXIT_IO = 6
+EXIT_INTERNAL = 70
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (also an empty result)",
@@ -38,7 +41,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NOT_FOUND: "user, conversation or archive not found",
     EXIT_LOCK_BUSY: "lock busy: another process holds the user's lock",
     EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
-    EXIT_IO: "I/O or permission error (disk full, read-only, permission denied)",
+    EXIT_IO: "I/O, permission or resource error (disk full, read-only, permission denied, out of memory, a worker process killed)",
 }
 
 
@@ -92,6 +95,12 @@ class LockBusy(DialogError):
     exit_code = EXIT_LOCK_BUSY
 
 
+class WorkerCrashed(DialogError):
+    """A worker process ended in a way only a bug explains (a crash, an exception nobody expected)."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class DamagedData(DialogError):
     """Some records could not be read; every intact record was still used."""
 
@@ -102,6 +111,10 @@ class StorageError(DialogError):
     """The operating system refused an I/O operation (disk full, permissions...)."""
 
     exit_code = EXIT_IO
+
+
+class WorkerDied(StorageError):
+    """A worker process was killed (SIGKILL, the out-of-memory killer) or ran out of memory: the command did not finish."""
 
 
 class UnsafePath(StorageError):

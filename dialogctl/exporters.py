@@ -190,7 +190,7 @@ def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, m
             yield journal.root, options.format, options.neutralised, message_filter, batch
 
     count = parallel.workers()
-    for results in parallel.ordered(_format_files, jobs(), count, window=2 * count):
+    for results in parallel.ordered(_format_files, jobs(), count, window=2 * count, what="exporting"):
         for (ref, _), result in zip(handed_out.popleft(), results, strict=True):
             if result is None:  # gone since the walk
                 continue

@@ -164,6 +164,8 @@ def _report_other(exc: Exception) -> int:
         return _fail(message[:1].lower() + message[1:], hint, exc.exit_code)
     if isinstance(exc, OSError):
         return _fail(exc.strerror or str(exc), None, EXIT_IO)
+    if isinstance(exc, MemoryError):  # a resource failure (ulimit -v, a full machine), not a bug
+        return _fail("out of memory; the command did not finish", "free memory or raise the limit (ulimit -v), then run it again", EXIT_IO)
     if os.environ.get("DIALOGCTL_DEBUG"):
         raise exc
     return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)
