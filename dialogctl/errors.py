@@ -117,6 +117,10 @@ class WorkerDied(StorageError):
     """A worker process was killed (SIGKILL, the out-of-memory killer) or ran out of memory: the command did not finish."""
 
 
+class FileTooLarge(StorageError):
+    """A file larger than dialogctl reads of its kind (a limit that keeps memory bounded); it was not read."""
+
+
 class UnsafePath(StorageError):
     """A symlink or foreign object where the journal expects its own folder or file."""
 

@@ -54,7 +54,7 @@ from typing import Literal
 
 from . import layout as L
 from .codec import encode_batch
-from .errors import ChangedUnderneath
+from .errors import ChangedUnderneath, FileTooLarge
 from .journal import Conversation, FileSeen, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
@@ -413,7 +413,10 @@ def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: Cl
     ref = _ref_of(action)
     folder, name = journal.locate(dialogs, ref)
     try:
-        read = folder.read_with_stat(name)
+        try:
+            read = folder.read_with_stat(name, journal.file_limit)
+        except FileTooLarge:
+            return None  # grew past maxFileMB since the plan: not read, so never rewritten
         if read is None:
             return None
         data, st = read

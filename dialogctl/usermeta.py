@@ -71,7 +71,9 @@ _OWN = "dialogctl"  # our bookkeeping inside the file
 def load(user_folder: Folder) -> dict[str, Any] | None:
     """The metadata as a dict; None when missing or unreadable (it will be recomputed)."""
     try:
-        data = user_folder.read_bytes(METADATA_FILE)
+        from .storage import MAX_SMALL_FILE
+
+        data = user_folder.read_bytes(METADATA_FILE, MAX_SMALL_FILE)
     except Exception:  # noqa: BLE001 - unreadable derived data is recomputed, never fatal
         return None
     if not data:
