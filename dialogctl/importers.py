@@ -49,7 +49,7 @@ from .errors import InvalidInput
 from .exporters import CSV_COLUMNS, restore_cell
 from .journal import Journal
 from .models import ROLES, AppendResult, ConversationRef, Message
-from .times import parse_timestamp, utc_now_iso
+from .times import TIMESTAMP_RULE, parse_timestamp, utc_now_iso
 
 FORMATS = ("json", "jsonl", "csv", "openai", "sqlite")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -140,7 +140,7 @@ def _message(raw: dict[str, Any], where: str, now: str, field: str = "field") ->
     if timestamp is None:
         timestamp = now
     elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: {field} 'timestamp' must be an ISO 8601 date-time")
+        raise InvalidInput(f"{where}: {field} 'timestamp' must be {TIMESTAMP_RULE}")
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: {field} 'metadata' must be an object")

@@ -30,8 +30,8 @@ from .storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
 from .times import archive_id_for, utc_now
 
 _TAIL_BYTES = 4096
-MAX_RECORD = 1 << 20
-FILE_TOO_LARGE = "file too large"  # the damage a conversation file over maxFileMB is reported as  # config/journal-config.yaml: a few lines; never read past this
+MAX_RECORD = 1 << 20  # config/journal-config.yaml: a few lines; never read past this
+FILE_TOO_LARGE = "file too large"  # the damage a conversation file over maxFileMB is reported as
 T = TypeVar("T")
 
 

@@ -420,7 +420,15 @@ class _Mender:
             return
         if st.st_size > self.journal.file_limit:
             self.unmended.append(
-                Finding(rel, None, "leftovers", FILE_TOO_LARGE, f"a leftover temp file of {st.st_size} bytes, too large to copy to quarantine (maxFileMB)", None, user)
+                Finding(
+                    rel,
+                    None,
+                    "leftovers",
+                    FILE_TOO_LARGE,
+                    f"a leftover temp file of {st.st_size} bytes, too large to copy to quarantine (maxFileMB)",
+                    None,
+                    user,
+                )
             )
             return
         if min_age and time.time() - st.st_mtime < min_age:

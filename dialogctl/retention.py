@@ -58,7 +58,7 @@ from .errors import ChangedUnderneath, FileTooLarge
 from .journal import Conversation, FileSeen, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder, open_root
-from .times import format_timestamp, parse_timestamp, utc_now
+from .times import back, format_timestamp, parse_timestamp, utc_now
 from .usermeta import refresh_metadata
 
 ActionKind = Literal["remove-user", "remove-archive", "trim", "keep"]
@@ -155,9 +155,9 @@ def plan_cleanup(
     now = now or utc_now()
     plan = CleanupPlan(
         now,
-        now - max_age if max_age else None,
-        now - max_inactive if max_inactive else None,
-        now - retention if retention else None,
+        back(now, max_age) if max_age else None,
+        back(now, max_inactive) if max_inactive else None,
+        back(now, retention) if retention else None,
         max_conversations or None,
         explain,
         journal.file_shape,

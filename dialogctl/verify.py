@@ -34,7 +34,7 @@ from .journal import FILE_TOO_LARGE, Journal, too_large_detail
 from .models import ROLES, ConversationRef, Damage
 from .reader import ParsedFile, parse_conversation
 from .storage import MAX_SMALL_FILE, TEMP_MARK, Folder, human_size, kind_of, open_root
-from .times import parse_timestamp
+from .times import TIMESTAMP_RULE, parse_timestamp
 from .usermeta import METADATA_FILE
 
 SYSTEM_DIR = "system"
@@ -196,7 +196,7 @@ def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[F
             None,
             "timestamps",
             "unreadable timestamp",
-            f"{len(unreadable)} message(s) have a timestamp that is not ISO 8601 (first: message {unreadable[0]})",
+            f"{len(unreadable)} message(s) have a timestamp that is not {TIMESTAMP_RULE} (first: message {unreadable[0]}); readers count them but place them at no time",
             None,
             conv.user,
         )
@@ -658,7 +658,14 @@ def _record_finding(journal: Journal, exc: StorageError) -> Finding:
     if st is not None and not stat.S_ISREG(st.st_mode):
         return special_file(path, st)
     problem = "file too large" if isinstance(exc, FileTooLarge) else "unreadable"
-    return Finding(path, None, "layout", problem, f"{exc.message.replace(os.path.join(journal.root, path), 'the layout record')}; the layout was detected from the folders", None)
+    return Finding(
+        path,
+        None,
+        "layout",
+        problem,
+        f"{exc.message.replace(os.path.join(journal.root, path), 'the layout record')}; the layout was detected from the folders",
+        None,
+    )
 
 
 def verify_user(journal: Journal, user: str, dialogs: Folder, expect: Expectations) -> tuple[list[Finding], int]:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
-from ..times import format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
+from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
 
 
 def read_stdin(what: str, example: str) -> str:
@@ -184,7 +184,7 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
     if timestamp is None:
         timestamp = utc_now_iso()
     elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: field 'timestamp' must be an ISO 8601 date-time")
+        raise InvalidInput(f"{where}: field 'timestamp' must be {TIMESTAMP_RULE}")
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: field 'metadata' must be an object")

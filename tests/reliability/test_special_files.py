@@ -212,14 +212,20 @@ def test_an_unreadable_layout_record_is_an_io_error_naming_it(tmp_path: Path) ->
         pytest.skip("no Python the unprivileged owner may run")
     import sysconfig
 
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(base), "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]])}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(base),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]]),
+    }
 
     def drop() -> None:
         os.setgroups([])
         os.setgid(65534)
         os.setuid(65534)
 
-    proc = subprocess.run([python, "-m", "dialogctl", "--root", str(root), "list"], capture_output=True, text=True, env=env, preexec_fn=drop, timeout=60, cwd=base)
+    proc = subprocess.run(
+        [python, "-m", "dialogctl", "--root", str(root), "list"], capture_output=True, text=True, env=env, preexec_fn=drop, timeout=60, cwd=base
+    )
     assert proc.returncode == 6, proc.stderr
     assert f"cannot open {record}: Permission denied" in proc.stderr and "Errno" not in proc.stderr
 
@@ -249,4 +255,3 @@ def test_zz_planted_objects_figures(figures: Any) -> None:
             f"folder, sparse 5 GiB file) in {len(PLACES)} places dialogctl opens, {_SEEN['runs']} commands under a 1 GiB RLIMIT_AS: "
             "0 hangs, 0 internal errors, 0 outside files written, every one named by verify"
         )
-
