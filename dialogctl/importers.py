@@ -80,6 +80,8 @@ def detect_format(name: str | None, data: bytes) -> str:
             first = json.loads(head.split(b"\n", 1)[0])
         except ValueError:
             return "jsonl" if ext in (".jsonl", ".ndjson") else "json"  # an object over several lines
+        except RecursionError:
+            return "jsonl"  # a first line nested too deep to parse: the jsonl reader names it
         if isinstance(first, dict) and "messages" in first:
             return "json" if "userId" in first or "user" in first else "openai"
         return "jsonl"
@@ -184,8 +186,17 @@ def _load_json(text: str, where: str, whole_file: bool = False) -> Any:
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno} column {exc.colno}" if whole_file else f"character {exc.pos + 1}"
         raise InvalidInput(f"{where}: not valid JSON at {at} ({exc.msg})") from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"{where}: {exc if isinstance(exc, ValueError) else 'nested too deeply'}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+    except RecursionError:  # too deep for the parser: found again by a loop, to name its line and path
+        from .codec import MAX_METADATA_DEPTH
+        from .nesting import deepest
+
+        found = deepest(text, MAX_METADATA_DEPTH)
+        if found is None or not found.path:
+            raise InvalidInput(f"{where}: nested deeper than {MAX_METADATA_DEPTH} levels") from None
+        line = f" line {found.line}" if whole_file else ""
+        raise InvalidInput(f"{where}{line}: {found.describe(MAX_METADATA_DEPTH)}") from None
 
 
 def _json_records(text: str, source: str, now: str) -> list[Record]:

@@ -53,7 +53,7 @@ def parse_owner(data: bytes) -> Owner | None:
     try:
         raw = json.loads(data.decode("utf-8"))
         return Owner(str(raw["serverId"]), str(raw["host"]), int(raw["pid"]), str(raw["command"]), str(raw["since"]))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):  # not a record of ours
         return None
 
 

@@ -174,7 +174,7 @@ def last_cleanup(root: str) -> str | None:
     for line in reversed(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a line of ours
             continue
         if isinstance(record, dict) and isinstance(record.get("time"), str):
             moment = parse_timestamp(record["time"])

@@ -80,6 +80,8 @@ def load(user_folder: Folder) -> dict[str, Any] | None:
         return None
     try:
         meta = json.loads(data)
+    except RecursionError:  # nested too deep to be ours: recomputed
+        return None
     except ValueError:
         meta = _load_yaml(data)
     return meta if isinstance(meta, dict) else None

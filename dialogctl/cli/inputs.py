@@ -10,6 +10,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from ..codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
 from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
@@ -60,6 +61,8 @@ def parse_meta(pairs: list[str]) -> dict[str, Any] | None:
             value: Any = json.loads(raw)
         except ValueError:
             value = raw
+        except RecursionError:
+            raise InvalidInput(f"--meta {key}: the value is nested deeper than {MAX_METADATA_DEPTH} levels") from None
         target = meta
         parts = key.split(".")
         for part in parts[:-1]:
@@ -68,6 +71,7 @@ def parse_meta(pairs: list[str]) -> dict[str, Any] | None:
                 raise InvalidInput(f"--meta {key}: {part!r} is already a value")
             target = nested
         target[parts[-1]] = value
+    check_json_like(meta, "--meta")  # nested too deep (dotted keys count), a non-finite number...
     return meta
 
 
@@ -165,6 +169,8 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidInput(f"{where}: {too_deep(line)}") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: expected a JSON object")
     unknown = set(raw) - _JSONL_KEYS - _IGNORED_KEYS
@@ -191,4 +197,20 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
     conversation = raw.get("conversation")
     if conversation is not None and not isinstance(conversation, str):
         raise InvalidInput(f"{where}: field 'conversation' must be text")
-    return user, conversation, Message(role, content, timestamp, metadata)
+    msg = Message(role, content, timestamp, metadata)
+    try:
+        check_message(msg)  # what the append would refuse (metadata nested too deep, a lone surrogate): refused here, naming the line
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
+    return user, conversation, msg
+
+
+def too_deep(text: str) -> str:
+    """What to say about JSON input the parser gave up on for its depth: its field, or its path."""
+    from ..codec import MAX_METADATA_DEPTH
+    from ..nesting import deepest
+
+    found = deepest(text, MAX_METADATA_DEPTH)
+    if found is None or found.field is None:
+        return f"nested deeper than {MAX_METADATA_DEPTH} levels"
+    return f"field {found.field!r} is nested deeper than {MAX_METADATA_DEPTH} levels"
