@@ -223,3 +223,64 @@ def test_without_workers_the_command_runs_in_one_process(tmp_path: Path) -> None
         assert (proc.returncode, proc.stderr) == (0, b""), name
         if name != "stats":  # stats carries the time it was generated
             assert proc.stdout == complete, name
+
+
+def _crash(job: int) -> int:
+    if job == 3:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return job
+
+
+def _bug(job: int) -> int:
+    if job == 3:
+        raise TypeError("a bug in a worker")
+    return job
+
+
+def _out_of_memory(job: int) -> int:
+    if job == 3:
+        raise MemoryError
+    return job
+
+
+@pytest.mark.parametrize(
+    ("func", "error", "words"),
+    [
+        (_crash, "WorkerCrashed", "crashed with SIGSEGV"),
+        (_bug, "TypeError", "a bug in a worker"),
+        (_out_of_memory, "WorkerDied", "ran out of memory while testing"),
+    ],
+)
+def test_a_failing_worker_ends_the_run_with_its_cause(func: Any, error: str, words: str) -> None:
+    from dialogctl import parallel
+
+    got = []
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        for value in parallel.ordered(func, range(20), 2, 4, what="testing"):
+            got.append(value)
+    assert type(raised.value).__name__ == error and words in str(raised.value)
+    if func is _crash:  # a dead worker ends the run at once: what was given is a beginning of the answers
+        assert got == [0, 1, 2][: len(got)]
+    else:  # a failed job is raised in its turn: every answer before it, in order; none after it
+        assert got == [0, 1, 2]
+    assert time.monotonic() - started < 5
+
+
+def test_a_bug_in_a_worker_is_an_internal_error_exit_70(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dialogctl import exporters, parallel
+    from dialogctl.cli.app import app
+
+    root = _journal(tmp_path / "journal", users=10)
+
+    def broken(conv: Any, neutralised: bool) -> str:
+        raise TypeError("a bug in a formatter")
+
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setitem(exporters._FORMATTERS, "jsonl", broken)  # the workers are forked with it
+    result = CliRunner().invoke(app, ["--root", str(root), "export", "--all", "--format", "jsonl"])
+    assert result.exit_code == 70
+    assert result.stderr.strip().splitlines() == ["dialogctl: internal error (TypeError); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened."]
