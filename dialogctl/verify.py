@@ -628,7 +628,7 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
         expect = expectations(journal, root)
         if users is None:
             for check in ROOT_CHECKS:
-                findings.extend(check(journal, root, expect))
+                findings.extend(f for f in check(journal, root, expect) if f not in findings)  # the layout record's may be in already
             users = []
             for parts, finding in walk_users(journal.root, journal.layout()):
                 if finding is None:

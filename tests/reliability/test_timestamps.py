@@ -37,6 +37,7 @@ from dialogctl.render import clock, human_time
 from dialogctl.times import back, format_timestamp, parse_duration, parse_time_spec, parse_timestamp
 
 from ..conftest import Cli
+from .conftest import count
 
 FIRST = datetime.min.replace(tzinfo=UTC)
 LAST = datetime.max.replace(tzinfo=UTC)
@@ -58,7 +59,7 @@ def _text(moment: datetime, offset: timedelta | None, sep: str, fraction: bool) 
     return body + ("Z" if minutes == 0 and sign == "+" else f"{sign}{minutes // 60:02d}:{minutes % 60:02d}")
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=count("TIMESTAMP_EDGES", 3000), deadline=None, suppress_health_check=list(HealthCheck))
 @given(near_edges, offsets, st.sampled_from(["T", " "]), st.booleans())
 def test_the_rule_at_the_calendars_edges(moment: datetime, offset: timedelta | None, sep: str, fraction: bool) -> None:
     text = _text(moment, offset, sep, fraction)
