@@ -90,18 +90,25 @@ def journal_bytes(root: Path) -> int:
 
 
 def build_reference_journal(jsonl: Path, root: Path) -> None:
-    """The same messages as the reference implementation writes them (sequence form, 2x2 shards)."""
+    """The same messages byte for byte as the servers write them (sequence form, 2x2 shards, see ``synthetic.reference_item``).
+
+    Each server append writes its item after a ``\\n`` when the file exists, so
+    a file is its items joined by ``\\n`` with no final newline.
+    """
     shutil.rmtree(root, ignore_errors=True)
     files: dict[str, Any] = {}
     with open(jsonl, encoding="utf-8") as fh:
         for line in fh:
             record = json.loads(line)
             user = record["user"]
-            if user not in files:
+            out = files.get(user)
+            if out is None:
                 folder = root / "users" / user[:2] / user[2:4] / user[4:] / "dialogs"
                 folder.mkdir(parents=True)
-                files[user] = open(folder / "current.yaml", "w", encoding="utf-8")
-            files[user].write(synthetic.reference_item(record))
+                out = files[user] = open(folder / "current.yaml", "w", encoding="utf-8")
+            else:
+                out.write("\n")
+            out.write(synthetic.reference_item(record))
     for fh in files.values():
         fh.close()
 

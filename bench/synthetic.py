@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta  # noqa: F401 - timedelta is used by run.py too
+from pathlib import Path
+from typing import Any
 
 # Today at midnight UTC: cleanup's cut-offs are relative to the real clock.
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -94,30 +97,26 @@ def write_jsonl(path: str, total: int, users: int, seed: int = 1) -> int:
     return count
 
 
-def _reference_scalar(value: object) -> str:
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value)
-
-
-def _reference_mapping(mapping: dict[str, object], indent: str) -> list[str]:
-    lines = []
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            lines.append(f"{indent}{key}:")
-            lines.extend(_reference_mapping(value, indent + "  "))
-        else:
-            lines.append(f"{indent}{key}: {_reference_scalar(value)}")
-    return lines
-
-
 def reference_item(record: dict[str, object]) -> str:
-    """One message as the reference writer emits it: a ``- role:`` item, ``|`` content indented 4, bare timestamp."""
-    content = str(record["content"])
-    lines = [f"- role: {record['role']}", "  content: |"]
-    lines.extend("    " + line if line else "" for line in content.rstrip("\n").split("\n"))
-    lines.append(f"  timestamp: {record['timestamp']}")
-    if record.get("metadata"):
-        lines.append("  metadata:")
-        lines.extend(_reference_mapping(record["metadata"], "    "))  # type: ignore[arg-type]
-    return "\n".join(lines) + "\n"
+    """One message byte for byte as the servers write it (``tests/reference_writer.py``), with no final newline.
+
+    Every content line is indented four spaces, blank ones included, so a
+    blank line and the empty piece after a final newline become lines of four
+    spaces; a file is its items joined by ``\\n`` (see :func:`reference_file`).
+    """
+    return _server().format_item(record)
+
+
+def reference_file(records: list[dict[str, object]]) -> str:
+    """A conversation file as the servers leave it after appending ``records`` one by one: joined by ``\\n``, no final newline."""
+    return "\n".join(reference_item(r) for r in records)
+
+
+def _server() -> Any:
+    """The byte-exact stand-in for the servers' writer, from the repository's tests."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests import reference_writer
+
+    return reference_writer

@@ -17,6 +17,8 @@ Exit codes (stable, documented in the README and the man page):
 5     damaged data (unreadable records; intact ones were still used)
 6     I/O or permission error, or out of resources (memory, a worker
       process killed)
+7     partly done: of many users' batches, some were committed and
+      some were not (the report names each, and its input lines)
 70    internal error (a bug)
 ====  ===========================================================
 """
@@ -32,6 +34,7 @@ EXIT_NOT_FOUND = 3
 EXIT_LOCK_BUSY = 4
 EXIT_DAMAGED = 5
 EXIT_IO = 6
+EXIT_PARTLY_DONE = 7
 EXIT_INTERNAL = 70
 
 EXIT_CODES: dict[int, str] = {
@@ -42,6 +45,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_LOCK_BUSY: "lock busy: another process holds the user's lock",
     EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
     EXIT_IO: "I/O, permission or resource error (disk full, read-only, permission denied, out of memory, a worker process killed)",
+    EXIT_PARTLY_DONE: "partly done: some users' batches were committed and some were not (append --jsonl reports each, with its input lines)",
 }
 
 
@@ -49,6 +53,7 @@ class DialogError(Exception):
     """Base class: a failure with a one-line explanation and an exit code."""
 
     exit_code: int = EXIT_NEGATIVE
+    user: str | None = None  # the user the failure is about, where a caller handling many users needs to know
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -123,6 +128,20 @@ class FileTooLarge(StorageError):
 
 class UnsafePath(StorageError):
     """A symlink or foreign object where the journal expects its own folder or file."""
+
+
+class PartlyDone(DialogError):
+    """Of a multi-user write, some users' batches were committed and some were not; the command reported each."""
+
+    exit_code = EXIT_PARTLY_DONE
+
+
+class PartlyAppended(StorageError):
+    """An append split at the archive threshold failed after its first ``appended`` messages were written (and stay)."""
+
+    def __init__(self, message: str, *, appended: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.appended = appended
 
 
 class ChangedUnderneath(StorageError):

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from .errors import NotFound
+from .errors import LockBusy, NotFound
 from .journal import Journal
 from .models import ConversationRef, ProgressCallback
 from .times import back, parse_timestamp, utc_now
@@ -33,8 +33,9 @@ class IdleOutcome(NamedTuple):
     ref: ConversationRef
     last_message: str
     messages: int
-    archive_id: str | None  # None: kept (active again, or emptied meanwhile)
+    archive_id: str | None  # None: kept (active again, or emptied meanwhile), or skipped
     note: str
+    busy: str | None = None  # the lock error, when the user's lock stayed busy and the conversation was skipped
 
 
 def _last(journal: Journal, ref: ConversationRef) -> tuple[datetime | None, str | None, int]:
@@ -68,7 +69,11 @@ def plan_idle(
 
 
 def archive_idle(journal: Journal, plan: list[IdleConversation], idle: timedelta, now: datetime | None = None) -> list[IdleOutcome]:
-    """Archive each planned conversation that is still idle when its lock is held."""
+    """Archive each planned conversation that is still idle when its lock is held.
+
+    A conversation whose user's lock stays busy (a stuck server) is skipped
+    and reported (``busy``); every other one is still handled.
+    """
     cutoff = back(now or utc_now(), idle)
     outcomes = []
     for item in plan:
@@ -88,4 +93,6 @@ def archive_idle(journal: Journal, plan: list[IdleConversation], idle: timedelta
             outcomes.append(journal.locked(ref.user, "archive --idle", body))
         except NotFound:
             outcomes.append(IdleOutcome(ref, item.last_message, item.messages, None, "gone since the plan was made"))
+        except LockBusy as exc:
+            outcomes.append(IdleOutcome(ref, item.last_message, item.messages, None, "lock busy; skipped", exc.message))
     return outcomes

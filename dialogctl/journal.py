@@ -16,13 +16,14 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
 from . import layout as L
 from . import usermeta
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
-from .errors import DialogError, FileTooLarge, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
+from .errors import DialogError, FileTooLarge, InvalidInput, LayoutError, NotFound, PartlyAppended, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message
 from .reader import parse_conversation
@@ -536,20 +537,84 @@ class Journal:
         (or moved it away to delete it, and died), start over on the folder as
         it is now (recreated for an append): the lock we got guards nothing.
         """
+        dialogs, lock = self._lock_in_place(user, command, create)
+        try:
+            return body(dialogs)
+        finally:
+            lock.release()
+            dialogs.close()
+
+    def _lock_in_place(self, user: str, command: str, create: bool) -> tuple[Folder, UserLock]:
+        """The user's ``dialogs/`` folder, open, and its lock, held (see :meth:`locked`)."""
         for _ in range(5):
-            with self.dialogs_folder(user, create=create) as dialogs:
-                lock = self._lock(dialogs, user, command)
+            dialogs = self.dialogs_folder(user, create=create)
+            lock = self._lock(dialogs, user, command)
+            try:
+                lock.acquire()
+            except FolderGone:
+                dialogs.close()
+                continue
+            except BaseException:
+                dialogs.close()
+                raise
+            try:
+                if self._still_in_place(dialogs, user):
+                    return dialogs, lock
+            except BaseException:
+                lock.release()
+                dialogs.close()
+                raise
+            lock.release()
+            dialogs.close()
+        raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+
+    @contextmanager
+    def locked_all(self, users: Iterable[str], command: str, create: bool = False) -> Iterator[dict[str, Folder]]:
+        """Hold the locks of every user at once: ``{user: dialogs folder}`` while the block runs.
+
+        The locks are taken in user id order, so two holders of several locks
+        never wait for each other in a cycle. A lock that stays busy past
+        ``lockTimeoutMs`` releases every lock taken so far and raises
+        :class:`~dialogctl.errors.LockBusy` before the block runs. The folders
+        of new users made to lock them are removed again when nothing was
+        written into them. Each lock holds two open files, so the number of
+        users is bounded by the open-file limit (raised to the hard limit when
+        needed; beyond it, :class:`~dialogctl.errors.InvalidInput`).
+        """
+        chosen = sorted(set(users))
+        _allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
+        held: list[tuple[str, Folder, UserLock]] = []
+        made: list[str] = []  # users whose folders were made here
+        try:
+            for user in chosen:
                 try:
-                    lock.acquire()
-                except FolderGone:
-                    continue
+                    if create and not self.user_exists(user):
+                        made.append(user)
+                    dialogs, lock = self._lock_in_place(user, command, create)
+                except DialogError as exc:
+                    exc.user = user
+                    raise
+                held.append((user, dialogs, lock))
+            yield {user: dialogs for user, dialogs, _ in held}
+        finally:
+            for user, dialogs, lock in reversed(held):
                 try:
-                    if not self._still_in_place(dialogs, user):
-                        continue
-                    return body(dialogs)
+                    if user in made:
+                        self._unmake_if_unused(dialogs, user)
                 finally:
                     lock.release()
-        raise StorageError(f"the folder of user {user!r} kept disappearing while waiting for its lock")
+                    dialogs.close()
+
+    def _unmake_if_unused(self, dialogs: Folder, user: str) -> None:
+        """Remove a user folder made only to be locked, if nothing but the lock file is in it (the lock is held)."""
+        try:
+            if set(dialogs.names()) - {L.LOCK_FILE}:
+                return
+            dialogs.remove(L.LOCK_FILE)
+            with open_root(self.root) as root, root.open_folder((L.USERS_DIR,)) as users:
+                users.remove_empty_folders((*self.layout().user_parts(user), L.DIALOGS_DIR))
+        except DialogError:
+            pass  # an empty user folder is harmless: the next append fills it
 
     def _still_in_place(self, dialogs: Folder, user: str) -> bool:
         """Whether ``dialogs`` is still the folder found at the user's path."""
@@ -568,7 +633,8 @@ class Journal:
         never half a user), and only then deleted. A user's folder can also be
         the shard folder of longer ids (``user`` holds ``user-1000`` in the
         sharded layout), so only ``dialogs/`` and the user's ``metadata.yaml``
-        go, and folders only when empty.
+        go (with what interrupted rewrites and removals of them left), and
+        folders only when empty.
         """
         parts = self.layout().user_parts(user)
         with open_root(self.root) as root:
@@ -577,7 +643,15 @@ class Journal:
                 folder.rename_to(L.DIALOGS_DIR, folder, doomed)
                 folder.remove_tree(doomed)
                 folder.remove(usermeta.METADATA_FILE)
-                folder.fsync()
+                for name in folder.names():
+                    if name.startswith(f".{usermeta.METADATA_FILE}{TEMP_MARK}"):
+                        folder.remove(name)
+                    elif name.startswith(f".{L.DIALOGS_DIR}{TEMP_MARK}") and folder.has_folder(name):
+                        folder.remove_tree(name)
+                try:
+                    folder.fsync()
+                except OSError as exc:
+                    raise StorageError(f"removed user {user!r} from {folder.path}, but cannot sync that folder: {exc.strerror}") from None
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
@@ -646,6 +720,15 @@ class Journal:
 
         return self.locked(user, command, body, create=True)
 
+    def append_locked(self, dialogs: Folder, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False) -> AppendResult:
+        """:meth:`append`, for a caller that holds the user's lock (``dialogs`` is the user's open folder, as :meth:`locked_all` gives it)."""
+        if not messages:
+            raise InvalidInput("nothing to append")
+        for msg in messages:
+            check_message(msg)
+        name, ref = self._target(dialogs, user, conversation)
+        return self._append_locked(dialogs, user, name, ref, messages, one_write)
+
     def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
         if conversation is not None and conversation != "current":
             return L.session_file(conversation), ConversationRef(user, "session", conversation)
@@ -677,7 +760,7 @@ class Journal:
                     if remaining is messages:
                         raise
                     done = len(messages) - len(remaining)
-                    raise StorageError(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}") from None
+                    raise PartlyAppended(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}", appended=done) from None
                 if aid:
                     archived.append(aid)
                 tail = _Tail(0, None, 0)
@@ -690,7 +773,13 @@ class Journal:
             # last item unterminated, and one may append between our look at the tail and
             # this write. (An empty line between items is nothing to YAML.)
             data = b"\n" + encode_batch(chunk, count + 1, form)
-            _, new_size = dialogs.append(name, data, self.modes)
+            try:
+                _, new_size = dialogs.append(name, data, self.modes)
+            except StorageError as exc:
+                done = len(messages) - len(remaining) - len(chunk)
+                if not done:
+                    raise
+                raise PartlyAppended(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}", appended=done) from None
             count += len(chunk)
             tail = _Tail(new_size, form, count)
             if count >= limit and not remaining:
@@ -943,6 +1032,21 @@ def too_large_detail(size: int, limit: int) -> str:
     from .storage import human_size
 
     return f"{human_size(size)}, more than the {human_size(limit)} dialogctl reads of one conversation file (maxFileMB); not read"
+
+
+def _allow_open_files(needed: int, why: str) -> None:
+    """Make room for ``needed`` open files (up to the hard limit), or refuse before anything is done."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise InvalidInput(f"{why} takes about {needed} open files, over this process's limit of {hard}; split the input")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError):
+        raise InvalidInput(f"{why} takes about {needed} open files, over this process's limit of {soft}; split the input") from None
 
 
 def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Form] | None:

@@ -155,7 +155,7 @@ def journal_totals(journal: Journal, progress: ProgressCallback | None = None) -
 
 
 def last_cleanup(root: str) -> str | None:
-    """When the last cleanup ran, from the last line of ``system/cleanup.log``."""
+    """When the last cleanup ran, from the last outcome line of ``system/cleanup.log`` (an intent line says only that one began)."""
     from .errors import DialogError
     from .storage import open_root
 
@@ -176,7 +176,7 @@ def last_cleanup(root: str) -> str | None:
             record = json.loads(line)
         except (ValueError, RecursionError):  # not a line of ours
             continue
-        if isinstance(record, dict) and isinstance(record.get("time"), str):
+        if isinstance(record, dict) and isinstance(record.get("time"), str) and record.get("phase") != "intent":
             moment = parse_timestamp(record["time"])
             return record["time"] if isinstance(moment, datetime) else None
     return None

@@ -2,14 +2,21 @@
 
 The reader first finds dialogctl's frames (see :mod:`dialogctl.codec`); each
 framed record is decoded by the exact small parser. Text between or after
-frames (reference-written items, hand edits, torn writes) goes to
-:mod:`dialogctl.salvage`, which needs ruamel.yaml and is imported only then.
+frames is read by :mod:`dialogctl.sequence` when it holds items in the
+servers' exact shape, and whatever that reader is not certain of (hand edits,
+torn writes, the servers' own invalid items) goes to :mod:`dialogctl.salvage`
+one item at a time: ruamel.yaml is imported only then.
 """
 
 from __future__ import annotations
 
-from .codec import Form, decode_record, detect_form, find_frames
+from typing import TYPE_CHECKING
+
+from .codec import TRAILER_PREFIX, Form, decode_record, detect_form, find_frames
 from .models import Damage, Message
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # How a record of ours cut short at a line break reads to the salvage parser.
 _CUT_KINDS = frozenset({"torn record", "not a message", "invalid YAML", "unexpected text"})
@@ -68,7 +75,8 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     result = ParsedFile(form=form or detect_form(data[:65536]))
     if not data.strip():
         return result
-    frames, _broken = find_frames(data)
+    # Files the servers wrote have no frames: one substring search spares them the frame pattern's scan.
+    frames = find_frames(data)[0] if TRAILER_PREFIX in data else []
     lines = _LineCounter(data, first_line)
     cursor = 0
     for frame in frames:
@@ -159,16 +167,17 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
 
 
 def _salvage(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, label: str, at_end: bool) -> None:
+    """Read unframed text: in a sequence file, the servers' items fast and only the rest with YAML, one item at a time."""
     from .salvage import salvage_region
 
-    if result.form == "sequence":
-        start = _read_reference_items(data, start, end, result)
-        if not data[start:end].strip():
-            return
-
-    messages, damage, _ = salvage_region(data, start, end, lines.at(start), result.form or "documents", label, at_end)
-    result.messages.extend(messages)
-    result.damage.extend(damage)
+    form = result.form or "documents"
+    regions = _read_reference_items(data, start, end, result) if form == "sequence" else iter([(start, end)])
+    for first, last in regions:
+        # The same items, lines and damage as one call over [start, end): the salvage reader
+        # cuts a region into items at the same lines and reads each item on its own.
+        messages, damage, _ = salvage_region(data, first, last, lines.at(first), form, label, at_end and last == end)
+        result.messages.extend(messages)
+        result.damage.extend(damage)
 
 
 def _decode_framed_slowly(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, label: str) -> Message | None:
@@ -183,21 +192,36 @@ def _decode_framed_slowly(data: bytes, start: int, end: int, lines: _LineCounter
     return None
 
 
-def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile) -> int:
-    """Read the leading items in the reference writer's exact shape quickly; return where the rest begins."""
-    from .sequence import read_items
+def _read_reference_items(data: bytes, start: int, end: int, result: ParsedFile) -> Iterator[tuple[int, int]]:
+    """Read the items of ``data[start:end]`` that are in the servers' exact shape into ``result``.
 
-    lead = start
-    while lead < end and data[lead] == 10:
-        lead += 1
-    if not data.startswith(b"- role: ", lead):
-        return start
-    try:
-        text = data[lead:end].decode("utf-8")
-    except UnicodeDecodeError:
-        return start
-    messages, stop = read_items(text)
-    if not messages:
-        return start
-    result.messages.extend(messages)
-    return lead + (len(text[:stop].encode("utf-8")) if stop < len(text) else end - lead)
+    Yields, in order, the byte ranges left for YAML: each item the fast reader
+    is not certain about (or text before the first item), one at a time, so
+    the items after it are read fast again. The caller reads each range before
+    asking for the next, which keeps the messages in file order. The text is
+    decoded once, and checked once for characters YAML does not carry as
+    written (see :func:`dialogctl.sequence.decode`).
+    """
+    from .sequence import decode, next_item, read_items
+
+    text, carried = decode(data, start, end)
+    size = len(text)
+    one_byte_chars = size == end - start
+    char_at, byte_at = 0, start
+
+    def offset(char: int) -> int:
+        nonlocal char_at, byte_at
+        if one_byte_chars:
+            return start + char
+        byte_at += len(text[char_at:char].encode("utf-8", "surrogateescape"))
+        char_at = char
+        return byte_at
+
+    pos = 0
+    while pos < size:
+        messages, stop = read_items(text, pos, carried)
+        result.messages.extend(messages)
+        if stop >= size:
+            return
+        pos = next_item(text, stop)
+        yield offset(stop), offset(pos)

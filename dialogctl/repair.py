@@ -104,6 +104,7 @@ class RepairReport(NamedTuple):
     unmended: list[Finding]  # problems repair leaves to a person (after a real run: what verify still finds)
     quarantine: str | None  # the run's quarantine folder, relative to the root, if anything was put there
     dry_run: bool
+    log_error: str | None = None  # the outcome line could not be written to system/audit.log (the repair itself is done)
 
 
 def _usable_user_folder(parts: tuple[str, ...], layout: L.Layout) -> bool:
@@ -213,10 +214,67 @@ def _requote(match: re.Match[str]) -> str:
 
 
 def repair(journal: Journal, users: list[str] | None = None, dry_run: bool = False) -> RepairReport:
-    """Mend the whole journal (or the given users); with ``dry_run``, only say what would be done."""
+    """Mend the whole journal (or the given users); with ``dry_run``, only say what would be done.
+
+    Log first, act second: a real run plans first (a dry run), and when there
+    is anything to do, logs that intent to ``system/audit.log`` (each step's
+    action and path, and the quarantine folder) before it changes anything;
+    a log that cannot be written stops it there. The outcome follows the run.
+    """
     for user in users or []:
         L.validate_user_id(user)  # before anything touches the disk
-    mender = _Mender(journal, dry_run)
+    if dry_run:
+        return _repair(journal, users, _Mender(journal, True))
+    plan = _repair(journal, users, _Mender(journal, True))
+    if not plan.actions:
+        return plan._replace(dry_run=False)
+    from .deletion import AUDIT_LOG, log_line, log_quietly
+
+    mender = _Mender(journal, False)
+    log_line(journal, AUDIT_LOG, _audit_record(journal, mender, users, "intent", plan.actions), "nothing was repaired")
+    try:
+        report = _repair(journal, users, mender)
+    except BaseException as exc:
+        error = exc.message if isinstance(exc, DialogError) else type(exc).__name__
+        log_quietly(journal, AUDIT_LOG, _audit_record(journal, mender, users, "failed", mender.actions, error=error))
+        raise
+    try:
+        log_line(journal, AUDIT_LOG, _audit_record(journal, mender, users, "done", report.actions, len(report.unmended)), "the repair itself is done")
+    except DialogError as exc:
+        return report._replace(log_error=exc.message)
+    return report
+
+
+def _audit_record(
+    journal: Journal, mender: _Mender, users: list[str] | None, phase: str, actions: list[RepairAction], unmended: int | None = None, error: str | None = None
+) -> dict[str, object]:
+    """A repair's line in ``system/audit.log``: who, when, which files and what was done to them; never message text."""
+    from collections import Counter
+
+    from .deletion import operator
+    from .times import utc_now_iso
+
+    record: dict[str, object] = {
+        "time": utc_now_iso(),
+        "action": "repair",
+        "phase": phase,
+        "run": mender.run,
+        "users": users,
+        "quarantine": mender.quarantine_rel,
+        "files": len({a.path for a in actions}),
+        "steps": dict(Counter(a.action for a in actions)),
+        "paths": [{"action": a.action, "path": a.path} for a in actions],
+        "by": {**operator(), "serverId": journal.settings["serverId"]},
+    }
+    if unmended is not None:
+        record["unmended"] = unmended
+    if error is not None:
+        record["error"] = error
+    return record
+
+
+def _repair(journal: Journal, users: list[str] | None, mender: _Mender) -> RepairReport:
+    dry_run = mender.dry_run
     with open_root(journal.root) as root:
         mender.expect = expectations(journal, root)
         if users is None:

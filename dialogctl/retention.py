@@ -45,7 +45,7 @@ whose timestamp cannot be read (it cannot be dated).
 
 from __future__ import annotations
 
-import json
+import os
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -54,10 +54,11 @@ from typing import Literal
 
 from . import layout as L
 from .codec import encode_batch
-from .errors import ChangedUnderneath, FileTooLarge
+from .deletion import log_line, log_quietly, remove_user_data
+from .errors import ChangedUnderneath, DialogError, FileTooLarge, LockBusy, storage_error
 from .journal import Conversation, FileSeen, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
-from .storage import Folder, open_root
+from .storage import Folder
 from .times import back, format_timestamp, parse_timestamp, utc_now
 from .usermeta import refresh_metadata
 
@@ -317,26 +318,63 @@ def _rewrite_bytes(messages: list[Message], plan: CleanupPlan) -> bytes:
 @dataclass
 class CleanupResult:
     applied: list[CleanupAction] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): the plan's skips, then the run's
+    not_done: list[tuple[CleanupAction, str]] = field(default_factory=list)  # planned steps the run did not take, and why
+    busy: list[tuple[str, str]] = field(default_factory=list)  # (user, the lock error): users left for the next run
+    log_error: str | None = None  # the outcome line could not be written to cleanup.log (everything else was done)
 
     def summary(self) -> dict[str, object]:
         return _counts(self.applied)
 
+    def skip(self, action: CleanupAction, reason: str) -> None:
+        self.skipped.append((action.path, reason))
+        self.not_done.append((action, reason))
+
+
+CLEANUP_LOG = ("system", "cleanup.log")
+
 
 def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallback | None = None) -> CleanupResult:
-    """Carry out a plan, user by user under each user's lock (``progress`` is told after each); log one line."""
+    """Carry out a plan, user by user under each user's lock (``progress`` is told after each); logged first.
+
+    Before the first change the intent (every step: action, rule, user, path)
+    goes to ``system/cleanup.log``: a log that cannot be written stops the run
+    here (:class:`~dialogctl.errors.StorageError`), with nothing changed.
+    A user whose lock stays busy is skipped and reported (``busy``), and
+    every other user is still handled. The outcome line follows at the end:
+    the totals, each skipped step and why, and the busy users. A plan with
+    nothing to do logs only the outcome line, as every run did before.
+    """
     result = CleanupResult(skipped=list(plan.skipped))
     by_user: dict[str, list[CleanupAction]] = {}
     for action in plan.actions:
         by_user.setdefault(action.user, []).append(action)
+    run = os.urandom(6).hex()
+    if by_user:
+        log_line(journal, CLEANUP_LOG, _intent_record(journal, plan, run), "nothing was cleaned up")
     try:
         for done, (user, actions) in enumerate(by_user.items(), 1):
-            _apply_user(journal, plan, user, actions, result)
+            try:
+                _apply_user(journal, plan, user, actions, result)
+            except LockBusy as exc:
+                result.busy.append((user, exc.message))
+                for action in actions:
+                    result.skip(action, f"lock busy: {exc.message}")
             if progress is not None:
                 progress(done, len(by_user))
-    finally:
         journal.rewrites.settle()  # what a server appended to a trimmed file just as it was replaced
-    _log(journal, plan, result)
+    except BaseException as exc:
+        try:
+            journal.rewrites.settle()
+        except DialogError:
+            pass
+        error = exc.message if isinstance(exc, DialogError) else type(exc).__name__
+        log_quietly(journal, CLEANUP_LOG, _outcome_record(journal, plan, result, run, error))
+        raise
+    try:
+        log_line(journal, CLEANUP_LOG, _outcome_record(journal, plan, result, run), "the cleanup itself is done")
+    except DialogError as exc:
+        result.log_error = exc.message
     return result
 
 
@@ -348,9 +386,9 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
             # Re-check under the lock: a user who spoke since planning stays.
             fresh = _plan_user(journal, _scratch(plan), user, journal.summaries(user))
             if not (fresh and fresh[0].kind == "remove-user"):
-                result.skipped.append((actions[0].path, "became active since the plan was made; kept"))
+                result.skip(actions[0], "became active since the plan was made; kept")
                 return
-            journal.remove_user_folder(user)
+            remove_user_data(journal, user)  # exactly the user's files, quarantined copies too
             result.applied.append(fresh[0])
             return
         if any(a.rule == "maxConversations" for a in actions):
@@ -359,7 +397,7 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
         for action in actions:
             applied = _apply_file(journal, dialogs, plan, action)
             if applied is None:
-                result.skipped.append((action.path, "changed since the plan was made and no longer qualifies"))
+                result.skip(action, "changed since the plan was made and no longer qualifies")
             else:
                 result.applied.append(applied)
 
@@ -367,7 +405,9 @@ def _apply_user(journal: Journal, plan: CleanupPlan, user: str, actions: list[Cl
     try:
         journal.locked(user, "cleanup", body)
     except NotFound:
-        return  # removed by someone else since the plan was made
+        for action in actions:
+            result.skip(action, "removed by someone else since the plan was made")
+        return
     if any(a.kind in ("trim", "remove-archive") for a in result.applied[before:]):
         refresh_metadata(journal, user)
 
@@ -389,7 +429,7 @@ def _apply_replanned(journal: Journal, dialogs: Folder, plan: CleanupPlan, user:
     now_due = {a.path for a in fresh}
     for action in actions:
         if action.path not in now_due:
-            result.skipped.append((action.path, "changed since the plan was made and no longer qualifies"))
+            result.skip(action, "changed since the plan was made and no longer qualifies")
     for action in fresh:
         if action.kind == "remove-archive":
             _remove_archive(journal, dialogs, _ref_of(action))
@@ -404,7 +444,10 @@ def _remove_archive(journal: Journal, dialogs: Folder, ref: ConversationRef) -> 
     folder, name = journal.locate(dialogs, ref)
     try:
         folder.remove(name)
-        folder.fsync()
+        try:
+            folder.fsync()
+        except OSError as exc:
+            raise storage_error(exc, "remove", folder.child_path(name)) from None
     finally:
         folder.close()
 
@@ -447,15 +490,35 @@ def _ref_of(action: CleanupAction) -> ConversationRef:
     return ConversationRef(action.user, "session", action.conversation)
 
 
-def _log(journal: Journal, plan: CleanupPlan, result: CleanupResult) -> None:
-    record = {
+def _intent_record(journal: Journal, plan: CleanupPlan, run: str) -> dict[str, object]:
+    """The line logged before a cleanup changes anything: what it is about to do, never message text."""
+    return {
         "time": format_timestamp(utc_now()),
+        "phase": "intent",
+        "run": run,
+        "host": socket.gethostname(),
+        "serverId": journal.settings["serverId"],
+        "pid": os.getpid(),
+        "planned": _counts(plan.actions),
+        "cutoffs": plan.cutoffs(),
+        "steps": [{"action": a.kind, "rule": a.rule, "user": a.user, "path": a.path} for a in plan.actions],
+    }
+
+
+def _outcome_record(journal: Journal, plan: CleanupPlan, result: CleanupResult, run: str, error: str | None = None) -> dict[str, object]:
+    """The line logged after a cleanup: what it did (the totals every run has logged), what it skipped and why."""
+    record: dict[str, object] = {
+        "time": format_timestamp(utc_now()),
+        "phase": "failed" if error is not None else "done",
+        "run": run,
         "host": socket.gethostname(),
         "serverId": journal.settings["serverId"],
         **result.summary(),
         "cutoffs": plan.cutoffs(),
         "skipped": len(result.skipped),
+        "skippedSteps": [{"path": path, "reason": reason} for path, reason in result.skipped],
+        "busyUsers": [user for user, _ in result.busy],
     }
-    line = (json.dumps(record) + "\n").encode()
-    with open_root(journal.root) as root, root.open_folder(("system",), create=True, modes=journal.modes) as system:
-        system.append("cleanup.log", line, journal.modes)
+    if error is not None:
+        record["error"] = error
+    return record

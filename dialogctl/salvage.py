@@ -217,17 +217,15 @@ def _parse(raw: bytes) -> Any:
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document safely: no tags, dates kept as text, bounded depth."""
+    import warnings
+
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
-        if _depth_bound(text) <= _C_DEPTH_BOUND and _c_loader() is not None:
-            loader = _c_loader()(text)
-            try:
-                value = loader.get_single_data()
-            finally:
-                loader.dispose()
-        else:
-            value = _pure_yaml().load(text)
+        with warnings.catch_warnings():
+            # ruamel warns on stderr about YAML 1.1 forms it reads (a float such as 1e3): stderr is ours.
+            warnings.simplefilter("ignore")
+            value = _load_one(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line if mark is not None else 0
@@ -240,6 +238,24 @@ def load_yaml(text: str) -> Any:
         raise _ItemError("invalid YAML", type(exc).__name__) from None
     _check_shape(value)
     return value
+
+
+def _load_one(text: str) -> Any:
+    if _depth_bound(text) <= _C_DEPTH_BOUND and _c_loader() is not None:
+        loader = _c_loader()(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    yaml = _pure_yaml()
+    try:
+        return yaml.load(text)
+    except BaseException:
+        # A refused document can leave state behind in the loader (ruamel's
+        # composer keeps counting the depth it was at), and the next, valid,
+        # document would be refused too: start the next parse afresh.
+        _LOADERS.pop("pure", None)
+        raise
 
 
 def _describe(exc: Exception) -> tuple[str, str]:
@@ -279,6 +295,17 @@ def _check_shape(value: Any) -> None:
 _LOADERS: dict[str, Any] = {}
 
 
+def yaml_loader() -> str:
+    """Which ruamel.yaml loader reads text dialogctl did not frame: ``"C (libyaml)"`` or ``"pure Python"``.
+
+    A plain ``pip install`` gives the pure one; the ``fast`` extra adds libyaml
+    (about five times faster). Each document is parsed with fresh loader
+    state either way: the C loader is a new object per document, the pure one
+    is rebuilt after any document it refuses.
+    """
+    return "C (libyaml)" if _c_loader() is not None else "pure Python"
+
+
 def _c_loader() -> Any:
     if "c" not in _LOADERS:
         try:
@@ -299,17 +326,25 @@ def _c_loader() -> Any:
 def _pure_yaml() -> Any:
     if "pure" not in _LOADERS:
         from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        yaml.Constructor = _journal_constructor()
+        yaml.max_depth = MAX_DEPTH
+        _LOADERS["pure"] = yaml
+    return _LOADERS["pure"]
+
+
+def _journal_constructor() -> Any:
+    """ruamel's safe constructor, with timestamps kept as the text written."""
+    if "constructor" not in _LOADERS:
         from ruamel.yaml.constructor import SafeConstructor
 
         class JournalConstructor(SafeConstructor):
             pass
 
         JournalConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
-        yaml = YAML(typ="safe", pure=True)
-        yaml.Constructor = JournalConstructor
-        yaml.max_depth = MAX_DEPTH
-        _LOADERS["pure"] = yaml
-    return _LOADERS["pure"]
+        _LOADERS["constructor"] = JournalConstructor
+    return _LOADERS["constructor"]
 
 
 def _to_message(value: Any, form: Form, is_last: bool) -> Message | tuple[str, str]:
@@ -340,10 +375,19 @@ def _to_message(value: Any, form: Form, is_last: bool) -> Message | tuple[str, s
     return Message(role, content, timestamp, metadata)
 
 
+def _key_text(key: Any) -> str:
+    """A mapping key YAML read as another type, as the servers' parser (JavaScript) names it: null, true, 12."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
 def _json_safe(value: Any) -> Any:
     """Map YAML-only values (non-finite floats, binary, sets) to JSON-carried ones."""
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, str) else k: _json_safe(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else _key_text(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):

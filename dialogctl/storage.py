@@ -576,7 +576,10 @@ class Folder:
                 fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
             for depth in range(len(parts) - 1, -1, -1):
                 os.rmdir(parts[depth], dir_fd=fds[depth])
-                os.fsync(fds[depth])
+                try:
+                    os.fsync(fds[depth])
+                except OSError:
+                    pass  # the folder is gone and held nothing: only when that is on disk is unknown
         except OSError:
             pass  # not empty (another user's folder lives below), already gone, or not a folder: stop
         finally:

@@ -26,6 +26,15 @@ TREES = ["v1-sharded", "v1-flatish", "v3-sessions", "v1-short-ids", "v1-broken",
 DAMAGED_TREES = ["v1-broken", "v1-after-cleanup"]
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say in the log which YAML loader this run tests (.ci/run runs the suite once with each)."""
+    import ruamel.yaml
+
+    from dialogctl.salvage import yaml_loader
+
+    return f"dialogctl: ruamel.yaml {ruamel.yaml.__version__}, {yaml_loader()} loader"
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Own cwd, own XDG dirs, no DIALOGUE_JOURNAL_* from the outside world."""

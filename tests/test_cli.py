@@ -207,9 +207,11 @@ def test_cleanup_dry_run_then_apply(root: Path, cli: Cli) -> None:
     assert done["usersRemoved"] == 1 and done["messagesRemoved"] == 3 and done["bytesFreed"] > 0
     assert [u["user"] for u in cli.json("list", "--format", "json")] == ["archiver", "mixed"]
     assert [m["content"] for m in cli.jsonl("show", "mixed", "--format", "jsonl")] == ["fresh"]
-    log = (root / "system" / "cleanup.log").read_text().splitlines()
-    assert len(log) == 1 and json.loads(log[0])["usersRemoved"] == 1
-    assert cli.json("stats", "--format", "json")["lastCleanup"] == json.loads(log[0])["time"]
+    intent, outcome = [json.loads(line) for line in (root / "system" / "cleanup.log").read_text().splitlines()]
+    assert intent["phase"] == "intent" and intent["planned"]["usersRemoved"] == 1 and intent["run"] == outcome["run"]
+    assert {(s["action"], s["user"]) for s in intent["steps"]} == {("remove-user", "old"), ("trim", "mixed"), ("remove-archive", "archiver")}
+    assert outcome["phase"] == "done" and outcome["usersRemoved"] == 1
+    assert cli.json("stats", "--format", "json")["lastCleanup"] == outcome["time"]
 
 
 def test_cleanup_never_rewrites_damaged_files(tmp_path: Path, cli: Cli) -> None:
@@ -271,12 +273,16 @@ def test_append_jsonl_spools_instead_of_holding_the_input(root: Path, cli: Cli) 
 
     spool = SpooledMessages()
     expected: dict[tuple[str, str | None], list[Any]] = {}
+    lines: dict[tuple[str, str | None], list[int]] = {}
     for i, msg in enumerate(hostile_messages() * 2):
         key = (f"u{i % 3}", None if i % 2 else "s1")
-        spool.add(key, msg)
+        spool.add(key, msg, i + 1)
         expected.setdefault(key, []).append(msg)
+        lines.setdefault(key, []).append(i + 1)
     assert os.fstat(spool.file.fileno()).st_nlink == 0  # no name: nothing left behind
-    assert list(spool.batches()) == list(expected.items())
+    batches = spool.batches()
+    assert [((b.user, b.conversation), b.load()) for b in batches] == list(expected.items())
+    assert [str(b.lines) for b in batches] == [",".join(map(str, numbers)) for numbers in lines.values()]  # every 6th line: no runs
     spool.close()
 
     good = json.dumps({"user": "u1", "role": "user", "content": "ok"}).encode()

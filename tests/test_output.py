@@ -155,8 +155,8 @@ def test_stats_is_one_object(alice: Path, cli: Cli) -> None:
 def test_append_and_restore_print_only_when_asked(root: Path, cli: Cli) -> None:
     assert cli("append", "alice", "one").stdout == ""
     table = cli("append", "alice", "two", "--format", "table").stdout
-    assert table.splitlines()[0].split() == ["User", "Conversation", "Appended", "Messages", "now", "Archived"]
-    assert table.splitlines()[1].split()[:4] == ["alice", "current", "1", "2"]
+    assert table.splitlines()[0].split() == ["User", "Conversation", "Outcome", "Appended", "Messages", "now", "Archived"]
+    assert table.splitlines()[1].split()[:5] == ["alice", "current", "committed", "1", "2"]
     archived = cli("archive", "alice").stdout.strip()
     assert cli("restore", "alice", archived).stdout == ""
     assert cli("restore", "alice", archived, "--format", "table").exit_code == 3  # already restored: gone from archived/

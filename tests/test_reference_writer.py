@@ -59,3 +59,35 @@ def test_append_and_archive_write_what_the_servers_write(tmp_path: Path) -> None
     server.append(path, al[:1])
     assert path.read_bytes() == b"\n" + server.format_item(al[0]).encode()  # an empty file counts as existing
     assert Path(archived).read_bytes() == (TREE / "users/al/al/dialogs/current.yaml").read_bytes()
+
+
+def test_the_benchmark_writes_server_files_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/ builds its server-written journal with this stand-in: items joined by a line feed, no final newline."""
+    import sys
+
+    from dialogctl import salvage
+    from dialogctl.reader import parse_conversation
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    for name in ("synthetic", "run"):
+        sys.modules.pop(name, None)
+    import run  # type: ignore[import-not-found]
+    import synthetic  # type: ignore[import-not-found]
+
+    jsonl = tmp_path / "messages.jsonl"
+    synthetic.write_jsonl(str(jsonl), 60, 3)
+    records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    # Contents that end in a line feed: the empty piece after it is a line of four spaces.
+    assert any("\n    \n  timestamp: " in synthetic.reference_item(r) for r in records)
+    run.build_reference_journal(jsonl, tmp_path / "root")
+    loads: list[str] = []
+    monkeypatch.setattr(salvage, "load_yaml", lambda text: loads.append(text))
+    for user in sorted({r["user"] for r in records}):
+        mine = [r for r in records if r["user"] == user]
+        path = Path(server.dialogs_path(tmp_path / "root", user)) / "current.yaml"
+        assert path.read_bytes() == server.format_batch(mine).encode("utf-8")
+        assert synthetic.reference_file(mine) == server.format_batch(mine)
+        parsed = parse_conversation(path.read_bytes(), user)
+        assert len(parsed.messages) == len(mine) and not parsed.damage
+    assert loads == []  # what the benchmark measures is the fast reader, as on the servers' own files

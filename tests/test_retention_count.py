@@ -191,7 +191,7 @@ def test_the_table_lists_keeps_only_where_the_count_cuts(root: Path, cli: Cli) -
     explained = _rows(cli, "--keep-last", "3", "--explain")
     assert [(r["action"], r["user"], r["conversation"]) for r in explained if r["user"] == "bob"] == [("keep", "bob", "only")]
     csv = cli("cleanup", "--keep-last", "3", "--retention-days", "0", "--dry-run", "--format", "csv").stdout.splitlines()
-    assert csv[0] == "action,rule,user,conversation,messages,bytes,reason" and len(csv) == 7
+    assert csv[0] == "action,rule,user,conversation,messages,bytes,outcome,reason" and len(csv) == 7
     assert csv[4].startswith("remove-archive,maxConversations,alice,c,1,")
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
@@ -293,5 +293,7 @@ def test_cron_cleanup_while_a_server_archives(root: Path, cli: Cli) -> None:
     # Whatever a run removed had `limit` newer archives at the time, so the newest `limit` survive.
     assert _archives(root) == [f"r{i:02d}" for i in range(rounds - limit, rounds)]
     log = [json.loads(line) for line in (root / "system" / "cleanup.log").read_text().splitlines()]
-    assert len(log) == len(runs) + 1 and all(entry["cutoffs"]["maxConversations"] == limit for entry in log)
-    assert sum(entry["archivesRemoved"] for entry in log) == rounds - limit
+    outcomes = [entry for entry in log if entry["phase"] == "done"]  # a run that had steps to take logged its intent first
+    assert len(outcomes) == len(runs) + 1 and all(entry["cutoffs"]["maxConversations"] == limit for entry in log)
+    assert {e["run"] for e in log if e["phase"] == "intent"} == {e["run"] for e in outcomes if e["archivesRemoved"] or e["skipped"]}
+    assert sum(entry["archivesRemoved"] for entry in outcomes) == rounds - limit

@@ -44,7 +44,9 @@ def archive(
     archive); with --format, a record (user, archive). With --idle, archives
     every active conversation idle longer than DURATION (the disconnect
     fallback: safe to run from cron every minute while servers append), one
-    row per conversation.
+    row per conversation. A conversation whose user's lock stays busy (a stuck
+    server) is skipped and reported, every other one is handled, and the
+    sweep then exits 4.
 
     Examples:
 
@@ -127,13 +129,24 @@ def _archive_idle(state: CliState, user: str | None, idle: str, dry_run: bool, f
     outcomes = archive_idle(journal, plan, span, now)
     rows = [_idle_row(o.ref, o.last_message, o.messages, o.archive_id, o.note) for o in outcomes]
     archived = sum(1 for o in outcomes if o.archive_id)
+    busy = [o for o in outcomes if o.busy]
+    for o in busy:
+        state.warn(f"{o.ref.describe()}: skipped: lock busy: {o.busy}")
     state.detail(f"archived {archived} of {len(outcomes)} idle conversations")
     if fmt is None:
         for row in rows:
             if row["archive"]:
                 print(row["archive"])
-        return
-    emit_records(state, fmt, IDLE_COLUMNS, rows)
+    else:
+        emit_records(state, fmt, IDLE_COLUMNS, rows)
+    if busy:
+        from ..errors import LockBusy
+
+        users = ", ".join(sorted({repr(o.ref.user) for o in busy}))
+        raise LockBusy(
+            f"{len(busy)} idle conversation(s) skipped, their users' locks busy: {users}; every other one was handled",
+            hint="the next sweep archives them, or look at 'dialogctl locks --held'",
+        )
 
 
 def _idle_row(ref: Any, last: str, messages: int, archive_id: str | None, note: str) -> dict[str, Any]:

@@ -53,7 +53,8 @@ FILES = {
     "ROOT/users/USER/dialogs/archived/ID.yaml": "Archived conversations.",
     "ROOT/users/USER/dialogs/.lock": "The user's lock file, with the holder's owner record while held.",
     "ROOT/config/journal-config.yaml": "The layout a journal created by dialogctl records.",
-    "ROOT/system/cleanup.log": "One JSON line per cleanup run.",
+    "ROOT/system/cleanup.log": "JSON lines: each cleanup run's intent (before its first change) and outcome, tied by their run id.",
+    "ROOT/system/audit.log": "JSON lines: each rm and repair run's intent (before its first change) and outcome; never message text.",
 }
 
 

@@ -80,7 +80,10 @@ def repair(
 ) -> None:
     """Mend what 'dialogctl verify' finds, keeping the original bytes in quarantine.
 
-    Works user by user under the user's lock. Before a file is rewritten its
+    Works user by user under the user's lock. A real run plans first, and
+    logs what it is about to change to system/audit.log before it changes
+    anything (a log that cannot be written stops it, exit 6), and what it did
+    after. Before a file is rewritten its
     exact bytes are copied to system/quarantine/<run>/; the file is then
     rewritten atomically, as a YAML sequence the servers can append to, with
     every message that can be recovered, including the ones the reference
@@ -113,6 +116,10 @@ def repair(
         state.say(f"the original bytes are kept in {journal.root}/{report.quarantine}")
     for finding in report.unmended:
         state.warn(f"{finding}: repair cannot mend this; a person must look")
+    if report.log_error is not None:
+        from ..errors import StorageError
+
+        raise StorageError(report.log_error)
     if report.unmended:
         raise NegativeAnswer(f"{len(report.unmended)} problem(s) left that repair does not mend")
     if report.actions:

@@ -7,13 +7,17 @@ import marshal
 import os
 import sys
 from array import array
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
 from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
+
+if TYPE_CHECKING:
+    from ..outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
 
 
 def read_stdin(what: str, example: str) -> str:
@@ -89,39 +93,56 @@ class SpooledMessages:
     """Validated ``--jsonl`` messages, held in an unlinked temporary file instead of memory.
 
     Grouped by (user, conversation) in the order each group first appears;
-    memory holds two integers per message (where its record lies in the file).
-    The file is mode 0600 and has no name, so nothing is left behind, whatever
-    happens to the process.
+    memory holds two integers per message (where its record lies in the file)
+    and the input line numbers of each group as ranges. The file is mode 0600
+    and has no name, so nothing is left behind, whatever happens to the
+    process. Close it (or use it as a context manager) when done.
     """
 
     def __init__(self) -> None:
         import tempfile
 
+        from ..outcomes import LineRanges
+
+        self._ranges = LineRanges
         self.file = tempfile.TemporaryFile()
         self.groups: dict[tuple[str, str | None], array[int]] = {}
+        self.lines: dict[tuple[str, str | None], LineRanges] = {}
         self.count = 0
         self._size = 0
 
-    def add(self, key: tuple[str, str | None], msg: Message) -> None:
+    def __enter__(self) -> SpooledMessages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, key: tuple[str, str | None], msg: Message, line: int = 0) -> None:
         data = marshal.dumps((msg.role, msg.content, msg.timestamp, msg.metadata))
         self.file.write(data)
         places = self.groups.get(key)
         if places is None:
             places = self.groups[key] = array("q")
+            self.lines[key] = self._ranges()
         places.append(self._size)
         places.append(len(data))
+        self.lines[key].add(line)
         self._size += len(data)
         self.count += 1
 
-    def batches(self) -> Iterator[tuple[tuple[str, str | None], list[Message]]]:
-        """Each group's messages, in input order, one group at a time; the file is closed after the last (or when given up)."""
-        try:
-            self.file.flush()
-            fd = self.file.fileno()
-            for key, places in self.groups.items():
-                yield key, [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
-        finally:
-            self.close()
+    def batches(self) -> list[Batch]:
+        """Each group as a batch whose messages are read back from the file only when it is written."""
+        from ..outcomes import Batch
+
+        self.file.flush()
+        return [
+            Batch(user, conversation, len(places) // 2, partial(self._load, places), self.lines[(user, conversation)])
+            for (user, conversation), places in self.groups.items()
+        ]
+
+    def _load(self, places: array[int]) -> list[Message]:
+        fd = self.file.fileno()
+        return [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
 
     def close(self) -> None:
         self.file.close()
@@ -153,7 +174,7 @@ def spool_jsonl_messages(
             key = (user, conversation if conversation is not None else default_conversation)
             if key not in spool.groups:
                 check(*key)
-            spool.add(key, msg)
+            spool.add(key, msg, number)
     except OSError as exc:
         spool.close()
         raise storage_error(exc, "spool", "the --jsonl input to a temporary file") from None

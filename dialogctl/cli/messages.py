@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,9 +13,13 @@ from .state import CliState
 APPEND_COLUMNS = [
     Column("user", "User"),
     Column("conversation", "Conversation"),
+    Column("outcome", "Outcome"),
     Column("appended", "Appended", "count"),
     Column("messages", "Messages now", "count"),
     Column("archived", "Archived", "json"),
+    Column("lines", "Input lines"),
+    Column("retryLines", "Retry lines"),
+    Column("reason", "Reason"),
 ]
 
 
@@ -49,14 +52,32 @@ def append(
             "--jsonl", help='Read many messages from stdin, one JSON object per line: {"role", "content", "timestamp"?, "metadata"?, "user"?, "conversation"?}.'
         ),
     ] = False,
+    all_or_none: Annotated[
+        bool,
+        typer.Option(
+            "--all-or-none",
+            help="With --jsonl: take every user's lock first (in user id order) and write nothing if one stays busy. "
+            "A failure while writing (a full disk) still leaves the batches before it committed; the report says which.",
+        ),
+    ] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Append a message (or, with --jsonl, many) to a user's conversation.
 
     Each user's batch is one locked, fsynced write; the conversation is
     archived automatically when it reaches archiveThreshold messages. Prints
-    nothing unless --format asks for the result (user, conversation, appended,
-    messages, archived).
+    nothing unless --format asks for the result: one record per user batch
+    (user, conversation, outcome, appended, messages, archived, lines,
+    retryLines, reason).
+
+    With --jsonl each user's batch (one per user and conversation) is
+    committed or not on its own: a user whose lock stays busy or whose files
+    fail does not stop the others. When some batches are not committed,
+    stderr names every batch with its input lines and what became of it, the
+    records say the same (outcome committed, partly committed, failed or
+    skipped; retryLines: the input lines to send again), and the exit code is
+    7 if some were committed, else the failure's own (4 lock busy, 6 I/O).
+    Ctrl-C finishes the batch being written, reports, and exits 130.
 
     Examples:
 
@@ -65,6 +86,7 @@ def append(
       echo "Hi! How can I help?" | dialogctl append alice --role assistant --meta model=gpt-4 --meta tokens=12
       dialogctl append alice - < reply.txt
       dialogctl append --jsonl < messages.jsonl
+      dialogctl append --jsonl --all-or-none --format jsonl < messages.jsonl > outcome.jsonl
     """
     from ..errors import InvalidInput
     from ..layout import validate_name, validate_user_id
@@ -72,53 +94,113 @@ def append(
     from .inputs import check_role, parse_meta, read_stdin, spool_jsonl_messages, stdin_bytes, timestamp_option
 
     state: CliState = ctx.obj
+    if all_or_none and not jsonl:
+        raise InvalidInput("--all-or-none goes with --jsonl (one message is always all or nothing)")
+    journal = state.journal()
     if jsonl:
         if text is not None or meta or timestamp is not None or role != "user":
             raise InvalidInput("--jsonl reads every field from stdin; TEXT, --role, --meta and --timestamp cannot be combined with it")
 
         def check(line_user: str, line_conv: Optional[str]) -> None:
             validate_user_id(line_user)
+            journal.layout().user_parts(line_user)  # an id whose folder is another user's is refused before anything is written
             if line_conv is not None and line_conv != "current":
                 validate_name(line_conv)
 
-        spool = spool_jsonl_messages(stdin_bytes("--jsonl input", "dialogctl append --jsonl < messages.jsonl"), user, conversation, check)
-        if not spool.groups:
-            spool.close()
-            state.say("no messages on stdin; nothing appended")
-            if fmt is not None:
-                emit_records(state, fmt, APPEND_COLUMNS, [])
-            return
-        batches: Iterable[tuple[tuple[str, Optional[str]], list[Message]]] = spool.batches()
-    else:
-        if user is None:
-            raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
-        check_role(role)
-        content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
-        batches = [((user, conversation), [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))])]
-    journal = state.journal()
-    results = []
-    for (group_user, group_conv), batch in batches:
-        result = journal.append(group_user, batch, group_conv)
-        results.append(result)
-        if result.archive_error:
-            state.warn(f"the messages were appended, but the automatic archive failed ({result.archive_error}); the next append archives first")
-        archived = f"; archived as {', '.join(result.archived)}" if result.archived else ""
-        state.detail(f"appended {result.appended} message(s) to {result.user}/{result.conversation}, which now holds {result.messages}{archived}")
-    total = sum(r.appended for r in results)
-    if len(results) > 1 or total > 1:
-        state.say(f"appended {total} messages for {len(results)} user conversation(s)")
-    if fmt is not None:  # scripts append once per message: stdout stays quiet unless asked
-        emit_records(state, fmt, APPEND_COLUMNS, [_append_record(r) for r in results])
-
-
-def _append_record(result: Any) -> dict[str, Any]:
-    return {
+        with spool_jsonl_messages(stdin_bytes("--jsonl input", "dialogctl append --jsonl < messages.jsonl"), user, conversation, check) as spool:
+            if not spool.groups:
+                state.say("no messages on stdin; nothing appended")
+                if fmt is not None:
+                    emit_records(state, fmt, APPEND_COLUMNS, [])
+                return
+            _append_many(state, spool.batches(), all_or_none, fmt)
+        return
+    if user is None:
+        raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
+    check_role(role)
+    content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
+    # One message is all or nothing: a failure is the command's error, as it always was.
+    # (This path does not import dialogctl.outcomes: scripts run it once per message.)
+    result = journal.append(user, [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))], conversation)
+    record = {
         "user": result.user,
         "conversation": result.conversation,
+        "outcome": "committed",
         "appended": result.appended,
         "messages": result.messages,
         "archived": list(result.archived),
+        "lines": None,
+        "retryLines": None,
+        "reason": result.archive_error,
     }
+    _tell(state, record)
+    if fmt is not None:  # scripts append once per message: stdout stays quiet unless asked
+        columns = APPEND_COLUMNS if fmt is not Format.table else APPEND_COLUMNS[:6]  # one message: no input lines to show
+        emit_records(state, fmt, columns, [record])
+
+
+def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Optional[Format]) -> None:
+    """Write every batch, stream each outcome to stdout (--format) as it is known, then report and choose the exit code."""
+    import signal
+
+    from ..outcomes import append_batches, verdict
+    from .state import tell
+
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if interrupted:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        interrupted.append(True)
+        tell("interrupted: finishing the batch being written, then stopping (Ctrl-C again stops at once)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    outcomes: list[Any] = []
+    try:
+
+        def each() -> Any:
+            for outcome in append_batches(state.journal(), batches, all_or_none=all_or_none, stop=lambda: bool(interrupted)):
+                outcomes.append(outcome)
+                record = outcome.to_json()
+                if outcome.committed:
+                    _tell(state, record)
+                yield record
+
+        if fmt is not None:
+            try:
+                emit_records(state, fmt, APPEND_COLUMNS, each())
+            except BrokenPipeError:
+                # stdout's reader went away: write no more, and say on stderr what was and was not written.
+                from ..outcomes import not_written
+
+                for outcome in outcomes + not_written(batches[len(outcomes) :], "not written: stdout was closed"):
+                    tell(outcome.describe())
+                raise
+        else:
+            for _ in each():
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    failure = verdict(outcomes)
+    if failure is None:  # also when a Ctrl-C came during the last batch: everything was committed
+        total = sum(o.appended for o in outcomes)
+        if len(outcomes) > 1 or total > 1:
+            state.say(f"appended {total} messages for {len(outcomes)} user conversation(s)")
+        return
+    for outcome in outcomes:  # what a retry needs, whatever -q says
+        tell(outcome.describe())
+    if interrupted:
+        raise KeyboardInterrupt
+    assert failure is not None
+    raise failure
+
+
+def _tell(state: CliState, record: dict[str, Any]) -> None:
+    """Notes on a committed batch's record: a failed automatic archive (a warning), and with -v what was appended."""
+    if record["reason"]:
+        state.warn(f"the messages were appended, but the automatic archive failed ({record['reason']}); the next append archives first")
+    archived = f"; archived as {', '.join(record['archived'])}" if record["archived"] else ""
+    state.detail(f"appended {record['appended']} message(s) to {record['user']}/{record['conversation']}, which now holds {record['messages']}{archived}")
 
 
 MESSAGE_COLUMNS = [*PLACE_COLUMNS, Column("content", "Content"), Column("metadata", "Metadata", "json")]

@@ -28,8 +28,12 @@ def rm(
 ) -> None:
     """Delete a user's conversation, archive, or all their data, and log it in system/audit.log.
 
-    Nothing is kept anywhere in the journal afterwards; the audit line records
-    who, when, what and how much, never message text.
+    Nothing is kept anywhere in the journal afterwards. Before the first file
+    goes, the intent (who, when, what, how much and the paths; never message
+    text) is appended to system/audit.log, and the outcome after; a log that
+    cannot be written stops rm there (exit 6) with nothing deleted. --all-data
+    takes exactly the user's files by the layout: its dialogs/, metadata.yaml
+    and their copies in quarantine, never another user's folder inside its own.
 
     Examples:
 

@@ -17,6 +17,7 @@ PLAN_COLUMNS = [
     Column("conversation", "Conversation"),
     Column("messages", "Messages removed", "count"),
     Column("bytes", "Bytes freed", "bytes"),
+    Column("outcome", "Outcome", in_table=False),  # a table is the plan (its title says so); a real run prints rows only in machine formats
     Column("reason", "Why"),
 ]
 
@@ -60,17 +61,23 @@ def cleanup(
 
     Always plans first. --dry-run prints the plan and changes nothing; a real
     run shows the plan and asks on a terminal, and needs --yes otherwise
-    (cron). Each run appends one line to system/cleanup.log. A table run
-    prints the plan; json prints one object (counts, cut-offs, actions);
-    jsonl, csv and tsv print one action per line: the plan with --dry-run,
-    what was done otherwise.
+    (cron). A real run logs to system/cleanup.log what it is about to do
+    before the first change (a log that cannot be written stops it, exit 6,
+    with nothing changed) and what it did after. A user whose lock stays busy
+    (a stuck server) is skipped and reported, every other user is still
+    cleaned up and logged, and the run then exits 4. A table run prints the
+    plan; json prints one object (counts, cut-offs, actions); jsonl, csv and
+    tsv print one action per line: the plan with --dry-run, what was done and
+    what was skipped otherwise.
 
     Each line has an action (remove-user, remove-archive, trim or keep), the
     rule behind it (maxInactive, retention, maxAge or maxConversations), user,
-    conversation, path (json and jsonl), messages and bytes removed, and the
-    reason. The json object adds the totals (usersRemoved, archivesRemoved,
-    filesTrimmed, messagesRemoved, bytesFreed, actionsByRule) and each rule's
-    cut-off (maxConversations: the limit per user).
+    conversation, path (json and jsonl), messages and bytes removed, the
+    outcome (planned, done or skipped) and the reason (for a skipped step: why
+    it was skipped). The json object adds the totals (usersRemoved,
+    archivesRemoved, filesTrimmed, messagesRemoved, bytesFreed, actionsByRule),
+    each rule's cut-off (maxConversations: the limit per user) and the busy
+    users.
 
     The count rule (maxConversationsPerUser, --keep-last) counts a user's archives
     and the active conversations that hold messages; beyond the limit the
@@ -88,7 +95,7 @@ def cleanup(
       dialogctl cleanup --max-age 90d --yes --format jsonl >> cleanup-actions.jsonl
       dialogctl -q cleanup --yes          # nightly, from cron
     """
-    from ..errors import InvalidInput
+    from ..errors import InvalidInput, LockBusy, StorageError
     from ..retention import apply_cleanup, plan_cleanup
     from ..times import parse_duration, span
     from .progress import ProgressBar
@@ -117,7 +124,8 @@ def cleanup(
         state.warn(f"{path}: skipped: {reason}")
     actions = plan.actions
     if dry_run or (table and actions and not yes):  # with --yes (cron) the plan is not shown
-        _emit(state, fmt, plan.items, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
+        planned = [(a, "planned", a.reason) for a in plan.items]
+        _emit(state, fmt, planned, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
         if table and actions:
             state.say(_counts("would remove" if dry_run else "will remove", plan.summary()))
     if dry_run:
@@ -136,7 +144,16 @@ def cleanup(
     summary = result.summary()
     state.say(_counts("removed", summary) if actions else "nothing to clean up")
     if not table:
-        _emit(state, fmt, result.applied, {"dryRun": False, **summary, "cutoffs": plan.cutoffs()})
+        rows = [(a, "done", a.reason) for a in result.applied] + [(a, "skipped", why) for a, why in result.not_done]
+        _emit(state, fmt, rows, {"dryRun": False, **summary, "cutoffs": plan.cutoffs(), "busyUsers": [u for u, _ in result.busy]})
+    if result.log_error is not None:
+        raise StorageError(result.log_error)
+    if result.busy:
+        users = ", ".join(repr(u) for u, _ in result.busy)
+        raise LockBusy(
+            f"{len(result.busy)} user(s) skipped, their locks busy: {users}; every other user was cleaned up and the run was logged",
+            hint="run cleanup again later, or look at 'dialogctl locks --held'",
+        )
 
 
 def _hours(value: Any) -> Any:
@@ -155,7 +172,7 @@ def _counts(verb: str, summary: dict[str, Any]) -> str:
     )
 
 
-def _record(action: Any) -> dict[str, Any]:
+def _record(action: Any, outcome: str, reason: str) -> dict[str, Any]:
     return {
         "action": action.kind,
         "rule": action.rule,
@@ -164,13 +181,14 @@ def _record(action: Any) -> dict[str, Any]:
         "path": action.path,
         "messages": action.messages,
         "bytes": action.bytes,
-        "reason": action.reason,
+        "outcome": outcome,
+        "reason": reason,
     }
 
 
-def _emit(state: CliState, fmt: Format | None, actions: list[Any], header: dict[str, Any], title: str | None = None) -> None:
-    """Actions as a table or rows, or one object (``header`` plus the actions) in json."""
-    records = [_record(a) for a in actions]
+def _emit(state: CliState, fmt: Format | None, rows: list[tuple[Any, str, str]], header: dict[str, Any], title: str | None = None) -> None:
+    """Steps (action, outcome, reason) as a table or rows, or one object (``header`` plus the steps) in json."""
+    records = [_record(*row) for row in rows]
     if fmt is Format.json:
         emit_object(state, fmt, {**header, "actions": records}, lambda: None)
     else:

@@ -56,6 +56,9 @@ SCENARIOS: dict[str, tuple[list[str], Any]] = {
     "archive": (["archive", "alice", "--id", "a2"], None),
     "restore": (["restore", "alice", "a1"], None),
     "cleanup": (["cleanup", "--max-age", "1000d", "--yes"], None),
+    "cleanup of an inactive user": (["cleanup", "--max-inactive", "1000d", "--yes"], None),
+    "rm of a user": (["rm", "bob", "--all-data", "--yes"], None),
+    "rm of an archive": (["rm", "alice", "--archive", "a1", "--yes"], None),
     "repair": (["repair", "alice"], _damage),
     "import": (["import", "alice", "{input}", "--format", "jsonl"], None),
     "import as an archive": (["import", "alice", "{input}", "--format", "jsonl", "--as-archive", "imported"], None),
@@ -63,7 +66,7 @@ SCENARIOS: dict[str, tuple[list[str], Any]] = {
 IMPORTED = "".join(json.dumps({"role": "user", "content": f"imported {i}", "timestamp": "2024-01-05T00:00:00.000Z"}) + "\n" for i in range(3))
 # Commands made of several steps that each commit on their own: a fault after
 # the first commit leaves the earlier steps done (each file old or new, never torn).
-MULTI_STEP = {"cleanup", "repair"}
+MULTI_STEP = {"cleanup", "repair", "cleanup of an inactive user", "rm of a user", "rm of an archive"}
 # An append whose automatic archive fails still succeeds (its message is durable, and a
 # caller told otherwise would append it twice); the next append archives first.
 DEFERRED_ARCHIVE = {"append that archives": ["--set", "archiveThreshold=0", "append", "alice", "fourth", "--timestamp", "2024-01-03T00:00:00Z"]}
@@ -85,6 +88,7 @@ def _fresh(template: Path, dest: Path, prepare: Any) -> Path:
     return dest
 
 
+LOGS = ("system/cleanup.log", "system/audit.log")
 # Caches and summaries a command writes best-effort after its last commit.
 DERIVED_SYSTEM_FILES = ("system/catalog.bin", "system/catalog.lock", "system/stats.yaml")
 
@@ -112,7 +116,7 @@ def normalized(root: Path, leftovers: bool = True, derived: bool = True) -> Coun
             if not derived:
                 continue  # written after the last commit, best-effort
             data = None  # the catalog holds mtimes, stats.yaml its generatedAt
-        if parts[-1] == ".lock" or path == "system/cleanup.log":
+        if parts[-1] == ".lock" or path in LOGS:
             data = None  # owner records and log lines hold the time
         out[("/".join(parts), mode, data)] += 1
     return out
@@ -131,7 +135,8 @@ def test_injected_errors_leave_files_as_they_were(scenario: str, template: Path,
     assert clean.returncode == 0, clean.stderr
     done = normalized(root)
     done_but_derived = normalized(root, derived=False)
-    done_files = {k: _comparable(k, v[1]) for k, v in snapshot(root).items() if k != "system/cleanup.log" and k not in DERIVED_SYSTEM_FILES}
+    done_files = {k: _comparable(k, v[1]) for k, v in snapshot(root).items() if k not in LOGS and k not in DERIVED_SYSTEM_FILES}
+    logged = {log: _lines(root, log) for log in LOGS}
     deferred = None
     if scenario in DEFERRED_ARCHIVE:
         root = _fresh(template, tmp_path / "journal", prepare)
@@ -155,6 +160,13 @@ def test_injected_errors_leave_files_as_they_were(scenario: str, template: Path,
                     after = {k: v for k, v in after.items() if k in before}  # the new user's folders and lock file may stay
                 if run.returncode == 6 and after == before and os.strerror(getattr(errno, code)) in run.stderr:
                     outcomes["exit 6, files as before"] += 1
+                elif (
+                    run.returncode == 6
+                    and _without_logs(after) == _without_logs(before)
+                    and os.strerror(getattr(errno, code)) in run.stderr
+                    and [phase for log in LOGS for phase in _lines(root, log)[len(_lines_of(before, log)) :]] == ["intent", "failed"]
+                ):
+                    outcomes["exit 6, files as before, its intent and the failure logged"] += 1
                 elif run.returncode == 0 and normalized(root) == done:
                     outcomes["after the last commit: done"] += 1
                 elif run.returncode == 0 and normalized(root, derived=False) == done_but_derived and _metadata_recomputed(root):
@@ -163,6 +175,13 @@ def test_injected_errors_leave_files_as_they_were(scenario: str, template: Path,
                     outcomes["done, with a leftover temp file that verify reports"] += 1
                 elif run.returncode == 0 and deferred is not None and normalized(root) == deferred and "automatic archive failed" in run.stderr:
                     outcomes["appended, archive left to the next append"] += 1
+                elif (
+                    run.returncode == 6
+                    and normalized(root, derived=False) == done_but_derived
+                    and "cannot write the log" in run.stderr
+                    and all(_lines(root, log) == [*phases[:-1]] for log, phases in logged.items() if phases)
+                ):
+                    outcomes["exit 6 after the last commit: done, its intent logged, the outcome line could not be"] += 1
                 elif (
                     run.returncode == 6
                     and scenario in MULTI_STEP
@@ -179,6 +198,21 @@ def test_injected_errors_leave_files_as_they_were(scenario: str, template: Path,
         + ", ".join(f"{n} {what}" for what, n in outcomes.items())
         + "; 0 tracebacks"
     )
+
+
+def _without_logs(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in tree.items() if k not in LOGS and k != "system"}
+
+
+def _lines_of(tree: dict[str, Any], log: str) -> list[bytes]:
+    entry = tree.get(log)
+    return entry[1].splitlines() if entry is not None and entry[1] is not None else []
+
+
+def _lines(root: Path, log: str) -> list[str]:
+    """The phases of the lines in one of the journal's logs (intent, done...)."""
+    path = root / log
+    return [json.loads(line).get("phase", "") for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _comparable(path: str, data: bytes | None) -> bytes | None:

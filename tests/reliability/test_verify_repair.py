@@ -128,8 +128,11 @@ def test_intact_reference_trees_need_nothing_and_keep_their_modes(tree: str, tmp
     assert report.problems == [] and {(f.problem, f.level) for f in report.findings} <= {("readable by others", "note"), ("timestamps out of order", "note")}
     mended = repair(journal)
     assert mended.actions == [] and mended.unmended == []
+    assert snapshot(root) == before  # modes and bytes; with nothing to mend, not even a lock file or a log line
+    for user in journal.users():
+        journal.locked(user, "test", lambda _dialogs: None)
     after = snapshot(root)
-    assert {k: v for k, v in after.items() if not k.endswith(".lock")} == before  # modes and bytes
+    assert {k: v for k, v in after.items() if not k.endswith(".lock")} == before
     assert {stat.S_IMODE(v[0]) for k, v in after.items() if k.endswith(".lock")} == {0o644}  # the lock files follow their folders
     assert verify(journal).problems == []
 
