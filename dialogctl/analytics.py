@@ -171,6 +171,7 @@ class Analytics:
         if not self.days:
             return []
         end = date.fromisoformat(max(self.days))
+        span = min(span, (end - date.min).days + 1)  # a journal whose newest day is in the calendar's first weeks
         days = [(end - timedelta(days=back)).isoformat() for back in range(span - 1, -1, -1)]
         return [(day, self.days.get(day, 0)) for day in days]
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC
@@ -46,10 +47,10 @@ from typing import Any, NamedTuple
 
 from . import parallel
 from .errors import DialogError, NotFound, StorageError, storage_error
-from .journal import Conversation, ConversationFile, Journal
+from .journal import FILE_TOO_LARGE, Conversation, ConversationFile, Journal, too_large_detail
 from .models import RECOVERED_KINDS, ConversationSummary, Damage, Message
 from .reader import parse_conversation
-from .storage import open_below, open_root
+from .storage import human_size, kind_of, open_below, open_root
 from .times import parse_timestamp
 from .usage import model_of, tokens_in
 
@@ -58,6 +59,9 @@ CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
 MAGIC = b"dialogctl catalog 3\n"  # 2: tokens by model and by day; 3: the check covers the whole settled prefix
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
+_TORN = "torn or foreign catalog"
+MAX_CATALOG = 1 << 30  # entries of about 2 million files; a larger file is not ours to load (it is rebuilt, and not saved)
+DEFAULT_FILE_LIMIT = 256 << 20  # maxFileMB's default; callers pass the journal's
 
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
@@ -194,17 +198,18 @@ def _summary(ref: Any, size: int, mtime: float, full: list[Any]) -> Conversation
 # --- reading one file into an entry ------------------------------------------------------
 
 
-def read_entry(root: str, rel_path: str, old: list[Any] | None) -> list[Any] | None:
+def read_entry(root: str, rel_path: str, old: list[Any] | None, limit: int = DEFAULT_FILE_LIMIT) -> list[Any] | None:
     """The catalog entry of one file as it is now; ``old`` (same inode) lets it read only what was added.
 
     None when the file is gone. The entry describes exactly the bytes read: the
     size recorded is the size read, so a file that grew meanwhile is caught next time.
+    A file over ``limit`` bytes is not read: its entry records that as damage.
     """
     fd = open_below(root, rel_path)
     if fd is None:
         return None
     try:
-        return _entry_from_fd(fd, os.fstat(fd), rel_path, old)
+        return _entry_from_fd(fd, os.fstat(fd), rel_path, old, limit)
     except OSError as exc:
         raise storage_error(exc, "read", rel_path) from None
     finally:
@@ -223,7 +228,16 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     return b"".join(chunks)
 
 
-def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | None) -> list[Any]:
+def _too_large_entry(st: os.stat_result, limit: int) -> list[Any]:
+    """What a full read of a file over the limit gives: no message, one damage (no settled offset: never read on)."""
+    tally = Tally()
+    tally.damage.append((None, FILE_TOO_LARGE, too_large_detail(st.st_size, limit)))
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, None, 0, 0, 0, 1, tally.to_list(), None]
+
+
+def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | None, limit: int = DEFAULT_FILE_LIMIT) -> list[Any]:
+    if st.st_size > limit:
+        return _too_large_entry(st, limit)
     start, line, form, base, last_n, check = 0, 1, None, Tally(), 0, 0
     data = _pread_all(fd, st.st_size, 0)
     if old is not None and old[E_DEV] == st.st_dev and old[E_INO] == st.st_ino and 0 < old[E_SETTLED] <= old[E_SIZE] < len(data):
@@ -235,6 +249,8 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
         if data[settled - 1] == 10 and zlib.crc32(memoryview(data)[:settled]) == old[E_CHECK]:
             start, line, form, last_n, check = settled, old[E_LINE], old[E_FORM], old[E_N], old[E_CHECK]
             base = Tally.from_list(old[E_BASE] if old[E_BASE] is not None else old[E_FULL])
+    if len(data) > limit:  # it grew past the limit while we read
+        return _too_large_entry(os.fstat(fd), limit)
     region = memoryview(data)[start:].tobytes() if start else data
     parsed = parse_conversation(region, rel_path, form=form, first_line=line, after_frame=start > 0)
     base.add(parsed.messages[: parsed.settled_messages])
@@ -264,7 +280,10 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
     ]
 
 
-def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | str | None:
+Job = tuple[str, str, list[Any] | None, int]  # root, file, its old entry, the size limit
+
+
+def _read_job(job: Job) -> list[Any] | str | None:
     """A file's entry, None when it is gone, or why it could not be read (the scan goes on without it)."""
     try:
         return read_entry(*job)
@@ -278,24 +297,67 @@ def _read_job(job: tuple[str, str, list[Any] | None]) -> list[Any] | str | None:
 
 
 def load(root: str) -> dict[str, list[Any]]:
-    """The saved entries; empty when there is no catalog or it is torn or foreign (it is then rebuilt)."""
+    """The saved entries; empty when there is no catalog or it is torn, foreign or too large (it is then rebuilt).
+
+    The header is read and checked first (magic, then a declared payload
+    length that must be the file's size and within :data:`MAX_CATALOG`), and
+    the checksum is computed over the payload piece by piece before the
+    payload is loaded: a file that is not ours costs a few hundred bytes of
+    reading, never its size in memory.
+    """
+    return _load(root)[0]
+
+
+def _load(root: str) -> tuple[dict[str, list[Any]], str | None]:
+    """The saved entries, and why a catalog file that exists could not be used (None when it could, or there is none)."""
     try:
         with open_root(root) as top, top.open_folder((CATALOG_DIR,)) as system:
-            data = system.read_bytes(CATALOG_FILE)
-    except DialogError:
-        return {}
-    if data is None or len(data) < _HEADER or not data.startswith(MAGIC):
-        return {}
-    length = int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "big")
-    crc = int.from_bytes(data[len(MAGIC) + 8 : _HEADER], "big")
-    payload = data[_HEADER:]
-    if len(payload) != length or zlib.crc32(payload) != crc:
-        return {}
+            st = system.stat(CATALOG_FILE)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                return {}, f"{kind_of(st.st_mode)} where the catalog belongs, not a regular file (never read)"
+            fd = system.open_read(CATALOG_FILE)
+            if fd is None:
+                return {}, None
+            try:
+                return _load_fd(fd)
+            finally:
+                os.close(fd)
+    except NotFound:
+        return {}, None
+    except StorageError as exc:
+        return {}, f"unreadable catalog ({exc})"
+    except OSError as exc:
+        return {}, f"unreadable catalog ({exc.strerror or type(exc).__name__})"
+
+
+def _load_fd(fd: int) -> tuple[dict[str, list[Any]], str | None]:
+    size = os.fstat(fd).st_size
+    header = os.pread(fd, _HEADER, 0)
+    if len(header) < _HEADER or not header.startswith(MAGIC):
+        return {}, _TORN
+    length = int.from_bytes(header[len(MAGIC) : len(MAGIC) + 8], "big")
+    crc = int.from_bytes(header[len(MAGIC) + 8 :], "big")
+    if length != size - _HEADER:
+        return {}, _TORN
+    if length > MAX_CATALOG:
+        return {}, f"catalog of {human_size(size)}, more than the {human_size(MAX_CATALOG)} dialogctl loads"
+    running, offset = 0, _HEADER
+    while offset < size:
+        piece = os.pread(fd, min(1 << 20, size - offset), offset)
+        if not piece:
+            return {}, _TORN
+        running = zlib.crc32(piece, running)
+        offset += len(piece)
+    if running != crc:
+        return {}, _TORN
     try:
+        payload = _pread_all(fd, length, _HEADER)
         entries = marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
-        return {}
-    return entries if isinstance(entries, dict) else {}
+    except (ValueError, EOFError, TypeError, MemoryError, RecursionError):
+        return {}, _TORN
+    if not isinstance(entries, dict):
+        return {}, _TORN
+    return entries, None
 
 
 def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
@@ -303,6 +365,8 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
     import portalocker
 
     payload = marshal.dumps(entries)
+    if len(payload) > MAX_CATALOG:
+        return False  # it would never be loaded
     data = MAGIC + len(payload).to_bytes(8, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
     try:
         with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,), create=True, modes=journal.modes) as system:
@@ -320,12 +384,30 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
     return True
 
 
+_NUMBERS = (E_DEV, E_INO, E_SIZE, E_MTIME, E_SETTLED, E_N, E_CHECK, E_LINE)
+
+
 def _valid(entry: Any) -> bool:
-    return type(entry) is list and len(entry) == _ENTRY_LEN and type(entry[E_FULL]) is list and len(entry[E_FULL]) == _TALLY_LEN
+    return (
+        type(entry) is list
+        and len(entry) == _ENTRY_LEN
+        and type(entry[E_FULL]) is list
+        and len(entry[E_FULL]) == _TALLY_LEN
+        and all(type(entry[i]) is int for i in _NUMBERS)
+    )
 
 
 def _matches(entry: list[Any], f: ConversationFile) -> bool:
     return entry[E_SIZE] == f.size and entry[E_MTIME] == f.mtime_ns and entry[E_INO] == f.ino and entry[E_DEV] == f.dev
+
+
+def _under(entry: list[Any], f: ConversationFile, limit: int) -> bool:
+    """Whether an entry of an unchanged file says what a read under this ``maxFileMB`` says (the setting may differ from the last run's)."""
+    damage = entry[E_FULL][8]
+    too_large = bool(damage) and damage[0][1] == FILE_TOO_LARGE and entry[E_SETTLED] == 0
+    if f.size <= limit:
+        return not too_large
+    return too_large and tuple(damage[0]) == (None, FILE_TOO_LARGE, too_large_detail(f.size, limit))
 
 
 # --- whole-journal summaries -----------------------------------------------------------------
@@ -352,24 +434,25 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     entries: dict[str, list[Any]] = {}
     by_inode: dict[tuple[int, int], list[Any]] | None = None
     read: list[str] = []
-    jobs: list[tuple[str, str, list[Any] | None]] = []
+    jobs: list[Job] = []
     users_of: dict[str, str] = {}
     to_read = 0
     learned = False
+    limit = journal.file_limit
     for user, dialogs, files in journal._walk_open():
         users.append((user, files))
         for f in files:
             entry = saved.get(f.rel_path)
             if entry is not None and not _valid(entry):
                 entry = None
-            if entry is not None and _matches(entry, f):
+            if entry is not None and _matches(entry, f) and _under(entry, f, limit):
                 entries[f.rel_path] = entry
                 continue
             if entry is None or (entry[E_DEV], entry[E_INO]) != (f.dev, f.ino):
                 if by_inode is None:
                     by_inode = {(e[E_DEV], e[E_INO]): e for e in saved.values() if _valid(e)}
                 entry = by_inode.get((f.dev, f.ino))
-                if entry is not None and _matches(entry, f):  # moved by archive or restore
+                if entry is not None and _matches(entry, f) and _under(entry, f, limit):  # moved by archive or restore
                     entries[f.rel_path] = entry
                     learned = True
                     continue
@@ -380,12 +463,12 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                 if fresh is not None:
                     entries[f.rel_path] = fresh
                 continue
-            jobs.append((journal.root, f.rel_path, entry))
+            jobs.append((journal.root, f.rel_path, entry, limit))
             users_of[f.rel_path] = user
             to_read += f.size
     if jobs:
         learned = True
-        for (_, rel_path, _), got in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
+        for (_, rel_path, _, _), got in zip(jobs, _run(jobs, use_cores and to_read >= parallel.PARALLEL_BYTES), strict=True):
             read.append(rel_path)
             if isinstance(got, str):  # could not be read: said at the end, and left out
                 journal.note_unreadable(rel_path, got, users_of.get(rel_path))
@@ -408,7 +491,7 @@ def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list
     if fd is None:
         return None
     try:
-        return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry)
+        return _entry_from_fd(fd, os.fstat(fd), f.rel_path, entry, journal.file_limit)
     except OSError as exc:
         journal.note_unreadable(f.rel_path, exc, f.ref.user)
         return None
@@ -416,12 +499,20 @@ def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list
         os.close(fd)
 
 
-def _run(jobs: list[tuple[str, str, list[Any] | None]], use_cores: bool) -> list[list[Any] | str | None]:
+def _run(jobs: list[Job], use_cores: bool) -> list[list[Any] | str | None]:
     count = parallel.workers()
     if not use_cores or count < 2 or len(jobs) < 2:
         return [_read_job(job) for job in jobs]
-    with parallel.pool(count) as workers_pool:
-        return workers_pool.map(_read_job, jobs, chunksize=max(1, min(64, len(jobs) // (count * 8))))
+    size = max(1, min(64, len(jobs) // (count * 8)))
+    chunks = (jobs[i : i + size] for i in range(0, len(jobs), size))
+    out: list[list[Any] | str | None] = []
+    for entries in parallel.ordered(_read_jobs, chunks, count, window=4 * count, what="reading conversation files for the catalog"):
+        out.extend(entries)
+    return out
+
+
+def _read_jobs(jobs: list[Job]) -> list[list[Any] | str | None]:
+    return [_read_job(job) for job in jobs]
 
 
 def summaries(journal: Journal, save_learned: bool = True, rescan: bool = False) -> Iterator[tuple[str, list[ConversationSummary]]]:
@@ -482,23 +573,18 @@ def check(journal: Journal) -> list[CatalogProblem]:
     but is torn or foreign.
     """
     problems: list[CatalogProblem] = []
-    saved = load(journal.root)
+    saved, unusable = _load(journal.root)
     rel = f"{CATALOG_DIR}/{CATALOG_FILE}"
+    if unusable is not None:
+        problems.append(CatalogProblem(rel, f"{unusable}; it will be rebuilt"))
     if not saved:
-        try:
-            with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,)) as system:
-                st = system.stat(CATALOG_FILE)
-        except DialogError:
-            st = None
-        if st is not None and st.st_size > _HEADER:
-            problems.append(CatalogProblem(rel, "torn or foreign catalog; it will be rebuilt"))
         return problems
     for _user, files in journal.walk():
         for f in files:
             entry = saved.get(f.rel_path)
             if entry is None or not _valid(entry) or not _matches(entry, f):
                 continue
-            fresh = read_entry(journal.root, f.rel_path, None)
+            fresh = read_entry(journal.root, f.rel_path, None, journal.file_limit)
             if fresh is not None and _matches(fresh, f) and fresh[E_FULL] != entry[E_FULL]:
                 problems.append(CatalogProblem(f.rel_path, "catalog summary differs from the file"))
     return problems

@@ -139,7 +139,7 @@ def check_message(msg: Message) -> None:
     if msg.metadata is not None:
         if not isinstance(msg.metadata, dict):
             raise InvalidInput("message metadata must be a mapping")
-        check_json_like(msg.metadata)
+        check_json_like(msg.metadata, "field 'metadata'")
 
 
 # --- writing -----------------------------------------------------------------
@@ -277,7 +277,7 @@ def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: s
             metadata, end = _scan_json(meta, 0)  # json.loads without its per-call layers
             if end != len(meta):
                 metadata = json.loads(meta)  # trailing blanks (not what we write, still JSON)
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):  # nested too deep for the parser: the slow path reports it
             return None
         if type(metadata) is not dict:
             return None

@@ -104,6 +104,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("archiveThreshold", "ARCHIVE_THRESHOLD", 100, _int_in(0), "archive a conversation automatically when it reaches this many messages (0: never)"),
     Spec("retentionDays", "RETENTION_DAYS", 365, _int_in(0), "cleanup removes archives older than this many days (0: keep forever)"),
     Spec("lockTimeoutMs", "LOCK_TIMEOUT_MS", 5000, _int_in(0), "how long to wait for a user's lock, in milliseconds"),
+    Spec(
+        "maxFileMB",
+        "MAX_FILE_MB",
+        256,
+        _int_in(1, 1 << 20),
+        "largest conversation file dialogctl reads, in MiB (memory stays bounded); a larger one is reported and skipped, and an append archives it first",
+    ),
     Spec("serverId", "SERVER_ID", "server-001", _text, "this host's name in lock owner records"),
     Spec("layout", "LAYOUT", None, _choice("flat", "sharded"), "user folder layout of a new root (existing roots: recorded or detected)"),
     Spec("shardLevels", "SHARD_LEVELS", 2, _int_in(1, 8), "sharded layout: number of prefix folders"),

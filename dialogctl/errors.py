@@ -15,9 +15,11 @@ Exit codes (stable, documented in the README and the man page):
 3     user, conversation or archive not found
 4     lock busy (another process holds the user's lock)
 5     damaged data (unreadable records; intact ones were still used)
-6     I/O or permission error
+6     I/O or permission error, or out of resources (memory, a worker
+      process killed)
 7     partly done: of many users' batches, some were committed and
       some were not (the report names each, and its input lines)
+70    internal error (a bug)
 ====  ===========================================================
 
 A command that ran to its end ends with the first that applies: 6 when a
@@ -38,6 +40,7 @@ EXIT_LOCK_BUSY = 4
 EXIT_DAMAGED = 5
 EXIT_IO = 6
 EXIT_PARTLY_DONE = 7
+EXIT_INTERNAL = 70
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (also an empty result)",
@@ -46,7 +49,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NOT_FOUND: "user, conversation or archive not found",
     EXIT_LOCK_BUSY: "lock busy: another process holds the user's lock",
     EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
-    EXIT_IO: "I/O or permission error (disk full, read-only, permission denied)",
+    EXIT_IO: "I/O, permission or resource error (disk full, read-only, permission denied, out of memory, a worker process killed)",
     EXIT_PARTLY_DONE: "partly done: some users' batches were committed and some were not (append --jsonl reports each, with its input lines)",
 }
 
@@ -102,6 +105,12 @@ class LockBusy(DialogError):
     exit_code = EXIT_LOCK_BUSY
 
 
+class WorkerCrashed(DialogError):
+    """A worker process ended in a way only a bug explains (a crash, an exception nobody expected)."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class DamagedData(DialogError):
     """Some records could not be read; every intact record was still used."""
 
@@ -113,6 +122,14 @@ class StorageError(DialogError):
 
     exit_code = EXIT_IO
     reason: str | None = None  # the system's words for it ("Permission denied"), when it came from the system
+
+
+class WorkerDied(StorageError):
+    """A worker process was killed (SIGKILL, the out-of-memory killer) or ran out of memory: the command did not finish."""
+
+
+class FileTooLarge(StorageError):
+    """A file larger than dialogctl reads of its kind (a limit that keeps memory bounded); it was not read."""
 
 
 class UnsafePath(StorageError):

@@ -175,7 +175,7 @@ def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, m
 
     handed_out: deque[list[tuple[ConversationRef, str]]] = deque()
 
-    def jobs() -> Iterator[tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]]]]:
+    def jobs() -> Iterator[tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]], int]]:
         batch: list[tuple[ConversationRef, str]] = []
         size = 0
         for f in files:
@@ -183,14 +183,14 @@ def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, m
             size += f.size
             if size >= BATCH_BYTES:
                 handed_out.append(batch)
-                yield journal.root, options.format, options.neutralised, message_filter, batch
+                yield journal.root, options.format, options.neutralised, message_filter, batch, journal.file_limit
                 batch, size = [], 0
         if batch:
             handed_out.append(batch)
-            yield journal.root, options.format, options.neutralised, message_filter, batch
+            yield journal.root, options.format, options.neutralised, message_filter, batch, journal.file_limit
 
     count = parallel.workers()
-    for results in parallel.ordered(_format_files, jobs(), count, window=2 * count):
+    for results in parallel.ordered(_format_files, jobs(), count, window=2 * count, what="exporting"):
         for (ref, rel_path), result in zip(handed_out.popleft(), results, strict=True):
             if result is None:  # gone since the walk
                 continue
@@ -219,13 +219,15 @@ def write_utf8(out: IO[str], data: bytes | str) -> None:
 
 
 def _format_files(
-    job: tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]]],
+    job: tuple[str, str, bool, MessageFilter, list[tuple[ConversationRef, str]], int],
 ) -> list[tuple[bytes | str, int, list[Damage]] | DialogError | None]:
     """In a worker: read, parse, filter and format each file of a batch; None for a file that is gone."""
+    from .errors import FileTooLarge
+    from .journal import FILE_TOO_LARGE, too_large_detail
     from .reader import parse_conversation
     from .storage import open_below, read_all
 
-    root, fmt, neutralised, message_filter, files = job
+    root, fmt, neutralised, message_filter, files, limit = job
     formatter = _FORMATTERS[fmt]
     results: list[tuple[bytes | str, int, list[Damage]] | DialogError | None] = []
     for ref, rel_path in files:
@@ -235,7 +237,11 @@ def _format_files(
                 results.append(None)
                 continue
             try:
-                raw = read_all(fd)
+                raw = read_all(fd, limit)
+            except FileTooLarge:  # not read: no message, its damage (as Journal.too_large in a serial export)
+                damage = [Damage(rel_path, None, FILE_TOO_LARGE, too_large_detail(os.fstat(fd).st_size, limit))]
+                results.append((formatter(Selected(ref, []), neutralised).encode("utf-8"), 0, damage))
+                continue
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -45,9 +45,11 @@ from typing import NamedTuple
 
 from . import layout as L
 from .codec import find_frames, last_frame_n
-from .journal import Journal
-from .models import ConversationRef, Message
+from .errors import DialogError
+from .journal import FILE_TOO_LARGE, Journal, too_large_detail
+from .models import ConversationRef, Damage, Message
 from .reader import parse_conversation
+from .storage import open_below
 from .times import parse_timestamp, utc_now
 
 _SLACK = 1.0  # seconds: mtime and the wall clock may disagree this much
@@ -98,6 +100,7 @@ class Follower:
         self._last_scan = -1e18
         self._user_list: list[str] = []
         self._first_round = True
+        self._too_large: set[str] = set()  # files reported once as too large to read
 
     # --- rounds ----------------------------------------------------------------------
 
@@ -194,9 +197,18 @@ class Follower:
         return st if (st.st_mode & 0o170000) == 0o100000 else None  # regular files only
 
     def _read(self, path: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file, opened like every file in the journal (folder by folder, never through a link,
+        never a FIFO); nothing when that is more than ``maxFileMB`` (reported once, as damage)."""
+        if end - start > self.journal.file_limit:
+            if path not in self._too_large:
+                self._too_large.add(path)
+                self.journal.damage.append(Damage(path, None, FILE_TOO_LARGE, too_large_detail(end - start, self.journal.file_limit)))
+            return b""
         try:
-            fd = os.open(os.path.join(self.journal.root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+            fd = open_below(self.journal.root, path)
+        except (DialogError, OSError):
+            return b""
+        if fd is None:
             return b""
         try:
             return os.pread(fd, max(0, end - start), start)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from .errors import LockBusy, NotFound, StorageError
 from .journal import Journal
 from .models import ConversationRef, ProgressCallback
-from .times import parse_timestamp, utc_now
+from .times import back, parse_timestamp, utc_now
 
 
 class IdleConversation(NamedTuple):
@@ -54,7 +54,7 @@ def plan_idle(
     journal: Journal, idle: timedelta, users: Iterable[str] | None = None, now: datetime | None = None, progress: ProgressCallback | None = None
 ) -> list[IdleConversation]:
     """Active conversations whose newest message is older than ``idle``; changes nothing."""
-    cutoff = (now or utc_now()) - idle
+    cutoff = back(now or utc_now(), idle)
     found = []
     for done, user in enumerate(journal.users() if users is None else users, 1):
         if progress is not None:
@@ -83,7 +83,7 @@ def archive_idle(journal: Journal, plan: list[IdleConversation], idle: timedelta
     A conversation whose user's lock stays busy (a stuck server) is skipped
     and reported (``busy``); every other one is still handled.
     """
-    cutoff = (now or utc_now()) - idle
+    cutoff = back(now or utc_now(), idle)
     outcomes = []
     for item in plan:
         ref = item.ref

@@ -50,7 +50,7 @@ from .exporters import CSV_COLUMNS, restore_cell
 from .journal import Journal
 from .models import ROLES, AppendResult, ConversationRef, Message
 from .storage import Folder
-from .times import parse_timestamp, utc_now_iso
+from .times import TIMESTAMP_RULE, parse_timestamp, utc_now_iso
 
 FORMATS = ("json", "jsonl", "csv", "openai", "sqlite")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -81,6 +81,8 @@ def detect_format(name: str | None, data: bytes) -> str:
             first = json.loads(head.split(b"\n", 1)[0])
         except ValueError:
             return "jsonl" if ext in (".jsonl", ".ndjson") else "json"  # an object over several lines
+        except RecursionError:
+            return "jsonl"  # a first line nested too deep to parse: the jsonl reader names it
         if isinstance(first, dict) and "messages" in first:
             return "json" if "userId" in first or "user" in first else "openai"
         return "jsonl"
@@ -141,7 +143,7 @@ def _message(raw: dict[str, Any], where: str, now: str, field: str = "field") ->
     if timestamp is None:
         timestamp = now
     elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: {field} 'timestamp' must be an ISO 8601 date-time")
+        raise InvalidInput(f"{where}: {field} 'timestamp' must be {TIMESTAMP_RULE}")
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: {field} 'metadata' must be an object")
@@ -185,8 +187,17 @@ def _load_json(text: str, where: str, whole_file: bool = False) -> Any:
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno} column {exc.colno}" if whole_file else f"character {exc.pos + 1}"
         raise InvalidInput(f"{where}: not valid JSON at {at} ({exc.msg})") from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"{where}: {exc if isinstance(exc, ValueError) else 'nested too deeply'}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+    except RecursionError:  # too deep for the parser: found again by a loop, to name its line and path
+        from .codec import MAX_METADATA_DEPTH
+        from .nesting import deepest
+
+        found = deepest(text, MAX_METADATA_DEPTH)
+        if found is None or not found.path:
+            raise InvalidInput(f"{where}: nested deeper than {MAX_METADATA_DEPTH} levels") from None
+        line = f" line {found.line}" if whole_file else ""
+        raise InvalidInput(f"{where}{line}: {found.describe(MAX_METADATA_DEPTH)}") from None
 
 
 def _json_records(text: str, source: str, now: str) -> list[Record]:

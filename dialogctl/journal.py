@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
@@ -22,7 +23,7 @@ from . import layout as L
 from . import usermeta
 from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
 from .config import Settings
-from .errors import DialogError, InvalidInput, LayoutError, NotFound, PartlyAppended, StorageError, UnsafePath
+from .errors import DialogError, FileTooLarge, InvalidInput, LayoutError, NotFound, PartlyAppended, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
 from .models import AppendResult, ConversationRef, ConversationSummary, Damage, Message, Unreadable
 from .reader import parse_conversation
@@ -30,6 +31,8 @@ from .storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
 from .times import archive_id_for, utc_now
 
 _TAIL_BYTES = 4096
+MAX_RECORD = 1 << 20  # config/journal-config.yaml: a few lines; never read past this
+FILE_TOO_LARGE = "file too large"  # the damage a conversation file over maxFileMB is reported as
 T = TypeVar("T")
 
 
@@ -90,6 +93,7 @@ class Journal:
         self.damage: list[Damage] = []  # what reads could not read, for the caller to report
         self.unreadable: list[Unreadable] = []  # files and folders whole-journal reads went on without, for the caller to report
         self._layout: L.Layout | None = None
+        self._skip_record = False
         self.rewrites = LiveRewrites()  # rewritten files still watched for a server's late append
 
     def __repr__(self) -> str:
@@ -107,6 +111,18 @@ class Journal:
             int(self.settings["fileMode"]) if explicit("fileMode").explicit else None,
             int(self.settings["dirMode"]) if explicit("dirMode").explicit else None,
         )
+
+    @property
+    def file_limit(self) -> int:
+        """The largest conversation file read, in bytes (``maxFileMB``): memory stays bounded whatever lies in the journal."""
+        return int(self.settings["maxFileMB"]) << 20
+
+    def too_large(self, ref: ConversationRef, st: os.stat_result) -> Conversation:
+        """A conversation file over :attr:`file_limit`: not read, reported as damage (``verify`` names it, repair leaves it to a person)."""
+        rel = self.rel_path(ref)
+        damage = Damage(rel, None, FILE_TOO_LARGE, too_large_detail(st.st_size, self.file_limit))
+        self.damage.append(damage)
+        return Conversation(ref, rel, [], [damage], st.st_size, st.st_mtime)
 
     @property
     def root_mode(self) -> int:
@@ -203,15 +219,37 @@ class Journal:
                     hint=f"drop the {name} setting, or point --root at another journal",
                 )
 
+    def skip_record(self) -> None:
+        """Go on without the layout record (``verify`` does, after reporting why it cannot be used): the layout is detected."""
+        self._skip_record = True
+        self._layout = None
+
     def _read_record(self) -> dict[str, object] | None:
+        """The layout record, read through the root's folder handle like every file inside the journal.
+
+        Never through a symlink (a link to a file elsewhere would let that file
+        decide where every user lives), never from a FIFO or a device, never
+        more than :data:`MAX_RECORD` bytes. Anything else under its name stops
+        the command (exit 6, naming it): a layout guessed instead could put
+        users where the servers never look.
+        """
+        if self._skip_record:
+            return None
         path = os.path.join(self.root, *L.RECORD_PATH)
         try:
-            with open(path, "rb") as fh:
-                text = fh.read().decode("utf-8-sig")
-        except FileNotFoundError:
+            with open_root(self.root) as root, root.open_folder(L.RECORD_PATH[:-1]) as folder:
+                data = folder.read_bytes(L.RECORD_PATH[-1], MAX_RECORD)
+        except NotFound:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LayoutError(f"cannot read {path}: {exc}") from None
+        except (UnsafePath, FileTooLarge) as exc:
+            exc.hint = "the layout record must be a small regular file: put the journal's own back, or remove it and the layout is detected from the folders"
+            raise
+        if data is None:
+            return None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise LayoutError(f"{path} is not UTF-8 text (byte offset {exc.start})") from None
         record = _parse_simple_mapping(text)
         if record is None:
             from .salvage import _ItemError, load_yaml
@@ -430,7 +468,9 @@ class Journal:
                     st = os.fstat(fd)
                     from .storage import read_all
 
-                    data = read_all(fd)
+                    data = read_all(fd, self.file_limit)
+                except FileTooLarge:
+                    return self.too_large(ref, st)
                 finally:
                     os.close(fd)
             finally:
@@ -461,7 +501,11 @@ class Journal:
                 from .storage import read_all
 
                 os.lseek(fd, 0, os.SEEK_SET)
-                conv = self.parse_bytes(ref, read_all(fd), st.st_size, st.st_mtime)
+                try:
+                    data = read_all(fd, self.file_limit)
+                except FileTooLarge:
+                    return self.too_large(ref, st)
+                conv = self.parse_bytes(ref, data, st.st_size, st.st_mtime)
                 first = max(0, len(conv.messages) - count)
                 return conv._replace(messages=conv.messages[first:], first_index=first)
         finally:
@@ -557,7 +601,9 @@ class Journal:
             return None
         try:
             st = os.fstat(fd)
-            data = read_all(fd)
+            data = read_all(fd, self.file_limit)
+        except FileTooLarge:
+            return self.too_large(ref, st)
         except OSError as exc:
             from .errors import storage_error
 
@@ -917,6 +963,9 @@ class Journal:
             head = os.pread(fd, _TAIL_BYTES, 0)
             tail = head if size <= _TAIL_BYTES else os.pread(fd, _TAIL_BYTES, size - _TAIL_BYTES)
             form = detect_form(head)
+            if size > self.file_limit:
+                # Too large for any reader: archived before more is written to it, like a full conversation.
+                return _Tail(size, form, sys.maxsize)
             n = last_frame_n(tail)
             if n is None:
                 # The last record is not ours (written by another implementation, or torn):
@@ -924,7 +973,10 @@ class Journal:
                 from .storage import read_all
 
                 os.lseek(fd, 0, os.SEEK_SET)
-                data = read_all(fd)
+                try:
+                    data = read_all(fd, self.file_limit)
+                except FileTooLarge:  # it grew past the limit meanwhile
+                    return _Tail(size, form, sys.maxsize)
                 n = len(parse_conversation(data, self.rel_path(ref)).messages)
             return _Tail(size, form, n)
         finally:
@@ -1124,6 +1176,12 @@ class Journal:
                 continue
             if state is not None:
                 yield user, state
+
+
+def too_large_detail(size: int, limit: int) -> str:
+    from .storage import human_size
+
+    return f"{human_size(size)}, more than the {human_size(limit)} dialogctl reads of one conversation file (maxFileMB); not read"
 
 
 def _allow_open_files(needed: int, why: str) -> None:

@@ -20,7 +20,7 @@ import random
 import time
 from typing import Any, NamedTuple
 
-from .errors import LockBusy, StorageError, storage_error
+from .errors import LockBusy, StorageError
 from .layout import LOCK_FILE
 from .storage import FOLLOW, Folder, Modes
 
@@ -53,7 +53,7 @@ def parse_owner(data: bytes) -> Owner | None:
     try:
         raw = json.loads(data.decode("utf-8"))
         return Owner(str(raw["serverId"]), str(raw["host"]), int(raw["pid"]), str(raw["command"]), str(raw["since"]))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):  # not a record of ours
         return None
 
 
@@ -164,12 +164,9 @@ def probe(dialogs: Folder) -> LockState | None:
     """Whether a user's lock is held right now, without creating anything."""
     import portalocker
 
-    try:
-        fd = os.open(LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dialogs.fd)
-    except FileNotFoundError:
+    fd = dialogs.open_read(LOCK_FILE)  # a FIFO, device or link there is refused, never waited on
+    if fd is None:
         return None
-    except OSError as exc:
-        raise storage_error(exc, "open lock file", dialogs.child_path(LOCK_FILE)) from None
     try:
         try:
             portalocker.lock(fd, portalocker.LockFlags.SHARED | portalocker.LockFlags.NON_BLOCKING)

@@ -159,18 +159,25 @@ def journal_totals(journal: Journal, progress: ProgressCallback | None = None) -
 
 def last_cleanup(root: str) -> str | None:
     """When the last cleanup ran, from the last outcome line of ``system/cleanup.log`` (an intent line says only that one began)."""
-    path = os.path.join(root, "system", "cleanup.log")
+    from .errors import DialogError
+    from .storage import open_root
+
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - 8192))
-            lines = fh.read().splitlines()
-    except OSError:
+        with open_root(root) as top, top.open_folder(("system",)) as system:
+            fd = system.open_read("cleanup.log")  # a FIFO, device or link there is never opened (verify names it)
+            if fd is None:
+                return None
+            try:
+                size = os.fstat(fd).st_size
+                lines = os.pread(fd, 8192, max(0, size - 8192)).splitlines()
+            finally:
+                os.close(fd)
+    except (DialogError, OSError):
         return None
     for line in reversed(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a line of ours
             continue
         if isinstance(record, dict) and isinstance(record.get("time"), str) and record.get("phase") != "intent":
             moment = parse_timestamp(record["time"])

@@ -149,7 +149,8 @@ def human_time(text: str | None) -> str:
     moment = parse_timestamp(text)
     if moment is None:
         return visible(text)
-    return f"{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} ({relative(moment)})"
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.strftime('%m-%d %H:%M')} ({relative(moment)})"
 
 
 def clock(text: str, local: bool = False) -> str:
@@ -157,8 +158,11 @@ def clock(text: str, local: bool = False) -> str:
     moment = parse_timestamp(text)
     if moment is None:
         return visible(text)
-    moment = moment.astimezone() if local else moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S ") + (moment.tzname() or moment.strftime("%z"))
+    try:
+        moment = moment.astimezone() if local else moment.astimezone(UTC)
+    except OverflowError:  # the calendar's first or last hours, outside it in the local zone: shown in UTC
+        moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M:%S ") + (moment.tzname() or moment.strftime("%z"))
 
 
 def cell(column: Column, value: Any) -> str:

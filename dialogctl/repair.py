@@ -32,7 +32,7 @@ from .analytics import STATS_FILE
 from .catalog import CATALOG_FILE
 from .codec import Form, check_message, decode_record, detect_form, find_frames, quote
 from .errors import ChangedUnderneath, DialogError
-from .journal import FileSeen, Journal
+from .journal import FILE_TOO_LARGE, FileSeen, Journal
 from .models import Damage, Message
 from .salvage import parse_record, salvage_region, split_items
 from .storage import TEMP_MARK, Folder, open_root
@@ -413,6 +413,8 @@ class _Mender:
         assert self.expect is not None
         folder = read_user_folder(self.journal, user, dialogs)
         for conv in read_conversations(self.journal, folder):
+            if any(d.kind == FILE_TOO_LARGE for d in conv.parsed.damage):
+                continue  # not read, so never rewritten: verify leaves it to a person
             if any(check_records(conv, self.expect)) or any(check_frame_numbers(conv, self.expect)) or any(check_shape(conv, self.expect)):
                 self._rewrite(dialogs, conv)
         for where, entries in ((None, folder.entries), (L.ARCHIVE_DIR, folder.archived)):
@@ -498,6 +500,19 @@ class _Mender:
             return
         if not stat.S_ISREG(st.st_mode):
             self.unmended.append(Finding(rel, None, "leftovers", "not a regular file", "a temp name that is not a regular file", None, user))
+            return
+        if st.st_size > self.journal.file_limit:
+            self.unmended.append(
+                Finding(
+                    rel,
+                    None,
+                    "leftovers",
+                    FILE_TOO_LARGE,
+                    f"a leftover temp file of {st.st_size} bytes, too large to copy to quarantine (maxFileMB)",
+                    None,
+                    user,
+                )
+            )
             return
         if min_age and time.time() - st.st_mtime < min_age:
             self.unmended.append(

@@ -55,11 +55,11 @@ from typing import Literal
 from . import layout as L
 from .codec import encode_batch
 from .deletion import log_line, log_quietly, remove_user_data
-from .errors import ChangedUnderneath, DialogError, LockBusy, storage_error
+from .errors import ChangedUnderneath, DialogError, FileTooLarge, LockBusy, storage_error
 from .journal import Conversation, FileSeen, Journal
 from .models import ConversationRef, ConversationSummary, Message, ProgressCallback
 from .storage import Folder
-from .times import format_timestamp, parse_timestamp, utc_now
+from .times import back, format_timestamp, parse_timestamp, utc_now
 from .usermeta import refresh_metadata
 
 ActionKind = Literal["remove-user", "remove-archive", "trim", "keep"]
@@ -156,9 +156,9 @@ def plan_cleanup(
     now = now or utc_now()
     plan = CleanupPlan(
         now,
-        now - max_age if max_age else None,
-        now - max_inactive if max_inactive else None,
-        now - retention if retention else None,
+        back(now, max_age) if max_age else None,
+        back(now, max_inactive) if max_inactive else None,
+        back(now, retention) if retention else None,
         max_conversations or None,
         explain,
         journal.file_shape,
@@ -461,7 +461,10 @@ def _apply_file(journal: Journal, dialogs: Folder, plan: CleanupPlan, action: Cl
     ref = _ref_of(action)
     folder, name = journal.locate(dialogs, ref)
     try:
-        read = folder.read_with_stat(name)
+        try:
+            read = folder.read_with_stat(name, journal.file_limit)
+        except FileTooLarge:
+            return None  # grew past maxFileMB since the plan: not read, so never rewritten
         if read is None:
             return None
         data, st = read

@@ -154,7 +154,8 @@ def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selecti
 
 
 def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
-    """The file's bytes (never through a symlink); None when it is gone."""
+    """The file's bytes (never through a symlink); None when it is gone or too large to read."""
+    from .errors import FileTooLarge
     from .storage import read_all
 
     with journal.dialogs_folder(ref.user) as dialogs:
@@ -162,7 +163,10 @@ def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
     if fd is None:
         return None
     try:
-        return read_all(fd)
+        return read_all(fd, journal.file_limit)
+    except FileTooLarge:
+        journal.too_large(ref, os.fstat(fd))  # reported as damage, and not searched
+        return None
     finally:
         os.close(fd)
 

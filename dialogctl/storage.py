@@ -28,11 +28,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from .errors import ChangedUnderneath, NotFound, StorageError, UnsafePath, storage_error
+from .errors import ChangedUnderneath, FileTooLarge, NotFound, StorageError, UnsafePath, storage_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
-# O_NONBLOCK: a FIFO planted under a journal name must not hang the reader (regular files ignore it).
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# Every file inside the journal is opened without following a symlink, O_NONBLOCK (a FIFO planted
+# under a journal name must not hang us; regular files ignore it) and O_NOCTTY (a terminal device
+# planted there must not become ours), and is used only once fstat says it is a regular file.
+_FILE_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+_READ_FLAGS = os.O_RDONLY | _FILE_FLAGS
 TEMP_MARK = ".tmp-"
 # A rewrite keeps the old file under its temp name plus this until the rename is durable
 # (see Folder.write_atomic): a kill in between leaves it as a second name of the live file.
@@ -45,6 +48,38 @@ def backup_target(name: str) -> str | None:
         return None
     target, mark, _ = name[1:].partition(TEMP_MARK)
     return target if mark and target else None
+
+
+MAX_SMALL_FILE = 16 << 20  # the journal's own small files (layout record, metadata.yaml, lock records): never read past this
+
+
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular file is, in words (for errors and verify)."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def not_regular(path: str, mode: int) -> UnsafePath:
+    """The error for a journal name that holds something other than a regular file (never opened, never followed)."""
+    return UnsafePath(f"{path} is {kind_of(mode)}, not a regular file; dialogctl opens only regular files inside the journal and never follows links there")
+
+
+def human_size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 class Modes(NamedTuple):
@@ -219,32 +254,60 @@ class Folder:
             raise storage_error(exc, "inspect", self.child_path(name)) from None
 
     def open_read(self, name: str) -> int | None:
-        """A read descriptor for a regular file; None when it does not exist."""
+        """A read descriptor for a regular file; None when it does not exist.
+
+        Anything else under the name (a symlink, a FIFO, a device, a socket, a
+        folder) is refused without being opened (:class:`UnsafePath`).
+        """
+        return self._open_file(name, _READ_FLAGS, "open")
+
+    def _open_file(self, name: str, flags: int, action: str, mode: int = 0o600) -> int | None:
+        """Open a regular file in this folder with ``flags`` (never through a symlink, never blocking); None when absent."""
+        where = self.child_path(name)
+        if not flags & os.O_CREAT:
+            # Look before opening: a device's open can have effects of its own (a tape rewinds).
+            st = self.stat(name)
+            if st is None:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                raise not_regular(where, st.st_mode)
         try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+            fd = os.open(name, flags, mode, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
-            raise storage_error(exc, "open", self.child_path(name)) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # swapped for a link, a FIFO without a reader, a socket, a folder
+                st = self.stat(name)
+                if st is not None and not stat.S_ISREG(st.st_mode):
+                    raise not_regular(where, st.st_mode) from None
+            raise storage_error(exc, action, where) from None
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
             os.close(fd)
-            raise UnsafePath(f"{self.child_path(name)} is not a regular file; dialogctl reads only regular files inside the journal")
+            raise storage_error(exc, action, where) from None
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise not_regular(where, st.st_mode)
         return fd
 
-    def read_bytes(self, name: str) -> bytes | None:
-        read = self.read_with_stat(name)
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes | None:
+        read = self.read_with_stat(name, limit)
         return None if read is None else read[0]
 
-    def read_with_stat(self, name: str) -> tuple[bytes, os.stat_result] | None:
-        """A regular file's bytes and the ``fstat`` of the same open file (so they agree); None when absent."""
+    def read_with_stat(self, name: str, limit: int | None = None) -> tuple[bytes, os.stat_result] | None:
+        """A regular file's bytes and the ``fstat`` of the same open file (so they agree); None when absent.
+
+        With ``limit``, a file larger than that many bytes is refused before
+        it is read (:class:`~dialogctl.errors.FileTooLarge`), and no more than
+        that is ever read from it (a file that grows meanwhile too).
+        """
         fd = self.open_read(name)
         if fd is None:
             return None
         try:
             st = os.fstat(fd)
-            return read_all(fd), st
+            return read_all(fd, limit, self.child_path(name)), st
         except OSError as exc:
             raise storage_error(exc, "read", self.child_path(name)) from None
         finally:
@@ -252,16 +315,15 @@ class Folder:
 
     def open_append(self, name: str, modes: Modes = FOLLOW) -> tuple[int, bool]:
         """An ``O_APPEND`` write descriptor, creating the file following ``modes``; also says if it was created."""
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        flags = os.O_WRONLY | os.O_APPEND | _FILE_FLAGS
         try:
             try:
                 fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd)
             except FileExistsError:
-                fd = os.open(name, flags, dir_fd=self.fd)
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.close(fd)
-                    raise UnsafePath(f"{self.child_path(name)} is not a regular file; dialogctl writes only regular files inside the journal") from None
-                return fd, False
+                existing = self._open_file(name, flags, "open for append")
+                if existing is None:  # removed since: create it after all
+                    return self.open_append(name, modes)
+                return existing, False
             try:
                 self.set_up_new(fd, modes)
             except OSError:
@@ -271,7 +333,7 @@ class Folder:
             return fd, True
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UnsafePath(f"{self.child_path(name)} is a symlink; dialogctl does not follow links inside the journal") from None
+                raise not_regular(self.child_path(name), stat.S_IFLNK) from None
             raise storage_error(exc, "open for append", self.child_path(name)) from None
 
     def open_read_write(self, name: str, modes: Modes = FOLLOW) -> int:
@@ -279,24 +341,21 @@ class Folder:
 
         Never through a symlink and never blocking on a FIFO planted there.
         """
-        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        flags = os.O_RDWR | _FILE_FLAGS
         where = self.child_path(name)
         try:
-            try:
-                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd)
-                created = True
-            except FileExistsError:
-                fd = os.open(name, flags, dir_fd=self.fd)
-                created = False
+            fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd)
+        except FileExistsError:
+            existing = self._open_file(name, flags, "open")
+            if existing is None:  # removed since: create it after all
+                return self.open_read_write(name, modes)
+            return existing
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UnsafePath(f"{where} is a symlink; dialogctl does not follow links inside the journal") from None
+                raise not_regular(where, stat.S_IFLNK) from None
             raise storage_error(exc, "open", where) from None
         try:
-            if created:
-                self.set_up_new(fd, modes)
-            elif not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise UnsafePath(f"{where} is not a regular file; dialogctl uses only regular files inside the journal")
+            self.set_up_new(fd, modes)
         except OSError as exc:
             os.close(fd)
             raise storage_error(exc, "set up", where) from None
@@ -763,15 +822,28 @@ def _errno() -> int:
     return ctypes.get_errno()
 
 
-def read_all(fd: int) -> bytes:
+def read_all(fd: int, limit: int | None = None, where: str = "a file") -> bytes:
+    """Everything from the descriptor's position to the end; with ``limit``, a file larger than that is refused
+    (:class:`~dialogctl.errors.FileTooLarge`) before anything is read, and never more than that is read."""
     size = os.fstat(fd).st_size
+    if limit is not None and size > limit:
+        raise too_large(where, size, limit)
     chunks = []
+    read = 0
+    step = min(max(size, 65536), 1 << 30)  # one read for most files; a huge one in pieces
     while True:
-        chunk = os.read(fd, max(size, 65536))
+        chunk = os.read(fd, step if limit is None else min(step, limit + 1 - read))
         if not chunk:
             break
         chunks.append(chunk)
+        read += len(chunk)
+        if limit is not None and read > limit:  # it grew while we read
+            raise too_large(where, read, limit)
     return b"".join(chunks)
+
+
+def too_large(where: str, size: int, limit: int) -> FileTooLarge:
+    return FileTooLarge(f"{where} is {human_size(size)}, larger than the {human_size(limit)} dialogctl reads of such a file; it was not read")
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -28,6 +28,8 @@ _UNITS = {
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.I)
 _AGO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s+ago\s*", re.I)
 
+_LONGEST = timedelta.max.total_seconds()
+TIMESTAMP_RULE = "an ISO 8601 date or date-time that, in UTC, lies in the years 1 to 9999"
 DURATION_FORMS = "a number with a unit: 30s, 15m, 12h, 7d, 2w"
 TIME_FORMS = (
     "an ISO 8601 date or time (2024-01-15, 2024-01-15T10:30:00Z), a duration back from now (30s, 15m, 12h, 7d, 2w), 'N days ago', 'yesterday', 'today' or 'now'"
@@ -41,7 +43,8 @@ def utc_now() -> datetime:
 def format_timestamp(moment: datetime) -> str:
     """The journal's own form: ``2024-01-15T10:30:00.000Z``."""
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime's %Y: the C library writes year 1 as "1", which is not ISO 8601 (and not readable back).
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def utc_now_iso() -> str:
@@ -49,14 +52,42 @@ def utc_now_iso() -> str:
 
 
 def parse_timestamp(text: str) -> datetime | None:
-    """A journal timestamp as an aware datetime (naive ones are taken as UTC); None if unreadable."""
+    """A journal timestamp as an aware datetime (naive ones are taken as UTC); None if unreadable.
+
+    This is the one rule for timestamps, on input (append, import) and in
+    files alike: an ISO 8601 date or date-time that names a moment on the
+    calendar in UTC. ``0001-01-01T00:30:00+01:00`` is a valid ISO 8601 text,
+    but in UTC it falls before the first day Python's calendar has (and
+    ``9999-12-31T23:30:00-01:00`` after its last), so it could be neither
+    converted nor compared: it is refused on input and reported as an
+    unreadable timestamp in a file, like any other text that is not a time.
+    """
     try:
         moment = datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return None
     return moment
+
+
+def span(seconds: float) -> timedelta:
+    """A duration of ``seconds``; one longer than Python's calendar can hold is the longest it can (longer than any journal)."""
+    if not seconds < _LONGEST:  # also infinity and NaN
+        return timedelta.max
+    return timedelta(seconds=seconds)
+
+
+def back(moment: datetime, delta: timedelta) -> datetime:
+    """``moment - delta`` for a cut-off; the calendar's first moment when that lies before it (nothing is older)."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def archive_id_for(moment: datetime) -> str:
@@ -68,7 +99,7 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
     m = _DURATION.fullmatch(text or "")
     if not m or m.group(2).lower() not in _UNITS:
         raise InvalidInput(f"{what} {text!r} is not a duration; use {DURATION_FORMS}")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return span(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def parse_time_spec(text: str, what: str = "time", now: datetime | None = None) -> datetime:
@@ -81,12 +112,12 @@ def parse_time_spec(text: str, what: str = "time", now: datetime | None = None) 
     if low in ("today", "yesterday"):
         midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return midnight if low == "today" else midnight - timedelta(days=1)
-    m = _AGO.fullmatch(spec)
+    m = _AGO.fullmatch(spec) or _DURATION.fullmatch(spec)
     if m and m.group(2).lower() in _UNITS:
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
-    m = _DURATION.fullmatch(spec)
-    if m and m.group(2).lower() in _UNITS:
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+        try:
+            return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+        except OverflowError:
+            raise InvalidInput(f"{what} {text!r} lies before the first day of the calendar; use {TIME_FORMS}") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", spec):
         moment = parse_timestamp(spec.replace("z", "Z"))
         if moment is not None:

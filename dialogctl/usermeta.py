@@ -71,13 +71,17 @@ _OWN = "dialogctl"  # our bookkeeping inside the file
 def load(user_folder: Folder) -> dict[str, Any] | None:
     """The metadata as a dict; None when missing or unreadable (it will be recomputed)."""
     try:
-        data = user_folder.read_bytes(METADATA_FILE)
+        from .storage import MAX_SMALL_FILE
+
+        data = user_folder.read_bytes(METADATA_FILE, MAX_SMALL_FILE)
     except Exception:  # noqa: BLE001 - unreadable derived data is recomputed, never fatal
         return None
     if not data:
         return None
     try:
         meta = json.loads(data)
+    except RecursionError:  # nested too deep to be ours: recomputed
+        return None
     except ValueError:
         meta = _load_yaml(data)
     return meta if isinstance(meta, dict) else None

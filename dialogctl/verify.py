@@ -30,17 +30,19 @@ from typing import NamedTuple
 
 from . import layout as L
 from .codec import Frame, find_frames
-from .errors import InvalidInput, NotFound, StorageError, UnsafePath
-from .journal import Journal
-from .models import ROLES, ConversationRef
+from .errors import FileTooLarge, InvalidInput, NotFound, StorageError, UnsafePath
+from .journal import FILE_TOO_LARGE, Journal, too_large_detail
+from .models import ROLES, ConversationRef, Damage
 from .reader import ParsedFile, parse_conversation
-from .storage import TEMP_MARK, Folder, backup_target, open_root
-from .times import parse_timestamp
+from .storage import MAX_SMALL_FILE, TEMP_MARK, Folder, backup_target, human_size, kind_of, open_root
+from .times import TIMESTAMP_RULE, parse_timestamp
 from .usermeta import METADATA_FILE
 
 SYSTEM_DIR = "system"
 METADATA_TEMP = f".{METADATA_FILE}{TEMP_MARK}"  # how usermeta's atomic rewrite names its temp file
 QUARANTINE_DIR = "quarantine"
+# The journal's own files outside the user folders (the catalog is checked by check_catalog).
+OWN_FILES = (L.RECORD_PATH, (SYSTEM_DIR, "cleanup.log"), (SYSTEM_DIR, "audit.log"), (SYSTEM_DIR, "catalog.lock"), (SYSTEM_DIR, "stats.yaml"))
 
 # What repair does about each kind of damage the reader reports. Unreadable
 # items are dropped from the live file, but their bytes are kept in quarantine.
@@ -141,7 +143,7 @@ RootCheck = Callable[[Journal, Folder, Expectations], Iterable[Finding]]
 def check_records(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
     """Parse errors, torn records, duplicate keys, glued separators, checksum mismatches."""
     for damage in conv.parsed.damage:
-        mend = _DAMAGE_MENDS.get(damage.kind, _DROP)
+        mend = None if damage.kind == FILE_TOO_LARGE else _DAMAGE_MENDS.get(damage.kind, _DROP)  # too large: a person decides (maxFileMB, or archive it away)
         yield Finding(conv.rel_path, damage.line, "records", damage.kind, damage.detail, mend, conv.user)
 
 
@@ -198,7 +200,7 @@ def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[F
             None,
             "timestamps",
             "unreadable timestamp",
-            f"{len(unreadable)} message(s) have a timestamp that is not ISO 8601 (first: message {unreadable[0]})",
+            f"{len(unreadable)} message(s) have a timestamp that is not {TIMESTAMP_RULE} (first: message {unreadable[0]}); readers count them but place them at no time",
             None,
             conv.user,
         )
@@ -269,8 +271,8 @@ def check_leftovers(folder: UserFolder, expect: Expectations) -> Iterator[Findin
                 yield Finding(
                     path, None, "leftovers", "symlink", "a symlink where the journal keeps its own files; dialogctl never follows it", None, folder.user
                 )
-            elif name.endswith(L.YAML_SUFFIX) and not stat.S_ISREG(st.st_mode):
-                yield Finding(path, None, "leftovers", "not a regular file", "dialogctl reads only regular files here", None, folder.user)
+            elif (name.endswith(L.YAML_SUFFIX) or name == L.LOCK_FILE) and not stat.S_ISREG(st.st_mode):
+                yield special_file(path, st, folder.user)
             elif name.endswith(L.YAML_SUFFIX) and not _usable_file_name(name, where is not folder.rel_path):
                 yield Finding(
                     path, None, "leftovers", "unusable name", "the name is not a valid conversation or archive id, so dialogctl ignores it", None, folder.user
@@ -333,7 +335,31 @@ def check_folder_access(folder: UserFolder, expect: Expectations) -> Iterator[Fi
         yield from access_findings(f"{folder.rel_path}/{L.ARCHIVE_DIR}", archived, expect, folder.user)
 
 
-FOLDER_CHECKS: list[FolderCheck] = [check_leftovers, check_archive_moves, check_folder_access]
+def check_metadata_file(folder: UserFolder, expect: Expectations) -> Iterator[Finding]:
+    """The user's ``metadata.yaml``, beside ``dialogs/``: a FIFO, device or link there is never opened."""
+    if not folder.chain:
+        return
+    user_path = folder.chain[-1][0]
+    try:
+        with folder.dialogs.open_folder(("..",)) as user_folder:
+            st = user_folder.stat(METADATA_FILE)
+    except (NotFound, StorageError):
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        yield special_file(f"{user_path}/{METADATA_FILE}", st, folder.user)
+    elif st is not None and st.st_size > MAX_SMALL_FILE:
+        yield Finding(
+            f"{user_path}/{METADATA_FILE}",
+            None,
+            "leftovers",
+            FILE_TOO_LARGE,
+            f"{human_size(st.st_size)}, more than the {human_size(MAX_SMALL_FILE)} dialogctl reads of it: it is ignored (derived data), and the next append writes it afresh",
+            None,
+            folder.user,
+        )
+
+
+FOLDER_CHECKS: list[FolderCheck] = [check_leftovers, check_archive_moves, check_folder_access, check_metadata_file]
 
 
 # --- checks of the journal as a whole ---------------------------------------------------
@@ -382,11 +408,24 @@ def check_catalog(journal: Journal, root: Folder, expect: Expectations) -> Itera
     """
     from . import catalog
 
+    st = _lstat(root, (SYSTEM_DIR, catalog.CATALOG_FILE))
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        yield special_file(f"{SYSTEM_DIR}/{catalog.CATALOG_FILE}", st)  # never opened; not dialogctl's to remove either
+        return
     for problem in catalog.check(journal):
         yield Finding(problem.path, None, "catalog", CATALOG_STALE, problem.problem, "discard the catalog; the next scan rebuilds it")
 
 
-ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers, check_catalog]
+def check_own_files(journal: Journal, root: Folder, expect: Expectations) -> Iterator[Finding]:
+    """The journal's own files (layout record, logs, the catalog's lock, stats.yaml): a FIFO, device, socket,
+    folder or link there is reported, and dialogctl never opens it (the catalog itself: :func:`check_catalog`)."""
+    for parts in OWN_FILES:
+        st = _lstat(root, parts)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            yield special_file("/".join(parts), st)
+
+
+ROOT_CHECKS: list[RootCheck] = [check_root_access, check_root_leftovers, check_own_files, check_catalog]
 
 
 # --- shared helpers ----------------------------------------------------------------------
@@ -447,6 +486,19 @@ def collapse_notes(findings: list[Finding]) -> list[Finding]:
         level="note",
     )
     return rest + [summary]
+
+
+def special_file(path: str, st: os.stat_result, user: str | None = None) -> Finding:
+    """Something other than a regular file under a name where the journal keeps one of its files."""
+    return Finding(
+        path,
+        None,
+        "leftovers",
+        "symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file",
+        f"{kind_of(st.st_mode)} where the journal keeps a regular file; dialogctl never opens it, follows it or reads through it",
+        None,
+        user,
+    )
 
 
 def _lstat(root: Folder, parts: tuple[str, ...]) -> os.stat_result | None:
@@ -614,11 +666,16 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
     for user in users or []:
         L.validate_user_id(user)  # before anything touches the disk
     findings: list[Finding] = []
+    try:
+        journal.layout()
+    except StorageError as exc:  # the layout record cannot be used: said, and the rest checked with the layout the folders show
+        findings.append(_record_finding(journal, exc))
+        journal.skip_record()
     with open_root(journal.root) as root:
         expect = expectations(journal, root)
         if users is None:
             for check in ROOT_CHECKS:
-                findings.extend(check(journal, root, expect))
+                findings.extend(f for f in check(journal, root, expect) if f not in findings)  # the layout record's may be in already
             users = []
             for parts, finding in walk_users(journal.root, journal.layout()):
                 if finding is None:
@@ -643,6 +700,26 @@ def verify(journal: Journal, users: list[str] | None = None) -> Report:
                 seen.add((finding.path, finding.problem))
                 findings.append(finding)
     return Report(collapse_notes(findings), len(users), files)
+
+
+def _record_finding(journal: Journal, exc: StorageError) -> Finding:
+    path = "/".join(L.RECORD_PATH)
+    try:
+        with open_root(journal.root) as root:
+            st = _lstat(root, L.RECORD_PATH)
+    except StorageError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return special_file(path, st)
+    problem = "file too large" if isinstance(exc, FileTooLarge) else "unreadable"
+    return Finding(
+        path,
+        None,
+        "layout",
+        problem,
+        f"{exc.message.replace(os.path.join(journal.root, path), 'the layout record')}; the layout was detected from the folders",
+        None,
+    )
 
 
 def verify_user(journal: Journal, user: str, dialogs: Folder, expect: Expectations) -> tuple[list[Finding], int]:
@@ -714,13 +791,20 @@ def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[Convers
 def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -> ConversationFile | None:
     """One conversation file read and parsed, without touching ``journal.damage``; None if it is gone."""
     folder, name = journal.locate(dialogs, ref)
+    rel = journal.rel_path(ref)
     try:
-        read = folder.read_with_stat(name)  # bytes and identity of the same open file
+        read = folder.read_with_stat(name, journal.file_limit)  # bytes and identity of the same open file
+    except FileTooLarge:
+        st = folder.stat(name)
+        if st is None:
+            return None
+        parsed = ParsedFile()
+        parsed.damage.append(Damage(rel, None, FILE_TOO_LARGE, too_large_detail(st.st_size, journal.file_limit)))
+        return ConversationFile(ref.user, ref, rel, st, b"", parsed, [])
     finally:
         if folder is not dialogs:
             folder.close()
     if read is None:
         return None
     data, st = read
-    rel = journal.rel_path(ref)
     return ConversationFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])

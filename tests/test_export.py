@@ -363,8 +363,8 @@ def test_a_read_error_in_a_worker_is_the_serial_exports_error(root: Path, cli: C
 
     real_read_all = storage.read_all
 
-    def failing_read_all(fd: int) -> bytes:
-        data = real_read_all(fd)
+    def failing_read_all(fd: int, *args: object) -> bytes:
+        data = real_read_all(fd, *args)  # type: ignore[arg-type]
         if b"yo" in data:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return data

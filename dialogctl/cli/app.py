@@ -208,6 +208,8 @@ def _report_other(exc: Exception) -> int:
     if isinstance(exc, OSError):  # a file outside the journal (a config file): name it
         where = f": {exc.filename}" if exc.filename is not None else ""
         return _fail(f"{exc.strerror or type(exc).__name__}{where}", None, EXIT_IO)
+    if isinstance(exc, MemoryError):  # a resource failure (ulimit -v, a full machine), not a bug
+        return _fail("out of memory; the command did not finish", "free memory or raise the limit (ulimit -v), then run it again", EXIT_IO)
     if os.environ.get("DIALOGCTL_DEBUG"):
         raise exc
     return _fail(f"internal error ({type(exc).__name__}); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened.", None, EXIT_INTERNAL)

@@ -114,12 +114,12 @@ def restore(
 
 def _archive_idle(state: CliState, user: str | None, idle: str, dry_run: bool, fmt: Any) -> None:
     from ..idle import archive_idle, plan_idle
-    from ..times import format_timestamp, parse_duration, utc_now
+    from ..times import back, format_timestamp, parse_duration, utc_now
 
     span = parse_duration(idle, "--idle")
     journal = state.journal()
     now = utc_now()
-    state.detail(f"cut-off: newest message before {format_timestamp(now - span)}")
+    state.detail(f"cut-off: newest message before {format_timestamp(back(now, span))}")
     with ProgressBar(state, "Looking for idle conversations") as bar:
         plan = plan_idle(journal, span, None if user is None else [user], now, progress=bar.update)
     if dry_run:

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..errors import InvalidInput, storage_error
 from ..models import ROLES, Message
-from ..times import format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
+from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
 
 if TYPE_CHECKING:
     from ..outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
@@ -64,6 +65,8 @@ def parse_meta(pairs: list[str]) -> dict[str, Any] | None:
             value: Any = json.loads(raw)
         except ValueError:
             value = raw
+        except RecursionError:
+            raise InvalidInput(f"--meta {key}: the value is nested deeper than {MAX_METADATA_DEPTH} levels") from None
         target = meta
         parts = key.split(".")
         for part in parts[:-1]:
@@ -72,6 +75,7 @@ def parse_meta(pairs: list[str]) -> dict[str, Any] | None:
                 raise InvalidInput(f"--meta {key}: {part!r} is already a value")
             target = nested
         target[parts[-1]] = value
+    check_json_like(meta, "--meta")  # nested too deep (dotted keys count), a non-finite number...
     return meta
 
 
@@ -186,6 +190,8 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidInput(f"{where}: {too_deep(line)}") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: expected a JSON object")
     unknown = set(raw) - _JSONL_KEYS - _IGNORED_KEYS
@@ -205,11 +211,27 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
     if timestamp is None:
         timestamp = utc_now_iso()
     elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: field 'timestamp' must be an ISO 8601 date-time")
+        raise InvalidInput(f"{where}: field 'timestamp' must be {TIMESTAMP_RULE}")
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: field 'metadata' must be an object")
     conversation = raw.get("conversation")
     if conversation is not None and not isinstance(conversation, str):
         raise InvalidInput(f"{where}: field 'conversation' must be text")
-    return user, conversation, Message(role, content, timestamp, metadata)
+    msg = Message(role, content, timestamp, metadata)
+    try:
+        check_message(msg)  # what the append would refuse (metadata nested too deep, a lone surrogate): refused here, naming the line
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
+    return user, conversation, msg
+
+
+def too_deep(text: str) -> str:
+    """What to say about JSON input the parser gave up on for its depth: its field, or its path."""
+    from ..codec import MAX_METADATA_DEPTH
+    from ..nesting import deepest
+
+    found = deepest(text, MAX_METADATA_DEPTH)
+    if found is None or found.field is None:
+        return f"nested deeper than {MAX_METADATA_DEPTH} levels"
+    return f"field {found.field!r} is nested deeper than {MAX_METADATA_DEPTH} levels"

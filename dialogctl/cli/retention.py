@@ -95,11 +95,9 @@ def cleanup(
       dialogctl cleanup --max-age 90d --yes --format jsonl >> cleanup-actions.jsonl
       dialogctl -q cleanup --yes          # nightly, from cron
     """
-    from datetime import timedelta
-
     from ..errors import InvalidInput, LockBusy, StorageError
     from ..retention import apply_cleanup, plan_cleanup
-    from ..times import parse_duration
+    from ..times import parse_duration, span
     from .progress import ProgressBar
 
     state: CliState = ctx.obj
@@ -107,7 +105,7 @@ def cleanup(
     age = parse_duration(max_age, "--max-age") if max_age is not None else _hours(settings["maxAgeHours"])
     inactive = parse_duration(max_inactive, "--max-inactive") if max_inactive is not None else _hours(settings["maxInactiveHours"])
     days = settings["retentionDays"] if retention_days is None else retention_days
-    retention = timedelta(days=days) if days else None
+    retention = span(days * 86400.0) if days else None
     limit = settings["maxConversationsPerUser"] if keep_last is None else keep_last
     table = fmt in (None, Format.table)
     if dry_run and yes:
@@ -159,9 +157,9 @@ def cleanup(
 
 
 def _hours(value: Any) -> Any:
-    from datetime import timedelta
+    from ..times import span
 
-    return timedelta(hours=float(value)) if value else None
+    return span(float(value) * 3600) if value else None
 
 
 def _counts(verb: str, summary: dict[str, Any]) -> str:
