@@ -1,15 +1,19 @@
 """Reading one conversation file: framed records fast, everything else salvaged.
 
 The reader first finds dialogctl's frames (see :mod:`dialogctl.codec`); each
-framed record is decoded by the exact small parser. Text between or after
-frames (reference-written items, hand edits, torn writes) goes to
-:mod:`dialogctl.salvage`, which needs ruamel.yaml and is imported only then.
+framed record is decoded by the exact small parser, except the records of a
+torn batch (a multi-record write cut off before its last record), which are
+reported once and never read. Text between or after frames (reference-written
+items, hand edits, torn writes) goes to :mod:`dialogctl.salvage`, which needs
+ruamel.yaml and is imported only then.
 """
 
 from __future__ import annotations
 
-from .codec import Form, decode_record, detect_form, find_frames
+from .codec import Form, check_batches, decode_record, detect_form, find_frames
 from .models import Damage, Message
+
+TORN_BATCH = "torn batch"
 
 # How a record of ours cut short at a line break reads to the salvage parser.
 _CUT_KINDS = frozenset({"torn record", "not a message", "invalid YAML", "unexpected text"})
@@ -20,7 +24,9 @@ class ParsedFile:
 
     ``settled`` is where the last valid frame ends (0 without frames), with how
     many messages and damage entries came before it: a file only grows, so a
-    later read can start there (see :mod:`dialogctl.catalog`).
+    later read can start there (see :mod:`dialogctl.catalog`). A batch still
+    open at the end of the data (cut off, or being written) is not settled:
+    ``settled`` is then where the frame before it ends.
     """
 
     __slots__ = ("messages", "damage", "form", "framed", "settled", "settled_messages", "settled_damage", "last_n")
@@ -69,21 +75,27 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     if not data.strip():
         return result
     frames, _broken = find_frames(data)
+    batches = check_batches(frames)
+    torn = {batch.at: batch for batch in batches.torn}
     lines = _LineCounter(data, first_line)
     cursor = 0
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if frame.start > cursor and data[cursor : frame.start].strip():
             _salvage(data, cursor, frame.start, lines, result, label, at_end=False)
-        msg = decode_record(data[frame.start : frame.end])
-        if msg is None:
-            msg = _decode_framed_slowly(data, frame.start, frame.end, lines, result, label)
-        if msg is not None:
-            result.messages.append(msg)
-            result.framed += 1
+        if i in batches.dropped:
+            if i in torn:
+                result.damage.append(Damage(label, lines.at(frame.start), TORN_BATCH, torn[i].describe()))
+        else:
+            msg = decode_record(data[frame.start : frame.end])
+            if msg is None:
+                msg = _decode_framed_slowly(data, frame.start, frame.end, lines, result, label)
+            if msg is not None:
+                result.messages.append(msg)
+                result.framed += 1
         cursor = frame.after
-    if frames:
-        result.settled, result.last_n = cursor, frames[-1].n
-        result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
+        if i + 1 == batches.settled:
+            result.settled, result.last_n = cursor, frame.n
+            result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
     if cursor < len(data) and data[cursor:].strip():
         messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
@@ -102,7 +114,9 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
 
     Each record and its frame line are matched by one pattern, checked (length,
     CRC-32, fields) and decoded field by field: the same messages the general
-    path below finds, without its separate passes and copies.
+    path below finds, without its separate passes and copies. Batches must be
+    whole and in order here (each record of a batch follows the one before
+    it); anything else, such as a torn batch, is left to the general path.
     """
     import zlib
 
@@ -121,6 +135,7 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     crc32 = zlib.crc32
     messages: list[Message] = []
     pos, size, n = first, len(data), 0
+    batch_first = batch_end = 0  # the batch being read (0, 0: none open)
     try:
         while pos < size:
             if data[pos] == 10:  # the empty line before a record
@@ -130,8 +145,20 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
             if m is None:
                 return None
             trailer = m.start(7) - 14  # len(b"# dialogctl n=")
-            if int(m.group(8)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(9), 16):
+            if int(m.group(10)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(11), 16):
                 return None
+            if batch_end or m.group(9) is not None:
+                # In a batch: the first record opens it, each next one follows, the last closes it.
+                record_n = int(m.group(7))
+                if batch_end:
+                    if m.group(9) is None or int(m.group(8)) != batch_first or int(m.group(9)) != batch_end or record_n != n + 1:
+                        return None
+                elif int(m.group(8)) != record_n or record_n >= int(m.group(9)):
+                    return None
+                else:
+                    batch_first, batch_end = record_n, int(m.group(9))
+                if record_n == batch_end:
+                    batch_end = 0
             role, quoted, chomp, block, stamp, meta = m.group(1, 2, 3, 4, 5, 6)
             msg = message_from_fields(
                 form,
@@ -151,6 +178,8 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
         return None
     finally:
         view.release()
+    if batch_end:
+        return None  # a batch still open at the end: torn (or being written)
     result = ParsedFile(form)
     result.messages = messages
     result.framed = result.settled_messages = len(messages)
