@@ -77,11 +77,15 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     frames, _broken = find_frames(data)
     batches = check_batches(frames)
     torn = {batch.at: batch for batch in batches.torn}
+    cut_after = {batch.at + batch.records - 1 for batch in batches.torn}  # the last whole record of each torn batch
     lines = _LineCounter(data, first_line)
     cursor = 0
     for i, frame in enumerate(frames):
         if frame.start > cursor and data[cursor : frame.start].strip():
+            damage = len(result.damage)
             _salvage(data, cursor, frame.start, lines, result, label, at_end=False)
+            if i - 1 in cut_after:
+                _name_the_cut_record(data, cursor, frame.start, lines, result, damage)
         if i in batches.dropped:
             if i in torn:
                 result.damage.append(Damage(label, lines.at(frame.start), TORN_BATCH, torn[i].describe()))
@@ -99,6 +103,8 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     if cursor < len(data) and data[cursor:].strip():
         messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
+        if len(frames) - 1 in cut_after:
+            _name_the_cut_record(data, cursor, len(data), lines, result, damage)
         tail = result.damage[damage:]
         if (frames or after_frame) and len(result.messages) == messages and (not data.endswith(b"\n") or all(d.kind in _CUT_KINDS for d in tail)):
             # Text after our last record that holds no message (a lone "---", half a
@@ -107,6 +113,27 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
             del result.damage[damage:]
             result.damage.append(Damage(label, lines.at(cursor), "torn record", "incomplete text after the last record (an interrupted write)"))
     return result
+
+
+def _name_the_cut_record(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, damage: int) -> None:
+    """Right after the last whole record of a torn batch, an item that does not parse is the record the kill cut.
+
+    (Text a server appended after it, unlocked, is read as usual; without this
+    the cut record would be reported as whatever its bytes fail as.)
+    """
+    first = start
+    while first < end and data[first] == 10:
+        first += 1
+    stop = end  # the cut record ends where the next item (a server's) begins
+    for mark in (b"\n- ", b"\n---"):
+        found = data.find(mark, first, end)
+        if found >= 0:
+            stop = min(stop, found + 1)
+    top, bottom = lines.at(first), lines.at(stop)
+    for k in range(damage, len(result.damage)):
+        found_line = result.damage[k].line
+        if found_line is not None and top <= found_line < max(bottom, top + 1) and result.damage[k].kind in _CUT_KINDS:
+            result.damage[k] = Damage(result.damage[k].path, top, "torn record", "the rest of a record cut off with its batch (an interrupted write)")
 
 
 def _read_framed_file(data: bytes) -> ParsedFile | None:

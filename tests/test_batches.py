@@ -122,6 +122,17 @@ def test_a_torn_batch_followed_by_a_servers_item_keeps_the_item(tmp_path: Path) 
     assert "only 2 of the 4 records" in conv.damage[0].detail
 
 
+def test_the_record_a_kill_cut_is_a_torn_record_also_when_a_servers_item_follows_it() -> None:
+    """Wherever the kill cuts the record after the last whole one, verify calls it what it is (and repair drops it)."""
+    batch = b"\n" + encode_batch(_msgs(4), 1, "sequence")
+    frames, _ = find_frames(batch)
+    item = ("\n" + server.format_item(server.message("user", "srv", TS))).encode()
+    for cut in range(frames[1].after + 1, frames[2].after - 1):
+        parsed = parse_conversation(batch[:cut] + item, "x")
+        assert [m.content for m in parsed.messages] == ["srv\n"], cut
+        assert [d.kind for d in parsed.damage] == ["torn batch", "torn record"], (cut, parsed.damage)
+
+
 def test_a_server_item_between_two_writes_of_a_large_batch_is_kept_in_place(tmp_path: Path) -> None:
     """A large batch goes in several writes; a server may append between two of them: the batch is still whole."""
     root = tmp_path / "journal"
