@@ -342,7 +342,7 @@ class Folder:
                 os.fsync(fd)
                 if created:
                     self.fsync()
-            except OSError as exc:
+            except BaseException as exc:  # a full disk, and also an interrupt or a failing source of pieces
                 size = os.fstat(fd).st_size
                 if not ours:
                     if created and size == 0:
@@ -352,7 +352,9 @@ class Folder:
                         self.remove_quietly(name)
                     else:
                         _truncate_quietly(fd, ours[0])
-                raise storage_error(exc, "append to", where) from None
+                if isinstance(exc, OSError):
+                    raise storage_error(exc, "append to", where) from None
+                raise
             if not ours:
                 size = os.fstat(fd).st_size
                 return size, size

@@ -412,3 +412,42 @@ def test_a_failed_batch_alone_at_the_end_is_cut_back(tmp_path: Path, monkeypatch
         journal.append("alice", _msgs(200), one_write=True)
     monkeypatch.setattr(os, "write", real_write)
     assert path.read_bytes() == before
+
+
+def test_an_interrupted_batch_is_cut_back_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or a spool that fails to read back) between two pieces: the pieces written are cut back."""
+    from collections.abc import Iterator, Sequence
+
+    from dialogctl import codec
+
+    monkeypatch.setattr(codec.encode_chunks, "__defaults__", (True, 1024))
+    messages = _msgs(200)
+
+    class Interrupted(Sequence[Message]):
+        """Read whole once (the check before the lock), then interrupted half-way through the write."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __len__(self) -> int:
+            return len(messages)
+
+        def __getitem__(self, index):  # type: ignore[no-untyped-def]
+            if isinstance(index, slice) and index.indices(len(messages)) == (0, len(messages), 1):
+                return self  # the whole batch, as a spooled run slices itself
+            return messages[index]
+
+        def __iter__(self) -> Iterator[Message]:
+            self.reads += 1
+            for i, msg in enumerate(messages):
+                if self.reads > 1 and i == 150:
+                    raise KeyboardInterrupt
+                yield msg
+
+    root = tmp_path / "journal"
+    journal = _journal(root, maxConversationLength="100000", archiveThreshold="0")
+    journal.append("alice", [Message("user", "before", TS)])
+    before = _current(root).read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        journal.append("alice", Interrupted(), one_write=True)
+    assert _current(root).read_bytes() == before
