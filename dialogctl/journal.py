@@ -684,12 +684,14 @@ class Journal:
         """Update the user's metadata.yaml; a failure there never fails the write it follows.
 
         The conversation change is already durable when this runs, and the
-        metadata is derived data that is recomputed when found stale.
+        metadata is derived data that is recomputed when found stale. That
+        includes running out of memory: a recount reads the user's files whole,
+        and a caller told that a committed import failed would import it again.
         """
         try:
             with dialogs.open_folder(("..",)) as user_folder:
                 update(user_folder)
-        except (OSError, DialogError):
+        except (OSError, DialogError, MemoryError):
             pass
 
     def _tail(self, dialogs: Folder, name: str, ref: ConversationRef) -> _Tail:

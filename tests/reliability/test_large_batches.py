@@ -311,3 +311,22 @@ def test_an_80_mb_import_runs_in_bounded_memory(tmp_path: Path, figures: Any) ->
         assert sum(len(journal.read(f.ref).messages) for f in journal.conversation_files(USER)) == len(smaller), name
     results.append(f"csv {csv_path.stat().st_size / 1e6:.0f} MB: {rss // 1024} MiB")
     figures.add("memory, import under a 400 MB address-space limit (RLIMIT_AS), peak RSS: " + "; ".join(results))
+
+
+def test_a_retry_after_a_kill_succeeds_in_bounded_memory(tmp_path: Path, figures: Any) -> None:
+    """The retry meets the torn batch and stale metadata: the metadata recount reads the files whole and may run
+    out of memory, which must not fail the import it follows (the caller would import it again)."""
+    contents = _contents(30, "retry")
+    source = tmp_path / "in.jsonl"
+    _write_input(source, "jsonl", contents)
+    command = _Command("import", source)
+    root = _fresh_root(tmp_path, command)
+    assert _kill_during_the_write(command, root, 0.0) == -signal.SIGKILL
+    assert _batch_part(_read_back(root)[0]) == []
+    code, rss = _import_under_limit(root, source, 150, str(source))
+    assert code == 0, f"the retry exited {code} under a 150 MB address-space limit"
+    assert _batch_part(_read_back(root)[0]) == contents
+    figures.add(
+        f"memory, retry after a kill: an import of {source.stat().st_size / 1e6:.0f} MB SIGKILLed during its write, run again under a 150 MB"
+        f" RLIMIT_AS: exit 0, the batch read once (peak RSS {rss // 1024} MiB; the metadata recount that ran out of memory is left to the next append)"
+    )
