@@ -162,7 +162,7 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     crc32 = zlib.crc32
     messages: list[Message] = []
     pos, size, n = first, len(data), 0
-    batch_first = batch_end = 0  # the batch being read (0, 0: none open)
+    batch: tuple[bytes, bytes] | None = None  # first and last n of the batch being read, as written
     try:
         while pos < size:
             if data[pos] == 10:  # the empty line before a record
@@ -171,22 +171,22 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
             m = match(data, pos)
             if m is None:
                 return None
+            role, quoted, chomp, block, stamp, meta, number, batch_first, batch_last, length, crc = m.groups()
             trailer = m.start(7) - 14  # len(b"# dialogctl n=")
-            if int(m.group(10)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(11), 16):
+            if int(length) != trailer - pos or crc32(view[pos:trailer]) != int(crc, 16):
                 return None
-            if batch_end or m.group(9) is not None:
-                # In a batch: the first record opens it, each next one follows, the last closes it.
-                record_n = int(m.group(7))
-                if batch_end:
-                    if m.group(9) is None or int(m.group(8)) != batch_first or int(m.group(9)) != batch_end or record_n != n + 1:
+            record_n = int(number)
+            if batch is not None or batch_last is not None:
+                # In a batch: its first record opens it, each next one follows, its last closes it.
+                if batch is not None:
+                    if (batch_first, batch_last) != batch or record_n != n + 1:
                         return None
-                elif int(m.group(8)) != record_n or record_n >= int(m.group(9)):
+                elif batch_first != number or record_n >= int(batch_last):
                     return None
                 else:
-                    batch_first, batch_end = record_n, int(m.group(9))
-                if record_n == batch_end:
-                    batch_end = 0
-            role, quoted, chomp, block, stamp, meta = m.group(1, 2, 3, 4, 5, 6)
+                    batch = (batch_first, batch_last)
+                if number == batch_last:
+                    batch = None
             msg = message_from_fields(
                 form,
                 role.decode(),
@@ -199,13 +199,13 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
             if msg is None:
                 return None
             messages.append(msg)
-            n = int(m.group(7))
+            n = record_n
             pos = m.end()
     except UnicodeDecodeError:
         return None
     finally:
         view.release()
-    if batch_end:
+    if batch is not None:
         return None  # a batch still open at the end: torn (or being written)
     result = ParsedFile(form)
     result.messages = messages
