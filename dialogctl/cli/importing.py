@@ -42,10 +42,13 @@ def import_(
     """Import messages from a file into one of a user's conversations.
 
     Every record is checked first; an error names the line or record and the
-    field, and nothing is written. The import then lands in one atomic write:
-    all of it or none of it, even if the process dies. A conversation the import
-    would take past archiveThreshold is archived first; an import that alone
-    reaches the threshold is archived right after it is written.
+    field, and nothing is written. The file is read once, a piece at a time,
+    so memory does not grow with it. The import then lands as one batch: all
+    of it or none of it, even if the process dies while writing it (verify
+    reports what such a crash left as a torn batch, repair drops it, and the
+    import can simply be run again). A conversation the import would take past
+    archiveThreshold is archived first; an import that alone reaches the
+    threshold is archived right after it is written.
 
     CSV cells may hold commas, quotes and line breaks (RFC 4180). In a CSV with
     dialogctl's own header the ' that export put before formula-like cells is
