@@ -423,7 +423,7 @@ class Batches(NamedTuple):
 
     torn: list[TornBatch]
     dropped: frozenset[int]  # positions of the frames whose records are not read
-    settled: int  # frames before this position are decided: no batch among them can still be completed
+    settled: int  # frames before this position are decided (no batch among them can still be completed), the last one read
 
 
 _NO_BATCHES = Batches([], frozenset(), 0)
@@ -469,6 +469,10 @@ def check_batches(frames: list[Frame]) -> Batches:
     if run:
         close(at_end=True)
         settled = run[0]
+    # Never settle just after a dropped record: what follows it (the record the kill cut) is
+    # named by knowing the torn batch before it, so a later read starts before that batch.
+    while settled and settled - 1 in dropped:
+        settled -= 1
     return Batches(torn, frozenset(dropped), settled)
 
 

@@ -451,3 +451,27 @@ def test_an_interrupted_batch_is_cut_back_too(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(KeyboardInterrupt):
         journal.append("alice", Interrupted(), one_write=True)
     assert _current(root).read_bytes() == before
+
+
+def test_the_catalog_reads_on_from_before_a_torn_batch_and_names_its_damage_as_a_whole_read_does(tmp_path: Path) -> None:
+    """Two batches torn in a row, then a server's item: a read from the catalog's settled point equals a fresh one
+    (the record the first kill cut is named by knowing the torn batch before it, so reading on never starts after it)."""
+    root = tmp_path / "journal"
+    rel = "users/us/er/dialogs/current.yaml"
+    path = root / rel
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    entry = catalog.read_entry(str(root), rel, None)
+    msg = Message("user", "", TS)
+    data = b""
+    for step in (
+        encode_batch([msg, msg], 1, "documents"),
+        -2,
+        encode_batch([msg, msg, msg], 3, "documents"),
+        -2,
+        b"- role: user\n  content: |\n    x\n  timestamp: 2024-01-01T00:00:00Z\n",
+    ):
+        data = data[:step] if isinstance(step, int) else data + (b"\n" if data else b"") + step  # every write on a fresh line
+        path.write_bytes(data)
+        entry = catalog.read_entry(str(root), rel, entry)
+        assert entry == catalog.read_entry(str(root), rel, None)
