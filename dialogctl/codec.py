@@ -15,6 +15,24 @@ our own records with a small exact parser instead of a general YAML parser,
 and gives the writer the conversation's message count by reading only the
 last line of the file (``n``), so an append never re-reads the conversation.
 
+A write of several records (an import, a user's batch of ``append --jsonl``)
+is a *batch*, and each of its records says so in its frame:
+
+    # dialogctl n=<message number> batch=<first n>-<last n> len=... crc32=...
+
+A process killed during a large write leaves whole records before the cut,
+each with a valid frame; the batch mark makes them visible only whole. A
+batch is committed when its last record (``n`` = last) is there: a run of
+records of one batch that ends without it is a *torn batch*, and no reader
+reads any of it (:func:`check_batches`). The mark comes before ``len`` and
+``crc32``, so a frame line cut anywhere fails to match as a whole. The range
+is also the batch's identity: a record joins the run before it only if it
+names the same range with a higher ``n``, and a later write can never do
+that, because its first record carries its own first ``n`` (a later batch
+that reuses the range starts at ``n`` = first again, which ends the run).
+Single-record writes carry no mark, so files written before batches existed
+read as they always did, and the servers' unframed items never carry one.
+
 Content is written as a literal block with an explicit indentation indicator
 (``|2-``, ``|2``, ``|2+``) whenever YAML can carry it that way, and otherwise as
 a double-quoted scalar that is also a valid JSON string. Metadata is written as
@@ -32,6 +50,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidInput
@@ -40,7 +59,11 @@ from .models import Message
 Form = Literal["documents", "sequence"]
 
 TRAILER_PREFIX = b"# dialogctl n="
-TRAILER_RE = re.compile(rb"^# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a-f]{8})$", re.M)
+# Groups: n, first and last n of the batch (absent outside a batch), len, crc32.
+TRAILER_RE = re.compile(rb"^# dialogctl n=(\d{1,15})(?: batch=(\d{1,15})-(\d{1,15}))? len=(\d{1,15}) crc32=([0-9a-f]{8})$", re.M)
+Batch = tuple[int, int]  # first and last n of a batch
+# How much encoded text a batch is written in per ``write`` (see :func:`encode_chunks`).
+CHUNK_BYTES = 1 << 20
 
 # Characters YAML cannot carry in a literal block (and that some parsers treat
 # as line breaks): C0/C1 controls except tab and LF, DEL, NEL, the Unicode
@@ -175,8 +198,8 @@ def _role_text(role: str) -> str:
     return quote(role)
 
 
-def encode_record(msg: Message, n: int, form: Form) -> bytes:
-    """One framed record: the message as YAML, then its frame comment line."""
+def encode_record(msg: Message, n: int, form: Form, batch: Batch | None = None) -> bytes:
+    """One framed record: the message as YAML, then its frame comment line (naming its batch, if it is in one)."""
     if form == "documents":
         lines = ["---", f"role: {_role_text(msg.role)}"]
         indent = ""
@@ -189,11 +212,43 @@ def encode_record(msg: Message, n: int, form: Form) -> bytes:
         lines.append(f"{indent}metadata: {dump_json_line(msg.metadata)}")
     lines.append("")
     body = "\n".join(lines).encode("utf-8")
-    return body + b"# dialogctl n=%d len=%d crc32=%08x\n" % (n, len(body), zlib.crc32(body))
+    if batch is None:
+        return body + b"# dialogctl n=%d len=%d crc32=%08x\n" % (n, len(body), zlib.crc32(body))
+    return body + b"# dialogctl n=%d batch=%d-%d len=%d crc32=%08x\n" % (n, batch[0], batch[1], len(body), zlib.crc32(body))
 
 
-def encode_batch(messages: list[Message], first_n: int, form: Form) -> bytes:
-    return b"".join(encode_record(m, first_n + i, form) for i, m in enumerate(messages))
+def encode_batch(messages: Sequence[Message], first_n: int, form: Form, marked: bool = True) -> bytes:
+    """Records ``first_n``, ``first_n + 1``...; several are marked as one batch unless ``marked`` is False.
+
+    Unmarked records are for a whole file written at once through a temp file
+    and a rename (a rewrite), which is atomic without marks.
+    """
+    batch = (first_n, first_n + len(messages) - 1) if marked and len(messages) > 1 else None
+    return b"".join(encode_record(m, first_n + i, form, batch) for i, m in enumerate(messages))
+
+
+def encode_chunks(messages: Iterable[Message], count: int, first_n: int, form: Form, marked: bool = True, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The records of :func:`encode_batch` (``count`` messages), in pieces of about ``size`` bytes.
+
+    For writing a large batch without holding all of it in memory: the batch
+    mark, not the number of writes, is what makes it all or nothing.
+    """
+    batch = (first_n, first_n + count - 1) if marked and count > 1 else None
+    pieces: list[bytes] = []
+    held = 0
+    n = first_n
+    for msg in messages:
+        record = encode_record(msg, n, form, batch)
+        n += 1
+        pieces.append(record)
+        held += len(record)
+        if held >= size:
+            yield b"".join(pieces)
+            pieces, held = [], 0
+    if n - first_n != count:
+        raise ValueError(f"encode_chunks was promised {count} messages and given {n - first_n}")
+    if pieces:
+        yield b"".join(pieces)
 
 
 # --- reading our own records --------------------------------------------------
@@ -226,11 +281,13 @@ def record_pattern(form: Form) -> re.Pattern[str]:
 
 
 def framed_record_pattern(form: Form) -> re.Pattern[bytes]:
-    """A record body of one shape and its frame line (as bytes; groups 7-9 are n, len and crc32)."""
+    """A record body of one shape and its frame line (as bytes; groups 7-11 are n, the batch's first and last n, len and crc32)."""
     pattern = _FRAMED_RECORDS.get(form)
     if pattern is None:
         start, indent = _SHAPES[form]
-        text = _RECORD_PATTERN.format(start=start, indent=indent) + r"# dialogctl n=(\d{1,15}) len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)"
+        text = _RECORD_PATTERN.format(start=start, indent=indent) + (
+            r"# dialogctl n=(\d{1,15})(?: batch=(\d{1,15})-(\d{1,15}))? len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)"
+        )
         pattern = _FRAMED_RECORDS[form] = re.compile(text.encode())
     return pattern
 
@@ -315,6 +372,8 @@ class Frame(NamedTuple):
     end: int  # end of the record body = start of the trailer line
     after: int  # offset just past the trailer line's newline
     n: int
+    first: int = 0  # the batch it belongs to: first and last n (0, 0: written on its own)
+    last: int = 0
 
 
 def find_frames(data: bytes, start: int = 0) -> tuple[list[Frame], list[int]]:
@@ -329,23 +388,109 @@ def find_frames(data: bytes, start: int = 0) -> tuple[list[Frame], list[int]]:
     crc32 = zlib.crc32
     for m in TRAILER_RE.finditer(data, start):
         end = m.start()
-        rec_start = end - int(m.group(2))
-        if rec_start >= cursor and (rec_start == 0 or data[rec_start - 1] == 10) and crc32(data[rec_start:end]) == int(m.group(3), 16):
+        rec_start = end - int(m.group(4))
+        if rec_start >= cursor and (rec_start == 0 or data[rec_start - 1] == 10) and crc32(data[rec_start:end]) == int(m.group(5), 16):
             after = m.end() + 1 if m.end() < len(data) else m.end()
-            frames.append(Frame(rec_start, end, after, int(m.group(1))))
+            first, last = m.group(2, 3)
+            frames.append(Frame(rec_start, end, after, int(m.group(1)), int(first or 0), int(last or 0)))
             cursor = after
         else:
             broken.append(end)
     return frames, broken
 
 
+class TornBatch(NamedTuple):
+    """A batch whose last record is missing: none of its records is read."""
+
+    at: int  # position in the frame list of its first record found
+    records: int  # whole records of it that were found
+    first: int  # the batch's first and last n, as its frames say
+    last: int
+    at_end: bool  # still open where the data ends (cut off there, or still being written)
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def describe(self) -> str:
+        """One sentence for a damage report (never message text)."""
+        how = "the writer was killed or failed, or is still writing" if self.at_end else "the writer was killed or failed"
+        return f"only {self.records} of the {self.size} records of a batch (messages {self.first}-{self.last}) were written: {how}; none of them is read"
+
+
+class Batches(NamedTuple):
+    """How the frames of a file group into batches (see :func:`check_batches`)."""
+
+    torn: list[TornBatch]
+    dropped: frozenset[int]  # positions of the frames whose records are not read
+    settled: int  # frames before this position are decided (no batch among them can still be completed), the last one read
+
+
+_NO_BATCHES = Batches([], frozenset(), 0)
+
+
+def check_batches(frames: list[Frame]) -> Batches:
+    """Group the frames into batches and find the torn ones.
+
+    A run is the records of one batch (same first-last range, rising ``n``)
+    that follow each other among the frames (text between them, such as a
+    server's item landing between two writes of a large batch, is not part of
+    the run and is read as usual). A run that reaches the batch's last record
+    is committed, also when a record in between was lost later (bit rot: that
+    record alone is damage); a run that stops before it is torn, and every
+    record of it is dropped. A run still open at the end of the frames is torn
+    too, but not yet settled: an incremental reader waits for it.
+    """
+    if not any(f.last for f in frames):
+        return _NO_BATCHES._replace(settled=len(frames))
+    torn: list[TornBatch] = []
+    dropped: set[int] = set()
+    run: list[int] = []  # positions of the frames of the open run
+
+    def close(at_end: bool) -> None:
+        head = frames[run[0]]
+        torn.append(TornBatch(run[0], len(run), head.first, head.last, at_end))
+        dropped.update(run)
+
+    for i, frame in enumerate(frames):
+        if run:
+            head, tail = frames[run[0]], frames[run[-1]]
+            if frame.last and (frame.first, frame.last) == (head.first, head.last) and frame.n > tail.n:
+                if frame.n == frame.last:
+                    run = []  # committed
+                else:
+                    run.append(i)
+                continue
+            close(at_end=False)
+            run = []
+        if frame.last and frame.n != frame.last:
+            run = [i]
+    settled = len(frames)
+    if run:
+        close(at_end=True)
+        settled = run[0]
+    # Never settle just after a dropped record: what follows it (the record the kill cut) is
+    # named by knowing the torn batch before it, so a later read starts before that batch.
+    while settled and settled - 1 in dropped:
+        settled -= 1
+    return Batches(torn, frozenset(dropped), settled)
+
+
 def last_frame_n(tail: bytes) -> int | None:
-    """The ``n`` of the trailer that ends ``tail`` (the last bytes of a file), if it does."""
+    """The ``n`` of the trailer that ends ``tail`` (the last bytes of a file), if it does.
+
+    None also when that record is not the last of its batch: the file ends in
+    a torn batch (or one being written), whose records are not messages, so
+    the count must be read from the file.
+    """
     if not tail.endswith(b"\n"):
         return None
     start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
     m = TRAILER_RE.fullmatch(tail, start, len(tail) - 1)
-    return int(m.group(1)) if m else None
+    if m is None:
+        return None
+    n = int(m.group(1))
+    return None if m.group(3) is not None and int(m.group(3)) != n else n
 
 
 def detect_form(head: bytes) -> Form | None:

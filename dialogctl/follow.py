@@ -9,9 +9,12 @@ users are picked up.
 Decisions a reader must know:
 
 * Framed records (dialogctl's own) are yielded as soon as their frame line is
-  there. Text another writer appended without frames is read once the file
-  has stopped growing for one round, so a write in progress is never read in
-  half.
+  there; the records of a batch (a multi-record write) only once its last
+  record is there, so a batch is printed whole or not at all. A batch that
+  stopped growing while nobody holds the user's lock was cut off by a crash:
+  its records are never printed, and reading goes on after it. Text another
+  writer appended without frames is read once the file has stopped growing
+  for one round, so a write in progress is never read in half.
 * Position, not time, decides what is new: every message appended after
   following started is printed, whatever its timestamp (a replayed backlog
   stamped an hour ago included). Growth of the same inode is simply read on.
@@ -44,9 +47,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from . import layout as L
-from .codec import find_frames, last_frame_n
+from .codec import check_batches, find_frames, last_frame_n
 from .errors import DialogError
 from .journal import FILE_TOO_LARGE, Journal, too_large_detail
+from .locking import probe
 from .models import ConversationRef, Damage, Message
 from .reader import parse_conversation
 from .storage import open_below
@@ -271,12 +275,33 @@ class Follower:
             self.known.popitem(last=False)
 
     def _skipping(self, path: str, ref: ConversationRef, st: os.stat_result) -> _Watched:
-        """Watch a file from its current end."""
+        """Watch a file from its current end (from before a batch still being written: it is new when it is whole)."""
         tail = self._read(path, max(0, st.st_size - 4096), st.st_size)
         count = last_frame_n(tail) if tail else 0
+        offset = st.st_size
         if count is None:  # not ending on our frame: count by reading the file once
-            count = len(parse_conversation(self._read(path, 0, st.st_size), path).messages)
-        return _Watched(ref, st.st_ino, st.st_size, count)
+            data = self._read(path, 0, st.st_size)
+            frames, _ = find_frames(data)
+            settled = check_batches(frames).settled
+            if settled < len(frames):
+                offset = frames[settled].start
+                data = data[:offset]
+            count = len(parse_conversation(data, path).messages)
+        return _Watched(ref, st.st_ino, offset, count)
+
+    def _locked(self, user: str) -> bool:
+        """Whether someone holds the user's lock now (a batch writer does for its whole batch)."""
+        try:
+            with self.journal.dialogs_folder(user) as dialogs:
+                state = probe(dialogs)
+        except (DialogError, OSError):
+            return False
+        return state is not None and state.held
+
+    def _grew(self, path: str, size: int) -> bool:
+        """Whether the file is larger now than ``size`` (a batch writer finishes its writes before it lets go of the lock)."""
+        st = self._stat(path)
+        return st is not None and st.st_size > size
 
     def _replacement(self, path: str, ref: ConversationRef, st: os.stat_result, events: list[Event], rewritten: bool) -> _Watched:
         """A new file under a watched name: read what was written since the last look."""
@@ -326,8 +351,17 @@ class Follower:
         """
         data = self._read(path, watched.offset, size)
         frames, _ = find_frames(data)
-        end = frames[-1].after if frames else 0
-        if data[end:].strip():
+        settled = check_batches(frames).settled
+        end = frames[settled - 1].after if settled else 0
+        if settled < len(frames):
+            # A batch not yet whole: still being written (its writer holds the user's lock),
+            # or cut off by a crash, which becomes certain once it stops growing unlocked.
+            if final or (watched.pending_size == size and not self._locked(watched.ref.user) and not self._grew(path, size)):
+                end = len(data)  # the reader leaves the torn batch out
+                watched.pending_size = -1
+            else:
+                watched.pending_size = size
+        elif data[end:].strip():
             if final or watched.pending_size == size:
                 end = len(data)  # unframed text that stopped growing: read it now
                 watched.pending_size = -1

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
 from . import layout as L
 from . import usermeta
-from .codec import Form, check_message, detect_form, encode_batch, last_frame_n
+from .codec import Form, check_message, detect_form, encode_batch, encode_chunks, last_frame_n
 from .config import Settings
 from .errors import DialogError, FileTooLarge, InvalidInput, LayoutError, NotFound, PartlyAppended, StorageError, UnsafePath
 from .locking import FolderGone, LockState, UserLock, make_owner, probe
@@ -829,17 +829,23 @@ class Journal:
                 finally:
                     lock.release()
 
-    def append(self, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append") -> AppendResult:
-        """Append a batch to the user's conversation: one locked write, fsynced.
+    def append(
+        self, user: str, messages: Sequence[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append"
+    ) -> AppendResult:
+        """Append a batch to the user's conversation under the user's lock, fsynced.
 
         Archives automatically when the conversation reaches ``archiveThreshold``
-        (or ``maxConversationLength``), splitting the batch at that point.
+        (or ``maxConversationLength``), splitting the batch at that point. Each
+        part written to one file is marked as one batch in its frames, so it is
+        read whole or not at all even if the process dies part-way through it.
 
         With ``one_write`` the batch is never split, so it lands all or nothing
-        even if the process dies (an import): a non-empty conversation the batch
-        would overflow is archived first, and a batch longer than the limit is
-        written whole and then archived. ``command`` names the operation in the
-        lock's owner record.
+        (an import): a non-empty conversation the batch would overflow is
+        archived first, and a batch longer than the limit is written whole and
+        then archived. ``messages`` may be any sequence, such as a spooled
+        import read lazily (:mod:`dialogctl.spool`): a large batch is encoded
+        and written a megabyte at a time. ``command`` names the operation in
+        the lock's owner record.
         """
         L.validate_user_id(user)
         if conversation is not None and conversation != "current":
@@ -876,7 +882,7 @@ class Journal:
             ref = ConversationRef(user, "session", utc_now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex())
         return L.session_file(ref.id or ""), ref
 
-    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: list[Message], one_write: bool = False) -> AppendResult:
+    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: Sequence[Message], one_write: bool = False) -> AppendResult:
         threshold = int(self.settings["archiveThreshold"])
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
@@ -904,12 +910,15 @@ class Journal:
             cut = len(remaining) if one_write else room
             chunk, remaining = remaining[:cut], remaining[cut:]
             form = tail.form or self.file_shape
-            # Always from a fresh line: the servers append without a lock and leave their
+            # Every write from a fresh line: the servers append without a lock and leave their
             # last item unterminated, and one may append between our look at the tail and
-            # this write. (An empty line between items is nothing to YAML.)
-            data = b"\n" + encode_batch(chunk, count + 1, form)
+            # this write, or between two writes of a large batch. (An empty line between items
+            # is nothing to YAML.) Several messages are marked as one batch, so a write cut
+            # short by a kill reads as nothing at all; a large one goes in pieces of about a
+            # megabyte (see codec.encode_chunks).
+            pieces = encode_chunks(chunk, len(chunk), count + 1, form)
             try:
-                _, new_size = dialogs.append(name, data, self.modes)
+                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes)
             except StorageError as exc:
                 done = len(messages) - len(remaining) - len(chunk)
                 if not done:
@@ -932,7 +941,9 @@ class Journal:
         self._metadata_after_append(dialogs, user, name, before, messages, moves)
         return AppendResult(user, ref.name, len(messages), count, tuple(archived))
 
-    def _metadata_after_append(self, dialogs: Folder, user: str, name: str, before: usermeta.Key, messages: list[Message], moves: list[usermeta.Move]) -> None:
+    def _metadata_after_append(
+        self, dialogs: Folder, user: str, name: str, before: usermeta.Key, messages: Sequence[Message], moves: list[usermeta.Move]
+    ) -> None:
         try:
             after = usermeta.key_of(dialogs.stat(name))
         except StorageError:
@@ -943,12 +954,14 @@ class Journal:
         """Update the user's metadata.yaml; a failure there never fails the write it follows.
 
         The conversation change is already durable when this runs, and the
-        metadata is derived data that is recomputed when found stale.
+        metadata is derived data that is recomputed when found stale. That
+        includes running out of memory: a recount reads the user's files whole,
+        and a caller told that a committed import failed would import it again.
         """
         try:
             with dialogs.open_folder(("..",)) as user_folder:
                 update(user_folder)
-        except (OSError, DialogError):
+        except (OSError, DialogError, MemoryError):
             pass
 
     def _tail(self, dialogs: Folder, name: str, ref: ConversationRef) -> _Tail:
@@ -983,14 +996,17 @@ class Journal:
             os.close(fd)
 
     def write_conversation(
-        self, dialogs: Folder, ref: ConversationRef, messages: list[Message], exclusive: bool = False, replacing: FileSeen | None = None
+        self, dialogs: Folder, ref: ConversationRef, messages: Sequence[Message], exclusive: bool = False, replacing: FileSeen | None = None
     ) -> int:
         """Write a whole conversation file atomically, in the journal's file shape (the caller holds the user's lock).
 
-        The messages are framed afresh (``n`` = 1..k). With ``exclusive`` the
-        file must not exist yet (a new archive); otherwise it is replaced, and
-        keeps its owner and mode. ``replacing`` is the file as the caller read
-        it: if it is no longer that file the rewrite is refused
+        The messages are framed afresh (``n`` = 1..k), without batch marks: the
+        file appears whole by its rename. With ``exclusive`` the file must not
+        exist yet (a new archive), and the messages may be a long sequence read
+        lazily (a spooled import): they are written in pieces, never held whole
+        in memory. Otherwise the file is replaced, and keeps its owner and
+        mode. ``replacing`` is the file as the caller read it: if it is no
+        longer that file the rewrite is refused
         (:class:`~dialogctl.errors.ChangedUnderneath`), and whatever a server
         appended to it since the caller's read (servers take no lock) is carried
         over into the new file (see :class:`~dialogctl.storage.LiveRewrites`).
@@ -998,23 +1014,25 @@ class Journal:
         """
         for msg in messages:
             check_message(msg)
-        data = encode_batch(messages, 1, self.file_shape) if messages else b""
         made: list[str] = []
         folder, name = self.locate_for_write(dialogs, ref, made)
         try:
             if exclusive and folder.stat(name) is not None:
                 raise InvalidInput(f"{ref.describe()} already exists")
             if replacing is None:
-                folder.write_atomic(name, data, self.modes)
-            else:
-                self.rewrites.replace(folder, name, data, replacing, self.modes)
+                written = [0]
+                pieces = encode_chunks(messages, len(messages), 1, self.file_shape, marked=False)
+                folder.write_atomic(name, _counted(pieces, written), self.modes)
+                return written[0]
+            data = encode_batch(messages, 1, self.file_shape, marked=False) if messages else b""
+            self.rewrites.replace(folder, name, data, replacing, self.modes)
+            return len(data)
         except BaseException:
             dialogs.remove_made(made)  # an archived/ made for a new archive that could not be written
             raise
         finally:
             if folder is not dialogs:
                 folder.close()
-        return len(data)
 
     def locate_for_write(self, dialogs: Folder, ref: ConversationRef, made: list[str] | None = None) -> tuple[Folder, str]:
         """Like :meth:`locate`, creating ``archived/`` when an archive is meant (``made`` says if it was)."""
@@ -1210,6 +1228,7 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
     buffer, buffer_start = b"", size  # the bytes [buffer_start, size) read so far
     form: Form = "documents"
     n = 0
+    batch: tuple[int, int] | None = None  # the batch of the record read last (the next one in the file)
     while True:
         if end - buffer_start < 128:  # the trailer line may not be in the buffer yet
             # One page first, then what the records read so far say the rest will take.
@@ -1225,7 +1244,14 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
         m = TRAILER_RE.fullmatch(buffer, line_start, line_end)
         if m is None or (found and int(m.group(1)) != n - 1):
             return None
-        n, length, crc = int(m.group(1)), int(m.group(2)), int(m.group(3), 16)
+        n, length, crc = int(m.group(1)), int(m.group(4)), int(m.group(5), 16)
+        # A record of a batch is read only when the batch's last record follows it: the
+        # last record of the file must not be in the middle of one (a torn batch, or one
+        # being written), nor may a record read before this one belong to another batch.
+        mine = (int(m.group(2)), int(m.group(3))) if m.group(3) is not None else None
+        if mine is not None and n != mine[1] and mine != batch:
+            return None
+        batch = mine
         trailer_start = buffer_start + line_start  # offsets in the file from here on
         record_start = trailer_start - length
         if record_start < 0 or n < 1:
@@ -1256,6 +1282,13 @@ def _framed_tail(fd: int, size: int, count: int) -> tuple[int, list[Message], Fo
     if count <= 0:  # only the count was wanted
         return n - 1 + len(found), [], form
     return n - 1, found, form
+
+
+def _counted(pieces: Iterable[bytes], total: list[int]) -> Iterator[bytes]:
+    """The pieces, adding up their length in ``total[0]``."""
+    for piece in pieces:
+        total[0] += len(piece)
+        yield piece
 
 
 def _file(ref: ConversationRef, rel_path: str, entry: os.DirEntry[str]) -> list[ConversationFile]:

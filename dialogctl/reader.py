@@ -1,22 +1,26 @@
 """Reading one conversation file: framed records fast, everything else salvaged.
 
 The reader first finds dialogctl's frames (see :mod:`dialogctl.codec`); each
-framed record is decoded by the exact small parser. Text between or after
-frames is read by :mod:`dialogctl.sequence` when it holds items in the
-servers' exact shape, and whatever that reader is not certain of (hand edits,
-torn writes, the servers' own invalid items) goes to :mod:`dialogctl.salvage`
-one item at a time: ruamel.yaml is imported only then.
+framed record is decoded by the exact small parser, except the records of a
+torn batch (a multi-record write cut off before its last record), which are
+reported once and never read. Text between or after frames is read by
+:mod:`dialogctl.sequence` when it holds items in the servers' exact shape, and
+whatever that reader is not certain of (hand edits, torn writes, the servers'
+own invalid items) goes to :mod:`dialogctl.salvage` one item at a time:
+ruamel.yaml is imported only then.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .codec import TRAILER_PREFIX, Form, decode_record, detect_form, find_frames
+from .codec import TRAILER_PREFIX, Form, check_batches, decode_record, detect_form, find_frames
 from .models import Damage, Message
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+TORN_BATCH = "torn batch"
 
 # How a record of ours cut short at a line break reads to the salvage parser.
 _CUT_KINDS = frozenset({"torn record", "not a message", "invalid YAML", "unexpected text"})
@@ -27,7 +31,9 @@ class ParsedFile:
 
     ``settled`` is where the last valid frame ends (0 without frames), with how
     many messages and damage entries came before it: a file only grows, so a
-    later read can start there (see :mod:`dialogctl.catalog`).
+    later read can start there (see :mod:`dialogctl.catalog`). A batch still
+    open at the end of the data (cut off, or being written) is not settled:
+    ``settled`` is then where the frame before it ends.
     """
 
     __slots__ = ("messages", "damage", "form", "framed", "settled", "settled_messages", "settled_damage", "last_n")
@@ -77,24 +83,36 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
         return result
     # Files the servers wrote have no frames: one substring search spares them the frame pattern's scan.
     frames = find_frames(data)[0] if TRAILER_PREFIX in data else []
+    batches = check_batches(frames)
+    torn = {batch.at: batch for batch in batches.torn}
+    cut_after = {batch.at + batch.records - 1 for batch in batches.torn}  # the last whole record of each torn batch
     lines = _LineCounter(data, first_line)
     cursor = 0
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if frame.start > cursor and data[cursor : frame.start].strip():
+            damage = len(result.damage)
             _salvage(data, cursor, frame.start, lines, result, label, at_end=False)
-        msg = decode_record(data[frame.start : frame.end])
-        if msg is None:
-            msg = _decode_framed_slowly(data, frame.start, frame.end, lines, result, label)
-        if msg is not None:
-            result.messages.append(msg)
-            result.framed += 1
+            if i - 1 in cut_after:
+                _name_the_cut_record(data, cursor, frame.start, lines, result, damage)
+        if i in batches.dropped:
+            if i in torn:
+                result.damage.append(Damage(label, lines.at(frame.start), TORN_BATCH, torn[i].describe()))
+        else:
+            msg = decode_record(data[frame.start : frame.end])
+            if msg is None:
+                msg = _decode_framed_slowly(data, frame.start, frame.end, lines, result, label)
+            if msg is not None:
+                result.messages.append(msg)
+                result.framed += 1
         cursor = frame.after
-    if frames:
-        result.settled, result.last_n = cursor, frames[-1].n
-        result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
+        if i + 1 == batches.settled:
+            result.settled, result.last_n = cursor, frame.n
+            result.settled_messages, result.settled_damage = len(result.messages), len(result.damage)
     if cursor < len(data) and data[cursor:].strip():
         messages, damage = len(result.messages), len(result.damage)
         _salvage(data, cursor, len(data), lines, result, label, at_end=True)
+        if len(frames) - 1 in cut_after:
+            _name_the_cut_record(data, cursor, len(data), lines, result, damage)
         tail = result.damage[damage:]
         if (frames or after_frame) and len(result.messages) == messages and (not data.endswith(b"\n") or all(d.kind in _CUT_KINDS for d in tail)):
             # Text after our last record that holds no message (a lone "---", half a
@@ -105,12 +123,35 @@ def parse_conversation(data: bytes, label: str, form: Form | None = None, first_
     return result
 
 
+def _name_the_cut_record(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, damage: int) -> None:
+    """Right after the last whole record of a torn batch, an item that does not parse is the record the kill cut.
+
+    (Text a server appended after it, unlocked, is read as usual; without this
+    the cut record would be reported as whatever its bytes fail as.)
+    """
+    first = start
+    while first < end and data[first] == 10:
+        first += 1
+    stop = end  # the cut record ends where the next item (a server's) begins
+    for mark in (b"\n- ", b"\n---"):
+        found = data.find(mark, first, end)
+        if found >= 0:
+            stop = min(stop, found + 1)
+    top, bottom = lines.at(first), lines.at(stop)
+    for k in range(damage, len(result.damage)):
+        found_line = result.damage[k].line
+        if found_line is not None and top <= found_line < max(bottom, top + 1) and result.damage[k].kind in _CUT_KINDS:
+            result.damage[k] = Damage(result.damage[k].path, top, "torn record", "the rest of a record cut off with its batch (an interrupted write)")
+
+
 def _read_framed_file(data: bytes) -> ParsedFile | None:
     """Data that is nothing but dialogctl's own framed records, read in one pass; None if it is anything else.
 
     Each record and its frame line are matched by one pattern, checked (length,
     CRC-32, fields) and decoded field by field: the same messages the general
-    path below finds, without its separate passes and copies.
+    path below finds, without its separate passes and copies. Batches must be
+    whole and in order here (each record of a batch follows the one before
+    it); anything else, such as a torn batch, is left to the general path.
     """
     import zlib
 
@@ -129,6 +170,7 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     crc32 = zlib.crc32
     messages: list[Message] = []
     pos, size, n = first, len(data), 0
+    batch: tuple[bytes, bytes] | None = None  # first and last n of the batch being read, as written
     try:
         while pos < size:
             if data[pos] == 10:  # the empty line before a record
@@ -137,10 +179,22 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
             m = match(data, pos)
             if m is None:
                 return None
+            role, quoted, chomp, block, stamp, meta, number, batch_first, batch_last, length, crc = m.groups()
             trailer = m.start(7) - 14  # len(b"# dialogctl n=")
-            if int(m.group(8)) != trailer - pos or crc32(view[pos:trailer]) != int(m.group(9), 16):
+            if int(length) != trailer - pos or crc32(view[pos:trailer]) != int(crc, 16):
                 return None
-            role, quoted, chomp, block, stamp, meta = m.group(1, 2, 3, 4, 5, 6)
+            record_n = int(number)
+            if batch is not None or batch_last is not None:
+                # In a batch: its first record opens it, each next one follows, its last closes it.
+                if batch is not None:
+                    if (batch_first, batch_last) != batch or record_n != n + 1:
+                        return None
+                elif batch_first != number or record_n >= int(batch_last):
+                    return None
+                else:
+                    batch = (batch_first, batch_last)
+                if number == batch_last:
+                    batch = None
             msg = message_from_fields(
                 form,
                 role.decode(),
@@ -153,12 +207,14 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
             if msg is None:
                 return None
             messages.append(msg)
-            n = int(m.group(7))
+            n = record_n
             pos = m.end()
     except UnicodeDecodeError:
         return None
     finally:
         view.release()
+    if batch is not None:
+        return None  # a batch still open at the end: torn (or being written)
     result = ParsedFile(form)
     result.messages = messages
     result.framed = result.settled_messages = len(messages)

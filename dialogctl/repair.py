@@ -10,9 +10,10 @@ with every message that can be recovered, framed afresh.
 Recovery reads what the normal reader reads and, for items the reader has to
 skip, tries decoders for the reference implementation's own defects (see
 :func:`mend_reference_item`): a literal block whose first line starts with
-spaces, and metadata strings holding unescaped double quotes. Torn records
-and anything still unreadable are left out of the rewritten file; their bytes
-stay in quarantine.
+spaces, and metadata strings holding unescaped double quotes. Torn records,
+every record of a torn batch (a multi-record write cut off before its last
+record: never part of one) and anything still unreadable are left out of the
+rewritten file; their bytes stay in quarantine.
 
 A dry run takes the same path and records the same actions without doing any
 of them: no lock file, no quarantine folder, nothing written.
@@ -30,10 +31,11 @@ from typing import NamedTuple
 from . import layout as L
 from .analytics import STATS_FILE
 from .catalog import CATALOG_FILE
-from .codec import Form, check_message, decode_record, detect_form, find_frames, quote
+from .codec import Form, check_batches, check_message, decode_record, detect_form, find_frames, quote
 from .errors import ChangedUnderneath, DialogError
 from .journal import FILE_TOO_LARGE, FileSeen, Journal
 from .models import Damage, Message
+from .reader import TORN_BATCH
 from .salvage import parse_record, salvage_region, split_items
 from .storage import TEMP_MARK, Folder, open_root
 from .usermeta import refresh_metadata
@@ -78,6 +80,7 @@ class Recovery(NamedTuple):
     form: Form
     recovered: int  # of which the reference-defect decoders read
     dropped: list[Damage]  # what the rewritten file leaves out (its bytes go to quarantine)
+    torn_records: int = 0  # whole records left out because their batch is torn (one entry each in ``dropped``)
 
 
 class RepairAction(NamedTuple):
@@ -130,9 +133,12 @@ def recover(data: bytes, label: str) -> Recovery:
     """
     form: Form = detect_form(data[:65536]) or "documents"
     frames, _ = find_frames(data)
+    batches = check_batches(frames)
+    torn = {batch.at: batch for batch in batches.torn}
     messages: list[Message] = []
     dropped: list[Damage] = []
     recovered = 0
+    torn_records = 0
 
     def line_at(offset: int) -> int:
         return data.count(b"\n", 0, offset) + 1
@@ -157,9 +163,15 @@ def recover(data: bytes, label: str) -> Recovery:
             dropped.extend(lost)
 
     cursor = 0
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if data[cursor : frame.start].strip():
             region(cursor, frame.start, at_end=False)
+        if i in batches.dropped:
+            if i in torn:
+                dropped.append(Damage(label, line_at(frame.start), TORN_BATCH, torn[i].describe()))
+                torn_records += torn[i].records
+            cursor = frame.after
+            continue
         body = data[frame.start : frame.end]
         msg = decode_record(body)
         if msg is None:
@@ -173,7 +185,7 @@ def recover(data: bytes, label: str) -> Recovery:
         cursor = frame.after
     if data[cursor:].strip():
         region(cursor, len(data), at_end=True)
-    return Recovery(messages, form, recovered, dropped)
+    return Recovery(messages, form, recovered, dropped, torn_records)
 
 
 _BLOCK_HEADER = re.compile(r"^((?:- |  )?content: )\|[ \t]*$", re.M)
@@ -451,7 +463,13 @@ class _Mender:
         if recovery.recovered:
             detail += f", {recovery.recovered} read by decoding the reference writer's defects"
         if dropped:
-            detail += f"; left out {dropped} unreadable item(s), kept in quarantine"
+            torn = sum(d.kind == TORN_BATCH for d in recovery.dropped)
+            if torn:
+                items = dropped - torn
+                detail += f"; left out the {recovery.torn_records} record(s) of {torn} torn batch(es)" + (f" and {items} unreadable item(s)" if items else "")
+                detail += ", kept in quarantine"
+            else:
+                detail += f"; left out {dropped} unreadable item(s), kept in quarantine"
         action = RepairAction(conv.user, conv.rel_path, "rewrite", detail, len(messages), recovery.recovered, dropped)
         self.rewritten.add(conv.rel_path)
 

@@ -6,9 +6,11 @@ so a symlink planted anywhere under the root (even swapped in while we run)
 is refused instead of followed out of the root. The root itself may be a
 symlink: that is the operator's choice.
 
-Durability rules: an append is one ``write`` on an ``O_APPEND`` descriptor,
-rolled back to the old size if it comes up short, and fsynced before it is
-reported; a rewrite is temp file + fsync + ``rename`` + fsync of the folder.
+Durability rules: an append is one ``write`` on an ``O_APPEND`` descriptor (a
+large batch: one per piece of about a megabyte, each starting on a fresh
+line), cut back if it fails unless someone else appended after it, and fsynced
+before it is reported; a rewrite is temp file + fsync + ``rename`` + fsync of
+the folder.
 
 Ownership and modes follow the journal (:class:`Modes`): the servers that
 append to a journal run as their own user, unlocked, so whatever dialogctl
@@ -25,7 +27,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from .errors import ChangedUnderneath, FileTooLarge, NotFound, StorageError, UnsafePath, storage_error
@@ -378,31 +380,60 @@ class Folder:
         adopt(fd, parent)
         os.fchmod(fd, modes.for_file(parent))
 
-    def append(self, name: str, data: bytes, modes: Modes = FOLLOW) -> tuple[int, int]:
-        """Append ``data`` with one write, fsync it; return (old size, new size).
+    def append(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW) -> tuple[int, int]:
+        """Append ``data`` (bytes, or pieces written one ``write`` each), fsync it; return (where it starts, where it ends).
 
-        On a short or failed write or fsync the file is cut back to its old
-        size (or removed, if this call created it), so a failed append leaves
-        the folder byte-identical to before.
+        On a short or failed write or fsync the file is cut back to where our
+        bytes began (or removed, if this call created it), so a failed append
+        leaves the folder byte-identical to before, unless someone else (a
+        server, which takes no lock) appended after our bytes: then they stay,
+        and what they hold is a torn record or a torn batch, which no reader
+        reads and ``repair`` drops. Each write's place is known from the file
+        offset ``O_APPEND`` leaves behind, so bytes a server appended before
+        ours are never cut.
         """
         fd, created = self.open_append(name, modes)
         where = self.child_path(name)
+        ours: list[int] = []  # [start, end] of our bytes in the file, once a write went through
+        mixed = False  # someone else's bytes landed between two of our writes
         try:
-            old_size = os.fstat(fd).st_size
             try:
-                # One write in all but failure cases: a short write (the disk filled up)
-                # is continued only to learn the real error, then cut back.
-                write_all(fd, data)
+                for piece in [data] if isinstance(data, bytes) else data:
+                    view = memoryview(piece)
+                    # One write per piece in all but failure cases: a short write (the disk
+                    # filled up) is continued only to learn the real error, then cut back.
+                    while view:
+                        written = os.write(fd, view)
+                        if written <= 0:
+                            raise OSError(errno.EIO, "write returned no progress")
+                        done = os.lseek(fd, 0, os.SEEK_CUR)
+                        if not ours:
+                            ours = [done - written, done]
+                        elif done - written == ours[1]:
+                            ours[1] = done
+                        else:
+                            mixed = True
+                        view = view[written:]
                 os.fsync(fd)
                 if created:
                     self.fsync()
-            except OSError as exc:
-                if created:
-                    self.remove_quietly(name)
-                else:
-                    _truncate_quietly(fd, old_size)
-                raise storage_error(exc, "append to", where) from None
-            return old_size, old_size + len(data)
+            except BaseException as exc:  # a full disk, and also an interrupt or a failing source of pieces
+                size = os.fstat(fd).st_size
+                if not ours:
+                    if created and size == 0:
+                        self.remove_quietly(name)
+                elif not mixed and size == ours[1]:
+                    if created and ours[0] == 0:
+                        self.remove_quietly(name)
+                    else:
+                        _truncate_quietly(fd, ours[0])
+                if isinstance(exc, OSError):
+                    raise storage_error(exc, "append to", where) from None
+                raise
+            if not ours:
+                size = os.fstat(fd).st_size
+                return size, size
+            return ours[0], os.lseek(fd, 0, os.SEEK_CUR)
         finally:
             os.close(fd)
 
@@ -423,8 +454,8 @@ class Folder:
         finally:
             os.close(fd)
 
-    def write_atomic(self, name: str, data: bytes, modes: Modes = FOLLOW, durable: bool = True, keep_open: bool = False) -> int | None:
-        """Replace ``name`` with ``data``: temp file, fsync, rename, fsync folder.
+    def write_atomic(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, durable: bool = True, keep_open: bool = False) -> int | None:
+        """Replace ``name`` with ``data`` (bytes, or pieces written one after another): temp file, fsync, rename, fsync folder.
 
         The new file keeps the owner, group and mode of the file it replaces
         (a new name follows ``modes``). With ``keep_open`` an ``O_APPEND``
@@ -454,7 +485,8 @@ class Folder:
         try:
             try:
                 self.set_up_new(fd, modes, old)
-                write_all(fd, data)
+                for piece in [data] if isinstance(data, bytes) else data:
+                    write_all(fd, piece)
                 if durable:
                     os.fsync(fd)
                 if keep_open:

@@ -26,7 +26,7 @@ Decisions a reader must know:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .models import Message
@@ -120,7 +120,7 @@ def _fresh(user: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     return meta
 
 
-def _add(meta: dict[str, Any], messages: list[Message], name: str) -> None:
+def _add(meta: dict[str, Any], messages: Iterable[Message], name: str) -> None:
     """Count a run of messages that follows what ``meta`` has counted so far in conversation file ``name``.
 
     A response time is the time from a user message to the assistant message
@@ -184,7 +184,7 @@ def recompute(journal: Journal, user: str, previous: dict[str, Any] | None = Non
 
 
 def after_append(
-    journal: Journal, user_folder: Folder, user: str, target: str, before: Key, after: Key, batch: list[Message], moves: Sequence[Move] = ()
+    journal: Journal, user_folder: Folder, user: str, target: str, before: Key, after: Key, batch: Sequence[Message], moves: Sequence[Move] = ()
 ) -> None:
     """Bring the metadata up to date after ``batch`` was appended to ``target`` (under the user's lock).
 

@@ -3,8 +3,10 @@
 verify is strictly read-only: files are opened for reading (``O_NOFOLLOW``,
 through :class:`dialogctl.storage.Folder`), no lock is taken and nothing is
 created, not even a lock file, so it is safe on a live journal. A record being
-appended while verify reads may show up as a torn record; run it again, or
-when the servers are idle, before mending.
+appended while verify reads may show up as a torn record, and a large batch
+being written (an import) as a torn batch; run it again, or when the servers
+are idle, before mending (repair itself takes each user's lock, so it never
+meets a batch still being written).
 
 The checks are independent functions, each looking at one kind of thing and
 yielding :class:`Finding` values:
@@ -33,7 +35,7 @@ from .codec import Frame, find_frames
 from .errors import FileTooLarge, InvalidInput, NotFound, StorageError, UnsafePath
 from .journal import FILE_TOO_LARGE, Journal, too_large_detail
 from .models import ROLES, ConversationRef, Damage
-from .reader import ParsedFile, parse_conversation
+from .reader import TORN_BATCH, ParsedFile, parse_conversation
 from .storage import MAX_SMALL_FILE, TEMP_MARK, Folder, backup_target, human_size, kind_of, open_root
 from .times import TIMESTAMP_RULE, parse_timestamp
 from .usermeta import METADATA_FILE
@@ -48,6 +50,7 @@ OWN_FILES = (L.RECORD_PATH, (SYSTEM_DIR, "cleanup.log"), (SYSTEM_DIR, "audit.log
 # items are dropped from the live file, but their bytes are kept in quarantine.
 _DAMAGE_MENDS = {
     "torn record": "drop the torn record (its bytes are kept in quarantine)",
+    TORN_BATCH: "drop every record of the torn batch (its bytes are kept in quarantine)",
     "glued separator": "rewrite the file with the messages split apart",
     "checksum mismatch": "rewrite the record with a fresh frame (the text is kept as it is now)",
     "invalid YAML": "decode it as the reference writer meant it, else drop it to quarantine",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from typing import Annotated, Optional
 
@@ -43,10 +42,13 @@ def import_(
     """Import messages from a file into one of a user's conversations.
 
     Every record is checked first; an error names the line or record and the
-    field, and nothing is written. The import then lands in one atomic write:
-    all of it or none of it, even if the process dies. A conversation the import
-    would take past archiveThreshold is archived first; an import that alone
-    reaches the threshold is archived right after it is written.
+    field, and nothing is written. The file is read once, a piece at a time,
+    so memory does not grow with it. The import then lands as one batch: all
+    of it or none of it, even if the process dies while writing it (verify
+    reports what such a crash left as a torn batch, repair drops it, and the
+    import can simply be run again). A conversation the import would take past
+    archiveThreshold is archived first; an import that alone reaches the
+    threshold is archived right after it is written.
 
     CSV cells may hold commas, quotes and line breaks (RFC 4180). In a CSV with
     dialogctl's own header the ' that export put before formula-like cells is
@@ -64,32 +66,39 @@ def import_(
       jq -c 'select(.conversation == "current")' dump.jsonl | dialogctl import alice -
     """
     from ..errors import InvalidInput, storage_error
-    from ..importers import detect_format, import_messages, parse_import
-    from .inputs import decode_input
+    from ..importers import ImportInput, detect_format, import_messages, read_import
+    from .inputs import stdin_bytes
 
     state: CliState = ctx.obj
-    if file == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise InvalidInput(f"the import is read from stdin, which is a terminal; pipe it in, e.g. dialogctl import {user} - < messages.jsonl")
-        data, source, name = sys.stdin.buffer.read(), "stdin", None
-    else:
+    try:
+        if file == "-":
+            data, source = ImportInput(stdin_bytes("the import", f"dialogctl import {user} - < messages.jsonl")), "stdin"
+            name = None
+        else:
+            try:
+                stream = open(file, "rb")  # noqa: SIM115 - closed below, after the import is read
+            except FileNotFoundError:
+                raise InvalidInput(f"{file}: no such file") from None
+            data, source, name = ImportInput(stream, file), file, file
+    except OSError as exc:
+        raise storage_error(exc, "read", file if file != "-" else "stdin") from None
+    try:
+        chosen = fmt.value if fmt is not None else detect_format(name, data.head)
+        if raw_csv and chosen != "csv":
+            raise InvalidInput(f"--raw-csv applies only to csv, and {source} is read as {chosen}")
+        state.detail(f"reading {source} as {chosen}" + ("" if fmt is not None else " (told from its name and content)"))
         try:
-            with open(file, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            raise InvalidInput(f"{file}: no such file") from None
+            spool = read_import(data, chosen, source, raw_csv)
         except OSError as exc:
-            raise storage_error(exc, "read", file) from None
-        source = name = file
-    chosen = fmt.value if fmt is not None else detect_format(name, data)
-    if raw_csv and chosen != "csv":
-        raise InvalidInput(f"--raw-csv applies only to csv, and {source} is read as {chosen}")
-    state.detail(f"reading {source} as {chosen}" + ("" if fmt is not None else " (told from its name and content)"))
-    messages = parse_import(data if chosen == "sqlite" else decode_input(data, source), chosen, source, raw_csv)
-    if not messages:
-        state.say(f"{source} holds no messages; nothing imported")
-        return
-    result = import_messages(state.journal(), user, messages, conversation, as_archive, dry_run)
+            raise storage_error(exc, "read", source) from None
+    finally:
+        if name is not None:
+            data.stream.close()
+    with spool:
+        if not len(spool):
+            state.say(f"{source} holds no messages; nothing imported")
+            return
+        result = import_messages(state.journal(), user, spool.messages(), conversation, as_archive, dry_run)
     target = f"{user}/{result.conversation}{' (a new archive)' if as_archive is not None else ''}"
     if dry_run:
         state.say(f"{source}: {result.appended} valid messages for {target}, which holds {result.messages} now; nothing written (dry run)")
