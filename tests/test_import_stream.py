@@ -114,7 +114,7 @@ def test_json_syntax_errors_name_the_same_line_and_column_as_a_whole_read(piece:
         ('{"userId": "u", "messageCount": 2, "messages": [{"role": "user", "content": "a"}]}', "messageCount says 2 but messages holds 1"),
         ('{"userId": "u", "messages": [{"role": "user", "content": "a", "metadata": {"x": NaN}}]}', "NaN is not a JSON number"),
         ('{"messages": [{"role": "user", "content": "a"}], "colour": 1}', "in: the top-level object: unknown field(s) 'colour'"),
-        ('{"userId": "u", "messages": [' + "[" * 100_000 + "]" * 100_000 + "]}", "nested too deeply"),
+        ('{"userId": "u", "messages": [' + "[" * 100_000 + "]" * 100_000 + "]}", "is nested deeper than 64 levels"),
     ],
 )
 def test_json_errors(piece: int, text: str, error: str) -> None:
