@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import ROLES, Message
 
 from .strategies import NASTY_LINES

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from dialogctl import catalog
+from dialogctl.cli.render import SPARKS
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal import catalog
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
-from dialogctl.render import SPARKS
 
 from .conftest import Cli, copy_tree, run_exe
 from .terminal import run_tty
@@ -385,8 +385,8 @@ def test_the_real_executable(journal_root: tuple[Path, dict[str, Any]]) -> None:
 
 def test_save_system_stats_from_the_plain_totals(journal_root: tuple[Path, dict[str, Any]], cli: Cli) -> None:
     """What the lead's cleanup calls: the journal's totals alone, without the analytics."""
-    from dialogctl.analytics import save_system_stats
-    from dialogctl.overview import journal_totals
+    from dialogctl.views.analytics import save_system_stats
+    from dialogctl.views.overview import journal_totals
 
     root, want = journal_root
     journal = Journal(load_settings({"root": str(root)}))

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from .conftest import Cli, run_exe
@@ -36,7 +36,7 @@ TS = "2024-01-15T10:30:00.000Z"
 _HOLD = """
 import sys, time
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 journal = Journal(load_settings({"root": sys.argv[1], "serverId": "srv-stuck"}))
 def hold(dialogs):
     print("held", flush=True)

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl import catalog
-from dialogctl.codec import encode_batch, encode_record, find_frames, last_frame_n
 from dialogctl.config import load_settings
-from dialogctl.follow import Follower
-from dialogctl.journal import Journal
+from dialogctl.fileformat.codec import encode_batch, encode_record, find_frames, last_frame_n
+from dialogctl.fileformat.reader import parse_conversation
+from dialogctl.journal import catalog
+from dialogctl.journal.core import Journal
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import ConversationRef, Message
-from dialogctl.reader import parse_conversation
-from dialogctl.repair import repair
-from dialogctl.verify import verify
+from dialogctl.views.follow import Follower
 
 from . import reference_writer as server
 from .conftest import Cli
@@ -177,7 +177,7 @@ def test_the_next_append_never_continues_a_torn_batch(tmp_path: Path, records: i
     journal.append("alice", [Message("user", "single", TS)])  # a record of its own
     journal.append("alice", _msgs(5, "again"))  # the same batch again (a retry): same size, same first n
     assert _contents(journal) == [m.content for m in _msgs(2, "old")] + ["single"] + [m.content for m in _msgs(5, "again")]
-    from dialogctl.codec import check_batches
+    from dialogctl.fileformat.codec import check_batches
 
     data = _current(root).read_bytes()
     frames, _ = find_frames(data)
@@ -238,7 +238,7 @@ def test_the_catalog_never_settles_inside_a_batch(tmp_path: Path) -> None:
 
 
 def test_follow_prints_a_batch_only_whole_and_never_a_torn_one(tmp_path: Path) -> None:
-    from dialogctl.locking import UserLock, make_owner
+    from dialogctl.disk.locking import UserLock, make_owner
 
     root = tmp_path / "journal"
     journal = _journal(root, maxConversationLength="100000", archiveThreshold="0")
@@ -324,7 +324,7 @@ def test_the_archive_of_a_file_ending_in_a_torn_batch_reads_the_same(tmp_path: P
 
 def test_a_large_batch_is_written_in_pieces_that_read_only_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pieces of about a megabyte (here 1 kB): after every piece but the last, the file reads as before the batch."""
-    from dialogctl import codec
+    from dialogctl.fileformat import codec
 
     monkeypatch.setattr(codec, "CHUNK_BYTES", 1024)
     monkeypatch.setattr(codec.encode_chunks, "__defaults__", (True, 1024))
@@ -351,8 +351,8 @@ def test_a_large_batch_is_written_in_pieces_that_read_only_whole(tmp_path: Path,
 
 def test_a_failed_batch_never_cuts_back_over_a_servers_item(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills up on the second piece, after a server appended between two pieces: its item stays."""
-    from dialogctl import codec
     from dialogctl.errors import StorageError
+    from dialogctl.fileformat import codec
 
     monkeypatch.setattr(codec.encode_chunks, "__defaults__", (True, 1024))
     root = tmp_path / "journal"
@@ -386,8 +386,8 @@ def test_a_failed_batch_never_cuts_back_over_a_servers_item(tmp_path: Path, monk
 
 
 def test_a_failed_batch_alone_at_the_end_is_cut_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dialogctl import codec
     from dialogctl.errors import StorageError
+    from dialogctl.fileformat import codec
 
     monkeypatch.setattr(codec.encode_chunks, "__defaults__", (True, 1024))
     root = tmp_path / "journal"
@@ -418,7 +418,7 @@ def test_an_interrupted_batch_is_cut_back_too(tmp_path: Path, monkeypatch: pytes
     """Ctrl-C (or a spool that fails to read back) between two pieces: the pieces written are cut back."""
     from collections.abc import Iterator, Sequence
 
-    from dialogctl import codec
+    from dialogctl.fileformat import codec
 
     monkeypatch.setattr(codec.encode_chunks, "__defaults__", (True, 1024))
     messages = _msgs(200)

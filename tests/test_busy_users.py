@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from .conftest import run_exe

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl import catalog, parallel
-from dialogctl.codec import encode_batch
+from dialogctl import parallel
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.fileformat.codec import encode_batch
+from dialogctl.journal import catalog
+from dialogctl.journal.core import Journal
 from dialogctl.models import ConversationSummary, Message
 
 from .conftest import TREES, Cli, copy_tree
@@ -394,7 +395,7 @@ def test_ctrl_c_stops_the_workers_quietly(tmp_path: Path) -> None:
 
 def test_files_moved_while_a_folder_is_listed_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An archive or cleanup in another process moves files between our listing of a folder and our look at them."""
-    from dialogctl import storage
+    from dialogctl.disk import storage
     from dialogctl.errors import NotFound
 
     journal = _journal(tmp_path / "j", archiveThreshold="0")

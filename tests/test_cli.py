@@ -242,8 +242,8 @@ def test_damaged_show_exits_5_after_printing_intact_messages(tmp_path: Path, cli
 
 def test_lock_busy_exits_4_naming_the_holder(root: Path, cli: Cli) -> None:
     from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
-    from dialogctl.locking import UserLock, make_owner
+    from dialogctl.disk.locking import UserLock, make_owner
+    from dialogctl.journal.core import Journal
 
     cli("append", "alice", "hi")
     journal = Journal(load_settings())

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl.codec import decode_record, encode_batch, encode_record, find_frames, last_frame_n
+from dialogctl.fileformat.codec import decode_record, encode_batch, encode_record, find_frames, last_frame_n
+from dialogctl.fileformat.reader import parse_conversation
 from dialogctl.models import Message
-from dialogctl.reader import parse_conversation
 
 from .strategies import contents, messages, metadata
 
@@ -207,7 +207,7 @@ def test_independent_parsers_read_the_same_messages(parser: str, generated_files
 def test_reference_parser_reads_our_appends_to_its_files(tmp_path: Path) -> None:
     """Appending to a reference-written sequence file keeps it readable by Bun.YAML.parse."""
     from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl.journal.core import Journal
 
     from .conftest import FIXTURES, copy_tree
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from .conftest import Cli
@@ -47,7 +47,7 @@ def _build(root: Path, layout: dict[str, str], inactive: str | None = None) -> J
         folder = root.joinpath("users", *journal.layout().user_parts(user))
         (folder / "dialogs/current.yaml").open("ab").write(b"\n---\nrole: user\ncontent: |2\n  torn")
         (folder / ".metadata.yaml.tmp-leftover").write_text("a metadata rewrite cut short")
-    from dialogctl.repair import repair
+    from dialogctl.maintenance.repair import repair
 
     report = repair(Journal(load_settings({"root": str(root)})))
     assert report.quarantine is not None and not report.unmended, report.unmended

@@ -239,8 +239,8 @@ def test_a_failed_export_leaves_no_file(two_users: Path, cli: Cli, tmp_path: Pat
 def test_a_temp_file_swapped_for_a_symlink_is_refused(two_users: Path, tmp_path: Path, fmt: str) -> None:
     from dialogctl.config import load_settings
     from dialogctl.errors import UnsafePath
-    from dialogctl.exporters import ExportOptions, OutputFile, Selection, select, write_export
-    from dialogctl.journal import Journal
+    from dialogctl.exchange.exporters import ExportOptions, OutputFile, Selection, select, write_export
+    from dialogctl.journal.core import Journal
 
     journal = Journal(load_settings())
     victim = tmp_path / "victim.db"
@@ -265,7 +265,7 @@ def test_large_content_and_every_hostile_line_survive_jsonl(root: Path, cli: Cli
 
 @given(st.text())
 def test_neutralising_is_undone_exactly_and_leaves_no_formula(cell: str) -> None:
-    from dialogctl.exporters import neutralise, restore_cell
+    from dialogctl.exchange.exporters import neutralise, restore_cell
 
     assert restore_cell(neutralise(cell)) == cell
     assert not neutralise(cell) or neutralise(cell)[0] not in "=+-@\t\r\n\0"
@@ -300,7 +300,7 @@ def test_damaged_files_still_export_every_intact_message_to_the_file(fixture_tre
 def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: list[Message], pretty: bool) -> None:
     import io
 
-    from dialogctl.exporters import Selected, write_conversation_object
+    from dialogctl.exchange.exporters import Selected, write_conversation_object
     from dialogctl.models import ConversationRef
 
     out = io.StringIO()
@@ -319,7 +319,8 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
 @pytest.mark.parametrize("tree", ["v1-broken", "v1-after-cleanup", "v3-sessions"])
 def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker processes format JSONL and CSV; the bytes, the damage reported and the exit code stay a serial export's."""
-    from dialogctl import exporters, parallel
+    from dialogctl import parallel
+    from dialogctl.exchange import exporters
 
     from .conftest import copy_tree
 
@@ -359,7 +360,7 @@ def test_a_read_error_in_a_worker_is_the_serial_exports_error(root: Path, cli: C
     from dialogctl import parallel
 
     journal_with(root, {("alice", None): [_msg("hi")], ("bob", None): [_msg("yo")]})
-    from dialogctl import storage
+    from dialogctl.disk import storage
 
     real_read_all = storage.read_all
 

@@ -1,6 +1,6 @@
 """follow: position, not time, decides what is new.
 
-Driven round by round through :class:`dialogctl.follow.Follower` (``poll``),
+Driven round by round through :class:`dialogctl.views.follow.Follower` (``poll``),
 so what happens between two looks is exactly what the test does.
 """
 
@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from dialogctl.config import load_settings
-from dialogctl.follow import Follower
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 from dialogctl.times import format_timestamp, utc_now
+from dialogctl.views.follow import Follower
 
 from . import reference_writer
 from .conftest import Cli

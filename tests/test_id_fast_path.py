@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogctl import layout as L
+from dialogctl.disk import layout as L
 from dialogctl.errors import InvalidUserId
 
 from .conftest import Cli

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from dialogctl import importers
 from dialogctl.errors import InvalidInput
-from dialogctl.importers import ImportInput, read_import
+from dialogctl.exchange import importers
+from dialogctl.exchange.importers import ImportInput, read_import
 from dialogctl.models import Message
 
 from .conftest import Cli
@@ -155,7 +155,7 @@ def test_an_invalid_utf8_byte_far_into_the_input_is_named_by_its_offset(fmt: str
 
 
 def test_the_spool_reads_back_large_and_many_messages_exactly() -> None:
-    from dialogctl.spool import MessageSpool
+    from dialogctl.fileformat.spool import MessageSpool
 
     big = Message("assistant", "x" * 3_000_000, TS, {"a": [1, 2, {"b": None}]})
     messages = [Message("user", f"m{i}", TS) for i in range(5000)] + [big] + [Message("user", "after", TS, {})]

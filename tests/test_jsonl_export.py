@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogctl.exporters import Selected, message_record, write_jsonl
+from dialogctl.exchange.exporters import Selected, message_record, write_jsonl
 from dialogctl.models import ConversationRef, Message
 
 from .strategies import messages as any_message

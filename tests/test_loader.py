@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from dialogctl import salvage
-from dialogctl.reader import parse_conversation
-from dialogctl.salvage import _ItemError, load_yaml
+from dialogctl import yamlsafe as salvage
+from dialogctl.fileformat.reader import parse_conversation
+from dialogctl.yamlsafe import ItemError as _ItemError
+from dialogctl.yamlsafe import load_yaml
 
 DEEP = "role: user\ncontent: x\ntimestamp: t\nmetadata: " + "[" * 50_000 + "]" * 50_000 + "\n"
 GOOD_ITEM = b"- role: user\n  content: |\n    hello\n  timestamp: 2024-01-15T10:30:00.000Z\n  metadata: {model: m}\n"

@@ -278,7 +278,7 @@ def test_completion_answers_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_users_by_prefix_enter_only_matching_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dialogctl.layout import iter_user_folders
+    from dialogctl.disk.layout import iter_user_folders
 
     root = copy_tree("v1-sharded", tmp_path)
     every = ["".join(parts) for parts in iter_user_folders(str(root))]
@@ -292,7 +292,7 @@ def test_users_by_prefix_enter_only_matching_folders(tmp_path: Path, monkeypatch
         entered.append(str(path))
         return real(path)
 
-    import dialogctl.layout as layout
+    import dialogctl.disk.layout as layout
 
     monkeypatch.setattr(layout.os, "scandir", spy)
     list(iter_user_folders(str(root), prefix="user-101"))

@@ -65,8 +65,8 @@ def test_the_benchmark_writes_server_files_byte_for_byte(tmp_path: Path, monkeyp
     """bench/ builds its server-written journal with this stand-in: items joined by a line feed, no final newline."""
     import sys
 
-    from dialogctl import salvage
-    from dialogctl.reader import parse_conversation
+    from dialogctl.fileformat import salvage
+    from dialogctl.fileformat.reader import parse_conversation
 
     bench = Path(__file__).resolve().parent.parent / "bench"
     monkeypatch.syspath_prepend(str(bench))

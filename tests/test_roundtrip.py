@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import ConversationRef, Message
 
 from .conftest import Cli

@@ -32,11 +32,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl import reader, salvage
-from dialogctl.codec import encode_record
+from dialogctl.fileformat import reader, salvage
+from dialogctl.fileformat.codec import encode_record
+from dialogctl.fileformat.reader import parse_conversation
+from dialogctl.fileformat.sequence import read_items
 from dialogctl.models import Message
-from dialogctl.reader import parse_conversation
-from dialogctl.sequence import read_items
 
 from . import reference_writer as server
 from .conftest import FIXTURES, copy_tree
@@ -154,12 +154,12 @@ def server_files(draw: st.DrawFn, nasty: bool) -> tuple[bytes, list[dict[str, An
 
 def _slowly(data: bytes) -> reader.ParsedFile:
     """The same file with every unframed region handed whole to the salvage reader (ruamel.yaml, item by item)."""
-    original = reader._read_reference_items
-    reader._read_reference_items = lambda data, start, end, result: iter([(start, end)])  # type: ignore[assignment]
+    original = reader.read_reference_items
+    reader.read_reference_items = lambda data, start, end, result: iter([(start, end)])  # type: ignore[assignment]
     try:
         return parse_conversation(data, "f.yaml")
     finally:
-        reader._read_reference_items = original
+        reader.read_reference_items = original
 
 
 class _NoYaml:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dialogctl.config import interpolate, load_settings
+from dialogctl.disk.layout import Layout, detect_layout, validate_name, validate_user_id
 from dialogctl.errors import InvalidInput, InvalidUserId, LayoutError
-from dialogctl.layout import Layout, detect_layout, validate_name, validate_user_id
 
 from .conftest import Cli, copy_tree
 

@@ -104,9 +104,9 @@ def test_man_page_renders_cleanly_and_covers_everything() -> None:
 
 
 def test_every_environment_variable_the_code_reads_is_documented() -> None:
-    from dialogctl.cli.app import COMPLETE_VAR
     from dialogctl.cli.docs import ENVIRONMENT
     from dialogctl.cli.pager import PAGER_VARIABLES
+    from dialogctl.cli.state import COMPLETE_VAR
 
     source = "\n".join(p.read_text() for p in (REPO / "dialogctl").rglob("*.py"))
     read = set(re.findall(r"environ\.get\(\"([A-Z_]+)\"", source)) | set(re.findall(r"env\.setdefault\(\"([A-Z_]+)\"", source))

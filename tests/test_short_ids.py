@@ -22,9 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialogctl.config import load_settings
+from dialogctl.disk.layout import Layout, detect_layout, iter_user_folders, user_id_from_parts
 from dialogctl.errors import InvalidUserId, LayoutError, NotFound
-from dialogctl.journal import Journal
-from dialogctl.layout import Layout, detect_layout, iter_user_folders, user_id_from_parts
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from . import reference_writer as server
@@ -279,7 +279,7 @@ def test_walkers_find_users_nested_in_other_users_folders(tmp_path: Path, cli: C
     root = tmp_path / "j"
     _nested_journal(root)
     assert sorted(r["user"] for r in cli.json("--root", str(root), "list", "--format", "json")) == sorted(NESTED)
-    from dialogctl.verify import verify
+    from dialogctl.maintenance.verify import verify
 
     report = verify(_journal(root))
     assert report.users == len(NESTED)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl.codec import encode_batch
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.fileformat.codec import encode_batch
+from dialogctl.journal.core import Journal
 from dialogctl.models import ConversationRef, Message
 
 from .conftest import TREES, Cli, copy_tree

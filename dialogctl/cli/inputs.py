@@ -11,13 +11,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..errors import InvalidInput, storage_error
+from ..fileformat.codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..models import ROLES, Message
 from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
 
 if TYPE_CHECKING:
-    from ..outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
+    from ..journal.outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
 
 
 def read_stdin(what: str, example: str) -> str:
@@ -102,7 +102,7 @@ class SpooledMessages:
     def __init__(self) -> None:
         import tempfile
 
-        from ..outcomes import LineRanges
+        from ..journal.outcomes import LineRanges
 
         self._ranges = LineRanges
         self.file = tempfile.TemporaryFile()
@@ -132,7 +132,7 @@ class SpooledMessages:
 
     def batches(self) -> list[Batch]:
         """Each group as a batch whose messages are read back from the file only when it is written."""
-        from ..outcomes import Batch
+        from ..journal.outcomes import Batch
 
         self.file.flush()
         return [
@@ -228,7 +228,7 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
 
 def too_deep(text: str) -> str:
     """What to say about JSON input the parser gave up on for its depth: its field, or its path."""
-    from ..codec import MAX_METADATA_DEPTH
+    from ..fileformat.codec import MAX_METADATA_DEPTH
     from ..nesting import deepest
 
     found = deepest(text, MAX_METADATA_DEPTH)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
-from dialogctl.locking import probe
+from dialogctl.disk.locking import probe
+from dialogctl.journal.core import Journal
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.verify import verify
 
 from ..conftest import run_exe
 from . import faults

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.repair import repair
 from dialogctl.times import utc_now_iso
-from dialogctl.verify import verify
 
 from . import faults
 from .conftest import count

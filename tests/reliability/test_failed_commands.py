@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from ..conftest import FIXTURES

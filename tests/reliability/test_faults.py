@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.storage import TEMP_MARK
+from dialogctl.disk.storage import TEMP_MARK
 
 from . import faults
 from .faults import Rule
@@ -34,7 +34,7 @@ ERRNOS = ("ENOSPC", "EIO")
 def _journal(root: Path) -> None:
     """alice: a current conversation of three and one archive (a1); bob: an old conversation to trim."""
     from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl.journal.core import Journal
     from dialogctl.models import Message
 
     journal = Journal(load_settings({"root": str(root), "archiveThreshold": "4"}))
@@ -234,9 +234,9 @@ def _without_inodes(data: bytes | None) -> bytes | None:
 def _metadata_recomputed(root: Path) -> bool:
     """Whether every user's metadata.yaml, left stale by a failed update, is brought back to the truth by the next append."""
     from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl.journal.core import Journal
+    from dialogctl.journal.usermeta import METADATA_FILE, recompute
     from dialogctl.models import Message
-    from dialogctl.usermeta import METADATA_FILE, recompute
 
     journal = Journal(load_settings({"root": str(root)}))
     for user in journal.users():

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from dialogctl.catalog import _HEADER, MAGIC
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.catalog import _HEADER, MAGIC
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 TS = "2024-01-15T10:30:00.000Z"

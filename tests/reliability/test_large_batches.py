@@ -27,12 +27,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dialogctl.codec import find_frames
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.fileformat.codec import find_frames
+from dialogctl.journal.core import Journal
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import ConversationRef
-from dialogctl.repair import repair
-from dialogctl.verify import verify
 
 from .. import reference_writer as server
 from . import faults

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import FileSeen, Journal
+from dialogctl.journal.core import Journal
+from dialogctl.journal.files import FileSeen
 from dialogctl.models import Message
 
 from .. import reference_writer as server
@@ -314,7 +315,7 @@ for i in range(rounds):
 _DIALOGCTL = """
 import random, sys
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 from dialogctl.errors import LockBusy, NotFound
 root, rounds, role = {root!r}, {rounds}, {role!r}

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe
@@ -218,8 +218,8 @@ def _reachable(path: str) -> bool:
 
 def test_the_append_itself_never_follows_waits_or_writes_into_anything_but_a_file(tmp_path: Path) -> None:
     """The guard behind the look before the write: a log replaced between the look and the open is still refused."""
+    from dialogctl.disk.storage import open_root
     from dialogctl.errors import StorageError
-    from dialogctl.storage import open_root
 
     (tmp_path / "folder").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "target")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from . import faults

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe

@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dialogctl.config import load_settings
+from dialogctl.disk.layout import Layout, validate_user_id
 from dialogctl.errors import InvalidUserId
-from dialogctl.journal import Journal
-from dialogctl.layout import Layout, validate_user_id
+from dialogctl.journal.core import Journal
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.repair import repair
-from dialogctl.verify import verify
 
 from ..conftest import Cli
 from .conftest import count

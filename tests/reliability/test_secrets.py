@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
-from dialogctl.locking import UserLock, make_owner
+from dialogctl.disk.locking import UserLock, make_owner
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from .. import reference_writer as server

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 TS = "2024-01-15T10:30:00.000Z"

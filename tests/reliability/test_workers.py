@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.codec import encode_batch
+from dialogctl.fileformat.codec import encode_batch
 from dialogctl.models import Message
 
 from .conftest import count
@@ -270,8 +270,9 @@ def test_a_failing_worker_ends_the_run_with_its_cause(func: Any, error: str, wor
 def test_a_bug_in_a_worker_is_an_internal_error_exit_70(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from dialogctl import exporters, parallel
+    from dialogctl import parallel
     from dialogctl.cli.app import app
+    from dialogctl.exchange import exporters
 
     root = _journal(tmp_path / "journal", users=10)
 
