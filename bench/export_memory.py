@@ -191,7 +191,7 @@ def main() -> None:
 
 def measure_import_floor() -> float:
     """RSS in MiB of a process that only starts Python and imports the CLI: the part no journal size can change."""
-    return peak_rss([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exchange.exporters, dialogctl.journal.core"])[0]
+    return peak_rss([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exchange.registry, dialogctl.exchange.pipeline, dialogctl.journal.core"])[0]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from dialogctl.exchange.exporters import restore_cell
+from dialogctl.exchange.formats.csv import restore_cell
 from dialogctl.models import Message
 
 from .conftest import Cli

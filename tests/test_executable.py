@@ -12,7 +12,7 @@ from .conftest import copy_tree, run_exe
 
 def test_core_never_loads_the_cli_toolkit() -> None:
     code = (
-        "import sys, dialogctl.journal.core, dialogctl.maintenance.retention, dialogctl.views.overview, dialogctl.exchange.exporters\n"
+        "import sys, dialogctl.journal.core, dialogctl.maintenance.retention, dialogctl.views.overview, dialogctl.exchange.registry, dialogctl.exchange.pipeline\n"
         "bad = [m for m in ('typer', 'rich', 'click') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

@@ -239,7 +239,10 @@ def test_a_failed_export_leaves_no_file(two_users: Path, cli: Cli, tmp_path: Pat
 def test_a_temp_file_swapped_for_a_symlink_is_refused(two_users: Path, tmp_path: Path, fmt: str) -> None:
     from dialogctl.config import load_settings
     from dialogctl.errors import UnsafePath
-    from dialogctl.exchange.exporters import ExportOptions, OutputFile, Selection, select, write_export
+    from dialogctl.exchange.outputfile import OutputFile
+    from dialogctl.exchange.records import ExportOptions
+    from dialogctl.exchange.registry import write_export
+    from dialogctl.exchange.selection import Selection, select
     from dialogctl.journal.core import Journal
 
     journal = Journal(load_settings())
@@ -265,7 +268,7 @@ def test_large_content_and_every_hostile_line_survive_jsonl(root: Path, cli: Cli
 
 @given(st.text())
 def test_neutralising_is_undone_exactly_and_leaves_no_formula(cell: str) -> None:
-    from dialogctl.exchange.exporters import neutralise, restore_cell
+    from dialogctl.exchange.formats.csv import neutralise, restore_cell
 
     assert restore_cell(neutralise(cell)) == cell
     assert not neutralise(cell) or neutralise(cell)[0] not in "=+-@\t\r\n\0"
@@ -300,7 +303,8 @@ def test_damaged_files_still_export_every_intact_message_to_the_file(fixture_tre
 def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: list[Message], pretty: bool) -> None:
     import io
 
-    from dialogctl.exchange.exporters import Selected, write_conversation_object
+    from dialogctl.exchange.formats.json import write_conversation_object
+    from dialogctl.exchange.selection import Selected
     from dialogctl.models import ConversationRef
 
     out = io.StringIO()
@@ -320,7 +324,7 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
 def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker processes format JSONL and CSV; the bytes, the damage reported and the exit code stay a serial export's."""
     from dialogctl import parallel
-    from dialogctl.exchange import exporters
+    from dialogctl.exchange import pipeline
 
     from .conftest import copy_tree
 
@@ -352,7 +356,7 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
     for batch in (1, 3000):  # every file its own job; several files a job
-        monkeypatch.setattr(exporters, "BATCH_BYTES", batch)
+        monkeypatch.setattr(pipeline, "BATCH_BYTES", batch)
         assert exports() == serial
 
 

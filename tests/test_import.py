@@ -257,6 +257,6 @@ def test_the_import_and_export_cores_never_load_the_cli_toolkit() -> None:
     import subprocess
     import sys
 
-    code = "import sys, dialogctl.exchange.importers, dialogctl.exchange.exporters\nprint(','.join(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
+    code = "import sys, dialogctl.exchange.importers, dialogctl.exchange.registry, dialogctl.exchange.pipeline\nprint(','.join(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

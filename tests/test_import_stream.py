@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from dialogctl.errors import InvalidInput
-from dialogctl.exchange import importers
-from dialogctl.exchange.importers import ImportInput, read_import
+from dialogctl.exchange import reading as importers
+from dialogctl.exchange.importers import read_import
+from dialogctl.exchange.reading import ImportInput
 from dialogctl.models import Message
 
 from .conftest import Cli

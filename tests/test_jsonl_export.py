@@ -8,7 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogctl.exchange.exporters import Selected, message_record, write_jsonl
+from dialogctl.exchange.formats.json import write_jsonl
+from dialogctl.exchange.records import message_record
+from dialogctl.exchange.selection import Selected
 from dialogctl.models import ConversationRef, Message
 
 from .strategies import messages as any_message

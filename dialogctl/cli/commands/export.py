@@ -8,25 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...exchange.registry import FORMATS, export_help
 from ..options import RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
 
-
-class ExportFormat(StrEnum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    markdown = "markdown"
-    openai = "openai"
-    sharegpt = "sharegpt"
-    sqlite = "sqlite"
-
-
-FORMAT_HELP = (
-    "json (the reference shape {userId, timestamp, messageCount, messages}; an array for several conversations), "
-    "jsonl (one message per line), csv (RFC 4180, formula cells neutralised), markdown (transcripts), "
-    "openai / sharegpt (fine-tuning lines), sqlite (a database; needs -o)."
-)
+# The --format choices, help and completions come from the one registry of formats.
+ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # type: ignore[misc]
+FORMAT_HELP = export_help()
 
 
 def export(
@@ -41,7 +29,7 @@ def export(
     since: SinceOption = None,
     until: UntilOption = None,
     role: RoleOption = None,
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat.jsonl,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat["jsonl"],
     output: Annotated[
         Optional[str],
         typer.Option("--output", "-o", help="Write to FILE (via a temp file renamed into place; '-' is stdout).", metavar="FILE"),
@@ -81,7 +69,11 @@ def export(
     """
     from ...disk.layout import validate_user_id
     from ...errors import InvalidInput
-    from ...exchange.exporters import ExportOptions, OutputFile, Selection, is_single, stream, write_export
+    from ...exchange.outputfile import OutputFile
+    from ...exchange.pipeline import stream
+    from ...exchange.records import ExportOptions
+    from ...exchange.registry import write_export
+    from ...exchange.selection import Selection, is_single
     from ..options import message_filter
     from ..progress import ProgressBar
 

@@ -111,7 +111,7 @@ def _reader_gone(out: Any) -> Any:
 
 
 def _record(event: Any) -> dict[str, Any]:
-    from ...exchange.exporters import message_record
+    from ...exchange.records import message_record
 
     return message_record(event, event.position, event.message)
 

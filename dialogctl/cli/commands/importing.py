@@ -7,16 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...exchange.registry import IMPORTS
 from ..options import ConversationOpt, UserArg
 from ..state import CliState
 
-
-class ImportFormat(StrEnum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    openai = "openai"
-    sqlite = "sqlite"
+# The --format choices and help come from the one registry of formats.
+ImportFormat = StrEnum("ImportFormat", {name: name for name in IMPORTS})  # type: ignore[misc]
 
 
 def import_(

@@ -245,7 +245,7 @@ def show(
       dialogctl show alice --tail 20 --format jsonl | jq -r .content
     """
     from ...errors import InvalidInput
-    from ...exchange.exporters import message_record
+    from ...exchange.records import message_record
     from ..options import message_filter
 
     state: CliState = ctx.obj

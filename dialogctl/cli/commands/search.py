@@ -62,7 +62,7 @@ def search(
 
 
 def _record(hit: Any) -> dict[str, Any]:
-    from ...exchange.exporters import message_record
+    from ...exchange.records import message_record
 
     return {**message_record(hit, hit.position, hit.message), "match": hit.matched, "spans": [list(span) for span in hit.spans]}
 
