@@ -48,10 +48,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
+from ..config import Settings
 from ..disk import layout as L
 from ..disk.storage import Folder
 from ..errors import ChangedUnderneath, DialogError, FileTooLarge, LockBusy, storage_error
@@ -60,7 +61,7 @@ from ..journal.core import Journal
 from ..journal.files import Conversation, FileSeen
 from ..journal.usermeta import refresh_metadata
 from ..models import ConversationRef, ConversationSummary, Message, ProgressCallback
-from ..times import back, format_timestamp, parse_timestamp, utc_now
+from ..times import back, format_timestamp, parse_timestamp, span, utc_now
 from .deletion import log_line, log_quietly, remove_user_data
 
 ActionKind = Literal["remove-user", "remove-archive", "trim", "keep"]
@@ -82,10 +83,19 @@ class CleanupAction:
     size: int = 0  # the file's size when planned (0 for a user)
     keep: int = 0  # messages kept (trim only)
 
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("size")
-        return data
+    def record(self, outcome: str, reason: str) -> dict[str, object]:
+        """The step as one report line: planned, done or skipped (``outcome``), and why (``reason``)."""
+        return {
+            "action": self.kind,
+            "rule": self.rule,
+            "user": self.user,
+            "conversation": self.conversation,
+            "path": self.path,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "outcome": outcome,
+            "reason": reason,
+        }
 
 
 @dataclass
@@ -135,6 +145,58 @@ def _counts(actions: list[CleanupAction]) -> dict[str, object]:
         "bytesFreed": sum(a.bytes for a in actions),
         "actionsByRule": by_rule,
     }
+
+
+class CleanupRules(NamedTuple):
+    """The four rules of a cleanup; None (or 0 for the count) turns a rule off."""
+
+    max_age: timedelta | None = None  # messages older than this go
+    max_inactive: timedelta | None = None  # users with nothing newer go
+    retention: timedelta | None = None  # archives older than this go
+    max_conversations: int | None = None  # conversations kept per user (count rule)
+
+
+def rules_from_settings(
+    settings: Settings,
+    max_age: timedelta | None = None,
+    max_inactive: timedelta | None = None,
+    retention_days: int | None = None,
+    max_conversations: int | None = None,
+) -> CleanupRules:
+    """Which setting feeds which rule: ``maxAgeHours``, ``maxInactiveHours``, ``retentionDays``, ``maxConversationsPerUser``.
+
+    An argument that is not None overrides its setting (the command line's
+    ``--max-age``, ``--max-inactive``, ``--retention-days``, ``--keep-last``).
+    """
+    days = settings["retentionDays"] if retention_days is None else retention_days
+    return CleanupRules(
+        max_age if max_age is not None else _hours(settings["maxAgeHours"]),
+        max_inactive if max_inactive is not None else _hours(settings["maxInactiveHours"]),
+        span(days * 86400.0) if days else None,
+        settings["maxConversationsPerUser"] if max_conversations is None else max_conversations,
+    )
+
+
+def _hours(value: Any) -> timedelta | None:
+    return span(float(value) * 3600) if value else None
+
+
+def plan_rules(journal: Journal, rules: CleanupRules, progress: ProgressCallback | None = None, explain: bool = False) -> CleanupPlan:
+    """:func:`plan_cleanup` of a set of rules (see :func:`rules_from_settings`)."""
+    return plan_cleanup(
+        journal, rules.max_age, rules.max_inactive, rules.retention, progress=progress, max_conversations=rules.max_conversations, explain=explain
+    )
+
+
+def run_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallback | None = None) -> CleanupResult:
+    """:func:`apply_cleanup`, then ``system/stats.yaml`` rewritten as the journal now is when anything changed."""
+    result = apply_cleanup(journal, plan, progress=progress)
+    if result.applied:
+        from ..views.analytics import save_system_stats
+        from ..views.overview import journal_totals
+
+        save_system_stats(journal, journal_totals(journal))
+    return result
 
 
 def plan_cleanup(

@@ -96,17 +96,18 @@ def cleanup(
       dialogctl -q cleanup --yes          # nightly, from cron
     """
     from ...errors import InvalidInput, LockBusy, StorageError
-    from ...maintenance.retention import apply_cleanup, plan_cleanup
-    from ...times import parse_duration, span
+    from ...maintenance.retention import plan_rules, rules_from_settings, run_cleanup
+    from ...times import parse_duration
     from ..progress import ProgressBar
 
     state: CliState = ctx.obj
-    settings = state.settings()
-    age = parse_duration(max_age, "--max-age") if max_age is not None else _hours(settings["maxAgeHours"])
-    inactive = parse_duration(max_inactive, "--max-inactive") if max_inactive is not None else _hours(settings["maxInactiveHours"])
-    days = settings["retentionDays"] if retention_days is None else retention_days
-    retention = span(days * 86400.0) if days else None
-    limit = settings["maxConversationsPerUser"] if keep_last is None else keep_last
+    rules = rules_from_settings(
+        state.settings(),
+        parse_duration(max_age, "--max-age") if max_age is not None else None,
+        parse_duration(max_inactive, "--max-inactive") if max_inactive is not None else None,
+        retention_days,
+        keep_last,
+    )
     table = fmt in (None, Format.table)
     if dry_run and yes:
         raise InvalidInput("--dry-run changes nothing, so --yes has nothing to confirm; pass one")
@@ -116,7 +117,7 @@ def cleanup(
         raise InvalidInput("cleanup deletes data: pass --yes to run it without a terminal, or --dry-run to see the plan")
     journal = state.journal()
     with ProgressBar(state, "Planning cleanup") as bar:
-        plan = plan_cleanup(journal, age, inactive, retention, progress=bar.update, max_conversations=limit, explain=explain)
+        plan = plan_rules(journal, rules, progress=bar.update, explain=explain)
     labels = {"maxAge": "max age", "maxInactive": "max inactive", "retention": "retention", "maxConversations": "max conversations per user"}
     cutoffs = ", ".join(f"{labels[key]} {moment or 'not set'}" for key, moment in plan.cutoffs().items())
     (state.say if dry_run else state.detail)(f"cut-off times: {cutoffs}")
@@ -133,12 +134,7 @@ def cleanup(
     if actions and not yes and not typer.confirm(f"Apply this cleanup ({len(actions)} actions)?", default=False, err=True):
         raise typer.Abort()
     with ProgressBar(state, "Cleaning up") as bar:
-        result = apply_cleanup(journal, plan, progress=bar.update)
-    if result.applied:
-        from ...views.analytics import save_system_stats
-        from ...views.overview import journal_totals
-
-        save_system_stats(journal, journal_totals(journal))  # system/stats.yaml as the journal now is
+        result = run_cleanup(journal, plan, progress=bar.update)  # system/stats.yaml rewritten after a run that changed anything
     for path, reason in result.skipped[len(plan.skipped) :]:
         state.warn(f"{path}: skipped: {reason}")
     summary = result.summary()
@@ -156,12 +152,6 @@ def cleanup(
         )
 
 
-def _hours(value: Any) -> Any:
-    from ...times import span
-
-    return span(float(value) * 3600) if value else None
-
-
 def _counts(verb: str, summary: dict[str, Any]) -> str:
     freed = summary["bytesFreed"]
     # A trimmed file the servers wrote can grow: dialogctl frames every record it rewrites.
@@ -172,23 +162,9 @@ def _counts(verb: str, summary: dict[str, Any]) -> str:
     )
 
 
-def _record(action: Any, outcome: str, reason: str) -> dict[str, Any]:
-    return {
-        "action": action.kind,
-        "rule": action.rule,
-        "user": action.user,
-        "conversation": action.conversation,
-        "path": action.path,
-        "messages": action.messages,
-        "bytes": action.bytes,
-        "outcome": outcome,
-        "reason": reason,
-    }
-
-
 def _emit(state: CliState, fmt: Format | None, rows: list[tuple[Any, str, str]], header: dict[str, Any], title: str | None = None) -> None:
     """Steps (action, outcome, reason) as a table or rows, or one object (``header`` plus the steps) in json."""
-    records = [_record(*row) for row in rows]
+    records = [action.record(outcome, reason) for action, outcome, reason in rows]
     if fmt is Format.json:
         emit_object(state, fmt, {**header, "actions": records}, lambda: None)
     else:
