@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import ROLES, Message
 
 from .strategies import NASTY_LINES
@@ -38,7 +37,7 @@ def hostile_messages() -> list[Message]:
 
 def journal_with(root: Path, conversations: dict[tuple[str, str | None], list[Message]]) -> Journal:
     """A journal holding ``{(user, archive id or None for current): messages}``."""
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     for (user, archive), messages in conversations.items():
         journal.append(user, messages)
         if archive is not None:

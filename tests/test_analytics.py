@@ -23,10 +23,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from dialogctl import Journal
 from dialogctl.cli.render import SPARKS
-from dialogctl.config import load_settings
 from dialogctl.journal import catalog
-from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from .conftest import Cli, copy_tree, run_exe
@@ -68,7 +67,7 @@ def _conversation(user_no: int, length: int, day_shift: int) -> list[Message]:
 
 def build(root: Path) -> tuple[Journal, dict[str, list[list[Message]]]]:
     """A journal with archives; returns it and, per user, the messages of each conversation."""
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     written: dict[str, list[list[Message]]] = {}
     for n, (user, sizes) in enumerate({"alice": [9, 23], "bob": [31], "carol": [4, 6, 2], "dave": [17]}.items()):
         written[user] = []
@@ -340,7 +339,7 @@ def test_stats_yaml_never_follows_a_symlink_and_is_never_an_error(journal_root: 
 
 def test_a_catalog_of_the_previous_version_is_rebuilt(journal_root: tuple[Path, dict[str, Any]]) -> None:
     root, want = journal_root
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     entries = catalog.scan(journal).entries
     assert catalog.save(journal, entries)
     saved = root / "system" / "catalog.bin"
@@ -354,7 +353,7 @@ def test_a_catalog_of_the_previous_version_is_rebuilt(journal_root: tuple[Path, 
 
 def test_the_activity_chart_on_a_terminal(tmp_path: Path) -> None:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     # Activity on 3 days of the last 30 before the newest one, and one long before (outside the chart).
     counts = {"2025-03-01": 8, "2025-03-15": 2, "2025-03-30": 4, "2024-01-01": 50}
     for day, count in counts.items():
@@ -389,7 +388,7 @@ def test_save_system_stats_from_the_plain_totals(journal_root: tuple[Path, dict[
     from dialogctl.views.overview import journal_totals
 
     root, want = journal_root
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     assert save_system_stats(journal, journal_totals(journal))
     saved = json.loads((root / "system" / "stats.yaml").read_text())
     got = cli.json("--root", str(root), "stats", "--format", "json")

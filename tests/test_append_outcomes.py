@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from .conftest import Cli, run_exe
@@ -36,8 +35,8 @@ TS = "2024-01-15T10:30:00.000Z"
 _HOLD = """
 import sys, time
 from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
-journal = Journal(load_settings({"root": sys.argv[1], "serverId": "srv-stuck"}))
+from dialogctl import Journal
+journal = Journal.open(sys.argv[1], serverId="srv-stuck")
 def hold(dialogs):
     print("held", flush=True)
     time.sleep(120)
@@ -62,7 +61,7 @@ def line(user: str, content: str, **extra: Any) -> str:
 
 
 def contents(root: Path, user: str) -> list[str]:
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     if not journal.user_exists(user):
         return []
     return [m.content for c in journal.conversations([user]) for m in c.messages]
@@ -82,7 +81,7 @@ def select(text: str, ranges: str) -> str:
 
 
 def _journal(root: Path, *users: str) -> None:
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     for user in users:
         journal.append(user, [Message("user", f"earlier {user}", TS)])
 
@@ -133,7 +132,7 @@ def test_the_report_is_on_stderr_without_format_and_with_quiet(tmp_path: Path) -
 def test_a_full_disk_for_one_user_is_reported_with_the_others_committed(tmp_path: Path) -> None:
     """zed's file is over the file-size limit (a real EFBIG from the kernel): alice's 20 messages are committed and say so."""
     root = tmp_path / "j"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("zed", [Message("user", "x" * 60_000, TS)])
     text = "".join(line("alice", f"a{i}") for i in range(20)) + line("zed", "z1") + line("amy", "m1")
     run = faults.run(["--root", str(root), "append", "--jsonl", "--format", "jsonl"], fsize=50_000, input=text.encode())
@@ -200,7 +199,7 @@ def test_all_or_none_takes_the_locks_in_user_order_so_two_runs_never_deadlock(tm
 
 def test_all_or_none_stops_at_a_full_disk_and_says_which_were_committed(tmp_path: Path) -> None:
     root = tmp_path / "j"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("bob", [Message("user", "x" * 60_000, TS)])
     text = line("alice", "a1") + line("bob", "b1") + line("carol", "c1")
     run = faults.run(["--root", str(root), "append", "--jsonl", "--all-or-none", "--format", "jsonl"], fsize=50_000, input=text.encode())
@@ -225,7 +224,7 @@ def test_all_or_none_refuses_more_users_than_open_files_allow_before_writing(tmp
     )
     assert proc.returncode == 2, proc.stderr
     assert "open files" in proc.stderr and "split the input" in proc.stderr
-    assert Journal(load_settings({"root": str(root)})).users().__next__() == "bob" and not (root / "users/us").exists()
+    assert Journal.open(str(root)).users().__next__() == "bob" and not (root / "users/us").exists()
 
     def soft_only() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.fileformat.codec import encode_batch, encode_record, find_frames, last_frame_n
 from dialogctl.fileformat.reader import parse_conversation
 from dialogctl.journal import catalog
-from dialogctl.journal.core import Journal
 from dialogctl.maintenance.repair import repair
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import ConversationRef, Message
@@ -37,7 +36,7 @@ def _msgs(count: int, tag: str = "m") -> list[Message]:
 
 
 def _journal(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def _current(root: Path, user: str = "alice") -> Path:

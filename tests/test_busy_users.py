@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from .conftest import run_exe
@@ -22,7 +21,7 @@ OLD = "2020-01-01T00:00:00.000Z"
 
 def _journal(root: Path) -> Journal:
     """amy, bob, carol and dave silent since 2020 (carol and dave also hold a message too old to keep); eve active."""
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     for user in ("amy", "bob", "carol", "dave"):
         journal.append(user, [Message("user", f"old words of {user}", OLD)])
     journal.append("eve", [Message("user", "old", OLD), Message("user", "fresh", "2099-01-01T00:00:00.000Z")])
@@ -65,7 +64,7 @@ def test_cleanup_skips_a_busy_user_handles_and_logs_every_other_and_exits_4(tmp_
 
 def test_cleanup_with_every_planned_user_busy_still_logs_and_exits_4(tmp_path: Path) -> None:
     root = tmp_path / "j"
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("amy", [Message("user", "old", OLD)])
     with lock_held(root, "amy"):
         run = run_exe("--root", str(root), "--set", "lockTimeoutMs=200", "cleanup", "--max-inactive", "100d", "--yes", "--format", "json")
@@ -78,7 +77,7 @@ def test_cleanup_with_every_planned_user_busy_still_logs_and_exits_4(tmp_path: P
 
 def test_archive_idle_all_skips_a_busy_user_archives_the_rest_and_exits_4(tmp_path: Path) -> None:
     root = tmp_path / "j"
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     for user in ("amy", "bob", "carol"):
         journal.append(user, [Message("user", f"hi from {user}", OLD)])
     with lock_held(root, "amy"):

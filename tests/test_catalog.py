@@ -19,11 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl import parallel
-from dialogctl.config import load_settings
+from dialogctl import Journal, parallel
 from dialogctl.fileformat.codec import encode_batch
 from dialogctl.journal import catalog
-from dialogctl.journal.core import Journal
 from dialogctl.models import ConversationSummary, Message
 
 from .conftest import TREES, Cli, copy_tree
@@ -33,7 +31,7 @@ T0 = "2024-03-01T10:00:00.000Z"
 
 
 def _journal(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def _msg(i: int, role: str = "user", day: int = 1, meta: dict[str, object] | None = None) -> Message:
@@ -336,7 +334,7 @@ def test_damage_is_reported_from_the_catalog_as_from_the_files(tmp_path: Path, c
 
 
 def _writer(root: str, number: int, count: int) -> None:
-    journal = Journal(load_settings({"root": root, "archiveThreshold": "7", "lockTimeoutMs": "60000"}))
+    journal = Journal.open(root, archiveThreshold="7", lockTimeoutMs="60000")
     for i in range(count):
         journal.append(f"w{number % 2}", [_msg(i, meta={"model": f"m{number}", "tokens": i})])
 

@@ -241,12 +241,11 @@ def test_damaged_show_exits_5_after_printing_intact_messages(tmp_path: Path, cli
 
 
 def test_lock_busy_exits_4_naming_the_holder(root: Path, cli: Cli) -> None:
-    from dialogctl.config import load_settings
+    from dialogctl import Journal
     from dialogctl.disk.locking import UserLock, make_owner
-    from dialogctl.journal.core import Journal
 
     cli("append", "alice", "hi")
-    journal = Journal(load_settings())
+    journal = Journal.open()
     with journal.dialogs_folder("alice") as dialogs, UserLock(dialogs, "alice", make_owner("srv-9", "holder-test"), 1.0):
         result = cli("--set", "lockTimeoutMs=200", "append", "alice", "blocked")
         locks = cli.json("locks", "--held", "--format", "json")

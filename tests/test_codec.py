@@ -206,13 +206,12 @@ def test_independent_parsers_read_the_same_messages(parser: str, generated_files
 
 def test_reference_parser_reads_our_appends_to_its_files(tmp_path: Path) -> None:
     """Appending to a reference-written sequence file keeps it readable by Bun.YAML.parse."""
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
 
     from .conftest import FIXTURES, copy_tree
 
     root = copy_tree("v1-sharded", tmp_path)
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     added = [
         Message("user", "  after: us\n---\n", "2024-01-16T00:00:00.000Z"),
         Message("assistant", 'quote " and \\', "2024-01-16T00:00:01.000Z", {"model": "x", "tokens": {"total": 3}}),

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from .conftest import Cli
@@ -38,7 +37,7 @@ COMMAND_FILES = ("system/audit.log", "system/cleanup.log", "system/catalog.bin",
 
 def _build(root: Path, layout: dict[str, str], inactive: str | None = None) -> Journal:
     """Every id with an archive, a current conversation, a quarantined copy (a real repair) and a metadata temp file."""
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0", **layout}))
+    journal = Journal.open(str(root), archiveThreshold="0", **layout)
     for user in IDS:
         year = "2020" if user == inactive else "2099"
         journal.append(user, [Message("user", f"first of {user}", f"{year}-01-01T00:00:00.000Z")])
@@ -49,7 +48,7 @@ def _build(root: Path, layout: dict[str, str], inactive: str | None = None) -> J
         (folder / ".metadata.yaml.tmp-leftover").write_text("a metadata rewrite cut short")
     from dialogctl.maintenance.repair import repair
 
-    report = repair(Journal(load_settings({"root": str(root)})))
+    report = repair(Journal.open(str(root)))
     assert report.quarantine is not None and not report.unmended, report.unmended
     for user in IDS:  # a second leftover, after repair quarantined the first
         folder = root.joinpath("users", *journal.layout().user_parts(user))
@@ -92,7 +91,7 @@ def _check_only_own_files_went(journal: Journal, before: dict[str, tuple[int, by
         if stat.S_ISDIR(entry[0]) and any(o.startswith(rel + "/") for o in before if o not in own and stat.S_ISREG(before[o][0])):
             assert after.get(rel) == entry, rel
     others = sorted(u for u in IDS if u != user)
-    assert sorted(Journal(load_settings({"root": str(root)})).users()) == others
+    assert sorted(Journal.open(str(root)).users()) == others
     return own
 
 

@@ -237,15 +237,14 @@ def test_a_failed_export_leaves_no_file(two_users: Path, cli: Cli, tmp_path: Pat
 
 @pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
 def test_a_temp_file_swapped_for_a_symlink_is_refused(two_users: Path, tmp_path: Path, fmt: str) -> None:
-    from dialogctl.config import load_settings
+    from dialogctl import Journal
     from dialogctl.errors import UnsafePath
     from dialogctl.exchange.outputfile import OutputFile
     from dialogctl.exchange.records import ExportOptions
     from dialogctl.exchange.registry import write_export
     from dialogctl.exchange.selection import Selection, select
-    from dialogctl.journal.core import Journal
 
-    journal = Journal(load_settings())
+    journal = Journal.open()
     victim = tmp_path / "victim.db"
     victim.write_bytes(b"")  # an empty file is what SQLite would happily turn into a database
     target = tmp_path / f"out.{fmt}"

@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 from dialogctl.times import format_timestamp, utc_now
 from dialogctl.views.follow import Follower
@@ -20,7 +19,7 @@ from .conftest import Cli
 
 
 def _journal(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def _ago(minutes: float) -> str:

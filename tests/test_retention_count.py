@@ -231,12 +231,11 @@ def test_sequence_form_journal(fixture_tree: Any, cli: Cli) -> None:
 
 def test_apply_replans_after_an_archive_between_plan_and_apply(root: Path, cli: Cli) -> None:
     """Another process archives twice after the plan: the cut moves, the limit holds."""
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
     from dialogctl.maintenance.retention import apply_cleanup, plan_cleanup
 
     _alice_with_five(cli)
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     plan = plan_cleanup(journal, max_conversations=3)
     assert [a.conversation for a in plan.actions] == ["c", "d", "e"]
     script = "; ".join(f"dialogctl append alice new{i} --timestamp 2026-02-0{i}T00:00:00Z && dialogctl archive alice --id new{i}" for i in (1, 2))
@@ -249,12 +248,11 @@ def test_apply_replans_after_an_archive_between_plan_and_apply(root: Path, cli: 
 
 
 def test_apply_never_over_deletes_when_archives_went_meanwhile(root: Path, cli: Cli) -> None:
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
     from dialogctl.maintenance.retention import apply_cleanup, plan_cleanup
 
     _alice_with_five(cli)
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     plan = plan_cleanup(journal, max_conversations=3)
     assert [a.conversation for a in plan.actions] == ["c", "d", "e"]
     gone = run_exe("rm", "alice", "--archive", "a", "--yes", env={"DIALOGUE_JOURNAL_ROOT": str(root)})
@@ -274,7 +272,7 @@ def test_cron_cleanup_while_a_server_archives(root: Path, cli: Cli) -> None:
     code = (
         "import sys\n"
         "from dialogctl.config import load_settings\n"
-        "from dialogctl.journal.core import Journal\n"
+        "from dialogctl import Journal\n"
         "from dialogctl.models import Message\n"
         "j = Journal(load_settings({'root': sys.argv[1]}))\n"
         f"for i in range({rounds}):\n"

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import ConversationRef, Message
 
 from .conftest import Cli
@@ -80,4 +79,4 @@ def test_export_import_export_is_identical(cli: Cli, variant: str, original: lis
             assert _dump(Path(work, "second.sqlite")) == _dump(Path(work, "first.sqlite"))
         assert again == exported
         ref = ConversationRef("alice", "archive", "kept") if archived else ConversationRef("alice", "current")
-        assert Journal(load_settings({"root": str(second)})).read(ref).messages == original
+        assert Journal.open(str(second)).read(ref).messages == original

@@ -21,10 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.disk.layout import Layout, detect_layout, iter_user_folders, user_id_from_parts
 from dialogctl.errors import InvalidUserId, LayoutError, NotFound
-from dialogctl.journal.core import Journal
 from dialogctl.models import Message
 
 from . import reference_writer as server
@@ -55,7 +54,7 @@ PLACES = [
 
 
 def _journal(root: Path, **values: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **values}))
+    return Journal.open(str(root), **values)
 
 
 def _msg(text: str, timestamp: str = "2024-01-15T10:30:00.000Z") -> Message:

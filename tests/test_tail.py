@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.fileformat.codec import encode_batch
-from dialogctl.journal.core import Journal
 from dialogctl.models import ConversationRef, Message
 
 from .conftest import TREES, Cli, copy_tree
@@ -29,7 +28,7 @@ def _expected(journal: Journal, ref: ConversationRef, count: int) -> tuple[int, 
 
 @pytest.mark.parametrize("form", ["documents", "sequence"])
 def test_tail_equals_the_end_of_a_full_read(tmp_path: Path, form: str) -> None:
-    journal = Journal(load_settings({"root": str(tmp_path / "j"), "archiveThreshold": "0"}))
+    journal = Journal.open(str(tmp_path / "j"), archiveThreshold="0")
     journal.append("alice", _msgs(1))
     path = tmp_path / "j/users/al/ic/e/dialogs/current.yaml"
     path.write_bytes(encode_batch(_msgs(300), 1, form))  # type: ignore[arg-type]
@@ -48,7 +47,7 @@ def test_tail_equals_the_end_of_a_full_read(tmp_path: Path, form: str) -> None:
 
 def test_tail_of_empty_and_missing_conversations(tmp_path: Path, cli: Cli) -> None:
     root = tmp_path / "j"
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("alice", _msgs(3))
     journal.archive("alice", archive_id="a1")
     assert journal.read_tail(ConversationRef("alice", "current"), 5).messages == []
@@ -59,7 +58,7 @@ def test_tail_of_empty_and_missing_conversations(tmp_path: Path, cli: Cli) -> No
 
 def test_show_tail_through_the_cli(tmp_path: Path, cli: Cli) -> None:
     root = tmp_path / "j"
-    Journal(load_settings({"root": str(root), "archiveThreshold": "0"})).append("alice", _msgs(50))
+    Journal.open(str(root), archiveThreshold="0").append("alice", _msgs(50))
     shown = cli.json("--root", str(root), "show", "alice", "--tail", "3", "--format", "json")
     assert shown["messageCount"] == 50
     assert [m["index"] for m in shown["messages"]] == [47, 48, 49]
@@ -70,7 +69,7 @@ def test_show_tail_through_the_cli(tmp_path: Path, cli: Cli) -> None:
 @pytest.mark.parametrize("tree", TREES)
 def test_tail_on_reference_trees(tree: str, tmp_path: Path) -> None:
     root = copy_tree(tree, tmp_path)
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     for user in list(journal.users()):
         for f in journal.conversation_files(user):
             for count in (1, 4):
@@ -84,7 +83,7 @@ def test_tail_on_reference_trees(tree: str, tmp_path: Path) -> None:
 def test_tail_reads_only_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    journal = Journal(load_settings({"root": str(tmp_path / "j"), "archiveThreshold": "0", "maxConversationLength": "100000"}))
+    journal = Journal.open(str(tmp_path / "j"), archiveThreshold="0", maxConversationLength="100000")
     journal.append("alice", _msgs(5000))
     size = (tmp_path / "j/users/al/ic/e/dialogs/current.yaml").stat().st_size
     read: list[int] = []
@@ -105,7 +104,7 @@ def test_tail_reads_only_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_tail_of_records_longer_than_a_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    journal = Journal(load_settings({"root": str(tmp_path / "j"), "archiveThreshold": "0"}))
+    journal = Journal.open(str(tmp_path / "j"), archiveThreshold="0")
     big = [Message("user", f"{i}\n" + "x" * (3000 + 1500 * i), f"2024-03-01T10:00:{i:02d}.000Z") for i in range(8)]
     journal.append("alice", big)
     ref = ConversationRef("alice", "current")

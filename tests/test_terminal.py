@@ -276,8 +276,8 @@ def test_exit_codes_of_every_error_class(tmp_path: Path) -> None:
 _HOLD_LOCK = """
 import sys, time
 from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
-journal = Journal(load_settings({"root": sys.argv[1]}))
+from dialogctl import Journal
+journal = Journal.open(sys.argv[1])
 def hold(dialogs):
     print("held", flush=True)
     time.sleep(60)

@@ -91,13 +91,12 @@ def test_search_skips_files_the_catalog_rules_out(root: Path, cli: Cli) -> None:
 @settings(max_examples=60, deadline=None)
 @given(content=contents(), needle=st.sampled_from(["a", "---", "# x", "é", "  ", "\\", '"', "fox", "\t", "日本"]))
 def test_raw_prefilter_never_hides_a_match(tmp_path_factory, content: str, needle: str) -> None:  # type: ignore[no-untyped-def]
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
     from dialogctl.models import Message
     from dialogctl.views.search import matcher, search
 
     root = tmp_path_factory.mktemp("search")
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("u1", [Message("user", content + needle + content, "2024-01-15T10:00:00.000Z")])
     m = matcher(needle)
     found = [hit for group in search(journal, m) for hit in group if hit.matched]
@@ -181,13 +180,12 @@ def test_metadata_keeps_keys_it_does_not_own(tmp_path: Path, cli: Cli) -> None:
 def test_idle_archiving_core(root: Path, cli: Cli) -> None:
     from datetime import timedelta
 
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
     from dialogctl.maintenance.idle import archive_idle, plan_idle
 
     cli("append", "sleepy", "zzz", "--timestamp", "2024-01-15T10:00:00Z")
     cli("append", "busy", "now")
-    journal = Journal(load_settings())
+    journal = Journal.open()
     plan = plan_idle(journal, timedelta(minutes=5))
     assert [item.ref.user for item in plan] == ["sleepy"]
     cli("append", "sleepy", "awake again")  # lands between plan and archive
@@ -270,9 +268,9 @@ def test_follow_while_another_process_appends(tmp_path: Path) -> None:
     proc = _follow(root, "--count", "30")
     _wait_started(proc)
     code = (
-        "import sys; from dialogctl.config import load_settings; from dialogctl.journal.core import Journal;"
+        "import sys; from dialogctl.config import load_settings; from dialogctl import Journal;"
         "from dialogctl.models import Message;"
-        "j = Journal(load_settings());"
+        "j = Journal.open();"
         "[j.append('load', [Message('user', f'm{i}', '2030-01-01T00:00:00.000Z')]) for i in range(30)]"
     )
     subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), check=True, timeout=120)
@@ -312,9 +310,9 @@ def test_idle_sweeps_while_servers_append(tmp_path: Path) -> None:
     root = tmp_path / "j"
     env = dict(os.environ, DIALOGUE_JOURNAL_ROOT=str(root))
     code = (
-        "import time; from dialogctl.config import load_settings; from dialogctl.journal.core import Journal;"
+        "import time; from dialogctl.config import load_settings; from dialogctl import Journal;"
         "from dialogctl.models import Message; from dialogctl.times import utc_now_iso;"
-        "j = Journal(load_settings());"
+        "j = Journal.open();"
         "[(j.append(f'u{i % 4}', [Message('user', f'm{i}', utc_now_iso())]), time.sleep(0.01)) for i in range(200)]"
     )
     writer = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -339,12 +337,11 @@ def test_metadata_matches_a_recount_through_archives_restores_and_lost_updates(t
     metadata updates that never landed: after every append, metadata.yaml says what a full recount says."""
     import random
 
-    from dialogctl.config import load_settings
-    from dialogctl.journal.core import Journal
+    from dialogctl import Journal
     from dialogctl.journal.usermeta import METADATA_FILE, recompute
     from dialogctl.models import Message
 
-    journal = Journal(load_settings({"root": str(tmp_path / "journal"), "archiveThreshold": "4"}))
+    journal = Journal.open(str(tmp_path / "journal"), archiveThreshold="4")
     rng = random.Random(seed)
     user = "meta-user"
     journal.append(user, [Message("user", "first", "2024-01-01T00:00:00.000Z")])

@@ -12,8 +12,9 @@ learns the conversation's message count from the last frame line of the file
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..disk import layout as L
 from ..disk.locking import LockState, probe
@@ -38,6 +39,24 @@ class Journal(JournalWriter):
     :class:`~dialogctl.journal.reading.JournalReader` (reads),
     :class:`~dialogctl.journal.writing.JournalWriter` (locks, appends, rewrites); archiving and restoring are here.
     """
+
+    @classmethod
+    def open(
+        cls, root: str | os.PathLike[str] | None = None, *, config: str | os.PathLike[str] | None = None, command: str = "python", **settings: Any
+    ) -> Journal:
+        """The one way to open a journal from Python: ``Journal.open("/srv/journal", archiveThreshold=50)``.
+
+        Settings are named as in the config file and resolved as the command
+        line resolves them: these first, then ``DIALOGUE_JOURNAL_*``, the
+        config file ``config`` (or the project's and the user's), then the
+        defaults. ``root`` is the ``root`` setting (None: from those sources).
+        """
+        from ..config import load_settings
+
+        flags = {name: value for name, value in settings.items() if value is not None}
+        if root is not None:
+            flags["root"] = os.fspath(root)
+        return cls(load_settings(flags, config), command=command)
 
     def archive(self, user: str, conversation: str | None = None, archive_id: str | None = None) -> str | None:
         """Move the user's conversation into ``archived/``; None when it was empty."""

@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dialogctl import Journal
 from dialogctl.config import load_settings
 from dialogctl.disk.locking import probe
-from dialogctl.journal.core import Journal
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
 

@@ -27,9 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.fileformat.codec import find_frames
-from dialogctl.journal.core import Journal
 from dialogctl.maintenance.repair import repair
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import ConversationRef
@@ -68,7 +67,7 @@ def _write_input(path: Path, fmt: str, contents: list[str]) -> None:
 
 
 def _journal(root: Path) -> Journal:
-    return Journal(load_settings({"root": str(root)}))
+    return Journal.open(str(root))
 
 
 def _read_back(root: Path) -> tuple[list[str], list[str]]:

@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.journal.files import FileSeen
 from dialogctl.models import Message
 
@@ -39,7 +38,7 @@ LATER = "2099-01-15T10:30:00.000Z"  # after anything dialogctl stamps "now": ver
 
 
 def journal_at(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def item(tag: str, when: str = LATER, **metadata: Any) -> dict[str, Any]:
@@ -315,7 +314,7 @@ for i in range(rounds):
 _DIALOGCTL = """
 import random, sys
 from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 from dialogctl.errors import LockBusy, NotFound
 root, rounds, role = {root!r}, {rounds}, {role!r}

@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal.core import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe
@@ -44,7 +43,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
 
 def _journal(root: Path, command: str = "rm") -> None:
     """alice: silent since 2020 (for repair: with a torn record); bob: active."""
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("alice", [Message("user", "old words", OLD)])
     journal.archive("alice", archive_id="a1")
     journal.append("alice", [Message("user", "older words", OLD)])

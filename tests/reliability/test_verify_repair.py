@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.errors import UnsafePath
 from dialogctl.fileformat.codec import encode_batch, encode_record
-from dialogctl.journal.core import Journal
 from dialogctl.maintenance.repair import mend_reference_item, recover, repair
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
@@ -63,7 +62,7 @@ def clipped(content: str) -> str:
 
 
 def journal_at(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def user_messages(journal: Journal, user: str) -> list[dict[str, Any]]:
