@@ -38,18 +38,18 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from ..errors import InvalidUserId, LayoutError
+from .paths import ARCHIVE_DIR as ARCHIVE_DIR
+from .paths import CURRENT_FILE as CURRENT_FILE
+from .paths import DIALOGS_DIR as DIALOGS_DIR
+from .paths import LOCK_FILE as LOCK_FILE
+from .paths import RECORD_PATH as RECORD_PATH
+from .paths import SESSION_PREFIX as SESSION_PREFIX
+from .paths import USERS_DIR as USERS_DIR
+from .paths import YAML_SUFFIX as YAML_SUFFIX
 
 Scheme = Literal["flat", "sharded"]
 ConversationFiles = Literal["current", "sessions"]
 
-USERS_DIR = "users"
-DIALOGS_DIR = "dialogs"
-ARCHIVE_DIR = "archived"
-CURRENT_FILE = "current.yaml"
-SESSION_PREFIX = "session-"
-YAML_SUFFIX = ".yaml"
-LOCK_FILE = ".lock"
-RECORD_PATH = ("config", "journal-config.yaml")
 
 MAX_ID_BYTES = 200
 # ASCII punctuation accepted in ids; everything else must be a letter, digit or mark.

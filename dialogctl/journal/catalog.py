@@ -46,6 +46,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import parallel
+from ..disk.paths import CATALOG_FILE, CATALOG_LOCK, SYSTEM_DIR
 from ..disk.storage import human_size, kind_of, open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
 from ..fileformat.reader import parse_conversation
@@ -57,9 +58,6 @@ from .files import FILE_TOO_LARGE, Conversation, ConversationFile, too_large_det
 if TYPE_CHECKING:
     from .core import Journal
 
-CATALOG_DIR = "system"
-CATALOG_FILE = "catalog.bin"
-CATALOG_LOCK = "catalog.lock"
 MAGIC = b"dialogctl catalog 3\n"  # 2: tokens by model and by day; 3: the check covers the whole settled prefix
 _HEADER = len(MAGIC) + 12  # magic, payload length (8 bytes), CRC-32 (4 bytes)
 _TORN = "torn or foreign catalog"
@@ -314,7 +312,7 @@ def load(root: str) -> dict[str, list[Any]]:
 def _load(root: str) -> tuple[dict[str, list[Any]], str | None]:
     """The saved entries, and why a catalog file that exists could not be used (None when it could, or there is none)."""
     try:
-        with open_root(root) as top, top.open_folder((CATALOG_DIR,)) as system:
+        with open_root(root) as top, top.open_folder((SYSTEM_DIR,)) as system:
             st = system.stat(CATALOG_FILE)
             if st is not None and not stat.S_ISREG(st.st_mode):
                 return {}, f"{kind_of(st.st_mode)} where the catalog belongs, not a regular file (never read)"
@@ -372,7 +370,7 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
         return False  # it would never be loaded
     data = MAGIC + len(payload).to_bytes(8, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
     try:
-        with open_root(journal.root) as top, top.open_folder((CATALOG_DIR,), create=True, modes=journal.modes) as system:
+        with open_root(journal.root) as top, top.open_folder((SYSTEM_DIR,), create=True, modes=journal.modes) as system:
             fd = system.open_read_write(CATALOG_LOCK, journal.modes)
             try:
                 try:
@@ -577,7 +575,7 @@ def check(journal: Journal) -> list[CatalogProblem]:
     """
     problems: list[CatalogProblem] = []
     saved, unusable = _load(journal.root)
-    rel = f"{CATALOG_DIR}/{CATALOG_FILE}"
+    rel = f"{SYSTEM_DIR}/{CATALOG_FILE}"
     if unusable is not None:
         problems.append(CatalogProblem(rel, f"{unusable}; it will be rebuilt"))
     if not saved:

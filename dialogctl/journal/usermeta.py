@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..disk.paths import METADATA_FILE as METADATA_FILE
 from ..models import Message
 from ..times import parse_timestamp
 from ..usage import tokens_of
@@ -64,7 +65,6 @@ class Move(NamedTuple):
     at: int = 0  # for an archive during an append: how many of the batch's messages went in before it
 
 
-METADATA_FILE = "metadata.yaml"
 _OWN = "dialogctl"  # our bookkeeping inside the file
 
 

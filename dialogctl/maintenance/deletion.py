@@ -29,14 +29,13 @@ import stat
 from typing import Any, NamedTuple
 
 from ..disk import layout as L
+from ..disk.paths import AUDIT_LOG, QUARANTINE
 from ..disk.storage import TEMP_MARK, Folder, open_root
 from ..errors import DialogError, InvalidInput, NotFound, StorageError, UnsafePath, storage_error
 from ..journal.core import Journal
 from ..journal.usermeta import METADATA_FILE
 from ..times import utc_now_iso
 
-AUDIT_LOG = ("system", "audit.log")
-QUARANTINE = ("system", "quarantine")
 _METADATA_TEMP = f".{METADATA_FILE}{TEMP_MARK}"  # what a cut-short rewrite of metadata.yaml leaves
 _REMOVED_DIALOGS = f".{L.DIALOGS_DIR}{TEMP_MARK}"  # what a cut-short removal of dialogs/ leaves
 

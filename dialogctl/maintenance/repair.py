@@ -29,25 +29,22 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ..disk import layout as L
+from ..disk.paths import CATALOG_FILE, QUARANTINE_DIR, STATS_FILE, SYSTEM_DIR
 from ..disk.storage import TEMP_MARK, Folder, open_root
 from ..errors import ChangedUnderneath, DialogError
 from ..fileformat.codec import Form, check_batches, check_message, decode_record, detect_form, find_frames, quote
 from ..fileformat.reader import TORN_BATCH
 from ..fileformat.salvage import parse_record, salvage_region, split_items
-from ..journal.catalog import CATALOG_FILE
 from ..journal.core import Journal
 from ..journal.files import FILE_TOO_LARGE, FileSeen
 from ..journal.usermeta import refresh_metadata
 from ..models import Damage, Message
-from ..views.analytics import STATS_FILE
 from .verify import (
     CATALOG_STALE,
     FOREIGN_OWNER,
     METADATA_TEMP,
     OLD_PLACE,
-    QUARANTINE_DIR,
     SHARED_FILE,
-    SYSTEM_DIR,
     UNFINISHED_ARCHIVE,
     ConversationFile,
     Expectations,
@@ -381,13 +378,12 @@ class _Mender:
 
     def _discard_catalog(self, root: Folder) -> None:
         """The catalog is a cache of the files: drop it and let the next scan rebuild it."""
-        from ..journal.catalog import CATALOG_DIR, CATALOG_FILE
 
         def run() -> None:
-            with root.open_folder((CATALOG_DIR,)) as system:
+            with root.open_folder((SYSTEM_DIR,)) as system:
                 system.remove(CATALOG_FILE)
 
-        self._do(RepairAction(None, f"{CATALOG_DIR}/{CATALOG_FILE}", "discard catalog", "delete the catalog; the next stats or list rebuilds it"), run)
+        self._do(RepairAction(None, f"{SYSTEM_DIR}/{CATALOG_FILE}", "discard catalog", "delete the catalog; the next stats or list rebuilds it"), run)
 
     def _mend_users_leftover(self, root: Folder, finding: Finding) -> None:
         parts = tuple(finding.path.split("/"))

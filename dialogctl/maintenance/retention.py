@@ -54,6 +54,7 @@ from typing import Any, Literal, NamedTuple
 
 from ..config import Settings
 from ..disk import layout as L
+from ..disk.paths import CLEANUP_LOG
 from ..disk.storage import Folder
 from ..errors import ChangedUnderneath, DialogError, FileTooLarge, LockBusy, storage_error
 from ..fileformat.codec import encode_batch
@@ -397,9 +398,6 @@ class CleanupResult:
     def skip(self, action: CleanupAction, reason: str) -> None:
         self.skipped.append((action.path, reason))
         self.not_done.append((action, reason))
-
-
-CLEANUP_LOG = ("system", "cleanup.log")
 
 
 def apply_cleanup(journal: Journal, plan: CleanupPlan, progress: ProgressCallback | None = None) -> CleanupResult:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from ..disk import layout as L
+from ..disk.paths import CLEANUP_LOG, OWN_FILES, QUARANTINE_DIR, SYSTEM_DIR
 from ..disk.storage import MAX_SMALL_FILE, TEMP_MARK, Folder, backup_target, human_size, kind_of, open_root
 from ..errors import FileTooLarge, InvalidInput, NotFound, StorageError, UnsafePath
 from ..fileformat.codec import Frame, find_frames
@@ -41,11 +42,8 @@ from ..journal.usermeta import METADATA_FILE
 from ..models import ROLES, ConversationRef, Damage
 from ..times import TIMESTAMP_RULE, parse_timestamp
 
-SYSTEM_DIR = "system"
 METADATA_TEMP = f".{METADATA_FILE}{TEMP_MARK}"  # how usermeta's atomic rewrite names its temp file
-QUARANTINE_DIR = "quarantine"
 # The journal's own files outside the user folders (the catalog is checked by check_catalog).
-OWN_FILES = (L.RECORD_PATH, (SYSTEM_DIR, "cleanup.log"), (SYSTEM_DIR, "audit.log"), (SYSTEM_DIR, "catalog.lock"), (SYSTEM_DIR, "stats.yaml"))
 
 # What repair does about each kind of damage the reader reports. Unreadable
 # items are dropped from the live file, but their bytes are kept in quarantine.
@@ -376,7 +374,7 @@ def check_root_access(journal: Journal, root: Folder, expect: Expectations) -> I
         st = _lstat(root, parts)
         if st is not None and stat.S_ISDIR(st.st_mode):
             yield from access_findings("/".join(parts), st, expect)
-    for parts in (L.RECORD_PATH, (SYSTEM_DIR, "cleanup.log")):
+    for parts in (L.RECORD_PATH, CLEANUP_LOG):
         st = _lstat(root, parts)
         if st is not None and stat.S_ISREG(st.st_mode):
             yield from access_findings("/".join(parts), st, expect)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
+from ..disk.paths import STATS_FILE, SYSTEM_DIR
 from ..disk.storage import open_root
 from ..errors import DialogError
 from ..journal.core import Journal
@@ -33,8 +34,6 @@ from ..models import ConversationRef, ConversationSummary, ProgressCallback
 from ..times import utc_now_iso
 from .overview import Totals, last_cleanup, later
 
-STATS_DIR = "system"
-STATS_FILE = "stats.yaml"
 # The reference's keys (DOMAIN.md), then ours.
 SYSTEM_STATS_KEYS = (
     "totalUsers",
@@ -253,7 +252,7 @@ def save_system_stats(journal: Journal, totals: Totals) -> bool:
     """
     data = (json.dumps(system_stats(totals), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     try:
-        with open_root(journal.root) as top, top.open_folder((STATS_DIR,), create=True, modes=journal.modes) as system:
+        with open_root(journal.root) as top, top.open_folder((SYSTEM_DIR,), create=True, modes=journal.modes) as system:
             system.write_atomic(STATS_FILE, data, journal.modes, durable=False)
     except (DialogError, OSError):
         return False

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..disk.paths import CLEANUP_LOG_FILE, SYSTEM_DIR
 from ..journal.core import Journal
 from ..models import ConversationSummary, ProgressCallback
 from ..times import parse_timestamp
@@ -163,8 +164,8 @@ def last_cleanup(root: str) -> str | None:
     from ..errors import DialogError
 
     try:
-        with open_root(root) as top, top.open_folder(("system",)) as system:
-            fd = system.open_read("cleanup.log")  # a FIFO, device or link there is never opened (verify names it)
+        with open_root(root) as top, top.open_folder((SYSTEM_DIR,)) as system:
+            fd = system.open_read(CLEANUP_LOG_FILE)  # a FIFO, device or link there is never opened (verify names it)
             if fd is None:
                 return None
             try:
