@@ -148,7 +148,6 @@ SPECS: tuple[Spec, ...] = (
         section="cleanup",
     ),
 )
-SPEC_BY_NAME = {s.name: s for s in SPECS}
 _ALIASES = {s.name.lower(): s.name for s in SPECS}
 
 

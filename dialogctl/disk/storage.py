@@ -649,10 +649,6 @@ class Folder:
         finally:
             _close_all(fds)
 
-    def set_mode(self, name: str | None, mode: int) -> None:
-        """chmod a file in this folder (``None``: the folder itself), never through a symlink."""
-        self._change(name, "set the mode of", lambda fd: os.fchmod(fd, mode))
-
     def set_owner(self, name: str | None, uid: int, gid: int) -> None:
         """chown a file in this folder (``None``: the folder itself), never through a symlink."""
         self._change(name, "set the owner of", lambda fd: os.fchown(fd, uid, gid))
@@ -885,10 +881,6 @@ def write_all(fd: int, data: bytes) -> None:
         if written <= 0:
             raise OSError(errno.EIO, "write returned no progress")
         view = view[written:]
-
-
-def read_range(fd: int, start: int, length: int) -> bytes:
-    return os.pread(fd, length, start)
 
 
 def _close_all(fds: list[int]) -> None:

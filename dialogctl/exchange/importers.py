@@ -46,7 +46,6 @@ was or with the whole import in it:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -147,13 +146,6 @@ def read_import(data: ImportInput, fmt: str, source: str, raw_csv: bool = False)
         spool.close()
         raise
     return spool
-
-
-def parse_import(content: str | bytes, fmt: str, source: str, raw_csv: bool = False) -> list[Message]:
-    """:func:`read_import` of text (or the bytes of a database) held in memory, as a list."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with read_import(ImportInput(io.BytesIO(data)), fmt, source, raw_csv) as spool:
-        return list(spool.messages())
 
 
 def import_messages(
