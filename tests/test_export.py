@@ -363,7 +363,7 @@ def test_a_read_error_in_a_worker_is_the_serial_exports_error(root: Path, cli: C
     from dialogctl import parallel
 
     journal_with(root, {("alice", None): [_msg("hi")], ("bob", None): [_msg("yo")]})
-    from dialogctl.disk import storage
+    from dialogctl.disk import fileops as storage
 
     real_read_all = storage.read_all
 

@@ -21,8 +21,9 @@ import time
 from typing import Any, NamedTuple
 
 from ..errors import LockBusy, StorageError
+from .fileops import FOLLOW, Modes
 from .layout import LOCK_FILE
-from .storage import FOLLOW, Folder, Modes
+from .storage import Folder
 
 
 class FolderGone(StorageError):

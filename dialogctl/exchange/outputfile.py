@@ -7,7 +7,7 @@ import os
 import stat
 from typing import IO
 
-from ..disk.storage import TEMP_MARK
+from ..disk.fileops import TEMP_MARK
 from ..errors import InvalidInput, UnsafePath, storage_error
 
 

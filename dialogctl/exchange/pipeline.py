@@ -86,7 +86,8 @@ def _format_files(
     job: tuple[str, ExportOptions, MessageFilter, list[tuple[ConversationRef, str]], int],
 ) -> list[tuple[bytes | str, int, list[Damage]] | DialogError | None]:
     """In a worker: read, parse, filter and format each file of a batch; None for a file that is gone."""
-    from ..disk.storage import open_below, read_all
+    from ..disk.fileops import read_all
+    from ..disk.storage import open_below
     from ..errors import FileTooLarge
     from ..fileformat.reader import parse_conversation
     from ..journal.files import FILE_TOO_LARGE, too_large_detail

@@ -46,8 +46,9 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import parallel
+from ..disk.fileops import human_size, kind_of
 from ..disk.paths import CATALOG_FILE, CATALOG_LOCK, SYSTEM_DIR
-from ..disk.storage import human_size, kind_of, open_below, open_root
+from ..disk.storage import open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
 from ..fileformat.reader import parse_conversation
 from ..models import RECOVERED_KINDS, ConversationSummary, Damage, Message

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 from ..config import Settings
 from ..disk import layout as L
-from ..disk.storage import TEMP_MARK, Folder, LiveRewrites, Modes, open_root
+from ..disk.fileops import TEMP_MARK, Modes
+from ..disk.rewrites import LiveRewrites
+from ..disk.storage import Folder, open_root
 from ..errors import FileTooLarge, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from ..fileformat.codec import Form
 from ..models import ConversationRef, Damage, Message, Unreadable
@@ -434,7 +436,7 @@ class JournalFiles:
 
 
 def too_large_detail(size: int, limit: int) -> str:
-    from ..disk.storage import human_size
+    from ..disk.fileops import human_size
 
     return f"{human_size(size)}, more than the {human_size(limit)} dialogctl reads of one conversation file (maxFileMB); not read"
 

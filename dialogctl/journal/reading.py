@@ -47,7 +47,7 @@ class JournalReader(JournalFiles):
                     raise NotFound(f"{ref.describe()} not found")
                 try:
                     st = os.fstat(fd)
-                    from ..disk.storage import read_all
+                    from ..disk.fileops import read_all
 
                     data = read_all(fd, self.file_limit)
                 except FileTooLarge:
@@ -79,7 +79,7 @@ class JournalReader(JournalFiles):
             st = os.fstat(fd)
             found = _framed_tail(fd, st.st_size, count) if st.st_size else (0, [], "documents")
             if found is None:
-                from ..disk.storage import read_all
+                from ..disk.fileops import read_all
 
                 os.lseek(fd, 0, os.SEEK_SET)
                 try:
@@ -157,7 +157,7 @@ class JournalReader(JournalFiles):
 
     def _read_in(self, folder: Folder, name: str, ref: ConversationRef) -> Conversation | None:
         """One conversation file in an open folder; None if it is gone."""
-        from ..disk.storage import read_all
+        from ..disk.fileops import read_all
 
         fd = folder.open_read(name)
         if fd is None:

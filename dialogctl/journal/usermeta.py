@@ -37,7 +37,8 @@ from ..usage import tokens_of
 if TYPE_CHECKING:
     import os
 
-    from ..disk.storage import Folder, Modes
+    from ..disk.fileops import Modes
+    from ..disk.storage import Folder
     from .writing import JournalWriter
 
 # A counted file's identity: [size, inode]; None for a file that does not exist.
@@ -71,7 +72,7 @@ _OWN = "dialogctl"  # our bookkeeping inside the file
 def load(user_folder: Folder) -> dict[str, Any] | None:
     """The metadata as a dict; None when missing or unreadable (it will be recomputed)."""
     try:
-        from ..disk.storage import MAX_SMALL_FILE
+        from ..disk.fileops import MAX_SMALL_FILE
 
         data = user_folder.read_bytes(METADATA_FILE, MAX_SMALL_FILE)
     except Exception:  # noqa: BLE001 - unreadable derived data is recomputed, never fatal

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
 from ..disk import layout as L
+from ..disk.fileops import TEMP_MARK
 from ..disk.locking import FolderGone, UserLock, make_owner
-from ..disk.storage import TEMP_MARK, Folder, open_root
+from ..disk.storage import Folder, open_root
 from ..errors import DialogError, FileTooLarge, InvalidInput, NotFound, PartlyAppended, StorageError, UnsafePath
 from ..fileformat.codec import Form, check_message, detect_form, encode_batch, encode_chunks, last_frame_n
 from ..fileformat.reader import parse_conversation
@@ -398,7 +399,7 @@ class JournalWriter(JournalReader):
             if n is None:
                 # The last record is not ours (written by another implementation, or torn):
                 # count by reading, once; our next record carries the count again.
-                from ..disk.storage import read_all
+                from ..disk.fileops import read_all
 
                 os.lseek(fd, 0, os.SEEK_SET)
                 try:

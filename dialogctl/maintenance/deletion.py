@@ -29,8 +29,9 @@ import stat
 from typing import Any, NamedTuple
 
 from ..disk import layout as L
+from ..disk.fileops import TEMP_MARK
 from ..disk.paths import AUDIT_LOG, QUARANTINE
-from ..disk.storage import TEMP_MARK, Folder, open_root
+from ..disk.storage import Folder, open_root
 from ..errors import DialogError, InvalidInput, NotFound, StorageError, UnsafePath, storage_error
 from ..journal.core import Journal
 from ..journal.usermeta import METADATA_FILE

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
-from ..disk.storage import FOLLOW, Modes
+from ..disk.fileops import FOLLOW, Modes
 
 MOUNTINFO = "/proc/self/mountinfo"
 

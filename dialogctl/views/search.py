@@ -156,7 +156,7 @@ def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selecti
 
 def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
     """The file's bytes (never through a symlink); None when it is gone or too large to read."""
-    from ..disk.storage import read_all
+    from ..disk.fileops import read_all
     from ..errors import FileTooLarge
 
     with journal.dialogs_folder(ref.user) as dialogs:

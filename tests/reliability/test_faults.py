@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.disk.storage import TEMP_MARK
+from dialogctl.disk.fileops import TEMP_MARK
 
 from . import faults
 from .faults import Rule

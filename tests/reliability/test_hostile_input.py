@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from dialogctl.fileformat.codec import encode_batch
 from dialogctl.fileformat.reader import parse_conversation
 from dialogctl.fileformat.salvage import MAX_ITEM_BYTES
-from dialogctl.maintenance.repair import recover
+from dialogctl.maintenance.recovery import recover
 from dialogctl.models import Message
 
 from ..conftest import FIXTURES, Cli

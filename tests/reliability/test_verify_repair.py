@@ -24,7 +24,8 @@ import pytest
 from dialogctl import Journal
 from dialogctl.errors import UnsafePath
 from dialogctl.fileformat.codec import encode_batch, encode_record
-from dialogctl.maintenance.repair import mend_reference_item, recover, repair
+from dialogctl.maintenance.recovery import mend_reference_item, recover
+from dialogctl.maintenance.repair import repair
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
 
