@@ -30,7 +30,7 @@ from dialogctl.models import Message
 
 from .. import reference_writer as server
 from ..conftest import REPO, Cli, copy_tree, run_exe
-from ..test_codec import _parse_with
+from ..fileformat.test_codec import _parse_with
 from .conftest import count
 
 NOW = "2026-01-15T10:30:00.000Z"

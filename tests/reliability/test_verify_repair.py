@@ -30,7 +30,7 @@ from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
 
 from ..conftest import FIXTURES, TREES, Cli, copy_tree
-from ..test_codec import _parse_with
+from ..fileformat.test_codec import _parse_with
 
 MESSAGES = [
     Message("user", "hello\n", "2024-01-15T10:30:00.000Z"),
