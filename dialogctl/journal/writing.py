@@ -107,38 +107,27 @@ class JournalWriter(JournalReader):
         """
         chosen = sorted(set(users))
         _allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
-        held: list[tuple[str, Folder, UserLock]] = []
-        made: list[str] = []  # users whose folders were made here
+        held: list[tuple[Folder, UserLock, list[str]]] = []
+        folders: dict[str, Folder] = {}
         try:
             for user in chosen:
+                made: list[str] = []  # the folders made to lock this user
                 try:
-                    if create and not self.user_exists(user):
-                        made.append(user)
-                    dialogs, lock = self._lock_in_place(user, command, create)
+                    dialogs, lock = self._lock_in_place(user, command, create, made)
                 except DialogError as exc:
                     exc.user = user
                     raise
-                held.append((user, dialogs, lock))
-            yield {user: dialogs for user, dialogs, _ in held}
+                held.append((dialogs, lock, made))
+                folders[user] = dialogs
+            yield folders
         finally:
-            for user, dialogs, lock in reversed(held):
+            for dialogs, lock, made in reversed(held):
                 try:
-                    if user in made:
-                        self._unmake_if_unused(dialogs, user)
+                    if made:  # taken back unless something was written into them, as locked() does
+                        self._unmake(dialogs, made, False)
                 finally:
                     lock.release()
                     dialogs.close()
-
-    def _unmake_if_unused(self, dialogs: Folder, user: str) -> None:
-        """Remove a user folder made only to be locked, if nothing but the lock file is in it (the lock is held)."""
-        try:
-            if set(dialogs.names()) - {L.LOCK_FILE}:
-                return
-            dialogs.remove(L.LOCK_FILE)
-            with open_root(self.root) as root, root.open_folder((L.USERS_DIR,)) as users:
-                users.remove_empty_folders((*self.layout().user_parts(user), L.DIALOGS_DIR))
-        except DialogError:
-            pass  # an empty user folder is harmless: the next append fills it
 
     def _unmake(self, dialogs: Folder, made: list[str], new_root: bool) -> None:
         """A command that made a user's folders (or the root) and then failed takes them away again, lock file included.
