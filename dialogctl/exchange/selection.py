@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InvalidInput
-from ..journal.core import Journal
-from ..journal.files import Conversation
 from ..models import ConversationRef, Message
 from ..views.filters import ALL, MessageFilter
+
+if TYPE_CHECKING:  # a selection is only read when an export runs: --help need not load the journal
+    from ..journal.core import Journal
+    from ..journal.files import Conversation
 
 
 class Selection(NamedTuple):
