@@ -56,7 +56,7 @@ def _yaml() -> Any:
         from ruamel.yaml import SafeLoader as Base  # type: ignore[assignment]
 
     class Loader(Base):  # type: ignore[misc,valid-type]
-        pass
+        max_depth = 0  # ruamel.yaml 0.19's composer asks its loader for this; the old-style classes lack it
 
     Loader.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
     return Loader, Dumper

@@ -325,13 +325,8 @@ class JsonStream:
             key = self.value(where)
             self.take(":", "':' delimiter")
             yield key, self.peek() == "["
-            char = self.peek()
-            if char == "}":
-                self.pos += 1
+            if self.closed("}"):
                 return
-            if char != ",":
-                raise self.error("Expecting ',' delimiter", self.base + self.pos)
-            self.pos += 1
 
     def elements(self, where: str, whole: bool = True) -> Iterator[Any]:
         """The elements of the array starting here, one at a time (``whole``: each decoded; else the caller reads it)."""
@@ -341,13 +336,16 @@ class JsonStream:
             return
         while True:
             yield self.value(where) if whole else None
-            char = self.peek()
-            if char == "]":
-                self.pos += 1
+            if self.closed("]"):
                 return
-            if char != ",":
-                raise self.error("Expecting ',' delimiter", self.base + self.pos)
-            self.pos += 1
+
+    def closed(self, closing: str) -> bool:
+        """After a member: True past the ``closing`` bracket, False past the ',' before the next one."""
+        char = self.peek()
+        if char != closing and char != ",":
+            raise self.error("Expecting ',' delimiter", self.base + self.pos)
+        self.pos += 1
+        return char == closing
 
     def end(self) -> None:
         """Nothing but white space may follow the document."""

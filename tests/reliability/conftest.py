@@ -72,7 +72,7 @@ class OwnedTree:
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
 
-def _reachable_by_others(path: str) -> bool:
+def reachable_by_others(path: str) -> bool:
     """Whether every folder above ``path`` may be entered by anyone (so the owner can run it)."""
     import stat
 
@@ -96,7 +96,7 @@ def owner_python() -> tuple[str, list[str]]:
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = [repo, sysconfig.get_paths()["purelib"]]
-    if _reachable_by_others(sys.executable):
+    if reachable_by_others(sys.executable):
         return sys.executable, path
     system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     if not os.path.exists(system):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +28,7 @@ from dialogctl.models import Message
 
 from ..conftest import run_exe
 from . import faults
+from .conftest import reachable_by_others
 from .test_verify_repair import snapshot
 
 OWNER = 65534
@@ -189,7 +189,7 @@ def _run_as_owner(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``dialogctl ARGS`` as :data:`OWNER`, with an interpreter that owner may run (a pyenv under /root is out of its reach)."""
     repo = str(Path(__file__).resolve().parents[2])
     python = sys.executable
-    if not _reachable(python):
+    if not reachable_by_others(python):
         python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
         if not os.path.exists(python):
             pytest.skip("no Python the unprivileged owner may run")
@@ -203,16 +203,6 @@ def _run_as_owner(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(HOME=str(base), PYTHONPATH=os.pathsep.join([repo, sysconfig.get_paths()["purelib"]]))
     proc = subprocess.run([python, "-m", "dialogctl", *args], capture_output=True, env=env, cwd=base, preexec_fn=drop, timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
-
-
-def _reachable(path: str) -> bool:
-    folder = os.path.dirname(os.path.realpath(path))
-    while True:
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            return False
-        if folder == os.path.dirname(folder):
-            return True
-        folder = os.path.dirname(folder)
 
 
 def test_the_append_itself_never_follows_waits_or_writes_into_anything_but_a_file(tmp_path: Path) -> None:

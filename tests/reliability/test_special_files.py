@@ -29,6 +29,8 @@ import pytest
 from dialogctl import Journal
 from dialogctl.models import Message
 
+from .conftest import reachable_by_others
+
 TS = "2024-01-15T10:30:00.000Z"
 DIALOGS = "users/al/ic/e/dialogs"
 
@@ -206,7 +208,7 @@ def test_an_unreadable_layout_record_is_an_io_error_naming_it(tmp_path: Path) ->
     for path in [base, *base.rglob("*")]:
         os.lchown(path, 65534, 65534)
     record.chmod(0)
-    python = sys.executable if _reachable(sys.executable) else f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    python = sys.executable if reachable_by_others(sys.executable) else f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     if not os.path.exists(python):
         pytest.skip("no Python the unprivileged owner may run")
     import sysconfig
@@ -235,16 +237,6 @@ def tempfile_dir() -> str:
     base = tempfile.mkdtemp(prefix="dialogctl-hardened-")
     os.chmod(base, 0o755)
     return base
-
-
-def _reachable(path: str) -> bool:
-    folder = os.path.dirname(os.path.realpath(path))
-    while True:
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            return False
-        if folder == os.path.dirname(folder):
-            return True
-        folder = os.path.dirname(folder)
 
 
 def test_zz_planted_objects_figures(figures: Any) -> None:
