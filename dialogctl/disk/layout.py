@@ -37,7 +37,9 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
-from ..errors import InvalidUserId, LayoutError
+from ..errors import InvalidUserId, LayoutError, StorageError
+from ..models import ConversationRef
+from .fileops import TEMP_MARK
 from .paths import ARCHIVE_DIR as ARCHIVE_DIR
 from .paths import CURRENT_FILE as CURRENT_FILE
 from .paths import DIALOGS_DIR as DIALOGS_DIR
@@ -46,6 +48,7 @@ from .paths import RECORD_PATH as RECORD_PATH
 from .paths import SESSION_PREFIX as SESSION_PREFIX
 from .paths import USERS_DIR as USERS_DIR
 from .paths import YAML_SUFFIX as YAML_SUFFIX
+from .tree import open_users, walk_users_tree
 
 Scheme = Literal["flat", "sharded"]
 ConversationFiles = Literal["current", "sessions"]
@@ -278,56 +281,78 @@ def archive_file(archive_id: str) -> str:
     return f"{archive_id}{YAML_SUFFIX}"
 
 
+def conversation_of(user: str, name: str, archived: bool = False) -> ConversationRef | None:
+    """The conversation a file named ``name`` holds: the one reading of file names, for every command.
+
+    In a user's ``dialogs/``: ``current.yaml``, and ``session-<id>.yaml``; in
+    ``dialogs/archived/`` (``archived``): ``<id>.yaml``. The id must be one
+    dialogctl accepts (:func:`validate_name`: so never hidden, never blank at
+    either end) and hold no temporary-file mark. Any other name (an
+    operator's note, a temporary file, ``session-.x.yaml``) is None: no
+    conversation, never read, never removed; ``verify`` reports the unusable
+    ones. Whether the file is a regular file is the caller's to check.
+    """
+    if not name.endswith(YAML_SUFFIX) or name.startswith(".") or TEMP_MARK in name:
+        return None
+    stem = name[: -len(YAML_SUFFIX)]
+    if archived:
+        kind: Literal["session", "archive"] = "archive"
+    elif name == CURRENT_FILE:
+        return ConversationRef(user, "current")
+    elif stem.startswith(SESSION_PREFIX):
+        kind, stem = "session", stem[len(SESSION_PREFIX) :]
+    else:
+        return None
+    try:
+        validate_name(stem)
+    except InvalidUserId:
+        return None
+    return ConversationRef(user, kind, stem)
+
+
 # --- walking and detection -------------------------------------------------
 
 
 def iter_user_folders(
-    root: str, limit: int | None = None, prefix: str = "", on_error: Callable[[str, OSError], None] | None = None
+    root: str, limit: int | None = None, prefix: str = "", on_error: Callable[[str, StorageError], None] | None = None
 ) -> Iterator[tuple[str, ...]]:
     """Yield the path parts (below ``users/``) of every folder that holds ``dialogs/``.
 
-    Symlinks are never followed; a user folder's other sub-folders are walked
-    too (they may hold other users). Yields at most ``limit`` folders when
-    given. With ``prefix``, only folders whose id (:func:`user_id_from_parts`)
-    starts with it, and only folders that can lead to such ids are entered
-    (shell completion stays fast). A folder that cannot be listed is told to
-    ``on_error`` (its path below the root, and the error) and left out; without
-    ``on_error`` it is an error naming it.
+    The walk of :mod:`dialogctl.disk.tree` (symlinks never followed, hidden
+    folders never entered, a user folder's other sub-folders walked too).
+    Yields at most ``limit`` folders when given. With ``prefix``, only folders
+    whose id (:func:`user_id_from_parts`) starts with it, and only folders that
+    can lead to such ids are entered (shell completion stays fast). A folder
+    that cannot be listed is told to ``on_error`` (its path below the root, and
+    the error) and left out; without ``on_error`` it is an error naming it.
     """
-    base = os.path.join(root, USERS_DIR)
-    stack: list[tuple[str, ...]] = [()]
-    found = 0
-    while stack:
-        parts = stack.pop()
-        try:
-            with os.scandir(os.path.join(base, *parts)) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            where = "/".join((USERS_DIR, *parts))
-            if on_error is None:
-                from ..errors import storage_error
 
-                raise storage_error(exc, "list", os.path.join(root, where)) from None
-            on_error(where, exc)
-            continue
-        subdirs = sorted((name for name, is_dir in entries if is_dir and not name.startswith(".")), reverse=True)
+    def refuse(_where: str, exc: StorageError) -> None:
+        raise exc
+
+    def enter(parts: tuple[str, ...], name: str) -> bool:
+        # Every id found below parts+(name,) starts with the folders above its
+        # last one; the one exception is a short id in its own last folder
+        # (bob in bo/b/bob), which is the folders above it.
         so_far = "".join(parts)
-        if parts and DIALOGS_DIR in subdirs and user_id_from_parts(parts).startswith(prefix):
-            yield parts
-            found += 1
-            if limit is not None and found >= limit:
-                return
-        for name in subdirs:
-            if name == DIALOGS_DIR and parts:
-                continue
-            # Every id found below parts+(name,) starts with the folders above its
-            # last one; the one exception is a short id in its own last folder
-            # (bob in bo/b/bob), which is the folders above it.
-            below = so_far + name
-            if below.startswith(prefix) or prefix.startswith(below) or (name == so_far and so_far.startswith(prefix)):
-                stack.append(parts + (name,))
+        below = so_far + name
+        return below.startswith(prefix) or prefix.startswith(below) or (name == so_far and so_far.startswith(prefix))
+
+    try:
+        users = open_users(root)
+    except StorageError as exc:
+        (on_error or refuse)(USERS_DIR, exc)
+        return
+    if users is None:
+        return
+    found = 0
+    with users:
+        for listed in walk_users_tree(users, on_error or refuse, enter if prefix else None):
+            if listed.holds_dialogs and user_id_from_parts(listed.parts).startswith(prefix):
+                yield listed.parts
+                found += 1
+                if limit is not None and found >= limit:
+                    return
 
 
 class Detected(NamedTuple):
@@ -448,10 +473,9 @@ def _detect_conversation_files(root: str, folders: list[tuple[str, ...]]) -> Con
         except OSError:
             continue
         for name in names:
-            if name == CURRENT_FILE:
-                seen.add("current")
-            elif name.startswith(SESSION_PREFIX) and name.endswith(YAML_SUFFIX):
-                seen.add("sessions")
+            ref = conversation_of("", name)
+            if ref is not None:
+                seen.add("current" if ref.kind == "current" else "sessions")
     if len(seen) == 1:
         return "current" if "current" in seen else "sessions"
     return None

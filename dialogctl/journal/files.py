@@ -13,9 +13,10 @@ from typing import NamedTuple
 
 from ..config import Settings
 from ..disk import layout as L
-from ..disk.fileops import TEMP_MARK, Modes
+from ..disk.fileops import Modes
 from ..disk.rewrites import LiveRewrites
 from ..disk.storage import Folder, open_root
+from ..disk.tree import TreeFolder, walk_users_tree
 from ..errors import FileTooLarge, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from ..fileformat.codec import Form
 from ..models import ConversationRef, Damage, Message, Unreadable
@@ -315,14 +316,10 @@ class JournalFiles:
             if name == L.ARCHIVE_DIR:
                 has_archives = entry.is_dir(follow_symlinks=False)
                 continue
-            if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            ref = L.conversation_of(user, name)
+            if ref is None or not entry.is_file(follow_symlinks=False):
                 continue
-            if name == L.CURRENT_FILE:
-                current.extend(_file(ConversationRef(user, "current"), f"{rel}/{name}", entry))
-            elif name.startswith(L.SESSION_PREFIX):
-                cid = name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]
-                if _usable_name(cid):
-                    sessions.extend(_file(ConversationRef(user, "session", cid), f"{rel}/{name}", entry))
+            (current if ref.kind == "current" else sessions).extend(_file(ref, f"{rel}/{name}", entry))
         sessions.sort(key=lambda f: (f.mtime, f.ref.id or ""))
         files = current + sessions
         archived: Folder | None = None
@@ -339,12 +336,9 @@ class JournalFiles:
             with archived:
                 archives = []
                 for entry in archived_entries:
-                    name = entry.name
-                    if not name.endswith(L.YAML_SUFFIX) or name.startswith(".") or not entry.is_file(follow_symlinks=False):
-                        continue
-                    aid = name[: -len(L.YAML_SUFFIX)]
-                    if _usable_name(aid):
-                        archives.extend(_file(ConversationRef(user, "archive", aid), f"{rel}/{L.ARCHIVE_DIR}/{name}", entry))
+                    ref = L.conversation_of(user, entry.name, archived=True)
+                    if ref is not None and entry.is_file(follow_symlinks=False):
+                        archives.extend(_file(ref, f"{rel}/{L.ARCHIVE_DIR}/{entry.name}", entry))
                 archives.sort(key=lambda f: f.ref.id or "")
                 files += archives
         return files
@@ -374,44 +368,26 @@ class JournalFiles:
             except NotFound:
                 return
             with users:
-                yield from self._walk(users, ())
+                for listed in walk_users_tree(users, self.note_unreadable):
+                    if listed.holds_dialogs:
+                        yield from self._user_files(listed)
 
-    def _walk(self, folder: Folder, parts: tuple[str, ...]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
-        rel = "/".join((L.USERS_DIR, *parts))
+    def _user_files(self, listed: TreeFolder[Folder]) -> Iterator[tuple[str, Folder, list[ConversationFile]]]:
+        user = L.user_id_from_parts(listed.parts)
         try:
-            names = sorted(e.name for e in folder.entries() if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
-        except StorageError as exc:  # a folder we may not list: said at the end, the rest of the journal is read
-            self.note_unreadable(rel, exc)
+            L.check_user_folder(user, listed.parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
+        except InvalidInput as exc:
+            self.damage.append(Damage(listed.rel, None, "unusable user folder", str(exc)))
             return
-        if parts and L.DIALOGS_DIR in names:
-            user = L.user_id_from_parts(parts)
-            try:
-                L.check_user_folder(user, parts, self.layout())  # not where the layout keeps that id: every operation on it would miss
-            except InvalidInput as exc:
-                self.damage.append(Damage(rel, None, "unusable user folder", str(exc)))
-            else:
-                try:
-                    dialogs = folder.open_child(L.DIALOGS_DIR)
-                except NotFound:  # removed by a cleanup while we walked
-                    dialogs = None
-                except StorageError as exc:
-                    self.note_unreadable(f"{rel}/{L.DIALOGS_DIR}", exc, user)
-                    dialogs = None
-                if dialogs is not None:
-                    with dialogs:
-                        yield user, dialogs, self._conversation_files(dialogs, user, True, f"{rel}/{L.DIALOGS_DIR}")
-        for name in names:
-            if name == L.DIALOGS_DIR and parts:
-                continue
-            try:
-                child = folder.open_child(name)
-            except NotFound:
-                continue
-            except StorageError as exc:
-                self.note_unreadable(f"{rel}/{name}", exc)
-                continue
-            with child:
-                yield from self._walk(child, parts + (name,))
+        try:
+            dialogs = listed.folder.open_child(L.DIALOGS_DIR)
+        except NotFound:  # removed by a cleanup while we walked
+            return
+        except StorageError as exc:
+            self.note_unreadable(f"{listed.rel}/{L.DIALOGS_DIR}", exc, user)
+            return
+        with dialogs:
+            yield user, dialogs, self._conversation_files(dialogs, user, True, f"{listed.rel}/{L.DIALOGS_DIR}")
 
     def rel_path(self, ref: ConversationRef) -> str:
         base = self.user_path(ref.user)
@@ -455,16 +431,6 @@ def _open_if_there(folder: Folder, name: str) -> Folder | None:
         return folder.open_child(name)
     except NotFound:  # removed since the folder was listed
         return None
-
-
-def _usable_name(name: str) -> bool:
-    if TEMP_MARK in name:
-        return False
-    try:
-        L.validate_name(name)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _parse_simple_mapping(text: str) -> dict[str, object] | None:

@@ -15,7 +15,7 @@ from ..disk import layout as L
 from ..disk.fileops import MAX_SMALL_FILE, TEMP_MARK, backup_target, human_size, kind_of
 from ..disk.paths import CLEANUP_LOG, OWN_FILES, QUARANTINE_DIR, SYSTEM_DIR
 from ..disk.storage import Folder
-from ..errors import InvalidInput, NotFound, StorageError
+from ..errors import NotFound, StorageError
 from ..fileformat.codec import Frame
 from ..fileformat.reader import TORN_BATCH, ParsedFile
 from ..journal.core import Journal
@@ -533,15 +533,10 @@ def is_conversation(name: str, st: os.stat_result) -> bool:
 
 
 def usable_file_name(name: str, archived: bool) -> bool:
-    stem = name[: -len(L.YAML_SUFFIX)]
-    if not archived:
-        if name == L.CURRENT_FILE:
-            return True
-        if not stem.startswith(L.SESSION_PREFIX):
-            return True  # not a conversation name at all (e.g. a note left by an operator)
-        stem = stem[len(L.SESSION_PREFIX) :]
-    try:
-        L.validate_name(stem)
-    except InvalidInput:
-        return False
-    return not stem.startswith(".")
+    """False for a ``.yaml`` name that stands for a conversation dialogctl cannot read (:func:`~dialogctl.disk.layout.conversation_of`).
+
+    A name that does not claim to be a conversation (an operator's note beside
+    ``current.yaml``) is usable: dialogctl leaves it alone without a finding.
+    """
+    claims = archived or name == L.CURRENT_FILE or name.startswith(L.SESSION_PREFIX)
+    return not claims or L.conversation_of("", name, archived) is not None

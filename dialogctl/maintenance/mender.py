@@ -292,8 +292,6 @@ class Mender:
         self._do(RepairAction(user, rel, "quarantine", f"move a leftover temp file ({st.st_size} bytes) to quarantine"), run)
 
     def _mend_archive_move(self, dialogs: Folder, folder: UserFolder, finding: Finding) -> None:
-        from ..models import ConversationRef
-
         if finding.problem == UNFINISHED_ARCHIVE:
             self._do(
                 RepairAction(folder.user, finding.path, "create", "create the empty current conversation the archive did not get to"),
@@ -301,11 +299,8 @@ class Mender:
             )
         elif finding.problem == SHARED_FILE:
             name = finding.path.rsplit("/", 1)[1]
-            ref = (
-                ConversationRef(folder.user, "current")
-                if name == L.CURRENT_FILE
-                else ConversationRef(folder.user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)])
-            )
+            ref = L.conversation_of(folder.user, name)
+            assert ref is not None  # verify names only conversation files as shared
             self._do(
                 RepairAction(folder.user, finding.path, "finish move", "start an empty conversation; the archive keeps the messages"),
                 lambda: self.journal.write_conversation(dialogs, ref, []),

@@ -32,6 +32,7 @@ from typing import NamedTuple
 from ..disk import layout as L
 from ..disk.fileops import TEMP_MARK
 from ..disk.storage import Folder, open_root
+from ..disk.tree import open_users, walk_users_tree
 from ..errors import FileTooLarge, InvalidInput, NotFound, StorageError, UnsafePath
 from ..fileformat.codec import find_frames
 from ..fileformat.reader import ParsedFile, parse_conversation
@@ -51,10 +52,8 @@ from .checks import (
     Finding,
     UserFolder,
     collapse_notes,
-    is_conversation,
     lstat,
     special_file,
-    usable_file_name,
 )
 
 
@@ -62,48 +61,56 @@ def walk_users(root: str, layout: L.Layout) -> Iterator[tuple[tuple[str, ...], F
     """Every folder under ``users/`` that holds ``dialogs/``, and what dialogctl cannot use there.
 
     Yields ``(parts, None)`` for a usable user folder and ``(parts, finding)``
-    for an unusable one, a symlink, or a folder left half-removed. One walk,
-    in name order; symlinks are never followed.
+    for an unusable one, a symlink, a folder that cannot be listed, or what an
+    interrupted write left. The journal's own walk (:mod:`dialogctl.disk.tree`):
+    the same folders in the same order as every other command sees them.
     """
-    base = os.path.join(root, L.USERS_DIR)
-    stack: list[tuple[str, ...]] = [()]
-    while stack:
-        parts = stack.pop()
-        where = "/".join((L.USERS_DIR, *parts))
-        try:
-            with os.scandir(os.path.join(base, *parts)) as it:
-                entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:  # the users below it are not checked, and the run says so
-            yield parts, unreadable_finding(where, exc.strerror or type(exc).__name__, None)
-            continue
-        if parts and (L.DIALOGS_DIR, True, False) in entries:
-            try:
-                L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
-            except InvalidInput as exc:
-                yield (
-                    parts,
-                    old_place_finding(root, parts, layout) or Finding(where, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None),
-                )
-            else:
-                yield parts, None
-        for name, is_dir, is_link in reversed(entries):
-            path = f"{where}/{name}"
-            if TEMP_MARK in name and is_dir:
-                yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a user folder left half-removed by an interrupted cleanup", "finish removing it")
-            elif TEMP_MARK in name and name.startswith(METADATA_TEMP) and (L.DIALOGS_DIR, True, False) in entries:
-                # Written under the user's lock, so repair takes that lock and needs no age rule.
-                yield (
-                    parts,
-                    Finding(path, None, "leftovers", TEMP_FILE, "a metadata.yaml rewrite cut short (metadata is derived data)", "move it to quarantine"),
-                )
-            elif TEMP_MARK in name:
-                yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a temporary file left by an interrupted write", "move it to quarantine")
-            elif is_link:
-                yield parts, Finding(path, None, "leftovers", "symlink", "a symlink among the user folders; dialogctl never follows it", None)
-            elif is_dir and name != L.DIALOGS_DIR and not name.startswith("."):
-                stack.append(parts + (name,))
+    pending: list[Finding] = []
+
+    def unreadable(where: str, exc: StorageError) -> None:  # the users below it are not checked, and the run says so
+        pending.append(unreadable_finding(where, exc.reason or exc.message, None))
+
+    try:
+        users = open_users(root)
+    except StorageError as exc:
+        yield (), unreadable_finding(L.USERS_DIR, exc.reason or exc.message, None)
+        return
+    if users is None:
+        return
+    with users:
+        for listed in walk_users_tree(users, unreadable):
+            for finding in pending:
+                yield listed.parts, finding
+            pending.clear()
+            parts = listed.parts
+            if listed.holds_dialogs:
+                try:
+                    L.check_user_folder(L.user_id_from_parts(parts), parts, layout)
+                except InvalidInput as exc:
+                    yield (
+                        parts,
+                        old_place_finding(root, parts, layout)
+                        or Finding(listed.rel, None, "leftovers", "unusable user folder", f"dialogctl ignores it: {exc}", None),
+                    )
+                else:
+                    yield parts, None
+            for name, is_dir, is_link in reversed(listed.entries):
+                path = f"{listed.rel}/{name}"
+                temporary = name.startswith(".") and TEMP_MARK in name  # dialogctl's temporary names are hidden
+                if temporary and is_dir:
+                    yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a user folder left half-removed by an interrupted cleanup", "finish removing it")
+                elif temporary and name.startswith(METADATA_TEMP) and listed.holds_dialogs:
+                    # Written under the user's lock, so repair takes that lock and needs no age rule.
+                    yield (
+                        parts,
+                        Finding(path, None, "leftovers", TEMP_FILE, "a metadata.yaml rewrite cut short (metadata is derived data)", "move it to quarantine"),
+                    )
+                elif temporary:
+                    yield parts, Finding(path, None, "leftovers", TEMP_FILE, "a temporary file left by an interrupted write", "move it to quarantine")
+                elif is_link:
+                    yield parts, Finding(path, None, "leftovers", "symlink", "a symlink among the user folders; dialogctl never follows it", None)
+    for finding in pending:
+        yield (), finding
 
 
 def unreadable_finding(path: str, reason: str, user: str | None) -> Finding:
@@ -275,16 +282,11 @@ def read_user_folder(journal: Journal, user: str, dialogs: Folder) -> UserFolder
 def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[ConversationFile]:
     """Each conversation file of the folder, read once (regular files with usable names only)."""
     refs: list[ConversationRef] = []
-    for name, st in sorted(folder.entries.items()):
-        if not is_conversation(name, st) or not usable_file_name(name, False):
-            continue
-        if name == L.CURRENT_FILE:
-            refs.append(ConversationRef(folder.user, "current"))
-        elif name.startswith(L.SESSION_PREFIX):
-            refs.append(ConversationRef(folder.user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)]))
-    for name, st in sorted(folder.archived.items()):
-        if is_conversation(name, st) and usable_file_name(name, True):
-            refs.append(ConversationRef(folder.user, "archive", name[: -len(L.YAML_SUFFIX)]))
+    for archived, entries in ((False, folder.entries), (True, folder.archived)):
+        for name, st in sorted(entries.items()):
+            ref = L.conversation_of(folder.user, name, archived)
+            if ref is not None and stat.S_ISREG(st.st_mode):
+                refs.append(ref)
     for ref in refs:
         try:
             conv = read_conversation(journal, folder.dialogs, ref)

@@ -188,10 +188,9 @@ class Follower:
             return []
         out = []
         for name in sorted(names):
-            if name == L.CURRENT_FILE:
-                out.append((f"{rel}/{name}", ConversationRef(user, "current")))
-            elif name.startswith(L.SESSION_PREFIX) and name.endswith(L.YAML_SUFFIX):
-                out.append((f"{rel}/{name}", ConversationRef(user, "session", name[len(L.SESSION_PREFIX) : -len(L.YAML_SUFFIX)])))
+            ref = L.conversation_of(user, name)
+            if ref is not None:
+                out.append((f"{rel}/{name}", ref))
         return out
 
     def _stat(self, path: str) -> os.stat_result | None:
@@ -319,16 +318,15 @@ class Follower:
         """Messages written to files that moved into ``archived/`` since the last look; also which of ``moved`` went there."""
         folder = os.path.join(self.journal.root, self.journal.user_path(user), L.ARCHIVE_DIR)
         try:
-            entries = [e for e in os.scandir(folder) if e.name.endswith(L.YAML_SUFFIX) and not e.name.startswith(".")]
+            entries = [(e, ref) for e in os.scandir(folder) if (ref := L.conversation_of(user, e.name, archived=True)) is not None]
         except OSError:
             return [], set()
         by_ino = {w.ino: w for w in moved}
         found: set[int] = set()
         events: list[Event] = []
-        for entry in sorted(entries, key=lambda e: e.stat(follow_symlinks=False).st_mtime):
+        for entry, archived in sorted(entries, key=lambda e: e[0].stat(follow_symlinks=False).st_mtime):
             st = entry.stat(follow_symlinks=False)
             rel = os.path.relpath(entry.path, self.journal.root)
-            archived = ConversationRef(user, "archive", entry.name[: -len(L.YAML_SUFFIX)])
             old = by_ino.get(st.st_ino)
             if old is not None:
                 # The file we were reading: its tail after our offset is new.
