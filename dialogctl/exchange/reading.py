@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ..errors import InvalidInput
-from ..fileformat.codec import check_message
-from ..models import ROLES, Message
-from ..times import TIMESTAMP_RULE, parse_timestamp
+from ..models import Message
 
 HEAD_BYTES = 1 << 20  # what format detection looks at
 
@@ -34,9 +32,6 @@ IDENTITY_FIELDS = frozenset({"user", "conversation", "archived", "index"})  # di
 
 
 OBJECT_FIELDS = frozenset({"userId", "user", "timestamp", "messageCount", "messages", "conversation", "archived"})
-
-
-_SHOWN_ROLE = re.compile(r"[A-Za-z_-]{1,32}")
 
 
 Record = tuple[str, Message]  # (which conversation of the file it belongs to, message)
@@ -130,33 +125,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def import_message(raw: dict[str, Any], where: str, now: str, field: str = "field") -> Message:
-    role = raw.get("role")
-    if not isinstance(role, str):
-        raise InvalidInput(f"{where}: {field} 'role' must be text")
-    if role not in ROLES:
-        # A role is shown only when it looks like one: a misplaced column could hold message text.
-        shown = repr(role) if _SHOWN_ROLE.fullmatch(role) else f"of {len(role)} characters"
-        raise InvalidInput(f"{where}: {field} 'role': unknown role {shown}; use one of {', '.join(ROLES)}")
-    content = raw.get("content")
-    if not isinstance(content, str):
-        raise InvalidInput(f"{where}: {field} 'content' must be text")
-    timestamp = raw.get("timestamp")
-    if timestamp is None:
-        timestamp = now
-    elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: {field} 'timestamp' must be {TIMESTAMP_RULE}")
-    metadata = raw.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise InvalidInput(f"{where}: {field} 'metadata' must be an object")
-    msg = Message(role, content, timestamp, metadata)
-    try:
-        check_message(msg)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc.message}") from None
-    return msg
 
 
 def conversation_identity(user: Any, conversation: Any, archived: Any, where: str) -> str:

@@ -54,7 +54,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 from ..errors import InvalidInput
-from ..models import Message
+from ..models import ROLES, Message
+from ..times import TIMESTAMP_RULE, parse_timestamp, utc_now_iso
 
 Form = Literal["documents", "sequence"]
 
@@ -146,6 +147,43 @@ def _check_text(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} holds a lone surrogate, which UTF-8 cannot carry") from None
+
+
+_SHOWN_ROLE = re.compile(r"[A-Za-z_-]{1,32}")  # a role shown in an error only when it looks like one
+
+
+def input_message(raw: dict[str, Any], where: str, now: str | None = None, field: str = "field") -> Message:
+    """A message from the fields of an input record (``--jsonl``, every import format), or an error naming ``where``.
+
+    The one check of an input message: ``role`` one of :data:`~dialogctl.models.ROLES`
+    (shown in the error only when it looks like a role: a misplaced column could
+    hold message text), ``content`` text, ``timestamp`` by the timestamp rule or
+    absent (``now``, or the time of the call), ``metadata`` an object, and what
+    :func:`check_message` refuses. ``field`` names the input's unit ("column").
+    """
+    role = raw.get("role")
+    if not isinstance(role, str):
+        raise InvalidInput(f"{where}: {field} 'role' must be text")
+    if role not in ROLES:
+        shown = repr(role) if _SHOWN_ROLE.fullmatch(role) else f"of {len(role)} characters"
+        raise InvalidInput(f"{where}: {field} 'role': unknown role {shown}; use one of {', '.join(ROLES)}")
+    content = raw.get("content")
+    if not isinstance(content, str):
+        raise InvalidInput(f"{where}: {field} 'content' must be text")
+    timestamp = raw.get("timestamp")
+    if timestamp is None:
+        timestamp = now if now is not None else utc_now_iso()
+    elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
+        raise InvalidInput(f"{where}: {field} 'timestamp' must be {TIMESTAMP_RULE}")
+    metadata = raw.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInput(f"{where}: {field} 'metadata' must be an object")
+    msg = Message(role, content, timestamp, metadata)
+    try:
+        check_message(msg)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
+    return msg
 
 
 def check_message(msg: Message) -> None:

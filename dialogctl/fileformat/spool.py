@@ -39,7 +39,8 @@ class MessageSpool:
         self.offsets = array("q", [0])  # where each record starts; the last entry is where the next one will
         self._flushed = True
 
-    def add(self, msg: Message) -> None:
+    def add(self, msg: Message) -> int:
+        """Keep ``msg``; returns its number in the spool (0, 1, ...)."""
         data = marshal.dumps((msg.role, msg.content, msg.timestamp, msg.metadata))
         try:
             self.file.write(data)
@@ -47,18 +48,33 @@ class MessageSpool:
             raise storage_error(exc, "write", "a temporary file holding the input") from None
         self.offsets.append(self.offsets[-1] + len(data))
         self._flushed = False
+        return len(self.offsets) - 2
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def messages(self) -> SpooledRun:
-        """Every message added, in order, as a sequence read lazily from the file."""
+    def flush(self) -> None:
+        """Make every message added readable (:meth:`messages` and :meth:`pick` do it themselves)."""
         if not self._flushed:
             try:
                 self.file.flush()
             except OSError as exc:
                 raise storage_error(exc, "write", "a temporary file holding the input") from None
             self._flushed = True
+
+    def pick(self, numbers: Sequence[int]) -> list[Message]:
+        """The messages with these numbers (from :meth:`add`), in the order given."""
+        self.flush()
+        fd = self.file.fileno()
+        offsets = self.offsets
+        try:
+            return [Message(*marshal.loads(os.pread(fd, offsets[i + 1] - offsets[i], offsets[i]))) for i in numbers]
+        except OSError as exc:
+            raise storage_error(exc, "read", "a temporary file holding the input") from None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def messages(self) -> SpooledRun:
+        """Every message added, in order, as a sequence read lazily from the file."""
+        self.flush()
         return SpooledRun(self, 0, len(self))
 
     def read(self, start: int, stop: int) -> Iterator[Message]:

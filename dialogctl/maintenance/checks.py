@@ -117,8 +117,8 @@ class Expectations(NamedTuple):
     conversations: str  # "current" or "sessions"
 
 
-class ConversationFile(NamedTuple):
-    """One conversation file, read and parsed once for every file check."""
+class ReadFile(NamedTuple):
+    """One conversation file as verify reads it: bytes, stat, parse and frames, read once for every file check (the journal's :class:`~dialogctl.journal.files.ConversationFile` is only where it lies)."""
 
     user: str
     ref: ConversationRef
@@ -141,7 +141,7 @@ class UserFolder(NamedTuple):
     unreadable: list[tuple[str, str]]  # (path, reason) of what could not be read here; the rest was checked
 
 
-FileCheck = Callable[[ConversationFile, Expectations], Iterable[Finding]]
+FileCheck = Callable[[ReadFile, Expectations], Iterable[Finding]]
 
 
 FolderCheck = Callable[[UserFolder, Expectations], Iterable[Finding]]
@@ -150,14 +150,14 @@ FolderCheck = Callable[[UserFolder, Expectations], Iterable[Finding]]
 RootCheck = Callable[[Journal, Folder, Expectations], Iterable[Finding]]
 
 
-def check_records(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_records(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     """Parse errors, torn records, duplicate keys, glued separators, checksum mismatches."""
     for damage in conv.parsed.damage:
         mend = None if damage.kind == FILE_TOO_LARGE else _DAMAGE_MENDS.get(damage.kind, _DROP)  # too large: a person decides (maxFileMB, or archive it away)
         yield Finding(conv.rel_path, damage.line, "records", damage.kind, damage.detail, mend, conv.user)
 
 
-def check_frame_numbers(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_frame_numbers(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     """The last frame's ``n`` is the file's message count, which appends continue from."""
     if not conv.frames or conv.parsed.damage or conv.parsed.framed != len(conv.parsed.messages):
         # Damaged files are rewritten with fresh frames anyway; and a server's item
@@ -178,7 +178,7 @@ def check_frame_numbers(conv: ConversationFile, expect: Expectations) -> Iterato
         )
 
 
-def check_roles(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_roles(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     unknown = [i for i, msg in enumerate(conv.parsed.messages, 1) if msg.role not in ROLES]
     if unknown:
         yield Finding(
@@ -192,7 +192,7 @@ def check_roles(conv: ConversationFile, expect: Expectations) -> Iterator[Findin
         )
 
 
-def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_timestamps(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     unreadable: list[int] = []
     backwards: list[int] = []
     previous = None
@@ -227,11 +227,11 @@ def check_timestamps(conv: ConversationFile, expect: Expectations) -> Iterator[F
         )
 
 
-def check_file_access(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_file_access(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     yield from access_findings(conv.rel_path, conv.stat, expect, conv.user)
 
 
-def check_shape(conv: ConversationFile, expect: Expectations) -> Iterator[Finding]:
+def check_shape(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     """A file of ``---`` documents in a journal whose servers append ``- role:`` items to a YAML sequence."""
     if expect.file_shape == "sequence" and conv.parsed.form == "documents" and conv.parsed.messages:
         yield Finding(

@@ -23,9 +23,9 @@ from .checks import (
     OLD_PLACE,
     SHARED_FILE,
     UNFINISHED_ARCHIVE,
-    ConversationFile,
     Expectations,
     Finding,
+    ReadFile,
     UserFolder,
     check_archive_moves,
     check_frame_numbers,
@@ -187,7 +187,7 @@ class Mender:
                 else:
                     self.unmended.append(finding)
 
-    def _rewrite(self, dialogs: Folder, conv: ConversationFile) -> None:
+    def _rewrite(self, dialogs: Folder, conv: ReadFile) -> None:
         recovery = recover(conv.data, conv.rel_path)
         messages, unwritable = [], 0
         for msg in recovery.messages:

@@ -12,7 +12,7 @@ The checks are independent functions, each looking at one kind of thing and
 yielding :class:`Finding` values:
 
 * :data:`FILE_CHECKS` get one conversation file, read and parsed once
-  (:class:`ConversationFile`);
+  (:class:`ReadFile`);
 * :data:`FOLDER_CHECKS` get one user's ``dialogs/`` folder (:class:`UserFolder`);
 * :data:`ROOT_CHECKS` get the journal root, for a whole-journal run.
 
@@ -47,9 +47,9 @@ from .checks import (
     ROOT_CHECKS,
     TEMP_FILE,
     UNREADABLE,
-    ConversationFile,
     Expectations,
     Finding,
+    ReadFile,
     UserFolder,
     collapse_notes,
     lstat,
@@ -279,7 +279,7 @@ def read_user_folder(journal: Journal, user: str, dialogs: Folder) -> UserFolder
     return UserFolder(user, rel, dialogs, entries, archived, chain, unreadable)
 
 
-def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[ConversationFile]:
+def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[ReadFile]:
     """Each conversation file of the folder, read once (regular files with usable names only)."""
     refs: list[ConversationRef] = []
     for archived, entries in ((False, folder.entries), (True, folder.archived)):
@@ -299,7 +299,7 @@ def read_conversations(journal: Journal, folder: UserFolder) -> Iterator[Convers
             yield conv
 
 
-def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -> ConversationFile | None:
+def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -> ReadFile | None:
     """One conversation file read and parsed, without touching ``journal.damage``; None if it is gone."""
     folder, name = journal.locate(dialogs, ref)
     rel = journal.rel_path(ref)
@@ -311,11 +311,11 @@ def read_conversation(journal: Journal, dialogs: Folder, ref: ConversationRef) -
             return None
         parsed = ParsedFile()
         parsed.damage.append(Damage(rel, None, FILE_TOO_LARGE, too_large_detail(st.st_size, journal.file_limit)))
-        return ConversationFile(ref.user, ref, rel, st, b"", parsed, [])
+        return ReadFile(ref.user, ref, rel, st, b"", parsed, [])
     finally:
         if folder is not dialogs:
             folder.close()
     if read is None:
         return None
     data, st = read
-    return ConversationFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])
+    return ReadFile(ref.user, ref, rel, st, data, parse_conversation(data, rel), find_frames(data)[0])

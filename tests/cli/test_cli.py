@@ -278,7 +278,7 @@ def test_append_jsonl_spools_instead_of_holding_the_input(root: Path, cli: Cli) 
         spool.add(key, msg, i + 1)
         expected.setdefault(key, []).append(msg)
         lines.setdefault(key, []).append(i + 1)
-    assert os.fstat(spool.file.fileno()).st_nlink == 0  # no name: nothing left behind
+    assert os.fstat(spool.spool.file.fileno()).st_nlink == 0  # no name: nothing left behind
     batches = spool.batches()
     assert [((b.user, b.conversation), b.load()) for b in batches] == list(expected.items())
     assert [str(b.lines) for b in batches] == [",".join(map(str, numbers)) for numbers in lines.values()]  # every 6th line: no runs

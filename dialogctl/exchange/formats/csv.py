@@ -6,7 +6,8 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ...errors import InvalidInput
-from ..reading import Found, ImportInput, Record, conversation_identity, import_message, load_json, refuse_unknown, universal_lines
+from ...fileformat.codec import input_message
+from ..reading import Found, ImportInput, Record, conversation_identity, load_json, refuse_unknown, universal_lines
 from ..records import ExportFormat, ExportResult, Formatted, dumps, model_and_tokens, text_out, write_each
 from ..selection import Selected
 
@@ -122,4 +123,4 @@ def csv_record(cells: dict[str, str], where: str, now: str) -> Record:
         if not isinstance(metadata, dict):
             raise InvalidInput(f"{where}: column 'metadata' must be a JSON object")
     raw = {"role": cells["role"], "content": cells["content"], "timestamp": cells.get("timestamp") or None, "metadata": metadata}
-    return conversation_identity(cells.get("user") or None, cells.get("conversation") or None, archived, where), import_message(raw, where, now, "column")
+    return conversation_identity(cells.get("user") or None, cells.get("conversation") or None, archived, where), input_message(raw, where, now, "column")

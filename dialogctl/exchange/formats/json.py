@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, cast
 
 from ...errors import InvalidInput
+from ...fileformat.codec import input_message
 from ..reading import (
     IDENTITY_FIELDS,
     MESSAGE_FIELDS,
@@ -15,7 +16,6 @@ from ..reading import (
     ImportInput,
     JsonStream,
     conversation_identity,
-    import_message,
     load_json,
     no_duplicates,
     numbered_lines,
@@ -152,7 +152,7 @@ def json_object(stream: JsonStream, source: str, path: str, now: str) -> Iterato
                 if not isinstance(raw, dict):
                     raise InvalidInput(f"{at}: expected an object with role, content and timestamp")
                 refuse_unknown(raw, MESSAGE_FIELDS | {"index"}, at)
-                yield None, import_message(raw, at, now)
+                yield None, input_message(raw, at, now)
                 count += 1
             pairs.append((key, None))
         else:
@@ -178,4 +178,4 @@ def jsonl_records(data: ImportInput, source: str, now: str) -> Iterator[Found]:
             raise InvalidInput(f"{where}: expected a JSON object")
         refuse_unknown(raw, MESSAGE_FIELDS | IDENTITY_FIELDS, where)
         identity = conversation_identity(raw.get("user"), raw.get("conversation"), raw.get("archived"), where)
-        yield identity, import_message(raw, where, now)
+        yield identity, input_message(raw, where, now)

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, cast
 
 from ...errors import InvalidInput, StorageError, storage_error
+from ...fileformat.codec import input_message
 from ...models import Message
 from ..outputfile import OutputFile
-from ..reading import Found, ImportInput, conversation_identity, import_message, load_json
+from ..reading import Found, ImportInput, conversation_identity, load_json
 from ..records import ExportFormat, ExportOptions, ExportResult, Formatted, dumps, model_and_tokens, time_span
 from ..selection import Selected
 
@@ -157,7 +158,7 @@ def sqlite_records(data: ImportInput, source: str, now: str) -> Iterator[Found]:
                 if metadata is not None and not isinstance(metadata, dict):
                     raise InvalidInput(f"{where}: column 'metadata' must hold a JSON object")
                 raw = {"role": role, "content": content, "timestamp": timestamp, "metadata": metadata}
-                yield conversation_identity(user, conversation, bool(archived), where), import_message(raw, where, now, "column")
+                yield conversation_identity(user, conversation, bool(archived), where), input_message(raw, where, now, "column")
                 found[cid] += 1
         except sqlite3.Error as exc:
             raise InvalidInput(f"{source}: not a readable SQLite database of dialogctl's shape ({exc})") from None

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from typing import IO, cast
 
 from ...errors import InvalidInput
-from ..reading import Found, ImportInput, import_message, load_json, numbered_lines, refuse_unknown
+from ...fileformat.codec import input_message
+from ..reading import Found, ImportInput, load_json, numbered_lines, refuse_unknown
 from ..records import ExportFormat, ExportResult, dumps, text_out
 from ..selection import Selected
 
@@ -84,4 +85,4 @@ def openai_records(data: ImportInput, source: str, now: str) -> Iterator[Found]:
             if not isinstance(item, dict):
                 raise InvalidInput(f"{at}: expected an object with role and content")
             extra = {k: v for k, v in item.items() if k not in ("role", "content")}
-            yield f"line {number}", import_message({"role": item.get("role"), "content": item.get("content"), "metadata": extra or None}, at, now)
+            yield f"line {number}", input_message({"role": item.get("role"), "content": item.get("content"), "metadata": extra or None}, at, now)
