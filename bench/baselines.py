@@ -142,7 +142,7 @@ def ruamel_append(root: str, jsonl: str, limit: str, threshold: str) -> None:
 
 def raw_append(root: str, jsonl: str) -> None:
     """The disk's limit for appends: pre-formatted bytes, one write and fsync per user batch."""
-    from dialogctl.codec import encode_batch
+    from dialogctl.fileformat.codec import encode_batch
     from dialogctl.models import Message
 
     batches: dict[str, list[Message]] = {}

@@ -13,7 +13,7 @@ depend on: the largest conversation, which is read whole. Text formats go to
 folder (removed afterwards).
 
 The journals are written directly as framed files with
-``dialogctl.codec.encode_batch`` (sharded layout, 100 messages per
+``dialogctl.fileformat.codec.encode_batch`` (sharded layout, 100 messages per
 conversation, a current conversation and two archives per user, a realistic
 mix of message sizes, code blocks, Unicode and assistant metadata), not one
 append per message, and kept in ``bench/work/`` for the next run.
@@ -35,10 +35,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dialogctl.codec import encode_batch  # noqa: E402
 from dialogctl.config import load_settings  # noqa: E402
-from dialogctl.journal import Journal  # noqa: E402
-from dialogctl.layout import Layout  # noqa: E402
+from dialogctl.disk.layout import Layout  # noqa: E402
+from dialogctl.fileformat.codec import encode_batch  # noqa: E402
+from dialogctl.journal.core import Journal  # noqa: E402
 from dialogctl.models import Message  # noqa: E402
 from dialogctl.times import format_timestamp  # noqa: E402
 
@@ -191,7 +191,7 @@ def main() -> None:
 
 def measure_import_floor() -> float:
     """RSS in MiB of a process that only starts Python and imports the CLI: the part no journal size can change."""
-    return peak_rss([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exporters, dialogctl.journal"])[0]
+    return peak_rss([sys.executable, "-c", "import dialogctl.cli.app, dialogctl.exchange.registry, dialogctl.exchange.pipeline, dialogctl.journal.core"])[0]
 
 
 if __name__ == "__main__":

@@ -148,7 +148,6 @@ SPECS: tuple[Spec, ...] = (
         section="cleanup",
     ),
 )
-SPEC_BY_NAME = {s.name: s for s in SPECS}
 _ALIASES = {s.name.lower(): s.name for s in SPECS}
 
 
@@ -232,11 +231,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise InvalidInput(f"cannot read config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"config file {path} is not UTF-8 (byte {exc.start})") from None
-    from .salvage import _ItemError, load_yaml
+    from .yamlsafe import ItemError, load_yaml
 
     try:
         tree = load_yaml(text) if text.strip() else {}
-    except _ItemError as exc:
+    except ItemError as exc:
         raise InvalidInput(f"config file {path}, line {exc.line_offset + 1}: {exc.detail}") from None
     if tree is None:
         tree = {}

@@ -111,12 +111,6 @@ class WorkerCrashed(DialogError):
     exit_code = EXIT_INTERNAL
 
 
-class DamagedData(DialogError):
-    """Some records could not be read; every intact record was still used."""
-
-    exit_code = EXIT_DAMAGED
-
-
 class StorageError(DialogError):
     """The operating system refused an I/O operation (disk full, permissions...)."""
 

@@ -2,7 +2,7 @@
 
 Python's JSON parser recurses once per level and gives up with a
 ``RecursionError`` about a thousand levels down; metadata is refused anyway
-past :data:`dialogctl.codec.MAX_METADATA_DEPTH` levels. When the parser gives
+past :data:`dialogctl.fileformat.codec.MAX_METADATA_DEPTH` levels. When the parser gives
 up, :func:`deepest` says where the input went too deep (its line and its JSON
 path, such as ``messages[3].metadata``), so the refusal names the place as
 every other input error does. Only the error path pays for this scan.

@@ -1,10 +1,10 @@
 """Both cores for whole-journal reads: the worker pools of the catalog and of exports.
 
 Reading and parsing many files is CPU-bound. With enough to read and more
-than one CPU, :mod:`dialogctl.catalog` hands files to worker processes and
+than one CPU, :mod:`dialogctl.journal.catalog` hands files to worker processes and
 gets back only their small summaries (sending parsed messages back would
 cost the main process about as much as parsing them), and
-:mod:`dialogctl.exporters` gets back each conversation's finished text.
+:mod:`dialogctl.exchange.pipeline` gets back each conversation's finished text.
 Workers are forked where the platform allows, so they start at once.
 
 The pool is our own, not :class:`multiprocessing.Pool`: that pool replaces a

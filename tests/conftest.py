@@ -30,7 +30,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     """Say in the log which YAML loader this run tests (.ci/run runs the suite once with each)."""
     import ruamel.yaml
 
-    from dialogctl.salvage import yaml_loader
+    from dialogctl.yamlsafe import yaml_loader
 
     return f"dialogctl: ruamel.yaml {ruamel.yaml.__version__}, {yaml_loader()} loader"
 

@@ -2,7 +2,7 @@
 
 Written from ``../shared/DOMAIN.md`` ("The reference writer's bytes, exactly")
 and checked against ``v1-short-ids``, which the real server code wrote
-(``tests/test_reference_writer.py``). It behaves as those servers do on a
+(``tests/fileformat/test_reference_writer.py``). It behaves as those servers do on a
 live journal:
 
 * an item is ``- role:``, ``  content: |`` and every line of

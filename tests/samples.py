@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import ROLES, Message
 
 from .strategies import NASTY_LINES
@@ -38,9 +38,19 @@ def hostile_messages() -> list[Message]:
 
 def journal_with(root: Path, conversations: dict[tuple[str, str | None], list[Message]]) -> Journal:
     """A journal holding ``{(user, archive id or None for current): messages}``."""
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     for (user, archive), messages in conversations.items():
         journal.append(user, messages)
         if archive is not None:
             journal.archive(user, archive_id=archive)
     return journal
+
+
+def seed_refunds(cli: Any) -> None:
+    """alice and bob talking about refunds, one of alice's conversations archived (as "old"): what the search and rm tests look at."""
+    cli("append", "alice", "I want a refund for order 42", "--timestamp", "2024-01-15T10:00:00Z")
+    cli("append", "alice", "Sure, refunds take 3 days", "--role", "assistant", "--timestamp", "2024-01-15T10:00:05Z")
+    cli("append", "alice", "thanks", "--timestamp", "2024-01-15T10:00:10Z")
+    cli("archive", "alice", "--id", "old")
+    cli("append", "alice", "Another REFUND please", "--timestamp", "2024-01-16T10:00:00Z")
+    cli("append", "bob", 'He said "refund" twice\nrefund', "--timestamp", "2024-01-17T10:00:00Z")

@@ -22,10 +22,9 @@ INTACT_TREES = [t for t in TREES if t not in DAMAGED_TREES]
 
 def _by_file(records: list[dict[str, Any]], root: Path, tree: str) -> dict[str, list[dict[str, Any]]]:
     """Group exported messages by the file they came from, keyed like expected.json."""
-    from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl import Journal
 
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         from dialogctl.models import ConversationRef

@@ -1,6 +1,6 @@
 """Generate ``dialogctl/script_table.py``: the Unicode scripts of the characters ids may hold.
 
-Id validation (:mod:`dialogctl.layout`) refuses ids that mix scripts (Unicode
+Id validation (:mod:`dialogctl.disk.layout`) refuses ids that mix scripts (Unicode
 TR39, section 5.1). Python's :mod:`unicodedata` has no Script property, so this
 compact table is generated once and checked in. The source is the Unicode
 Character Database's ``Scripts.txt`` and ``ScriptExtensions.txt`` as shipped by

@@ -1,4 +1,4 @@
-"""The dialogctl command line: a thin Typer layer over :mod:`dialogctl.journal`."""
+"""The dialogctl command line: a thin Typer layer over :mod:`dialogctl.journal.core`."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from typer.models import TyperPath
 
 from .. import __version__
 from ..errors import EXIT_DAMAGED, EXIT_IO, EXIT_NEGATIVE, DialogError
-from .state import CliState, tell
+from .state import COMPLETE_VAR, CliState, tell
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -37,7 +37,6 @@ PROCESS_EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_BROKEN_PIPE: "stdout was closed by its reader (dialogctl export --all | head)",
 }
-COMPLETE_VAR = "_DIALOGCTL_COMPLETE"
 # Help is plain text at up to 100 columns: the same words on a terminal, in a
 # pipe, in docs/cli.md and in the man page, and no Rich import for --help.
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -134,7 +133,7 @@ def _wrap_up(code: int) -> int:
     """
     unreadable = lost = False
     for state in _CURRENT_STATE:
-        journal = state._journal
+        journal = state.opened
         if journal is None:
             continue
         unreadable = _report_unreadable(state) or unreadable
@@ -145,7 +144,7 @@ def _wrap_up(code: int) -> int:
 
 
 def _report_unreadable(state: CliState) -> bool:
-    journal = state._journal
+    journal = state.opened
     if journal is None or not journal.unreadable:
         return False
     found = list(dict.fromkeys(journal.unreadable))  # a shard folder is met once per user below it
@@ -160,7 +159,7 @@ def _report_unreadable(state: CliState) -> bool:
 
 def _report_damage(state: CliState) -> bool:
     """Damage that lost records (exit 5), and one line per file for damage that lost nothing; whether any was lost."""
-    journal = state._journal
+    journal = state.opened
     if journal is None or not journal.damage:
         return False
     from ..models import RECOVERED_KINDS
@@ -330,7 +329,7 @@ def load_command(name: str) -> Any:
     import importlib
 
     module_name, attr = COMMANDS[name]
-    module = importlib.import_module(f"{__package__}.{module_name}")
+    module = importlib.import_module(f"{__package__}.commands.{module_name}")
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     single.command(name, cls=DialogCommand, context_settings=CONTEXT_SETTINGS)(getattr(module, attr))
     return typer.main.get_command(single)

@@ -21,6 +21,8 @@ from typing import Any
 
 from typer._click.shell_completion import CompletionItem, ShellComplete
 
+from .state import COMPLETE_VAR
+
 SHELLS = ("bash", "zsh", "fish")
 GENERATED = "generated from the Typer app by 'python -m dialogctl.cli.docs'; do not edit"
 
@@ -112,7 +114,6 @@ TEMPLATES = {"bash": BASH, "zsh": ZSH, "fish": FISH}
 
 def script(shell: str, prog: str = "dialogctl") -> str:
     """The completion script for ``shell``."""
-    from .app import COMPLETE_VAR
 
     return TEMPLATES[shell] % {"prog": prog, "func": prog.replace("-", "_"), "var": COMPLETE_VAR, "generated": GENERATED}
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import ENV_PREFIX, SPECS
+from ..disk.paths import PATHS
 from ..errors import EXIT_CODES
 from .app import COMMANDS, PROCESS_EXIT_CODES, app
 from .completion import SHELLS, script
@@ -44,17 +45,12 @@ ENVIRONMENT = {
     "_DIALOGCTL_COMPLETE": "Set by the shell completion scripts: dialogctl then prints completions instead of running a command.",
 }
 
+# Outside the root, then every path under it from the one table (dialogctl.disk.paths).
 FILES = {
     "./poto.config.yaml": "Project settings, under dialogueJournal.filesystem and dialogueJournal.cleanup (or the file named by --config).",
     "~/.config/dialogctl/config.yaml": "The user config file, with the same structure.",
     "~/.local/share/dialogctl/journal": "The default journal root.",
-    "ROOT/users/USER/dialogs/current.yaml": "A user's current conversation (USER is the id, or the id cut into shard folders).",
-    "ROOT/users/USER/dialogs/session-CID.yaml": "One conversation per id, in the sessions layout.",
-    "ROOT/users/USER/dialogs/archived/ID.yaml": "Archived conversations.",
-    "ROOT/users/USER/dialogs/.lock": "The user's lock file, with the holder's owner record while held.",
-    "ROOT/config/journal-config.yaml": "The layout a journal created by dialogctl records.",
-    "ROOT/system/cleanup.log": "JSON lines: each cleanup run's intent (before its first change) and outcome, tied by their run id.",
-    "ROOT/system/audit.log": "JSON lines: each rm and repair run's intent (before its first change) and outcome; never message text.",
+    **{f"ROOT/{entry.path}": entry.meaning for entry in PATHS},
 }
 
 

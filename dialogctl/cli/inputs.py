@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import marshal
-import os
 import sys
 from array import array
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..codec import MAX_METADATA_DEPTH, check_json_like, check_message
 from ..errors import InvalidInput, storage_error
+from ..fileformat.codec import MAX_METADATA_DEPTH, check_json_like, input_message
 from ..models import ROLES, Message
-from ..times import TIMESTAMP_RULE, format_timestamp, parse_time_spec, parse_timestamp, utc_now_iso
+from ..times import format_timestamp, parse_time_spec, utc_now_iso
 
 if TYPE_CHECKING:
-    from ..outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
+    from ..journal.outcomes import Batch, LineRanges  # imported when --jsonl is used: a single append need not load them
 
 
 def read_stdin(what: str, example: str) -> str:
@@ -90,26 +88,22 @@ _IGNORED_KEYS = {"archived", "index"}  # fields of dialogctl's own JSONL export
 
 
 class SpooledMessages:
-    """Validated ``--jsonl`` messages, held in an unlinked temporary file instead of memory.
+    """Validated ``--jsonl`` messages in a :class:`~dialogctl.fileformat.spool.MessageSpool`, grouped by (user, conversation).
 
-    Grouped by (user, conversation) in the order each group first appears;
-    memory holds two integers per message (where its record lies in the file)
-    and the input line numbers of each group as ranges. The file is mode 0600
-    and has no name, so nothing is left behind, whatever happens to the
-    process. Close it (or use it as a context manager) when done.
+    Groups keep the order each first appears in; memory holds two integers per
+    message (where its record lies, and its number in its group) and the input
+    line numbers of each group as ranges. Close it (or use it as a context
+    manager) when done.
     """
 
     def __init__(self) -> None:
-        import tempfile
-
-        from ..outcomes import LineRanges
+        from ..fileformat.spool import MessageSpool  # only --jsonl needs it: a single append does not load it
+        from ..journal.outcomes import LineRanges
 
         self._ranges = LineRanges
-        self.file = tempfile.TemporaryFile()
+        self.spool = MessageSpool()
         self.groups: dict[tuple[str, str | None], array[int]] = {}
         self.lines: dict[tuple[str, str | None], LineRanges] = {}
-        self.count = 0
-        self._size = 0
 
     def __enter__(self) -> SpooledMessages:
         return self
@@ -117,35 +111,31 @@ class SpooledMessages:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def count(self) -> int:
+        return len(self.spool)
+
     def add(self, key: tuple[str, str | None], msg: Message, line: int = 0) -> None:
-        data = marshal.dumps((msg.role, msg.content, msg.timestamp, msg.metadata))
-        self.file.write(data)
-        places = self.groups.get(key)
-        if places is None:
-            places = self.groups[key] = array("q")
+        number = self.spool.add(msg)
+        numbers = self.groups.get(key)
+        if numbers is None:
+            numbers = self.groups[key] = array("q")
             self.lines[key] = self._ranges()
-        places.append(self._size)
-        places.append(len(data))
+        numbers.append(number)
         self.lines[key].add(line)
-        self._size += len(data)
-        self.count += 1
 
     def batches(self) -> list[Batch]:
         """Each group as a batch whose messages are read back from the file only when it is written."""
-        from ..outcomes import Batch
+        from ..journal.outcomes import Batch
 
-        self.file.flush()
+        self.spool.flush()
         return [
-            Batch(user, conversation, len(places) // 2, partial(self._load, places), self.lines[(user, conversation)])
-            for (user, conversation), places in self.groups.items()
+            Batch(user, conversation, len(numbers), partial(self.spool.pick, numbers), self.lines[(user, conversation)])
+            for (user, conversation), numbers in self.groups.items()
         ]
 
-    def _load(self, places: array[int]) -> list[Message]:
-        fd = self.file.fileno()
-        return [Message(*marshal.loads(os.pread(fd, places[i + 1], places[i]))) for i in range(0, len(places), 2)]
-
     def close(self) -> None:
-        self.file.close()
+        self.spool.close()
 
 
 def spool_jsonl_messages(
@@ -200,35 +190,16 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
     user = raw.get("user", default_user)
     if not isinstance(user, str) or not user:
         raise InvalidInput(f'{where}: no user (pass USER or give each line a "user" field)')
-    role = raw.get("role")
-    if not isinstance(role, str):
-        raise InvalidInput(f"{where}: field 'role' must be text")
-    check_role(role, f"{where}: field 'role'")
-    content = raw.get("content")
-    if not isinstance(content, str):
-        raise InvalidInput(f"{where}: field 'content' must be text")
-    timestamp = raw.get("timestamp")
-    if timestamp is None:
-        timestamp = utc_now_iso()
-    elif not isinstance(timestamp, str) or parse_timestamp(timestamp) is None:
-        raise InvalidInput(f"{where}: field 'timestamp' must be {TIMESTAMP_RULE}")
-    metadata = raw.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise InvalidInput(f"{where}: field 'metadata' must be an object")
+    msg = input_message(raw, where)
     conversation = raw.get("conversation")
     if conversation is not None and not isinstance(conversation, str):
         raise InvalidInput(f"{where}: field 'conversation' must be text")
-    msg = Message(role, content, timestamp, metadata)
-    try:
-        check_message(msg)  # what the append would refuse (metadata nested too deep, a lone surrogate): refused here, naming the line
-    except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc.message}") from None
     return user, conversation, msg
 
 
 def too_deep(text: str) -> str:
     """What to say about JSON input the parser gave up on for its depth: its field, or its path."""
-    from ..codec import MAX_METADATA_DEPTH
+    from ..fileformat.codec import MAX_METADATA_DEPTH
     from ..nesting import deepest
 
     found = deepest(text, MAX_METADATA_DEPTH)

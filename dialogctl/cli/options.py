@@ -2,7 +2,7 @@
 
 ``--format`` lives in :mod:`dialogctl.cli.output`; the user and conversation
 selectors, the time and role filters live here, with :func:`message_filter`
-turning the filters into a :class:`dialogctl.filters.MessageFilter`.
+turning the filters into a :class:`dialogctl.views.filters.MessageFilter`.
 
 User, archive and conversation ids complete from the journal (see
 :mod:`dialogctl.cli.completion`): the completers read folder names only,
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
-    from ..filters import MessageFilter
-    from ..journal import Journal
+    from ..journal.core import Journal
+    from ..views.filters import MessageFilter
     from .state import CliState
 
 
@@ -105,8 +105,8 @@ RoleOption = Annotated[
 def message_filter(since: str | None, until: str | None, roles: list[str] | None, state: CliState | None = None) -> MessageFilter:
     """The filter ``--since/--until/--role`` describe; given the state, -v says the resolved times on stderr."""
     from ..errors import InvalidInput
-    from ..filters import MessageFilter
     from ..times import format_timestamp, parse_time_spec
+    from ..views.filters import MessageFilter
     from .inputs import check_role
 
     start = parse_time_spec(since, "--since") if since is not None else None

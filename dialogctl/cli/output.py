@@ -115,7 +115,7 @@ def emit_records(
             writer.writerow([_cell(record.get(c.key)) for c in columns])
             count += 1
     else:
-        from .. import render
+        from . import render
 
         rows = list(records)
         count = len(rows)

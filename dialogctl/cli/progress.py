@@ -72,7 +72,7 @@ class ProgressBar:
     def _start(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from .. import render
+        from . import render
 
         self._bar = Progress(
             TextColumn("{task.description}"),

@@ -2,7 +2,7 @@
 
 stdout carries data only; everything here that speaks goes to stderr, with
 untrusted text (ids and paths from the disk) passed through
-:func:`dialogctl.render.visible`, because stderr is a terminal too.
+:func:`dialogctl.cli.render.visible`, because stderr is a terminal too.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..journal import Journal
+    from ..journal.core import Journal
 
 # The global options that select the journal, as (parameter name, setting name).
 SETTING_OPTIONS = (("root", "root"), ("layout", "layout"), ("shard_levels", "shardLevels"), ("shard_size", "shardSize"))
+
+
+# The environment variable a shell's completion function sets when it asks for candidates (see completion.py).
+COMPLETE_VAR = "_DIALOGCTL_COMPLETE"
 
 
 class CliState:
@@ -53,10 +57,15 @@ class CliState:
             self._settings = load_settings(self.flags, self.config_path)
         return self._settings
 
+    @property
+    def opened(self) -> Journal | None:
+        """The journal if a command opened it (its damage and unreadable paths are reported at the end), else None."""
+        return self._journal
+
     def journal(self, readable: bool = True) -> Journal:
         """The journal the settings select; a root that is not a folder (or, with ``readable``, cannot be read) is refused here."""
         if self._journal is None:
-            from ..journal import Journal
+            from ..journal.core import Journal
 
             journal = Journal(self.settings(), command=self.command)
             journal.check_root(readable)
@@ -95,6 +104,6 @@ class CliState:
 
 def tell(message: str) -> None:
     """One line on stderr, escaped: ``dialogctl: message``."""
-    from ..render import visible
+    from .render import visible
 
     print(f"dialogctl: {visible(message)}", file=sys.stderr)

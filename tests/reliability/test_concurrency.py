@@ -19,11 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
-from dialogctl.locking import probe
+from dialogctl import Journal
+from dialogctl.disk.locking import probe
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.verify import verify
 
 from ..conftest import run_exe
 from . import faults
@@ -33,13 +32,13 @@ from .faults import Rule
 TS = "2024-01-15T10:30:00.000Z"
 
 
-def _settings(root: str, **extra: str) -> Any:
+def _journal(root: str, command: str = "python") -> Journal:
     # archiveThreshold 0: only the archiver archives, so every move races appends.
-    return load_settings({"root": root, "archiveThreshold": "0", "maxConversationLength": "1000000", "lockTimeoutMs": "120000", **extra})
+    return Journal.open(root, command=command, archiveThreshold="0", maxConversationLength="1000000", lockTimeoutMs="120000")
 
 
 def _writer(root: str, number: int, appends: int, users: list[str], acked: Any) -> None:
-    journal = Journal(_settings(root), command="writer")
+    journal = _journal(root, command="writer")
     rng = random.Random(number)
     done = []
     for i in range(appends):
@@ -51,7 +50,7 @@ def _writer(root: str, number: int, appends: int, users: list[str], acked: Any) 
 
 
 def _archiver(root: str, user: str, stop: Any, archived: Any) -> None:
-    journal = Journal(_settings(root), command="archiver")
+    journal = _journal(root, command="archiver")
     made = 0
     while not stop.is_set():
         try:
@@ -98,7 +97,7 @@ def test_many_writers_one_user_while_archiving_and_reading(tmp_path: Path, figur
     stop.set()
     archives_made = archived.get(timeout=120)
     archiver.join(timeout=120)
-    journal = Journal(_settings(root))
+    journal = _journal(root)
     seen = Counter(m.content for conv in journal.conversations(["shared"]) for m in conv.messages)
     assert journal.damage == []
     assert len(acknowledged) == writers * appends
@@ -125,7 +124,7 @@ def test_writers_across_many_users(tmp_path: Path, figures: Any) -> None:
     for proc in procs:
         proc.join(timeout=120)
         assert proc.exitcode == 0
-    journal = Journal(_settings(root))
+    journal = _journal(root)
     seen = Counter((conv.ref.user, m.content) for conv in journal.conversations() for m in conv.messages)
     assert seen == Counter(tuple(p) for p in acknowledged)
     assert len(set(journal.users())) == len({u for u, _ in acknowledged})
@@ -140,7 +139,7 @@ def _wait_for(condition: Any, what: str, timeout: float = 60) -> None:
 
 
 def _held(root: Path, user: str) -> bool:
-    journal = Journal(_settings(str(root)))
+    journal = _journal(str(root))
     try:
         with journal.dialogs_folder(user) as dialogs:
             state = probe(dialogs)
@@ -152,20 +151,20 @@ def _held(root: Path, user: str) -> bool:
 def test_a_waiting_append_lands_in_the_new_conversation(tmp_path: Path) -> None:
     """An append that waits for the lock while an archive runs goes into the fresh conversation, not the archive."""
     root = tmp_path / "journal"
-    Journal(_settings(str(root))).append("alice", [Message("user", "before", TS)])
+    _journal(str(root)).append("alice", [Message("user", "before", TS)])
     argv, extra = faults.command(["--root", str(root), "archive", "alice", "--id", "a1"], [Rule("rename", 1, "sleep:1.0")])
     archiving = subprocess.Popen(argv, env=dict(os.environ, **extra))
     _wait_for(lambda: _held(root, "alice"), "the archive to hold the lock")
     waiting = run_exe("--root", str(root), "append", "alice", "during", "--timestamp", TS)
     assert archiving.wait(timeout=60) == 0 and waiting.returncode == 0, waiting.stderr
-    journal = Journal(_settings(str(root)))
+    journal = _journal(str(root))
     assert [m.content for m in journal.read(journal.resolve("alice", archive="a1")).messages] == ["before"]
     assert [m.content for m in journal.read(journal.resolve("alice")).messages] == ["during"]
 
 
 def test_a_stopped_holder_times_others_out_and_a_killed_one_frees_the_lock(tmp_path: Path, figures: Any) -> None:
     root = tmp_path / "journal"
-    Journal(_settings(str(root))).append("alice", [Message("user", "before", TS)])
+    _journal(str(root)).append("alice", [Message("user", "before", TS)])
     argv, extra = faults.command(["--root", str(root), "append", "alice", "stuck"], [Rule("write", 1, "stop")])
     holder = subprocess.Popen(argv, env=dict(os.environ, **extra))
     try:
@@ -187,7 +186,7 @@ def test_a_stopped_holder_times_others_out_and_a_killed_one_frees_the_lock(tmp_p
         holder.wait(timeout=60)
     freed = run_exe("--root", str(root), "--set", "lockTimeoutMs=0", "append", "alice", "after")  # no waiting at all
     assert freed.returncode == 0, freed.stderr
-    journal = Journal(_settings(str(root)))
+    journal = _journal(str(root))
     assert [m.content for m in journal.read(journal.resolve("alice")).messages] == ["before", "after"]
     assert verify(journal).findings == []
     figures.add("concurrency: a SIGSTOPped lock holder made 3 appends exit 4 naming its pid; after SIGKILL the lock was free at once (lockTimeoutMs=0)")

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.repair import repair
 from dialogctl.times import utc_now_iso
-from dialogctl.verify import verify
 
 from . import faults
 from .conftest import count
@@ -38,7 +37,7 @@ TS = "2024-01-02T00:00:00.000Z"
 
 
 def journal_at(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def reading(root: Path) -> dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]]:
@@ -172,7 +171,7 @@ def test_kill_at_every_step(scenario: str, template: Path, tmp_path: Path, figur
 
 def _appender(root: str, tag: str, ack: int) -> None:
     """Child: append one message at a time, acknowledging each once append() returned."""
-    journal = Journal(load_settings({"root": root, "archiveThreshold": "7", "lockTimeoutMs": "10000"}), command="appender")
+    journal = Journal.open(root, archiveThreshold="7", lockTimeoutMs="10000", command="appender")
     number = 0
     while True:
         content = f"{tag}-{number}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.codec import encode_record
+from dialogctl.fileformat.codec import encode_record
 from dialogctl.models import Message
 from dialogctl.nesting import deepest
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dialogctl.doctor import diagnose, mount_of, parse_mountinfo
+from dialogctl.maintenance.doctor import diagnose, mount_of, parse_mountinfo
 
 from ..conftest import Cli
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from ..conftest import FIXTURES
@@ -64,7 +63,7 @@ def test_a_read_only_journal_run_by_its_owner_is_left_exactly_as_it_was(owned: O
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
-    journal = Journal(load_settings({"root": root, "archiveThreshold": "0"}))
+    journal = Journal.open(root, archiveThreshold="0")
     journal.append("dana", [Message("user", "old", TS)])  # and one user dialogctl wrote, lock file and all
     journal.archive("dana", archive_id="a1")
     journal.append("dana", [Message("user", "newer", TS)])
@@ -91,7 +90,7 @@ def test_a_read_only_journal_run_by_its_owner_is_left_exactly_as_it_was(owned: O
 @pytest.fixture
 def journal_root(tmp_path: Path) -> Path:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("alice", [Message("user", "hello", TS)])
     # A torn record for repair to mend.
     with open(root / "users/al/ic/e/dialogs/current.yaml", "ab") as fh:

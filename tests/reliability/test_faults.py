@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.storage import TEMP_MARK
+from dialogctl.disk.fileops import TEMP_MARK
 
 from . import faults
 from .faults import Rule
@@ -33,11 +33,10 @@ ERRNOS = ("ENOSPC", "EIO")
 
 def _journal(root: Path) -> None:
     """alice: a current conversation of three and one archive (a1); bob: an old conversation to trim."""
-    from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl import Journal
     from dialogctl.models import Message
 
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "4"}))
+    journal = Journal.open(str(root), archiveThreshold="4")
     journal.append("alice", [Message("user", "kept in the archive", "2024-01-01T00:00:00.000Z")])
     journal.archive("alice", archive_id="a1")
     journal.append("alice", [Message("user", f"m{i}", f"2024-01-02T00:00:0{i}.000Z") for i in range(3)])
@@ -233,12 +232,11 @@ def _without_inodes(data: bytes | None) -> bytes | None:
 
 def _metadata_recomputed(root: Path) -> bool:
     """Whether every user's metadata.yaml, left stale by a failed update, is brought back to the truth by the next append."""
-    from dialogctl.config import load_settings
-    from dialogctl.journal import Journal
+    from dialogctl import Journal
+    from dialogctl.journal.usermeta import METADATA_FILE, recompute
     from dialogctl.models import Message
-    from dialogctl.usermeta import METADATA_FILE, recompute
 
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     for user in journal.users():
         journal.append(user, [Message("user", "after the fault", "2024-06-01T00:00:00.000Z")])
         kept = json.loads((root / journal.user_path(user)).parent.joinpath(METADATA_FILE).read_text())

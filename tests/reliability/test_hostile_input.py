@@ -19,11 +19,11 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dialogctl.codec import encode_batch
+from dialogctl.fileformat.codec import encode_batch
+from dialogctl.fileformat.reader import parse_conversation
+from dialogctl.fileformat.salvage import MAX_ITEM_BYTES
+from dialogctl.maintenance.recovery import recover
 from dialogctl.models import Message
-from dialogctl.reader import parse_conversation
-from dialogctl.repair import recover
-from dialogctl.salvage import MAX_ITEM_BYTES
 
 from ..conftest import FIXTURES, Cli
 from .conftest import count

@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 
-from dialogctl.catalog import _HEADER, MAGIC
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
+from dialogctl.journal.catalog import _HEADER, MAGIC
 from dialogctl.models import Message
 
 TS = "2024-01-15T10:30:00.000Z"
@@ -44,7 +43,7 @@ def _run(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 
 
 def _journal(root: Path) -> Journal:
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("alice", [Message("user", "alice's", TS)])
     journal.append("bob", [Message("user", f"bob {i}", TS) for i in range(3)])
     return journal
@@ -84,7 +83,7 @@ def test_a_sparse_3_gib_conversation_file(tmp_path: Path, figures: Any) -> None:
 
 def test_show_tail_reads_only_the_end_of_a_file_over_the_limit(tmp_path: Path) -> None:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0", "maxConversationLength": "100000"}))
+    journal = Journal.open(str(root), archiveThreshold="0", maxConversationLength="100000")
     journal.append("alice", [Message("user", f"{i} " + "x" * 2000, TS) for i in range(1000)])  # about 2 MB of our own records
     tail = _run(root, "--set", "maxFileMB=1", "show", "alice", "--tail", "2", "--format", "jsonl")
     assert tail.returncode == 0, tail.stderr
@@ -97,7 +96,7 @@ def test_show_tail_reads_only_the_end_of_a_file_over_the_limit(tmp_path: Path) -
 def test_the_catalog_knows_a_file_that_grew_past_the_limit(tmp_path: Path) -> None:
     """A file summarised once and grown past the limit reads as a full re-read would: too large."""
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0", "maxConversationLength": "100000"}))
+    journal = Journal.open(str(root), archiveThreshold="0", maxConversationLength="100000")
     journal.append("alice", [Message("user", "x" * 1000, TS) for i in range(500)])
     first = _run(root, "--set", "maxFileMB=1", "stats", "--format", "json")
     assert first.returncode == 0 and json.loads(first.stdout)["totalMessages"] == 500

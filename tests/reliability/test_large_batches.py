@@ -27,12 +27,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dialogctl.codec import find_frames
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
+from dialogctl.fileformat.codec import find_frames
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import ConversationRef
-from dialogctl.repair import repair
-from dialogctl.verify import verify
 
 from .. import reference_writer as server
 from . import faults
@@ -68,7 +67,7 @@ def _write_input(path: Path, fmt: str, contents: list[str]) -> None:
 
 
 def _journal(root: Path) -> Journal:
-    return Journal(load_settings({"root": str(root)}))
+    return Journal.open(str(root))
 
 
 def _read_back(root: Path) -> tuple[list[str], list[str]]:

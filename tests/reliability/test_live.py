@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal import FileSeen, Journal
+from dialogctl import Journal
+from dialogctl.journal.files import FileSeen
 from dialogctl.models import Message
 
 from .. import reference_writer as server
 from ..conftest import REPO, Cli, copy_tree, run_exe
-from ..test_codec import _parse_with
+from ..fileformat.test_codec import _parse_with
 from .conftest import count
 
 NOW = "2026-01-15T10:30:00.000Z"
@@ -38,7 +38,7 @@ LATER = "2099-01-15T10:30:00.000Z"  # after anything dialogctl stamps "now": ver
 
 
 def journal_at(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def item(tag: str, when: str = LATER, **metadata: Any) -> dict[str, Any]:
@@ -314,7 +314,7 @@ for i in range(rounds):
 _DIALOGCTL = """
 import random, sys
 from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 from dialogctl.errors import LockBusy, NotFound
 root, rounds, role = {root!r}, {rounds}, {role!r}

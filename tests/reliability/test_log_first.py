@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe
@@ -44,7 +43,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
 
 def _journal(root: Path, command: str = "rm") -> None:
     """alice: silent since 2020 (for repair: with a torn record); bob: active."""
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("alice", [Message("user", "old words", OLD)])
     journal.archive("alice", archive_id="a1")
     journal.append("alice", [Message("user", "older words", OLD)])
@@ -208,8 +207,8 @@ def _run_as_owner(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_append_itself_never_follows_waits_or_writes_into_anything_but_a_file(tmp_path: Path) -> None:
     """The guard behind the look before the write: a log replaced between the look and the open is still refused."""
+    from dialogctl.disk.storage import open_root
     from dialogctl.errors import StorageError
-    from dialogctl.storage import open_root
 
     (tmp_path / "folder").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "target")

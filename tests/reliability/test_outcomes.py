@@ -17,8 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from . import faults
@@ -34,11 +33,11 @@ INPUT = "".join(
 
 def _template(root: Path) -> None:
     """alice has a conversation already; bob and carol are new."""
-    Journal(load_settings({"root": str(root)})).append("alice", [Message("user", "earlier", TS)])
+    Journal.open(str(root)).append("alice", [Message("user", "earlier", TS)])
 
 
 def _contents(root: Path) -> dict[str, list[str]]:
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     out = {}
     for user in BATCHES:
         out[user] = [m.content for c in journal.conversations([user]) for m in c.messages] if journal.user_exists(user) else []

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from ..conftest import run_exe
@@ -32,7 +31,7 @@ SGR = re.compile(r"\x1b\[[0-9;]*m")  # dialogctl's own colours
 
 def _journal(tmp_path: Path) -> Path:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("alice", [Message("assistant", CONTENT, "2024-01-15T10:30:00.000Z", {"model": HOSTILE["title"], "note": HOSTILE["C1 OSC"]})])
     # A folder whose name carries an escape sequence: it shows up in a warning on stderr.
     (root / "users" / "\x1b]0;owned\x07x" / "dialogs").mkdir(parents=True)
@@ -100,7 +99,7 @@ def test_closed_or_broken_stderr_changes_neither_stdout_nor_the_exit_code(tmp_pa
 
     broken = copy_tree("v1-broken", tmp_path)  # warnings on stderr, exit 5
     root = tmp_path / "journal"
-    Journal(load_settings({"root": str(root)})).append("alice", [Message("user", "hello", "2024-01-15T10:30:00.000Z")])
+    Journal.open(str(root)).append("alice", [Message("user", "hello", "2024-01-15T10:30:00.000Z")])
     runs = [
         ["--root", str(root), "list", "-f", "json"],
         ["--root", str(root), "-v", "list", "-f", "json"],  # notes
@@ -141,9 +140,7 @@ def test_a_closed_stdout_is_a_closed_pipe_and_never_reaches_a_file(tmp_path: Pat
 
     # Nothing to print: the append succeeds, and the descriptor stdout left free never becomes a journal file's.
     assert run("-v", "append", "alice", "hello", "--timestamp", "2024-01-15T10:30:00Z").returncode == 0
-    assert [m.content for m in Journal(load_settings({"root": str(root)})).read(Journal(load_settings({"root": str(root)})).resolve("alice")).messages] == [
-        "hello"
-    ]
+    assert [m.content for m in Journal.open(str(root)).read(Journal.open(str(root)).resolve("alice")).messages] == ["hello"]
     for args in (["list", "-f", "json"], ["list"], ["export", "--all", "-f", "jsonl"]):
         result = run(*args)
         assert result.returncode == 141 and b"internal error" not in result.stderr, (args, result)

@@ -24,13 +24,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dialogctl.config import load_settings
+from dialogctl import Journal
+from dialogctl.disk.layout import Layout, validate_user_id
 from dialogctl.errors import InvalidUserId
-from dialogctl.journal import Journal
-from dialogctl.layout import Layout, validate_user_id
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.repair import repair
-from dialogctl.verify import verify
 
 from ..conftest import Cli
 from .conftest import count
@@ -98,7 +97,7 @@ def _operations(journal: Journal, user: str) -> list[Any]:
 
 def test_hostile_ids_are_refused_before_any_filesystem_call(tmp_path: Path, cli: Cli, figures: Any) -> None:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     journal.append("alice", [Message("user", "x", TS)])
     generated = count("HOSTILE_IDS", 1000)
     ids = list(HOSTILE_IDS)
@@ -215,7 +214,7 @@ def _swap(path: Path, target: Path) -> None:
 @pytest.mark.parametrize("plant", list(PLANTS))
 def test_symlinks_are_refused_and_nothing_outside_is_touched(plant: str, tmp_path: Path, outside: Path, cli: Cli) -> None:
     root = tmp_path / "journal"
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("alice", [Message("user", "mine", TS)])
     journal.archive("alice", archive_id="a1")
     journal.append("alice", [Message("user", "mine too", TS)])
@@ -248,7 +247,7 @@ def test_symlinks_are_refused_and_nothing_outside_is_touched(plant: str, tmp_pat
 
 def test_export_never_writes_through_a_symlinked_target(tmp_path: Path, outside: Path, cli: Cli) -> None:
     root = tmp_path / "journal"
-    Journal(load_settings({"root": str(root)})).append("alice", [Message("user", "mine", TS)])
+    Journal.open(str(root)).append("alice", [Message("user", "mine", TS)])
     target = tmp_path / "export.jsonl"
     target.symlink_to(outside / "dialogs" / "current.yaml")
     before = digest(outside)
@@ -280,7 +279,7 @@ def test_a_folder_swapped_for_a_symlink_during_cleanup(tmp_path: Path, outside: 
     )
     touched = 0
     for number in range(rounds):
-        journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+        journal = Journal.open(str(root), archiveThreshold="0")
         for user in ("user", "user-1000", "user-2000", "usher"):
             journal.append(user, [Message("user", "old", "2020-01-01T00:00:00.000Z"), Message("user", "new", "2999-01-01T00:00:00.000Z")])
         journal.append("user-3000", [Message("user", "idle", "2020-01-01T00:00:00.000Z")])

@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
-from dialogctl.locking import UserLock, make_owner
+from dialogctl import Journal
+from dialogctl.disk.locking import UserLock, make_owner
 from dialogctl.models import Message
 
 from .. import reference_writer as server
@@ -33,7 +32,7 @@ def _secret(n: int) -> Message:
 def _damaged_journal(tmp_path: Path) -> Path:
     root = tmp_path / "journal"
     # Documents shape: the damage below is what goes wrong in --- documents.
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0", "fileShape": "documents"}))
+    journal = Journal.open(str(root), archiveThreshold="0", fileShape="documents")
     for user in ("intact", "torn", "invalid", "glued", "dupkey", "badutf8", "checksum", "roles"):
         journal.append(user, [_secret(1), _secret(2)])
     journal.archive("intact", archive_id="a1")
@@ -108,7 +107,7 @@ def test_no_error_path_leaks_message_text(tmp_path: Path, cli: Cli, figures: Any
         check(["append", "--jsonl"], cli(*base, "append", "--jsonl", input=stdin))
     check(["append", "stdin"], cli(*base, "append", "intact", input=CANARY.encode() + b"\xff"))
 
-    journal = Journal(load_settings({"root": str(root)}))
+    journal = Journal.open(str(root))
     with journal.dialogs_folder("intact") as dialogs, UserLock(dialogs, "intact", make_owner("srv", "holder"), 5.0):
         check(["append", "(lock busy)"], cli(*base, "--set", "lockTimeoutMs=100", "append", "intact", CANARY))
     for rule in (Rule("write", 1, "ENOSPC"), Rule("fsync", 1, "EIO"), Rule("rename", 1, "EIO")):

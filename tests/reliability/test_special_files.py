@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.config import load_settings
-from dialogctl.journal import Journal
+from dialogctl import Journal
 from dialogctl.models import Message
 
 from .conftest import reachable_by_others
@@ -114,7 +113,7 @@ OBJECTS: dict[str, Callable[[Path, Path, Path], None]] = {
 
 
 def _journal(root: Path) -> None:
-    journal = Journal(load_settings({"root": str(root), "archiveThreshold": "0"}))
+    journal = Journal.open(str(root), archiveThreshold="0")
     journal.append("alice", [Message("user", "mine", TS)])
     journal.append("bob", [Message("user", "his", TS)])
     (root / "system").mkdir(exist_ok=True)

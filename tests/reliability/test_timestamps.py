@@ -28,13 +28,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogctl.analytics import Analytics, iso_week
-from dialogctl.catalog import Tally
+from dialogctl.cli.render import clock, human_time
 from dialogctl.errors import InvalidInput
-from dialogctl.filters import MessageFilter
+from dialogctl.journal.catalog import Tally
 from dialogctl.models import Message
-from dialogctl.render import clock, human_time
 from dialogctl.times import back, format_timestamp, parse_duration, parse_time_spec, parse_timestamp
+from dialogctl.views.analytics import Analytics, iso_week
+from dialogctl.views.filters import MessageFilter
 
 from ..conftest import Cli
 from .conftest import count

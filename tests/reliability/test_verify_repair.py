@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from dialogctl.codec import encode_batch, encode_record
-from dialogctl.config import load_settings
+from dialogctl import Journal
 from dialogctl.errors import UnsafePath
-from dialogctl.journal import Journal
+from dialogctl.fileformat.codec import encode_batch, encode_record
+from dialogctl.maintenance.recovery import mend_reference_item, recover
+from dialogctl.maintenance.repair import repair
+from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
-from dialogctl.repair import mend_reference_item, recover, repair
-from dialogctl.verify import verify
 
 from ..conftest import FIXTURES, TREES, Cli, copy_tree
-from ..test_codec import _parse_with
+from ..fileformat.test_codec import _parse_with
 
 MESSAGES = [
     Message("user", "hello\n", "2024-01-15T10:30:00.000Z"),
@@ -63,7 +63,7 @@ def clipped(content: str) -> str:
 
 
 def journal_at(root: Path, **settings: str) -> Journal:
-    return Journal(load_settings({"root": str(root), **settings}))
+    return Journal.open(str(root), **settings)
 
 
 def user_messages(journal: Journal, user: str) -> list[dict[str, Any]]:
@@ -174,7 +174,7 @@ def test_torn_tail_at_every_byte_offset_is_found_and_mended(form: str, tmp_path:
 
 
 def test_recover_never_reads_less_than_the_reader(tmp_path: Path) -> None:
-    from dialogctl.reader import parse_conversation
+    from dialogctl.fileformat.reader import parse_conversation
 
     for tree in TREES:
         for path in (FIXTURES / tree).rglob("*.yaml"):
@@ -304,7 +304,7 @@ def test_damaged_file_that_cannot_be_rewritten_is_left_alone(tmp_path: Path) -> 
 
 
 def test_catalog_out_of_step_with_the_files(tmp_path: Path, cli: Cli) -> None:
-    from dialogctl import catalog
+    from dialogctl.journal import catalog
 
     root = tmp_path / "journal"
     journal = journal_at(root)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from dialogctl.codec import encode_batch
+from dialogctl.fileformat.codec import encode_batch
 from dialogctl.models import Message
 
 from .conftest import count
@@ -270,17 +270,18 @@ def test_a_failing_worker_ends_the_run_with_its_cause(func: Any, error: str, wor
 def test_a_bug_in_a_worker_is_an_internal_error_exit_70(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from dialogctl import exporters, parallel
+    from dialogctl import parallel
     from dialogctl.cli.app import app
+    from dialogctl.exchange import registry
 
     root = _journal(tmp_path / "journal", users=10)
 
-    def broken(conv: Any, neutralised: bool) -> str:
+    def broken(conv: Any, options: Any) -> str:
         raise TypeError("a bug in a formatter")
 
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
-    monkeypatch.setitem(exporters._FORMATTERS, "jsonl", broken)  # the workers are forked with it
+    monkeypatch.setitem(registry.EXPORTS, "jsonl", registry.EXPORTS["jsonl"]._replace(text=broken))  # the workers are forked with it
     result = CliRunner().invoke(app, ["--root", str(root), "export", "--all", "--format", "jsonl"])
     assert result.exit_code == 70
     assert result.stderr.strip().splitlines() == ["dialogctl: internal error (TypeError); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened."]

@@ -1,0 +1,107 @@
+"""``export``: conversations out of the journal, streamed to stdout or a file."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated, Optional
+
+import typer
+
+from ...exchange.registry import FORMATS, export_help
+from ..options import RoleOption, SinceOption, UntilOption, complete_users
+from ..state import CliState
+
+# The --format choices, help and completions come from the one registry of formats.
+ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # type: ignore[misc]
+FORMAT_HELP = export_help()
+
+
+def export(
+    ctx: typer.Context,
+    users: Annotated[
+        Optional[list[str]], typer.Argument(help="Users to export (or --all).", metavar="[USER]...", show_default=False, autocompletion=complete_users)
+    ] = None,
+    all_users: Annotated[bool, typer.Option("--all", help="Every user and every conversation, archives included (a full dump).")] = False,
+    conversation: Annotated[Optional[str], typer.Option("--conversation", help="Only this conversation id ('current' or a session id).", metavar="CID")] = None,
+    archive: Annotated[Optional[str], typer.Option("--archive", help="Only this archive.", metavar="ID")] = None,
+    include_archives: Annotated[bool, typer.Option("--include-archives", help="With USER: archives too, not only active conversations.")] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    role: RoleOption = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat["jsonl"],
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Write to FILE (via a temp file renamed into place; '-' is stdout).", metavar="FILE"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With -o: replace FILE if it exists (a symlink is never followed or replaced).")] = False,
+    raw_csv: Annotated[
+        bool,
+        typer.Option("--raw-csv", help="csv: write cells exactly, without prefixing ' to cells a spreadsheet would run as formulas (= + - @ tab CR LF)."),
+    ] = False,
+    system: Annotated[
+        Optional[str], typer.Option("--system", help="openai/sharegpt: prepend this system message to every conversation.", metavar="TEXT")
+    ] = None,
+) -> None:
+    """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
+
+    Every record names its user, conversation, archive state and message
+    index. Output streams one conversation at a time, so memory stays flat
+    however large the journal. Conversations that fail the fine-tuning checks
+    (openai/sharegpt: no assistant message, empty content, a role other than
+    system/user/assistant) are skipped and counted on stderr.
+
+    CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
+    them or by another ') get a ' prepended so spreadsheets show them as text;
+    'dialogctl import' removes exactly that prefix again.
+
+    Examples:
+
+      dialogctl export alice --format json > alice.json
+
+      dialogctl export --all --format jsonl | gzip > journal.jsonl.gz
+
+      dialogctl export alice --include-archives --since 30d --format csv -o alice.csv
+
+      dialogctl export --all --format sqlite -o journal.db
+
+      dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
+    """
+    from ...disk.layout import validate_user_id
+    from ...errors import InvalidInput
+    from ...exchange.outputfile import OutputFile
+    from ...exchange.pipeline import stream
+    from ...exchange.records import ExportOptions
+    from ...exchange.registry import write_export
+    from ...exchange.selection import Selection, is_single
+    from ..options import message_filter
+    from ..progress import ProgressBar
+
+    state: CliState = ctx.obj
+    if all_users and users:
+        raise InvalidInput("pass USER names or --all, not both")
+    if not all_users and not users:
+        raise InvalidInput("name the users to export, or pass --all")
+    to_file = output is not None and output != "-"
+    if force and not to_file:
+        raise InvalidInput("--force replaces the file named by -o; there is none")
+    for user in users or []:
+        validate_user_id(user)  # before anything touches the disk
+    journal = state.journal()
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
+    options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
+    conversations = stream(journal, selection, options)
+    with ProgressBar(state, "Exporting conversations") as bar:
+        if to_file:
+            assert output is not None
+            with OutputFile(output, force, int(journal.settings["fileMode"])) as target:
+                result = write_export(target, bar.track(conversations), options)
+        else:
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
+            result = write_export(sys.stdout, bar.track(conversations), options)
+            sys.stdout.flush()
+    if result.skipped:
+        reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
+        state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")
+    state.detail(f"exported {result.messages} messages from {result.conversations} conversation(s)" + (f" to {output}" if to_file else ""))

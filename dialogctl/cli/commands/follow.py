@@ -1,0 +1,131 @@
+"""``follow``: print messages as they are appended, like ``tail -f`` for the journal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..options import SinceOption, UsersArg
+from ..output import Format, FormatOption
+from ..state import CliState
+
+
+def follow(
+    ctx: typer.Context,
+    users: UsersArg = None,
+    since: SinceOption = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between looks at the files.", min=0.05, metavar="SECONDS")] = 0.5,
+    count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N messages.", min=1, metavar="N")] = None,
+    fmt: FormatOption = None,
+) -> None:
+    """Print new messages as they are appended anywhere in the journal (Ctrl-C stops, exit 0).
+
+    Starts from now, or from --since (older messages of active conversations first),
+    and says so on stderr once it has taken its starting point. Every message
+    appended after that is printed, whatever its timestamp (a replayed backlog
+    too). Keeps going across archives, restores and cleanups.
+
+    Examples:
+
+    \b
+      dialogctl follow
+      dialogctl follow alice bob --since 10m
+      dialogctl follow --format jsonl | jq -c '{user, role, content}'
+    """
+    import csv
+    import json
+
+    from ...errors import InvalidInput
+    from ...times import parse_time_spec
+    from ...views.follow import Follower
+
+    state: CliState = ctx.obj
+    if fmt is Format.json:
+        raise InvalidInput("follow streams without end; use --format jsonl (one object per line) instead of json")
+    journal = state.journal()
+    if users:
+        for user in users:
+            journal.conversation_files(user, include_archives=False)  # an unknown user is an error now, not silence
+    start = parse_time_spec(since, "--since") if since is not None else None
+    follower = Follower(journal, users or None, start)
+    out = sys.stdout
+    writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n") if fmt in (Format.csv, Format.tsv) else None
+    if writer is not None:
+        writer.writerow(["user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata"])
+        out.flush()
+    printed = 0
+    try:
+        whom = ", ".join(users) if users else "every user"
+        since_when = f"since {since}" if since is not None else "from now"
+
+        def started() -> None:
+            state.say(f"following {whom} {since_when}; Ctrl-C stops")
+
+        for event in follower.run(interval, stop=_reader_gone(out), started=started):
+            record = _record(event)
+            if fmt is Format.jsonl:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            elif writer is not None:
+                writer.writerow(
+                    [
+                        record[k] if k != "metadata" else json.dumps(record[k], ensure_ascii=False) if record[k] is not None else ""
+                        for k in ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
+                    ]
+                )
+            else:
+                _print_event(state, event)
+            out.flush()
+            printed += 1
+            if count is not None and printed >= count:
+                break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how following ends
+    state.detail(f"{printed} messages followed")
+
+
+def _reader_gone(out: Any) -> Any:
+    """A check, between looks, that stdout's reader is still there (``follow | head -1`` ends
+    when head does, as ``tail -f`` does, not at the next message, which may never come)."""
+    import select
+    import stat
+
+    try:
+        fd = out.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, ValueError):
+        is_pipe = False
+    if not is_pipe:
+        return lambda: False
+    watch = select.poll()
+    watch.register(fd, 0)  # POLLERR and POLLHUP are always reported
+
+    def gone() -> bool:
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in watch.poll(0)):
+            raise BrokenPipeError  # the same exit as a failed write: 141
+        return False
+
+    return gone
+
+
+def _record(event: Any) -> dict[str, Any]:
+    from ...exchange.records import message_record
+
+    return message_record(event, event.position, event.message)
+
+
+def _print_event(state: CliState, event: Any) -> None:
+    from rich.text import Text
+
+    from ..render import ROLE_STYLES, console, visible
+
+    con = console(state)
+    header = Text()
+    header.append(visible(event.message.timestamp), style="dim")
+    header.append(f"  {visible(event.ref.user)}/{visible(event.ref.name)}", style="bold")
+    header.append(f" [{event.position}] ", style="dim")
+    header.append(visible(event.message.role), style=ROLE_STYLES.get(event.message.role, "bold"))
+    con.print(header)
+    con.print(Text(visible(event.message.content)))

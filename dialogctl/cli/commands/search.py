@@ -1,0 +1,134 @@
+"""``search``: find messages by text, like grep over the journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+
+from ..options import RoleOption, SinceOption, UntilOption, UsersArg
+from ..output import PLACE_COLUMNS, Column, FormatOption, emit_records
+from ..state import CliState
+
+HIT_COLUMNS = [*PLACE_COLUMNS, Column("match", "Match", "bool"), Column("content", "Content")]
+
+
+def search(
+    ctx: typer.Context,
+    pattern: Annotated[str, typer.Argument(help="Text to look for (a regular expression with --regex).", metavar="PATTERN", show_default=False)],
+    users: UsersArg = None,
+    regex: Annotated[bool, typer.Option("--regex", "-E", help="PATTERN is a Python regular expression.")] = False,
+    case_sensitive: Annotated[bool, typer.Option("--case-sensitive", "-s", help="Match case exactly (default: ignore case).")] = False,
+    role: RoleOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    include_archives: Annotated[bool, typer.Option("--include-archives", "-a", help="Search archived conversations too.")] = False,
+    context: Annotated[int, typer.Option("--context", "-C", help="Show N messages before and after each match.", min=0, metavar="N")] = 0,
+    fmt: FormatOption = None,
+) -> None:
+    """Search message content; exit 1 when nothing matches (like grep).
+
+    Examples:
+
+    \b
+      dialogctl search "refund"
+      dialogctl search -E "order #\\d+" alice bob --include-archives -C 1
+      dialogctl search password --role user --since 7d -f jsonl | jq -r .user | sort -u
+    """
+    from ...views import search as core
+    from ..options import message_filter
+
+    state: CliState = ctx.obj
+    journal = state.journal()
+    m = core.matcher(pattern, regex, case_sensitive)
+    selection = message_filter(since, until, role, state)
+    groups = core.search(journal, m, users or None, include_archives, selection, context)
+    found = {"matches": 0}
+
+    def records() -> Iterator[dict[str, Any]]:
+        for group in groups:
+            for hit in group:
+                found["matches"] += hit.matched
+                yield _record(hit)
+
+    if fmt is None or fmt.value == "table":
+        shown = _table(state, groups, found)
+    else:
+        shown = emit_records(state, fmt, HIT_COLUMNS, records())
+    state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
+    if not found["matches"]:
+        raise typer.Exit(1)
+
+
+def _record(hit: Any) -> dict[str, Any]:
+    from ...exchange.records import message_record
+
+    return {**message_record(hit, hit.position, hit.message), "match": hit.matched, "spans": [list(span) for span in hit.spans]}
+
+
+SNIPPET = 100  # characters of context around the first match in a table row
+
+
+def _snippet(content: str, spans: tuple[tuple[int, int], ...]) -> tuple[str, list[tuple[int, int]]]:
+    """A one-line window of the content around its first match, and the matches in that window."""
+    start = 0
+    if spans and len(content) > SNIPPET:
+        start = max(0, min(spans[0][0] - SNIPPET // 3, len(content) - SNIPPET))
+    end = min(len(content), start + SNIPPET)
+    window = [(max(a, start) - start, min(b, end) - start) for a, b in spans if b > start and a < end]
+    text = content[start:end]
+    return ("…" if start else "") + text + ("…" if end < len(content) else ""), [(a + (1 if start else 0), b + (1 if start else 0)) for a, b in window]
+
+
+def _highlighted(text: str, spans: list[tuple[int, int]], style: str) -> Any:
+    """Rich Text of untrusted text with matches styled; escaping is applied piece by piece."""
+    from rich.text import Text
+
+    from ..render import one_line
+
+    out = Text()
+    cursor = 0
+    for a, b in spans:
+        if a > cursor:
+            out.append(one_line(text[cursor:a]))
+        out.append(one_line(text[a:b]), style=style)
+        cursor = max(cursor, b)
+    out.append(one_line(text[cursor:]))
+    return out
+
+
+def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
+    import sys
+
+    from rich import box
+    from rich.table import Table
+
+    from ..render import print_renderable, visible
+
+    terminal = sys.stdout.isatty()
+    color = state.use_color()
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False, header_style="bold" if terminal else "")
+    for header in ("User", "Conversation", "#", "Time", "Role", "Message"):
+        table.add_column(header, justify="right" if header == "#" else "left", overflow="fold")
+    shown = 0
+    for group_number, group in enumerate(groups):
+        if group_number and not terminal:
+            table.add_row("--", "", "", "", "", "")  # grep's group separator, for pipes
+        for number, hit in enumerate(group):
+            found["matches"] += hit.matched
+            shown += 1
+            text, spans = _snippet(hit.message.content, hit.spans)
+            table.add_row(
+                visible(hit.ref.user),
+                visible(hit.ref.name) + (" (archived)" if hit.ref.archived else ""),
+                str(hit.position),
+                visible(hit.message.timestamp),
+                visible(hit.message.role),
+                _highlighted(text, spans, "bold red" if color else ""),
+                style=None if hit.matched else "dim",
+                end_section=number == len(group) - 1,
+            )
+    if shown:
+        print_renderable(state, table)
+    return shown

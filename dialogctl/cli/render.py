@@ -1,0 +1,317 @@
+"""Rendering for people: Rich tables and transcripts (the only module besides the CLI that imports Rich).
+
+Untrusted text (message content, roles, metadata, user and conversation ids,
+paths from the disk) goes through :func:`visible` before it reaches a
+terminal: every control and bidi-format character except newline and tab is
+shown as an escape, and Rich markup is never interpreted (``markup=False``
+everywhere; Markdown is rendered by Rich's Markdown parser, which knows no
+Rich markup, with hyperlinks off). Machine formats never come through here;
+they carry the exact text.
+
+On a terminal, tables use Rich's box drawing, colour (see
+:meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
+(long cells wrap); in a pipe, the same columns are printed as plain aligned
+text on one line per row. Times in tables are relative (``3h ago``); the
+machine formats carry them as written. Colour means the 16 standard ANSI
+colours, or no escape sequence at all.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+from ..times import parse_timestamp, utc_now
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..models import Message
+    from .output import Column
+    from .state import CliState
+
+# C0/C1 controls (not \t \n), DEL, and the invisible format characters that can
+# reorder or hide text (bidi overrides and isolates, zero-width joiners, BOM).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+_NAMED = {"\r": "\\r", "\x1b": "\\e", "\x00": "\\0", "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f"}
+
+ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta", "tool": "bold yellow"}
+# Markdown needs a width to lay out rules and code blocks; in a pipe there is no terminal to ask.
+PIPE_MARKDOWN_WIDTH = 100
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """Text safe to print on a terminal: dangerous characters become visible escapes."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def one_line(text: str) -> str:
+    """Text for a table cell: escaped, on one line."""
+    return visible(text).replace("\n", "⏎ ").replace("\t", " ")
+
+
+def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, markdown: bool = False) -> Console:
+    """A Rich console for stdout (or stderr) that follows the colour rules.
+
+    ``file`` receives the output instead of the stream (a pager's buffer); it
+    is laid out as the stream would be: the terminal's width on a terminal,
+    unbounded lines in a pipe.
+    """
+    import shutil
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    color = state.use_color(stream)
+    terminal = stream.isatty()
+    if terminal:
+        width = shutil.get_terminal_size().columns
+    else:
+        width = PIPE_MARKDOWN_WIDTH if markdown else 1_000_000
+    return Console(
+        file=file or stream,
+        # A terminal stays one without colour (progress bars redraw in place); a pipe is
+        # treated as a terminal only when colour is forced into it.
+        force_terminal=terminal or color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        width=width,
+        soft_wrap=not terminal and not markdown,
+    )
+
+
+def print_renderable(state: CliState, renderable: Any) -> None:
+    """Print to stdout; in a pipe, without trailing padding."""
+    if sys.stdout.isatty():
+        from rich.measure import Measurement
+
+        con = console(state)
+        # Too narrow a terminal: lay the table out wider and let the terminal wrap its lines,
+        # rather than let Rich squeeze columns to nothing and drop them.
+        con.width = max(con.width, Measurement.get(con, con.options.update_width(1_000_000), renderable).minimum)
+        con.print(renderable)
+        return
+    buffer = io.StringIO()
+    console(state, buffer).print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+
+
+# --- value formatting ---------------------------------------------------------
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+_SPANS = ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h"), (86400 * 60, 86400, "d"), (86400 * 730, 86400 * 30, "mo"))
+
+
+def relative(moment: datetime, now: datetime | None = None) -> str:
+    """``3h ago``, ``5d ago``, ``in 2m``: the largest unit that keeps the number small."""
+    now = now or utc_now()
+    seconds = (now - moment).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    amount, unit = int(seconds // (86400 * 365)), "y"
+    for limit, size, name in _SPANS:
+        if seconds < limit:
+            amount, unit = int(seconds // size), name
+            break
+    return f"in {amount}{unit}" if future else f"{amount}{unit} ago"
+
+
+def human_time(text: str | None) -> str:
+    """A journal time for people: UTC to the minute, and how long ago."""
+    if not text:
+        return ""
+    moment = parse_timestamp(text)
+    if moment is None:
+        return visible(text)
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.strftime('%m-%d %H:%M')} ({relative(moment)})"
+
+
+def clock(text: str, local: bool = False) -> str:
+    """A message time for a transcript: to the second, in UTC or the local zone, with the zone's name."""
+    moment = parse_timestamp(text)
+    if moment is None:
+        return visible(text)
+    try:
+        moment = moment.astimezone() if local else moment.astimezone(UTC)
+    except OverflowError:  # the calendar's first or last hours, outside it in the local zone: shown in UTC
+        moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M:%S ") + (moment.tzname() or moment.strftime("%z"))
+
+
+def cell(column: Column, value: Any) -> str:
+    if value is None:
+        return ""
+    if column.kind == "bytes":
+        return human_bytes(int(value))
+    if column.kind == "count":
+        return f"{int(value):,}"
+    if column.kind == "time":
+        moment = parse_timestamp(str(value))
+        return relative(moment) if moment is not None else visible(str(value))
+    if column.kind == "bool":
+        return "yes" if value else "no"
+    if column.kind == "json":
+        import json
+
+        return one_line(json.dumps(value, ensure_ascii=False))
+    return one_line(str(value))
+
+
+# --- renderables -------------------------------------------------------------------
+
+
+def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
+    """Rows as a table: boxed and fitted to the terminal on one, plain aligned columns in a pipe."""
+    from rich import box
+    from rich.table import Table
+
+    terminal = sys.stdout.isatty()
+    t = Table(
+        box=box.SIMPLE_HEAD if terminal else None,
+        title=visible(title) if title and terminal else None,
+        show_edge=False,
+        header_style="bold" if terminal else "",
+        pad_edge=False,
+    )
+    shown = [c for c in columns if c.in_table]
+    for column in shown:
+        numeric = column.kind in ("count", "bytes", "bool")
+        # Numbers never wrap; ids and text fold, but never below their header's longest word,
+        # so a narrow terminal never leaves a column one letter wide.
+        floor = max(len(word) for word in column.header.split())
+        t.add_column(
+            column.header,
+            justify="right" if column.kind in ("count", "bytes") else "left",
+            overflow="fold",
+            no_wrap=numeric,
+            min_width=max(floor, 8),
+        )
+    for row in rows:
+        t.add_row(*(cell(c, row.get(c.key)) for c in shown))
+    print_renderable(state, t)
+
+
+def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | None = None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    terminal = sys.stdout.isatty()
+    t = Table(box=box.SIMPLE if terminal else None, show_header=False, title=title if terminal else None, show_edge=False, pad_edge=False)
+    t.add_column(style="bold" if terminal else "")
+    t.add_column()
+    for key, value in pairs:
+        t.add_row(visible(key), visible(value))
+    print_renderable(state, t)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (charts are for people; a pipe gets only the numbers)."""
+    return sys.stdout.isatty()
+
+
+def sparkline(counts: list[int]) -> str:
+    """One character per count, ``▁`` to ``█`` scaled to the largest; a zero is a space, so a quiet day shows as a gap."""
+    peak = max(counts, default=0)
+    if peak <= 0:
+        return " " * len(counts)
+    steps = len(SPARKS)
+    return "".join(SPARKS[(count * steps + peak - 1) // peak - 1] if count > 0 else " " for count in counts)
+
+
+def activity_chart(state: CliState, days: list[tuple[str, int]]) -> None:
+    """Messages per day as a sparkline between its first and last date, with the busiest day named."""
+    from rich.text import Text
+
+    counts = [count for _day, count in days]
+    peak_day, peak = max(days, key=lambda item: item[1])
+    chart = Text("\n")
+    chart.append(f"Messages per UTC day, {days[0][0]} to {days[-1][0]} (busiest: {peak:,} on {peak_day})\n", style="bold")
+    chart.append(f"{days[0][0]} ")
+    chart.append(sparkline(counts), style="cyan")
+    chart.append(f" {days[-1][0]}")
+    print_renderable(state, chart)
+
+
+def transcript(
+    state: CliState,
+    messages: Iterable[tuple[int, Message]],
+    heading: str | None = None,
+    *,
+    file: IO[str] | None = None,
+    markdown: bool = False,
+    local: bool = False,
+) -> None:
+    """A readable transcript: a role-coloured header per message (index, role, time), then its text.
+
+    The text is shown as it is (escaped), or rendered as Markdown with
+    ``markdown``; trailing line breaks are left out.
+    """
+    from rich.text import Text
+
+    con = console(state, file, markdown=markdown)
+    if heading:
+        con.print(Text(visible(heading), style="bold underline"))
+        con.print()
+    for index, msg in messages:
+        header = Text()
+        header.append(f"[{index}] ", style="dim")
+        header.append(visible(msg.role), style=ROLE_STYLES.get(msg.role, "bold"))
+        header.append(f"  {clock(msg.timestamp, local)}", style="dim")
+        extra = _metadata_summary(msg)
+        if extra:
+            header.append(f"  {extra}", style="dim")
+        con.print(header)
+        text = visible(msg.content.rstrip("\n"))
+        if not markdown:
+            con.print(Text(text))
+        elif sys.stdout.isatty():
+            from rich.markdown import Markdown
+
+            con.print(Markdown(text, hyperlinks=False))
+        else:
+            from rich.markdown import Markdown
+
+            with con.capture() as captured:  # Markdown pads every line to the width: not in a file
+                con.print(Markdown(text, hyperlinks=False))
+            con.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        con.print()
+
+
+def _metadata_summary(msg: Message) -> str:
+    from ..usage import model_of, tokens_of
+
+    model, tokens = model_of(msg.metadata), tokens_of(msg.metadata)
+    parts = [visible(model)] if model else []
+    if tokens is not None:
+        parts.append(f"{tokens} tokens")
+    return " · ".join(parts)

@@ -1,0 +1,141 @@
+"""Messages kept in an unlinked temporary file instead of memory: how an import stays in bounded memory.
+
+An import is validated whole before anything is written (an error names its
+record and nothing is written), so every message must be kept until the
+write. A :class:`MessageSpool` keeps them as :mod:`marshal` records in a
+temporary file that has no name (mode 0600, gone whatever happens to the
+process); memory holds one integer per message. :meth:`MessageSpool.messages`
+is a read-only sequence over them, read back lazily in blocks of about a
+megabyte, which :meth:`dialogctl.journal.core.Journal.append` and
+:meth:`~dialogctl.journal.core.Journal.write_conversation` take like a list and
+write in pieces (a batch mark, not a single ``write``, makes it all or
+nothing: see :mod:`dialogctl.fileformat.codec`).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import overload
+
+from ..errors import storage_error
+from ..models import Message
+
+_BLOCK = 1 << 20  # bytes read back at a time
+
+
+class MessageSpool:
+    """Validated messages in a nameless temporary file (a context manager; :meth:`close` removes it)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        try:
+            self.file = tempfile.TemporaryFile()
+        except OSError as exc:
+            raise storage_error(exc, "create", "a temporary file to hold the input") from None
+        self.offsets = array("q", [0])  # where each record starts; the last entry is where the next one will
+        self._flushed = True
+
+    def add(self, msg: Message) -> int:
+        """Keep ``msg``; returns its number in the spool (0, 1, ...)."""
+        data = marshal.dumps((msg.role, msg.content, msg.timestamp, msg.metadata))
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, "write", "a temporary file holding the input") from None
+        self.offsets.append(self.offsets[-1] + len(data))
+        self._flushed = False
+        return len(self.offsets) - 2
+
+    def flush(self) -> None:
+        """Make every message added readable (:meth:`messages` and :meth:`pick` do it themselves)."""
+        if not self._flushed:
+            try:
+                self.file.flush()
+            except OSError as exc:
+                raise storage_error(exc, "write", "a temporary file holding the input") from None
+            self._flushed = True
+
+    def pick(self, numbers: Sequence[int]) -> list[Message]:
+        """The messages with these numbers (from :meth:`add`), in the order given."""
+        self.flush()
+        fd = self.file.fileno()
+        offsets = self.offsets
+        try:
+            return [Message(*marshal.loads(os.pread(fd, offsets[i + 1] - offsets[i], offsets[i]))) for i in numbers]
+        except OSError as exc:
+            raise storage_error(exc, "read", "a temporary file holding the input") from None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def messages(self) -> SpooledRun:
+        """Every message added, in order, as a sequence read lazily from the file."""
+        self.flush()
+        return SpooledRun(self, 0, len(self))
+
+    def read(self, start: int, stop: int) -> Iterator[Message]:
+        """Messages ``start``..``stop - 1``, read in blocks."""
+        fd = self.file.fileno()
+        offsets = self.offsets
+        i = start
+        while i < stop:
+            begin = offsets[i]
+            # As many whole records as fit in a block (at least one, however large).
+            last = i + 1
+            while last < stop and offsets[last + 1] - begin <= _BLOCK:
+                last += 1
+            try:
+                block = os.pread(fd, offsets[last] - begin, begin)
+            except OSError as exc:
+                raise storage_error(exc, "read", "a temporary file holding the input") from None
+            view = memoryview(block)
+            for j in range(i, last):
+                yield Message(*marshal.loads(view[offsets[j] - begin : offsets[j + 1] - begin]))
+            view.release()
+            i = last
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> MessageSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SpooledRun(Sequence[Message]):
+    """A run of a spool's messages, as a read-only sequence (slicing gives another run, reading nothing)."""
+
+    __slots__ = ("spool", "start", "stop")
+
+    def __init__(self, spool: MessageSpool, start: int, stop: int) -> None:
+        self.spool, self.start, self.stop = spool, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> SpooledRun: ...
+
+    def __getitem__(self, index: int | slice) -> Message | SpooledRun:
+        if isinstance(index, slice):
+            begin, end, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("a spooled run is sliced only in steps of 1")
+            return SpooledRun(self.spool, self.start + begin, self.start + max(begin, end))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("spooled message index out of range")
+        return next(self.spool.read(self.start + index, self.start + index + 1))
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.spool.read(self.start, self.stop)

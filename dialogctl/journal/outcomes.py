@@ -1,0 +1,237 @@
+"""Writing many users' batches, and what became of each one.
+
+``append --jsonl`` takes messages for many users and writes each user's
+batch (one per user and conversation) under that user's lock. A batch is
+committed or not on its own, so one failing user (a lock held by a stuck
+process, an I/O error on that user's files) does not hide what happened to
+the others: :func:`append_batches` goes on past a failing batch and reports
+every batch as an :class:`Outcome`, with the input lines it came from, so a
+retry sends only the lines of the batches that were not committed.
+
+With ``all_or_none`` every user's lock is taken first, in user id order, and
+nothing is written unless all of them are held: a busy lock leaves every
+batch unwritten. It cannot make a full disk atomic across users: a write that
+fails part-way leaves the batches before it committed, the failing one not,
+and the rest unwritten (each reported so).
+
+Memory stays bounded: a batch's messages are loaded only when it is written
+(:attr:`Batch.load`), and its input lines are kept as ranges.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..errors import DialogError, PartlyAppended, PartlyDone
+from ..models import AppendResult, Message
+
+if TYPE_CHECKING:
+    from .core import Journal
+
+COMMITTED = "committed"
+PARTLY = "partly committed"  # a batch split at the archive threshold failed after its first part
+FAILED = "failed"  # written to, and nothing of it committed
+SKIPPED = "skipped"  # never written: another batch's failure (--all-or-none), or an interrupt
+
+
+class LineRanges:
+    """Input line numbers, in increasing order, as ranges (``1-3,7``): two integers per run of consecutive lines."""
+
+    __slots__ = ("runs", "count")
+
+    def __init__(self) -> None:
+        self.runs: array[int] = array("q")
+        self.count = 0
+
+    def add(self, line: int) -> None:
+        if self.runs and self.runs[-1] == line - 1:
+            self.runs[-1] = line
+        else:
+            self.runs.append(line)
+            self.runs.append(line)
+        self.count += 1
+
+    def after(self, skip: int) -> str:
+        """The ranges without their first ``skip`` lines."""
+        out = []
+        for i in range(0, len(self.runs), 2):
+            first, last = self.runs[i], self.runs[i + 1]
+            size = last - first + 1
+            if skip >= size:
+                skip -= size
+                continue
+            first += skip
+            skip = 0
+            out.append(str(first) if first == last else f"{first}-{last}")
+        return ",".join(out)
+
+    def __str__(self) -> str:
+        return self.after(0)
+
+
+class Batch(NamedTuple):
+    """One user's messages for one conversation, loaded when written."""
+
+    user: str
+    conversation: str | None  # None: the current one (or the newest session)
+    size: int  # how many messages
+    load: Callable[[], list[Message]]
+    lines: LineRanges | None = None  # where in the input they came from; None: not from numbered input
+
+
+class Outcome(NamedTuple):
+    """What became of one batch."""
+
+    user: str
+    conversation: str | None
+    outcome: str  # COMMITTED, PARTLY, FAILED or SKIPPED
+    appended: int  # messages committed
+    messages: int | None  # messages in the conversation after it (None when not known)
+    archived: tuple[str, ...]
+    lines: str | None  # the batch's input lines ("1-3,7")
+    retry_lines: str | None  # the input lines not committed: what a retry sends ("" when all were)
+    reason: str | None  # why not committed; for a committed batch, a warning (its automatic archive failed)
+    error: DialogError | None = None  # the failure itself (its exit code)
+
+    @property
+    def committed(self) -> bool:
+        return self.outcome == COMMITTED
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "conversation": self.conversation,
+            "outcome": self.outcome,
+            "appended": self.appended,
+            "messages": self.messages,
+            "archived": list(self.archived),
+            "lines": self.lines,
+            "retryLines": self.retry_lines,
+            "reason": self.reason,
+        }
+
+    def describe(self) -> str:
+        """One line for the operator: which batch, its input lines, and what became of it.
+
+        The input lines of a batch not committed are given in full (they are
+        what a retry sends); a committed batch's are cut short when long.
+        """
+        lines = self.lines
+        if lines and self.outcome == COMMITTED and len(lines) > 60:
+            lines = lines[: lines.rindex(",", 0, 50)] + f",... ({self.appended} lines)"
+        where = self.user + (f"/{self.conversation}" if self.conversation else "") + (f" (input lines {lines})" if lines else "")
+        if self.outcome == COMMITTED:
+            return f"committed: {where}: {self.appended} message(s)" + (f"; {self.reason}" if self.reason else "")
+        if self.outcome == PARTLY:
+            return f"partly committed: {where}: the first {self.appended} message(s); not lines {self.retry_lines}: {self.reason}"
+        return f"not committed ({self.outcome}): {where}: {self.reason}"
+
+
+def append_batches(journal: Journal, batches: Sequence[Batch], *, all_or_none: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Outcome]:
+    """Write each batch under its user's lock and yield its outcome as soon as it is known, in input order.
+
+    ``stop`` is asked before each batch (an interrupt): once it says yes, the
+    rest are skipped. Failures that are not :class:`DialogError` (a bug, a
+    second Ctrl-C) propagate as they are.
+    """
+    if all_or_none:
+        yield from _all_or_none(journal, batches, stop)
+        return
+    for index, batch in enumerate(batches):
+        if stop is not None and stop():
+            yield from (_skipped(b, "interrupted before it was written") for b in batches[index:])
+            return
+        try:
+            result = journal.append(batch.user, batch.load(), batch.conversation)
+        except DialogError as exc:
+            yield _failed(batch, exc)
+            continue
+        yield _committed(batch, result)
+
+
+def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], bool] | None) -> Iterator[Outcome]:
+    told = 0  # outcomes yielded so far
+    try:
+        with journal.locked_all([b.user for b in batches], "append", create=True) as held:
+            failure: Outcome | None = None
+            for batch in batches:
+                if failure is not None:
+                    outcome = _skipped(batch, f"not written: --all-or-none stops at the first failure (user {failure.user!r})")
+                elif stop is not None and stop():
+                    outcome = _skipped(batch, "interrupted before it was written")
+                else:
+                    try:
+                        outcome = _committed(batch, journal.append_locked(held[batch.user], batch.user, batch.load(), batch.conversation))
+                    except DialogError as exc:
+                        outcome = failure = _failed(batch, exc)
+                told += 1
+                yield outcome
+    except DialogError as exc:  # a lock that stayed busy, a folder that could not be made: nothing was written
+        for batch in batches[told:]:
+            if exc.user is None:
+                yield _skipped(batch, f"not written: {exc.message}", exc)
+            elif batch.user == exc.user:
+                yield _failed(batch, exc)
+            else:
+                yield _skipped(batch, f"not written: --all-or-none could not lock user {exc.user!r}", exc)
+
+
+def not_written(batches: Sequence[Batch], reason: str) -> list[Outcome]:
+    """Outcomes for batches the caller stopped before writing (its output was closed)."""
+    return [_skipped(batch, reason) for batch in batches]
+
+
+def _committed(batch: Batch, result: AppendResult) -> Outcome:
+    lines = None if batch.lines is None else str(batch.lines)
+    return Outcome(
+        batch.user,
+        result.conversation,
+        COMMITTED,
+        result.appended,
+        result.messages,
+        result.archived,
+        lines,
+        None if lines is None else "",
+        result.archive_error,
+    )
+
+
+def _failed(batch: Batch, exc: DialogError) -> Outcome:
+    lines = None if batch.lines is None else str(batch.lines)
+    if isinstance(exc, PartlyAppended) and exc.appended:
+        retry = None if batch.lines is None else batch.lines.after(exc.appended)
+        return Outcome(batch.user, batch.conversation, PARTLY, exc.appended, None, (), lines, retry, exc.message, exc)
+    return Outcome(batch.user, batch.conversation, FAILED, 0, None, (), lines, lines, exc.message, exc)
+
+
+def _skipped(batch: Batch, reason: str, exc: DialogError | None = None) -> Outcome:
+    lines = None if batch.lines is None else str(batch.lines)
+    return Outcome(batch.user, batch.conversation, SKIPPED, 0, None, (), lines, lines, reason, exc)
+
+
+def verdict(outcomes: Sequence[Outcome]) -> DialogError | None:
+    """What the command ends with: None when every batch was committed.
+
+    Some committed and some not: :class:`PartlyDone` (exit 7). None committed:
+    the first failure's own error (its exit code: 4 for a busy lock, 6 for an
+    I/O error), unchanged when there was only one batch.
+    """
+    missed = [o for o in outcomes if not o.committed]
+    if not missed:
+        return None
+    done = len(outcomes) - len(missed)
+    tried = [o for o in missed if o.outcome in (FAILED, PARTLY)] or missed
+    first = next((o for o in tried if o.error is not None), None)
+    if done or any(o.outcome == PARTLY for o in missed) or first is None or first.error is None:
+        names = sorted({o.user for o in missed})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return PartlyDone(
+            f"{done} of {len(outcomes)} user batches committed; not committed: {len(missed)} (users {shown})",
+            hint="send again only the input lines of the batches not committed (retryLines in the --format records)",
+        )
+    if len(outcomes) == 1:
+        return first.error
+    error = type(first.error)(f"none of {len(outcomes)} user batches committed; the first failure: {first.reason}", hint=first.error.hint)
+    return error

@@ -1,0 +1,197 @@
+"""Searching what users and assistants said.
+
+A pattern is a fixed string (default) or a regular expression, matched
+case-insensitively unless asked otherwise, against message content. Results
+come conversation by conversation as *groups*: each match with up to ``context``
+messages before and after it, overlapping groups merged (like ``grep -C``).
+
+Speed: parsing YAML is what costs. For a fixed string with no character YAML
+may escape (quote, backslash, tab, line breaks), every occurrence in a message
+is also an occurrence in the file's raw text, so the same pattern is first run
+over the raw file and a file without a hit is never parsed.
+
+With ``--since``/``--until``/``--role`` the saved catalog (see
+:mod:`dialogctl.journal.catalog`) also rules out, without reading them, files whose
+time span or roles cannot hold a selected message. Either way a file ruled
+out still has its damage said (from the catalog, else by parsing it): a "no
+match" never hides records that could not be read. Only entries for files
+unchanged since the catalog was saved are trusted, and search never scans or
+saves the catalog itself (that would parse every changed file first).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from ..errors import StorageError
+from ..journal.core import Journal
+from ..journal.files import ConversationFile
+from ..models import ConversationRef, Message
+from ..times import parse_timestamp
+from .filters import ALL, MessageFilter
+
+_ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
+
+
+class Hit(NamedTuple):
+    ref: ConversationRef
+    position: int  # the message index in its conversation
+    message: Message
+    spans: tuple[tuple[int, int], ...]  # where the pattern matched in the content; () for context
+    matched: bool
+
+
+class Matcher(NamedTuple):
+    pattern: re.Pattern[str]
+    raw_check: bool  # True when a miss in the raw file text means a miss in every message
+
+
+def matcher(text: str, regex: bool = False, case_sensitive: bool = False) -> Matcher:
+    from ..errors import InvalidInput
+
+    if text == "":
+        raise InvalidInput("the search pattern is empty")
+    flags = 0 if case_sensitive else re.IGNORECASE
+    try:
+        compiled = re.compile(text if regex else re.escape(text), flags)
+    except re.error as exc:
+        raise InvalidInput(f"invalid regular expression: {exc.msg} at position {exc.pos}") from None
+    return Matcher(compiled, not regex and _ESCAPED_IN_YAML.search(text) is None)
+
+
+def _spans(m: Matcher, content: str) -> tuple[tuple[int, int], ...]:
+    return tuple(hit.span() for hit in m.pattern.finditer(content))
+
+
+def search(
+    journal: Journal,
+    m: Matcher,
+    users: Iterable[str] | None = None,
+    include_archives: bool = False,
+    selection: MessageFilter = ALL,
+    context: int = 0,
+) -> Iterator[list[Hit]]:
+    """Groups of hits (matches with their context), conversation by conversation.
+
+    Damage is told in ``journal.damage`` whatever the answer: a file ruled out
+    without being parsed (no raw hit, or outside the filter by the catalog)
+    has its damage taken from the catalog when it knows the file as it is, and
+    is parsed for it otherwise. A folder or file that cannot be read is told
+    in ``journal.unreadable`` and the search goes on.
+    """
+    saved: list[dict[str, list[Any]]] = []  # the catalog, loaded when first wanted
+
+    def catalog() -> dict[str, list[Any]]:
+        if not saved:
+            from ..journal.catalog import load
+
+            saved.append(load(journal.root))
+        return saved[0]
+
+    for user in journal.users() if users is None else users:
+        try:
+            files = journal.conversation_files(user, include_archives=include_archives)
+        except StorageError as exc:
+            journal.note_unreadable(journal.user_path(user), exc, user)
+            continue
+        for f in files:
+            if f.size == 0:
+                continue
+            if selection.active and not _may_hold_selected(catalog(), f, selection):
+                _tell_damage(journal, catalog(), f, None)
+                continue
+            try:
+                data = _file_bytes(journal, f.ref)
+            except StorageError as exc:
+                journal.note_unreadable(f.rel_path, exc, user)
+                continue
+            if data is None:
+                continue
+            if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
+                _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
+                continue
+            conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
+            yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None) -> None:
+    """Put the damage of a file search did not need to parse in ``journal.damage``: from the catalog, else by parsing it."""
+    from ..journal.catalog import saved_damage
+
+    known = saved_damage(saved, f)
+    if known is not None:
+        journal.damage.extend(known)
+        return
+    if data is None:
+        try:
+            data = _file_bytes(journal, f.ref)
+        except StorageError as exc:
+            journal.note_unreadable(f.rel_path, exc, f.ref.user)
+            return
+        if data is None:
+            return
+    journal.parse_bytes(f.ref, data, len(data), f.mtime)
+
+
+def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter) -> bool:
+    """False when the catalog shows that no message of ``f`` passes the time and role filter."""
+    from ..journal.catalog import saved_summary
+
+    summary = saved_summary(saved, f)
+    if summary is None:
+        return True  # not known: read it
+    if selection.roles is not None and not any(summary.roles.get(role) for role in selection.roles):
+        return False
+    if selection.since is not None or selection.until is not None:
+        first, last = parse_timestamp(summary.first_timestamp or ""), parse_timestamp(summary.last_timestamp or "")
+        if first is None or last is None:
+            return False  # no readable timestamp: a time bound keeps none of its messages
+        if (selection.since is not None and last < selection.since) or (selection.until is not None and first >= selection.until):
+            return False
+    return True
+
+
+def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
+    """The file's bytes (never through a symlink); None when it is gone or too large to read."""
+    from ..disk.fileops import read_all
+    from ..errors import FileTooLarge
+
+    with journal.dialogs_folder(ref.user) as dialogs:
+        fd = journal.open_file(dialogs, ref)
+    if fd is None:
+        return None
+    try:
+        return read_all(fd, journal.file_limit)
+    except FileTooLarge:
+        journal.too_large(ref, os.fstat(fd))  # reported as damage, and not searched
+        return None
+    finally:
+        os.close(fd)
+
+
+def _groups(ref: ConversationRef, messages: list[Message], m: Matcher, selection: MessageFilter, context: int) -> Iterator[list[Hit]]:
+    matches: dict[int, tuple[tuple[int, int], ...]] = {}
+    for index, msg in selection.indexed(messages):
+        spans = _spans(m, msg.content)
+        if spans:
+            matches[index] = spans
+    if not matches:
+        return
+    group: list[Hit] = []
+    last = -1
+    for index in sorted(matches):
+        start = max(0, index - context, last + 1)
+        if group and start > last + 1:
+            yield group
+            group = []
+        for i in range(start, min(len(messages), index + context + 1)):
+            if i <= last:
+                continue
+            spans = matches.get(i, ())
+            group.append(Hit(ref, i, messages[i], spans, bool(spans)))
+            last = i
+    if group:
+        yield group

@@ -1,0 +1,1 @@
+"""Tests of dialogctl/cli/ (the test tree mirrors the package)."""

@@ -1,0 +1,1 @@
+"""Tests of dialogctl/disk/ (the test tree mirrors the package)."""

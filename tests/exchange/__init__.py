@@ -1,0 +1,1 @@
+"""Tests of dialogctl/exchange/ (the test tree mirrors the package)."""

@@ -1,0 +1,1 @@
+"""Tests of dialogctl/fileformat/ (the test tree mirrors the package)."""

@@ -1,0 +1,1 @@
+"""Tests of dialogctl/journal/ (the test tree mirrors the package)."""

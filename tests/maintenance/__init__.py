@@ -1,0 +1,1 @@
+"""Tests of dialogctl/maintenance/ (the test tree mirrors the package)."""

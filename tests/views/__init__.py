@@ -1,0 +1,1 @@
+"""Tests of dialogctl/views/ (the test tree mirrors the package)."""
