@@ -338,6 +338,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("health", "verify"),
     "repair": ("health", "repair"),
     "doctor": ("health", "doctor"),
+    "demo": ("demo", "demo"),
 }
 
 
