@@ -209,10 +209,12 @@ def _silence_stdout() -> None:
 def _report_other(exc: Exception) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
-    if isinstance(exc, NoSuchOption):
-        from .hints import unknown_option
+    if isinstance(exc, UsageError):
+        from .hints import extra_arguments, unknown_option
 
-        return _fail(*unknown_option(exc), exc.exit_code)
+        told = unknown_option(exc) if isinstance(exc, NoSuchOption) else extra_arguments(exc)
+        if told is not None:
+            return _fail(*told, exc.exit_code)
     if isinstance(exc, NoArgsIsHelpError):
         print(exc.format_message(), file=sys.stderr)  # the help itself: our own text
         return exc.exit_code

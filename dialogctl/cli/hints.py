@@ -52,3 +52,11 @@ def unknown_option(exc: Any) -> tuple[str, str]:
         hint = f"text that starts with '-' goes after --, which ends the options: {TEXT_COMMANDS[command]}; see '{path} --help'"
         return message + (f"; {suggestion}" if suggestion else ""), hint
     return f"no such option: {option}" + (f"; {suggestion}" if suggestion else ""), f"see '{path} --help'"
+
+
+def extra_arguments(exc: Any) -> tuple[str, str] | None:
+    """Message and hint for click's "unexpected extra argument(s)" from ``append``, whose extra words are message text; else None."""
+    ctx = exc.ctx
+    if ctx is None or ctx.info_name != "append" or not exc.message.startswith("Got unexpected extra argument"):
+        return None
+    return "too many arguments: the message is one argument (TEXT)", "quote the message: dialogctl append alice \"Hello there\"; see 'dialogctl append --help'"

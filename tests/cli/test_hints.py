@@ -61,3 +61,11 @@ def test_the_suggestion_on_a_terminal_at_80_columns(tmp_path: Path) -> None:
     result = run_tty("lst", cols=80, env={"DIALOGUE_JOURNAL_ROOT": str(tmp_path / "j")})
     assert result.returncode == 2
     assert "did you mean 'list'?" in result.output
+
+
+def test_extra_words_of_an_unquoted_message_are_not_echoed(root: Path, cli: Cli) -> None:
+    result = cli("append", "alice", "hello", "my", "pin", "is", "4711")
+    assert result.exit_code == 2
+    assert "4711" not in result.stderr and "pin" not in result.stderr
+    assert result.stderr.splitlines()[0] == "dialogctl: too many arguments: the message is one argument (TEXT)"
+    assert 'quote the message: dialogctl append alice "Hello there"' in result.stderr
