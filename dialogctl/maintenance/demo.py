@@ -3,8 +3,10 @@
 It holds what a newcomer meets in a real journal: several users, files the
 chat servers wrote (their exact bytes, see :func:`server_item`) beside files
 dialogctl wrote through :class:`~dialogctl.journal.core.Journal`, archives from
-both, a session conversation, token metadata, and one file a crash left with a
-torn last item (``verify`` reports exactly that one). Content is fixed;
+both, a session conversation, token metadata, and one archive the reference
+implementation's cleanup damaged by gluing its ``---`` separators onto the lines
+before (``verify`` reports exactly that file; every other command reads all of
+its messages, so ``list`` and ``stats`` on the demo exit 0). Content is fixed;
 timestamps are relative to ``now``, so the examples the command suggests
 (idle conversations, inactive users, archives past retention) find something.
 
@@ -67,6 +69,10 @@ _PASSWORD: list[Turn] = [
 _CODE: list[Turn] = [
     ("user", "Can you show me how to read a file line by line in Python?", None),
     ("assistant", "Sure:\n\nwith open('notes.txt') as f:\n    for line in f:\n        print(line.rstrip())", _tokens("llama-3", 64, 41)),
+]
+_CSV: list[Turn] = [
+    ("user", "How do I read a CSV file in Python?", None),
+    ("assistant", "Use the csv module: csv.reader(f) gives one list per row.", _tokens("llama-3", 58, 17)),
 ]
 _SESSION: list[Turn] = [
     ("user", "Is the store open on Sunday?", None),
@@ -189,7 +195,7 @@ def write_demo(root: str | os.PathLike[str], now: datetime | None = None) -> Dem
     server_file("carol", "current.yaml", _SHIPPING, now - timedelta(hours=1))
 
     # dave: written by dialogctl, nothing for 200 days (cleanup --max-inactive 180d finds him).
-    journal.append("dave", _messages(_CODE[:1] + [("assistant", "Use the csv module: csv.reader(f) gives one list per row.", _tokens("llama-3", 58, 17))], now - 200 * day))
+    journal.append("dave", _messages(_CSV, now - 200 * day))
 
     return DemoJournal(
         root,
