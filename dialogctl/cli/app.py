@@ -69,6 +69,19 @@ class DialogGroup(TyperGroup):
             command = self.commands[cmd_name] = load_command(cmd_name)
         return command
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # Typer's own suggestions look only at the commands already loaded (none: they load on demand).
+        from typer._click.exceptions import UsageError
+
+        try:
+            return self._click_resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and exc.message.startswith("No such command"):
+                from .hints import unknown_command
+
+                exc.message = unknown_command(args[0], COMMANDS)
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             result = super().invoke(ctx)
@@ -194,8 +207,14 @@ def _silence_stdout() -> None:
 
 
 def _report_other(exc: Exception) -> int:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
+    if isinstance(exc, UsageError):
+        from .hints import extra_arguments, unknown_option
+
+        told = unknown_option(exc) if isinstance(exc, NoSuchOption) else extra_arguments(exc)
+        if told is not None:
+            return _fail(*told, exc.exit_code)
     if isinstance(exc, NoArgsIsHelpError):
         print(exc.format_message(), file=sys.stderr)  # the help itself: our own text
         return exc.exit_code
@@ -321,6 +340,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("health", "verify"),
     "repair": ("health", "repair"),
     "doctor": ("health", "doctor"),
+    "demo": ("demo", "demo"),
 }
 
 

@@ -79,12 +79,16 @@ def append(
     7 if some were committed, else the failure's own (4 lock busy, 6 I/O).
     Ctrl-C finishes the batch being written, reports, and exits 130.
 
+    Use -- before a message that starts with -: -- ends the options, so
+    everything after it is USER and TEXT (append alice -- '- buy milk').
+
     Examples:
 
     \b
       dialogctl append alice "Hello there"
       echo "Hi! How can I help?" | dialogctl append alice --role assistant --meta model=gpt-4 --meta tokens=12
       dialogctl append alice - < reply.txt
+      dialogctl append alice -- '- buy milk'
       dialogctl append --jsonl < messages.jsonl
       dialogctl append --jsonl --all-or-none --format jsonl < messages.jsonl > outcome.jsonl
     """

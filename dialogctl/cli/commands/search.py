@@ -29,6 +29,8 @@ def search(
 ) -> None:
     """Search message content; exit 1 when nothing matches (like grep).
 
+    Use -- before a PATTERN that starts with -: search -- '-v' alice.
+
     Examples:
 
     \b
