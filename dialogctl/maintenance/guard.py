@@ -40,7 +40,10 @@ class RuleRemoval:
     def describe(self) -> str:
         parts = []
         if self.users:
-            parts.append(f"{self.users} user{'s' if self.users != 1 else ''}" + (f" (with {self.archives} archive{'s' if self.archives != 1 else ''})" if self.archives else ""))
+            parts.append(
+                f"{self.users} user{'s' if self.users != 1 else ''}"
+                + (f" (with {self.archives} archive{'s' if self.archives != 1 else ''})" if self.archives else "")
+            )
         elif self.archives:
             parts.append(f"{self.archives} archive{'s' if self.archives != 1 else ''}")
         if self.trims:

@@ -133,7 +133,9 @@ def append(
     content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
     if (text is None or text == "-") and content in ("", "\n", "\r\n"):
         # Nothing piped in (an empty file, a bare `echo`): a script's mistake, not a message to keep.
-        raise InvalidInput("no message text on stdin; nothing appended", hint=f"echo hello | dialogctl append {user}, or pass the text: dialogctl append {user} -- TEXT")
+        raise InvalidInput(
+            "no message text on stdin; nothing appended", hint=f"echo hello | dialogctl append {user}, or pass the text: dialogctl append {user} -- TEXT"
+        )
     # One message is all or nothing: a failure is the command's error, as it always was.
     # (This path does not import dialogctl.journal.outcomes: scripts run it once per message.)
     result = journal.append(user, [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))], conversation)
