@@ -46,7 +46,8 @@ def export(
     """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
 
     Every record names its user, conversation, archive state and message
-    index. Output streams one conversation at a time, so memory stays flat
+    index (from 0). json is always an array of conversations, also for one.
+    Output streams one conversation at a time, so memory stays flat
     however large the journal. Conversations that fail the fine-tuning checks
     (openai/sharegpt: no assistant message, empty content, a role other than
     system/user/assistant) are skipped and counted on stderr.

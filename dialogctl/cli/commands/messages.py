@@ -247,10 +247,10 @@ def show(
 ) -> None:
     """Show a user's conversation as a transcript (or as data with --format).
 
-    Indexes are those of the whole conversation, also when --tail or a filter
-    leaves messages out. json prints one object (user, conversation, archived,
-    messageCount, messages); jsonl, csv and tsv print one message per line with
-    its identity.
+    Messages are numbered from 0, with the indexes of the whole conversation,
+    also when --tail or a filter leaves messages out. json prints one object
+    (user, conversation, archived, messageCount, messages); jsonl, csv and tsv
+    print one message per line with its identity.
 
     Examples:
 

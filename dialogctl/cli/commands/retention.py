@@ -76,7 +76,7 @@ def cleanup(
     with nothing changed) and what it did after. A user whose lock stays busy
     (a stuck server) is skipped and reported, every other user is still
     cleaned up and logged, and the run then exits 4. A table run prints the
-    plan; json prints one object (counts, cut-offs, actions); jsonl, csv and
+    plan; json prints one object (counts, cut-offs, the guard's figures, actions); jsonl, csv and
     tsv print one action per line: the plan with --dry-run, what was done and
     what was skipped otherwise.
 
