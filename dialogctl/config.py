@@ -90,6 +90,13 @@ def _flag(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _percent(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError("expected a percentage from 0 to 100")
+    return number
+
+
 def _optional_hours(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
@@ -163,6 +170,14 @@ SPECS: tuple[Spec, ...] = (
         None,
         _optional_hours,
         "cleanup default: remove users idle longer than this many hours",
+        section="cleanup",
+    ),
+    Spec(
+        "maxRemoveShare",
+        "CLEANUP_MAX_REMOVE_SHARE",
+        50.0,
+        _percent,
+        "cleanup guard, in percent: a run removing more of the journal's archives or users asks first, or with --yes refuses (100: no guard)",
         section="cleanup",
     ),
 )

@@ -37,7 +37,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format: table (default), json, jsonl, csv or tsv.",
+        help="Output format: table (default), json (an array of records, [] when none; a one-object command: that object), jsonl, csv or tsv.",
         case_sensitive=False,
         show_default=False,
     ),

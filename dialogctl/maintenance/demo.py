@@ -185,7 +185,10 @@ def write_demo(root: str | os.PathLike[str], now: datetime | None = None) -> Dem
     # before: the one damaged file. dialogctl reads every message of it; verify names it, repair mends it.
     archived_at = now - 2 * day
     archive = f"archive-{archived_at.astimezone().strftime('%Y-%m-%d %H-%M-%S')}.yaml"
-    poem = [Message(m.role, m.content, m.timestamp, None if m.metadata is None else {"model": m.metadata["model"], "tokens": m.metadata["tokens"]["total"]}) for m in _messages(_POEM, archived_at - timedelta(minutes=9))]
+    poem = [
+        Message(m.role, m.content, m.timestamp, None if m.metadata is None else {"model": m.metadata["model"], "tokens": m.metadata["tokens"]["total"]})
+        for m in _messages(_POEM, archived_at - timedelta(minutes=9))
+    ]
     _write_new(folder("bob") / "archived", archive, glued_documents(poem))
     server_file("bob", "current.yaml", _CODE, now - timedelta(minutes=12))
 

@@ -26,7 +26,9 @@ def follow(
     Starts from now, or from --since (older messages of active conversations first),
     and says so on stderr once it has taken its starting point. Every message
     appended after that is printed, whatever its timestamp (a replayed backlog
-    too). Keeps going across archives, restores and cleanups.
+    too). Keeps going across archives, restores and cleanups. A USER that does
+    not exist yet is waited for (said on stderr): its messages are printed from
+    the first one. A malformed user id is an error (exit 2).
 
     Examples:
 
@@ -38,7 +40,7 @@ def follow(
     import csv
     import json
 
-    from ...errors import InvalidInput
+    from ...errors import InvalidInput, NotFound
     from ...times import parse_time_spec
     from ...views.follow import Follower
 
@@ -46,9 +48,12 @@ def follow(
     if fmt is Format.json:
         raise InvalidInput("follow streams without end; use --format jsonl (one object per line) instead of json")
     journal = state.journal()
-    if users:
-        for user in users:
-            journal.conversation_files(user, include_archives=False)  # an unknown user is an error now, not silence
+    waiting: list[str] = []
+    for user in users or []:
+        try:  # a malformed id, or one whose folder is another user's, is a usage error (2) at once
+            journal.dialogs_folder(user).close()
+        except NotFound:
+            waiting.append(user)  # not there yet: followed from its first message
     start = parse_time_spec(since, "--since") if since is not None else None
     follower = Follower(journal, users or None, start)
     out = sys.stdout
@@ -63,6 +68,8 @@ def follow(
 
         def started() -> None:
             state.say(f"following {whom} {since_when}; Ctrl-C stops")
+            if waiting:
+                state.say(f"waiting for {', '.join(waiting)}: no such user yet; its messages are printed from its first one")
 
         for event in follower.run(interval, stop=_reader_gone(out), started=started):
             record = _record(event)

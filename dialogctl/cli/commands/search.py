@@ -29,6 +29,9 @@ def search(
 ) -> None:
     """Search message content; exit 1 when nothing matches (like grep).
 
+    Each hit names its user, conversation and message index (from 0, as show
+    numbers them).
+
     Use -- before a PATTERN that starts with -: search -- '-v' alice.
 
     Examples:
