@@ -60,14 +60,15 @@ def object_format(fmt: Format | None, command: str, hint: str | None = None) -> 
 class Column(NamedTuple):
     key: str  # the field name in json/jsonl/csv
     header: str  # the table heading
-    kind: str = "text"  # text, count, bytes, time, bool, json
+    kind: str = "text"  # text, id, name (never cut), count, bytes, time, bool, json
     in_table: bool = True  # False: a field of the machine formats only (the table's title says it)
+    drop: int = 0  # on too narrow a terminal, columns with a higher rank are dropped first (see dialogctl.cli.fit)
 
 
 # Where a message sits and who wrote it: the leading columns of every per-message listing (show, search).
 PLACE_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("archived", "Archived", "bool"),
     Column("index", "#", "count"),
     Column("timestamp", "Time"),

@@ -11,16 +11,21 @@ from ..output import Column, FormatOption, emit_records
 from ..progress import ProgressBar
 from ..state import CliState
 
-ARCHIVE_COLUMNS = [Column("user", "User"), Column("archive", "Archive")]
-RESTORE_COLUMNS = [Column("user", "User"), Column("restored", "Restored"), Column("into", "Into"), Column("archivedFirst", "Archived first")]
+ARCHIVE_COLUMNS = [Column("user", "User", "id"), Column("archive", "Archive", "id")]
+RESTORE_COLUMNS = [
+    Column("user", "User", "id"),
+    Column("restored", "Restored", "id"),
+    Column("into", "Into", "id"),
+    Column("archivedFirst", "Archived first", "id"),
+]
 
 
 IDLE_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("lastMessage", "Last message", "time"),
     Column("messages", "Messages", "count"),
-    Column("archive", "Archive"),
+    Column("archive", "Archive", "id"),
     Column("note", "Outcome"),
 ]
 
