@@ -5,15 +5,17 @@ Every table for people (:func:`dialogctl.cli.render.table` and
 terminal, unless the command was given ``--wide``:
 
 * a column's natural width is its widest cell (or its heading);
-* too wide a table first narrows the columns that may be cut, the widest
-  first, down to :data:`MIN_CUT` characters each (12 for an id, 20 for text); numbers, sizes, yes/no and
-  relative times are never cut. An id (user, conversation, archive, path,
-  variable name) loses its middle, ``user-1…-4711``, so both ends stay
-  readable; free text loses its end, ``lock busy: pid 4…``;
-* when even that does not fit, columns are dropped one by one: the one with
-  the highest ``drop`` rank first, among equals the right-most; the first
-  column (what the row is about) is never dropped;
-* headings may fold onto a second line, rows never do.
+* too wide a table first folds its headings onto a second line, then drops
+  its ranked columns (``drop`` above 0: the highest rank first, among equals
+  the right-most), then narrows the columns that may be cut, the widest
+  first, down to :data:`MIN_CUT` characters each (12 for an id, 20 for text);
+  numbers, sizes, yes/no, relative times and names (settings, variables,
+  actions) are never cut. An id (user, conversation, archive, path) loses
+  its middle, ``user-1…-4711``, so both ends stay readable; free text loses
+  its end, ``lock busy: pid 4…``;
+* when even that does not fit, the other columns are dropped from the right;
+  the first column (what the row is about) is never dropped, and no row
+  ever takes more than one line.
 
 Pipes and files get the whole table (no width at all), and the machine
 formats (json, jsonl, csv, tsv) never come through here.
@@ -122,24 +124,38 @@ def _squeeze(natural: list[int], minimum: list[int], room: int) -> list[int] | N
     return found
 
 
+def _unfold(folded: list[int], whole: list[int], room: int) -> list[int]:
+    """Folded headings given back the room left, left to right, up to one line each."""
+    widths = list(folded)
+    spare = room - sum(widths)
+    for i, full in enumerate(whole):
+        more = min(spare, full - widths[i])
+        widths[i] += more
+        spare -= more
+    return widths
+
+
 def fit(specs: Sequence[Spec], rows: Sequence[Sequence[str]], width: int) -> Layout:
     """Which columns to show, and how wide, for rows of (escaped, one-line) cells in ``width`` terminal cells."""
     count = len(specs)
-    natural = [max([cell_len(spec.heading), *(cell_len(row[i]) for row in rows)]) for i, spec in enumerate(specs)]
-    minimum = []
-    for i, spec in enumerate(specs):
-        floor = _longest_word(spec.heading)
-        if spec.cut == FIXED:
-            minimum.append(max([floor, *(cell_len(row[i]) for row in rows)]))
-        else:
-            minimum.append(min(natural[i], max(floor, MIN_CUT[spec.cut])))
-    droppable = sorted(range(1, count), key=lambda i: (-specs[i].drop, -i))
+    cells = [max([0, *(cell_len(row[i]) for row in rows)]) for i in range(count)]
+    floors = [_longest_word(spec.heading) for spec in specs]
+    whole = [max(cell_len(spec.heading), cells[i]) for i, spec in enumerate(specs)]  # the heading on one line
+    folded = [max(floors[i], cells[i]) for i in range(count)]  # the heading folded onto more lines
+    minimum = [folded[i] if spec.cut == FIXED else min(folded[i], max(floors[i], MIN_CUT[spec.cut])) for i, spec in enumerate(specs)]
+    optional = sorted((i for i in range(1, count) if specs[i].drop > 0), key=lambda i: (-specs[i].drop, -i))
+    others = sorted((i for i in range(1, count) if specs[i].drop <= 0), reverse=True)
     keep = list(range(count))
     while True:
         room = width - GAP * (len(keep) - 1)
-        found = _squeeze([natural[i] for i in keep], [minimum[i] for i in keep], room)
+        if sum(folded[i] for i in keep) <= room:  # headings fold before anything else gives way
+            return Layout(keep, _unfold([folded[i] for i in keep], [whole[i] for i in keep], room))
+        if optional:  # ranked columns go before any cell is cut
+            keep.remove(optional.pop(0))
+            continue
+        found = _squeeze([folded[i] for i in keep], [minimum[i] for i in keep], room)
         if found is not None:
             return Layout(keep, found)
-        if len(keep) == 1:
+        if not others:
             return Layout(keep, [max(1, width)])
-        keep.remove(droppable.pop(0))
+        keep.remove(others.pop(0))
