@@ -297,3 +297,28 @@ def test_users_by_prefix_enter_only_matching_folders(tmp_path: Path, monkeypatch
     monkeypatch.setattr(layout.os, "scandir", spy)
     list(iter_user_folders(str(root), prefix="user-101"))
     assert not any(path.endswith(("-1000", "-1001", "-1002")) for path in entered)
+
+
+@pytest.mark.parametrize("fmt", [None, "json", "jsonl", "csv", "tsv"])
+def test_archive_idle_prints_the_rows_of_its_dry_run_with_the_outcome(alice: Path, cli: Cli, fmt: str | None) -> None:
+    args = ["archive", "--idle", "1m", "--all", *(["--format", fmt] if fmt else [])]
+    planned = cli(*args, "--dry-run")
+    done = cli(*args)
+    assert planned.exit_code == done.exit_code == 0, done.stderr
+    [archive_id] = [c["conversation"] for c in cli.json("list", "alice", "--format", "json") if c["kind"] == "archive"]  # the sweep's
+    if fmt in ("json", "jsonl"):
+        rows = json.loads(done.stdout) if fmt == "json" else [json.loads(line) for line in done.stdout.splitlines()]
+        plan = json.loads(planned.stdout) if fmt == "json" else [json.loads(line) for line in planned.stdout.splitlines()]
+        assert [set(row) for row in rows] == [set(row) for row in plan]
+        assert [(r["user"], r["conversation"], r["messages"], r["archive"], r["note"]) for r in rows] == [("alice", "current", 6, archive_id, "archived")]
+        return
+    lines, plan_lines = done.stdout.splitlines(), planned.stdout.splitlines()
+    assert lines[0].split() == plan_lines[0].split() and len(lines) == len(plan_lines) == 2  # the same heading, one row each
+    separator = "\t" if fmt == "tsv" else "," if fmt == "csv" else None
+    heading, row = lines[0].split(separator), lines[1].split(separator)
+    if fmt is None:
+        assert heading == ["User", "Conversation", "Last", "message", "Messages", "Archive", "Outcome"]
+        assert row[:2] == ["alice", "current"] and row[-2:] == [archive_id, "archived"]
+    else:
+        assert heading == ["user", "conversation", "lastMessage", "messages", "archive", "note"]
+        assert row == ["alice", "current", "2024-01-16T10:05:00.000Z", "6", archive_id, "archived"]
