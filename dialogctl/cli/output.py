@@ -1,7 +1,10 @@
 """One ``--format`` option for every command that prints data, and its writers.
 
 Records are streamed: a JSON array is written element by element, JSONL one
-object per line, CSV/TSV one row per record; an empty result is ``[]`` in JSON
+object per line, CSV/TSV one row per record (TSV as IANA's
+text/tab-separated-values: no quoting, and tab, newline, carriage return and
+backslash written ``\\t`` ``\\n`` ``\\r`` ``\\\\``, so every record is one line of
+fields split by tabs); an empty result is ``[]`` in JSON
 and nothing (CSV: just the header) otherwise. The shape of machine output never
 depends on whether stdout is a terminal. ``table`` is for people: Rich on a
 terminal, plain aligned columns in a pipe (imported only when used).
@@ -37,7 +40,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format: table (default), json, jsonl, csv or tsv.",
+        help="Output format: table (default), json, jsonl, csv or tsv (one line per record, no quoting; tab, newline, CR and backslash as \\t \\n \\r \\\\).",
         case_sensitive=False,
         show_default=False,
     ),
@@ -107,13 +110,18 @@ def emit_records(
         for record in records:
             out.write(dumps(dict(record)) + "\n")
             count += 1
-    elif fmt in (Format.csv, Format.tsv):
+    elif fmt is Format.tsv:
+        out.write(tsv_line([c.key for c in columns]))
+        for record in records:
+            out.write(tsv_line([cell_text(record.get(c.key)) for c in columns]))
+            count += 1
+    elif fmt is Format.csv:
         import csv
 
-        writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n")
+        writer = csv.writer(out, dialect="excel", lineterminator="\n")
         writer.writerow([c.key for c in columns])
         for record in records:
-            writer.writerow([_cell(record.get(c.key)) for c in columns])
+            writer.writerow([cell_text(record.get(c.key)) for c in columns])
             count += 1
     else:
         from . import render
@@ -128,7 +136,16 @@ def emit_records(
     return count
 
 
-def _cell(value: Any) -> str:
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_line(fields: Iterable[str]) -> str:
+    """One TSV record (IANA text/tab-separated-values): fields joined by tabs, their tab, LF, CR and backslash escaped."""
+    return "\t".join(field.translate(_TSV_ESCAPES) for field in fields) + "\n"
+
+
+def cell_text(value: Any) -> str:
+    """A value as a CSV or TSV cell: empty for null, true/false, JSON for objects and lists."""
     if value is None:
         return ""
     if isinstance(value, bool):
