@@ -6,7 +6,8 @@ text/tab-separated-values: no quoting, and tab, newline, carriage return and
 backslash written ``\\t`` ``\\n`` ``\\r`` ``\\\\``, so every record is one line of
 fields split by tabs); an empty result is ``[]`` in JSON
 and nothing (CSV: just the header) otherwise. The shape of machine output never
-depends on whether stdout is a terminal. ``table`` is for people: Rich on a
+depends on whether stdout is a terminal; on one, control and bidi characters are
+shown escaped (:func:`stdout_for`). ``table`` is for people: Rich on a
 terminal, plain aligned columns in a pipe (imported only when used).
 
 A command whose data is one object (``stats``) prints it as a JSON object, one
@@ -20,7 +21,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, NamedTuple, Optional
+from typing import IO, Annotated, Any, NamedTuple, Optional
 
 import typer
 
@@ -83,8 +84,14 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write(text: str) -> None:
-    sys.stdout.write(text)
+def stdout_for(fmt: Format) -> IO[str]:
+    """stdout for a machine format: exact bytes in a file or a pipe; on a terminal, control and bidi
+    characters escaped (:func:`dialogctl.cli.render.for_people`; json and jsonl stay valid JSON of the same values)."""
+    if not sys.stdout.isatty():
+        return sys.stdout
+    from .render import for_people
+
+    return for_people(sys.stdout, json=fmt in (Format.json, Format.jsonl))
 
 
 def emit_records(
@@ -99,7 +106,7 @@ def emit_records(
     """Write records in the chosen format; return how many were written."""
     fmt = fmt or Format.table
     count = 0
-    out = sys.stdout
+    out = stdout_for(fmt)
     if fmt is Format.json:
         out.write("[")
         for record in records:
@@ -159,9 +166,9 @@ def emit_object(state: CliState, fmt: Format | None, obj: Mapping[str, Any], tab
     """A single result object (stats, a cleanup): a JSON object, one JSONL line, or ``table()`` for people."""
     fmt = fmt or Format.table
     if fmt is Format.json:
-        write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+        stdout_for(fmt).write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
     elif fmt is Format.jsonl:
-        write(dumps(dict(obj)) + "\n")
+        stdout_for(fmt).write(dumps(dict(obj)) + "\n")
     else:
         object_format(fmt, state.command)
         table()

@@ -5,12 +5,13 @@ paths from the disk) goes through :func:`visible` before it reaches a
 terminal: every control and bidi-format character except newline and tab is
 shown as an escape, and Rich markup is never interpreted (``markup=False``
 everywhere; Markdown is rendered by Rich's Markdown parser, which knows no
-Rich markup, with hyperlinks off). Machine formats never come through here;
+Rich markup, with hyperlinks off). Machine formats (and exports) written to a
+terminal pass through :func:`for_people`, the same rule; in a file or a pipe
 they carry the exact text.
 
 On a terminal, tables use Rich's box drawing, colour (see
 :meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
-(long cells wrap); in a pipe, the same columns are printed as plain aligned
+(long cells cut, see :mod:`dialogctl.cli.fit`); in a pipe, the same columns are printed as plain aligned
 text on one line per row. Times in tables are relative (``3h ago``); the
 machine formats carry them as written. Colour means the 16 standard ANSI
 colours, or no escape sequence at all.
@@ -55,6 +56,40 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """Text safe to print on a terminal: dangerous characters become visible escapes."""
     return _UNSAFE.sub(_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group(0)):04x}"
+
+
+class TerminalText:
+    """A text stream for a terminal: what is written shows control and bidi characters as escapes.
+
+    Text goes through :func:`visible` (a CR LF line end, as CSV writes it,
+    stays); ``json`` text gets ``\\uXXXX`` instead, which is the same JSON
+    (those characters only occur inside strings), so it still parses to the
+    exact values. Everything else (``flush``, ``fileno``) is the stream's.
+    """
+
+    def __init__(self, stream: IO[str], json: bool = False) -> None:
+        self.stream = stream
+        self.json = json
+
+    def write(self, text: str) -> int:
+        if self.json:
+            safe = _UNSAFE.sub(_json_escape, text)
+        else:
+            safe = "\r\n".join(visible(part) for part in text.split("\r\n"))
+        self.stream.write(safe)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def for_people(stream: IO[str], json: bool = False) -> IO[str]:
+    """``stream`` as it is for a file or a pipe (exact bytes), or escaped by :class:`TerminalText` when it is a terminal."""
+    return TerminalText(stream, json) if stream.isatty() else stream  # type: ignore[return-value]
 
 
 def one_line(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..options import SinceOption, UsersArg
-from ..output import Format, FormatOption, cell_text, tsv_line
+from ..output import Format, FormatOption, cell_text, stdout_for, tsv_line
 from ..state import CliState
 
 
@@ -51,7 +51,7 @@ def follow(
             journal.conversation_files(user, include_archives=False)  # an unknown user is an error now, not silence
     start = parse_time_spec(since, "--since") if since is not None else None
     follower = Follower(journal, users or None, start)
-    out = sys.stdout
+    out = stdout_for(fmt) if fmt not in (None, Format.table) else sys.stdout  # a terminal sees control characters escaped
     fields = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
     writer = csv.writer(out, dialect="excel", lineterminator="\n") if fmt is Format.csv else None
     if writer is not None:
