@@ -325,7 +325,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 # The commands that print tables for people: each takes --wide, in one place (load_command).
-TABLE_COMMANDS = frozenset({"append", "archive", "restore", "list", "import", "stats", "locks", "cleanup", "config", "search", "rm", "verify", "repair", "doctor"})
+TABLE_COMMANDS = frozenset(
+    {"append", "archive", "restore", "list", "import", "stats", "locks", "cleanup", "config", "search", "rm", "verify", "repair", "doctor"}
+)
 WIDE_HELP = (
     "Tables on a terminal: show every cell whole and let long rows wrap, instead of cutting long cells (with an ellipsis) "
     "and dropping the least important columns to fit the width. Pipes and machine formats are never cut."

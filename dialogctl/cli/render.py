@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ..models import Message
+    from .fit import Spec
     from .output import Column
     from .state import CliState
 
@@ -241,8 +242,8 @@ def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, An
 
     shown = [c for c in columns if c.in_table]
     specs = [Spec(c.header, _fit_kind(c), c.drop) for c in shown]
-    justify = ["right" if c.kind in ("count", "bytes") else "left" for c in shown]
-    grid(state, specs, justify, [[cell(c, row.get(c.key)) for c in shown] for row in rows], title=title)
+    right = {i for i, c in enumerate(shown) if c.kind in ("count", "bytes")}
+    grid(state, specs, [[cell(c, row.get(c.key)) for c in shown] for row in rows], title=title, right=right)
 
 
 def _plain(value: Any) -> str:
@@ -267,11 +268,11 @@ def _cut_cell(value: Any, how: str, width: int) -> Any:
 
 def grid(
     state: CliState,
-    specs: list[Any],
-    justify: list[str],
+    specs: list[Spec],
     rows: list[list[Any]],
     title: str | None = None,
     header: bool = True,
+    right: Collection[int] = (),
     styles: list[str | None] | None = None,
     ends: list[bool] | None = None,
 ) -> None:
@@ -280,8 +281,9 @@ def grid(
     On a terminal the table fits its width (cells cut, columns dropped; see
     :mod:`dialogctl.cli.fit`) unless the command was given ``--wide``, which
     prints every cell whole and leaves long rows to the terminal to wrap; in a
-    pipe every cell is whole and every row one line. ``styles`` and ``ends``:
-    per row, a style and whether a section (a rule) ends after it.
+    pipe every cell is whole and every row one line. ``right``: the columns
+    aligned to the right; ``styles`` and ``ends``: per row, a style and
+    whether a section (a rule) ends after it.
     """
     from rich import box
     from rich.table import Table
@@ -311,7 +313,7 @@ def grid(
         style = "bold" if terminal and not header and n == 0 else None  # the labels of key/value rows
         width = layout.widths[n] if fitted else None
         # The heading may fold onto a second line; a row never does.
-        t.add_column(Text(specs[i].heading, no_wrap=False, overflow="fold"), justify=justify[i], width=width, no_wrap=True, style=style)
+        t.add_column(Text(specs[i].heading, no_wrap=False, overflow="fold"), justify="right" if i in right else "left", width=width, no_wrap=True, style=style)
     for r, row in enumerate(rows):
         cells = [_cut_cell(row[i], specs[i].cut, layout.widths[n]) if fitted else row[i] for n, i in enumerate(layout.keep)]
         t.add_row(*cells, style=styles[r] if styles else None, end_section=bool(ends and ends[r]))
@@ -323,7 +325,7 @@ def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | N
     from .fit import END, MIDDLE, Spec
 
     rows = [[visible(key), one_line(value)] for key, value in pairs]
-    grid(state, [Spec("", MIDDLE), Spec("", END)], ["left", "left"], rows, title=title, header=False)
+    grid(state, [Spec("", MIDDLE), Spec("", END)], rows, title=title, header=False)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

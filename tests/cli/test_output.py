@@ -337,7 +337,7 @@ def test_archive_idle_prints_the_rows_of_its_dry_run_with_the_outcome(alice: Pat
         assert row == ["alice", "current", "2024-01-16T10:05:00.000Z", "6", archive_id, "archived"]
 
 
-TRICKY = 'tab\there\nnew line\r\ncr lf, back\\slash \\t not a tab, "quoted" and \'single\''
+TRICKY = "tab\there\nnew line\r\ncr lf, back\\slash \\t not a tab, \"quoted\" and 'single'"
 
 
 def test_tsv_is_one_line_per_record_without_quoting(root: Path, cli: Cli) -> None:
@@ -347,7 +347,7 @@ def test_tsv_is_one_line_per_record_without_quoting(root: Path, cli: Cli) -> Non
     lines = out.split("\n")
     assert len(lines) == 4 and lines[-1] == ""  # heading, two records, the final newline
     assert all(line.count("\t") == 7 for line in lines[:-1])  # what awk -F'\t' sees: eight fields on every line
-    assert '"' not in lines[0] and lines[1].split("\t")[6] == 'tab\\there\\nnew line\\r\\ncr lf, back\\\\slash \\\\t not a tab, "quoted" and \'single\''
+    assert '"' not in lines[0] and lines[1].split("\t")[6] == "tab\\there\\nnew line\\r\\ncr lf, back\\\\slash \\\\t not a tab, \"quoted\" and 'single'"
     records = read_tsv(out)
     assert [r["content"] for r in records] == [TRICKY, "plain"]
     assert json.loads(records[0]["metadata"]) == {"k": "a\tb"} and records[0]["archived"] == "false"

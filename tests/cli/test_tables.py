@@ -7,7 +7,6 @@ The journal is a fixture copy plus a user whose id is 150 characters long
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

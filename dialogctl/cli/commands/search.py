@@ -133,5 +133,5 @@ def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
             ends.append(number == len(group) - 1)
     shown = len(rows) - sum(1 for row in rows if row[0] == "--" and not row[1])
     if rows:
-        grid(state, specs, ["left", "left", "right", "left", "left", "left"], rows, styles=styles, ends=ends)
+        grid(state, specs, rows, right={2}, styles=styles, ends=ends)
     return shown

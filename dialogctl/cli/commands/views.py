@@ -270,7 +270,12 @@ def locks(
 
 
 # Setting and variable names are never cut (people copy them); on a narrow terminal the variable goes first.
-CONFIG_COLUMNS = [Column("setting", "Setting", "name"), Column("value", "Value", "id"), Column("source", "Source"), Column("env", "Environment variable", "name", drop=1)]
+CONFIG_COLUMNS = [
+    Column("setting", "Setting", "name"),
+    Column("value", "Value", "id"),
+    Column("source", "Source"),
+    Column("env", "Environment variable", "name", drop=1),
+]
 
 
 def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
