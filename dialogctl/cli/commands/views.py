@@ -223,7 +223,7 @@ def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
 LOCK_COLUMNS = [
     Column("user", "User", "id"),
     Column("held", "Held", "bool"),
-    Column("pid", "PID", "count"),
+    Column("pid", "PID", "name"),
     Column("host", "Host", "id"),
     Column("serverId", "Server", "id"),
     Column("command", "Command"),
