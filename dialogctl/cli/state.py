@@ -34,6 +34,7 @@ class CliState:
         self.quiet = quiet
         self.verbose = verbose
         self.command = "dialogctl"
+        self.wide = False  # --wide: tables show every cell whole on a terminal (see dialogctl.cli.fit)
         self._settings: Settings | None = None
         self._journal: Journal | None = None
 

@@ -100,7 +100,11 @@ def export(
         else:
             if hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
-            result = write_export(sys.stdout, bar.track(conversations), options)
+            from ..render import for_people
+
+            # On a terminal, control and bidi characters are shown escaped (JSON formats: as \\uXXXX, the same JSON).
+            out = for_people(sys.stdout, json=fmt.value not in ("csv", "markdown"))
+            result = write_export(out, bar.track(conversations), options)
             sys.stdout.flush()
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..options import SinceOption, UsersArg
-from ..output import Format, FormatOption
+from ..output import Format, FormatOption, cell_text, stdout_for, tsv_line
 from ..state import CliState
 
 
@@ -56,11 +56,14 @@ def follow(
             waiting.append(user)  # not there yet: followed from its first message
     start = parse_time_spec(since, "--since") if since is not None else None
     follower = Follower(journal, users or None, start)
-    out = sys.stdout
-    writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n") if fmt in (Format.csv, Format.tsv) else None
+    out = stdout_for(fmt) if fmt not in (None, Format.table) else sys.stdout  # a terminal sees control characters escaped
+    fields = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
+    writer = csv.writer(out, dialect="excel", lineterminator="\n") if fmt is Format.csv else None
     if writer is not None:
-        writer.writerow(["user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata"])
-        out.flush()
+        writer.writerow(fields)
+    elif fmt is Format.tsv:
+        out.write(tsv_line(fields))
+    out.flush()
     printed = 0
     try:
         whom = ", ".join(users) if users else "every user"
@@ -76,12 +79,9 @@ def follow(
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif writer is not None:
-                writer.writerow(
-                    [
-                        record[k] if k != "metadata" else json.dumps(record[k], ensure_ascii=False) if record[k] is not None else ""
-                        for k in ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
-                    ]
-                )
+                writer.writerow([cell_text(record[k]) for k in fields])
+            elif fmt is Format.tsv:
+                out.write(tsv_line([cell_text(record[k]) for k in fields]))
             else:
                 _print_event(state, event)
             out.flush()

@@ -12,8 +12,8 @@ from ..state import CliState
 UserOpt = Annotated[Optional[str], typer.Argument(help="Only this user (default: the whole journal).", metavar="[USER]", show_default=False)]
 
 FINDING_COLUMNS = [
-    Column("level", "Level"),
-    Column("path", "File"),
+    Column("level", "Level", "name"),
+    Column("path", "File", "id"),
     Column("line", "Line"),
     Column("problem", "Problem"),
     Column("detail", "Detail"),
@@ -21,7 +21,7 @@ FINDING_COLUMNS = [
 ]
 
 ACTION_COLUMNS = [
-    Column("path", "File"),
+    Column("path", "File", "id"),
     Column("action", "Action"),
     Column("messages", "Messages"),
     Column("recovered", "Recovered"),

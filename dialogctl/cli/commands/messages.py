@@ -11,8 +11,8 @@ from ..output import PLACE_COLUMNS, Column, Format, FormatOption, emit_object, e
 from ..state import CliState
 
 APPEND_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("outcome", "Outcome"),
     Column("appended", "Appended", "count"),
     Column("messages", "Messages now", "count"),

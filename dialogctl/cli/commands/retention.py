@@ -10,15 +10,16 @@ import typer
 from ..output import Column, Format, FormatOption, emit_object, emit_records
 from ..state import CliState
 
+# On a narrow terminal the reason goes first, then the rule, then the bytes; action and rule are words, never cut.
 PLAN_COLUMNS = [
-    Column("action", "Action"),
-    Column("rule", "Rule"),
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("action", "Action", "name"),
+    Column("rule", "Rule", "name", drop=2),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("messages", "Messages removed", "count"),
-    Column("bytes", "Bytes freed", "bytes"),
+    Column("bytes", "Bytes freed", "bytes", drop=1),
     Column("outcome", "Outcome", in_table=False),  # a table is the plan (its title says so); a real run prints rows only in machine formats
-    Column("reason", "Why"),
+    Column("reason", "Why", drop=3),
 ]
 
 
