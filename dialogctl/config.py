@@ -94,7 +94,7 @@ def _percent(value: Any) -> float:
     number = float(value)
     if not 0 <= number <= 100:
         raise ValueError("expected a percentage from 0 to 100")
-    return number
+    return int(number) if number.is_integer() else number  # shown as 50, not 50.0
 
 
 def _optional_hours(value: Any) -> float | None:
@@ -175,7 +175,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "maxRemoveShare",
         "CLEANUP_MAX_REMOVE_SHARE",
-        50.0,
+        50,
         _percent,
         "cleanup guard, in percent: a run removing more of the journal's archives or users asks first, or with --yes refuses (100: no guard)",
         section="cleanup",
