@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +77,24 @@ def _mode(value: Any) -> int:
     if number & ~0o7777:
         raise ValueError("expected an octal mode such as 0600")
     return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _percent(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError("expected a percentage from 0 to 100")
+    return int(number) if number.is_integer() else number  # shown as 50, not 50.0
 
 
 def _optional_hours(value: Any) -> float | None:
@@ -137,6 +155,13 @@ SPECS: tuple[Spec, ...] = (
         _mode,
         "permissions of folders dialogctl creates when set; by default those of the folder they are made in (0700 for a root dialogctl creates)",
     ),
+    Spec(
+        "strictConfig",
+        "STRICT_CONFIG",
+        False,
+        _flag,
+        "unknown keys in config files are errors (exit 2) instead of warnings",
+    ),
     Spec("backend", "BACKEND", "filesystem", _choice("filesystem", "memory"), "journal backend (dialogctl works on filesystem journals)", section=""),
     Spec("maxAgeHours", "CLEANUP_MAX_AGE_HOURS", None, _optional_hours, "cleanup default: drop messages older than this many hours", section="cleanup"),
     Spec(
@@ -147,8 +172,73 @@ SPECS: tuple[Spec, ...] = (
         "cleanup default: remove users idle longer than this many hours",
         section="cleanup",
     ),
+    Spec(
+        "maxRemoveShare",
+        "CLEANUP_MAX_REMOVE_SHARE",
+        50,
+        _percent,
+        "cleanup guard, in percent: a run removing more of the journal's archives or users asks first, or with --yes refuses (100: no guard)",
+        section="cleanup",
+    ),
 )
 _ALIASES = {s.name.lower(): s.name for s in SPECS}
+# Keys the reference implementation reads that dialogctl has no use for: known, so never "unknown".
+REFERENCE_ONLY_KEYS = {"cleanup": ("intervalHours", "dryRun")}
+SECTIONS = ("filesystem", "cleanup")
+
+
+class UnknownKey(NamedTuple):
+    """A key in a config file's ``dialogueJournal`` tree that no setting reads (a typo, most likely)."""
+
+    path: Path  # the config file
+    section: str  # where it is: "dialogueJournal", "dialogueJournal.filesystem", ...
+    key: str
+    closest: str | None  # the known key it most likely meant, dotted below dialogueJournal when in another section
+
+    def __str__(self) -> str:
+        guess = f"; did you mean {self.closest}?" if self.closest else ""
+        return f"config file {self.path}: unknown key {self.key} in {self.section}{guess}"
+
+
+def _known_keys() -> dict[str, list[str]]:
+    """Every key each part of ``dialogueJournal`` may hold ("" is dialogueJournal itself)."""
+    known: dict[str, list[str]] = {"": list(SECTIONS)}
+    for spec in SPECS:
+        known.setdefault(spec.section, []).append(spec.name)
+    for section, names in REFERENCE_ONLY_KEYS.items():
+        known.setdefault(section, []).extend(names)
+    return known
+
+
+def _closest(key: str, section: str, known: dict[str, list[str]]) -> str | None:
+    from difflib import get_close_matches
+
+    def best(candidates: list[str]) -> str | None:
+        by_lower = {c.lower(): c for c in candidates}
+        found = get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
+        return by_lower[found[0]] if found else None
+
+    here = best(known.get(section, []))
+    if here is not None:
+        return here
+    elsewhere = {f"{s}.{name}" if s else name: name for s, names in known.items() if s != section for name in names}
+    match = best(list(elsewhere.values()))
+    return next((dotted for dotted, name in elsewhere.items() if name == match), None) if match else None
+
+
+def unknown_keys(path: Path, tree: dict[str, Any]) -> list[UnknownKey]:
+    """The keys of a config file's ``dialogueJournal`` tree that no setting (of dialogctl or the reference) reads."""
+    known = _known_keys()
+    found: list[UnknownKey] = []
+    for section in ("", *SECTIONS):
+        holder = tree if section == "" else tree.get(section)
+        if not isinstance(holder, dict):
+            continue
+        where = "dialogueJournal" + (f".{section}" if section else "")
+        for key in holder:
+            if str(key) not in known[section]:
+                found.append(UnknownKey(path, where, str(key), _closest(str(key), section, known)))
+    return found
 
 
 class Setting(NamedTuple):
@@ -161,10 +251,11 @@ class Setting(NamedTuple):
 class Settings:
     """Every setting's value and source; read-only."""
 
-    __slots__ = ("values",)
+    __slots__ = ("unknown", "values")
 
-    def __init__(self, values: Mapping[str, Setting]) -> None:
+    def __init__(self, values: Mapping[str, Setting], unknown: Iterable[UnknownKey] = ()) -> None:
         self.values = dict(values)
+        self.unknown = list(unknown)  # keys in the config files that no setting reads (the caller warns)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name].value
@@ -221,8 +312,8 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The ``dialogueJournal`` section of a config file, as flat ``name -> value``."""
+def read_config_file(path: Path) -> tuple[dict[str, Any], list[UnknownKey]]:
+    """The ``dialogueJournal`` section of a config file, as flat ``name -> value``, and the keys in it no setting reads."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -249,7 +340,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         holder = section if spec.section == "" else section.get(spec.section) or {}
         if isinstance(holder, dict) and spec.name in holder:
             flat[spec.name] = holder[spec.name]
-    return interpolate(flat, os.environ)
+    return interpolate(flat, os.environ), unknown_keys(path, section)
 
 
 def load_settings(
@@ -263,15 +354,20 @@ def load_settings(
     cwd = Path.cwd() if cwd is None else cwd
     flags = dict(flags or {})
     layers: list[tuple[str, dict[str, Any], Path | None]] = []
+    unknown: list[UnknownKey] = []
     layers.append(("flag", {k: v for k, v in flags.items() if v is not None}, None))
     env_values = {s.name: env[ENV_PREFIX + s.env] for s in SPECS if env.get(ENV_PREFIX + s.env, "") != ""}
     layers.append(("env", env_values, None))
     project = Path(config_path) if config_path is not None else cwd / PROJECT_CONFIG
     if config_path is not None or project.is_file():
-        layers.append((f"{PROJECT_CONFIG if config_path is None else 'config'} ({project})", read_config_file(project), project))
+        values, typos = read_config_file(project)
+        layers.append((f"{PROJECT_CONFIG if config_path is None else 'config'} ({project})", values, project))
+        unknown.extend(typos)
     user_file = user_config_path()
     if user_file.is_file():
-        layers.append((f"user config ({user_file})", read_config_file(user_file), user_file))
+        values, typos = read_config_file(user_file)
+        layers.append((f"user config ({user_file})", values, user_file))
+        unknown.extend(typos)
 
     resolved: dict[str, Setting] = {}
     for spec in SPECS:
@@ -293,7 +389,13 @@ def load_settings(
             resolved[spec.name] = Setting(spec.name, default, "default", False)
     if resolved["backend"].value != "filesystem":
         raise InvalidInput(f"backend {resolved['backend'].value!r} ({resolved['backend'].source}) keeps no files; dialogctl works on filesystem journals")
-    return Settings(resolved)
+    if unknown and resolved["strictConfig"].value:
+        more = f" (and {len(unknown) - 1} more unknown key(s))" if len(unknown) > 1 else ""
+        raise InvalidInput(
+            f"{unknown[0]}{more}",
+            hint=f"strictConfig ({resolved['strictConfig'].source}) makes unknown keys errors; fix or remove them",
+        )
+    return Settings(resolved, unknown)
 
 
 def flag_name(name: str) -> str:

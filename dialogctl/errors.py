@@ -19,6 +19,9 @@ Exit codes (stable, documented in the README and the man page):
       process killed)
 7     partly done: of many users' batches, some were committed and
       some were not (the report names each, and its input lines)
+8     held back: a cleanup would remove more of the journal than
+      cleanup.maxRemoveShare allows, and nothing said it may (nothing
+      was removed)
 70    internal error (a bug)
 ====  ===========================================================
 
@@ -40,6 +43,7 @@ EXIT_LOCK_BUSY = 4
 EXIT_DAMAGED = 5
 EXIT_IO = 6
 EXIT_PARTLY_DONE = 7
+EXIT_HELD = 8
 EXIT_INTERNAL = 70
 
 EXIT_CODES: dict[int, str] = {
@@ -51,6 +55,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_DAMAGED: "damaged data: some records could not be read (intact ones were)",
     EXIT_IO: "I/O, permission or resource error (disk full, read-only, permission denied, out of memory, a worker process killed)",
     EXIT_PARTLY_DONE: "partly done: some users' batches were committed and some were not (append --jsonl reports each, with its input lines)",
+    EXIT_HELD: "held back: a cleanup would remove more than cleanup.maxRemoveShare of the archives or users; nothing was removed (--max-remove N, --force)",
 }
 
 
@@ -97,6 +102,12 @@ class NotFound(DialogError):
     """A user, conversation or archive that does not exist."""
 
     exit_code = EXIT_NOT_FOUND
+
+
+class CleanupHeld(DialogError):
+    """A cleanup that would remove more of the journal than the guard allows, refused before any change."""
+
+    exit_code = EXIT_HELD
 
 
 class LockBusy(DialogError):

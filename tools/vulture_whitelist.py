@@ -11,6 +11,7 @@ vulture reports is dead code to delete (tests/test_architecture.py runs it).
 export
 follow
 doctor
+demo
 import_
 rm
 cleanup
@@ -24,6 +25,7 @@ always  # --color / layout enum members, chosen on the command line
 never
 sharded
 _.list_commands  # Click's group protocol
+_.resolve_command
 _._main_shell_completion  # Click's completion entry point (overridden)
 source_template  # Click's ShellComplete subclass protocol
 _.source_vars

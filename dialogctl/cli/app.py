@@ -69,6 +69,19 @@ class DialogGroup(TyperGroup):
             command = self.commands[cmd_name] = load_command(cmd_name)
         return command
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # Typer's own suggestions look only at the commands already loaded (none: they load on demand).
+        from typer._click.exceptions import UsageError
+
+        try:
+            return self._click_resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and exc.message.startswith("No such command"):
+                from .hints import unknown_command
+
+                exc.message = unknown_command(args[0], COMMANDS)
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             result = super().invoke(ctx)
@@ -194,8 +207,14 @@ def _silence_stdout() -> None:
 
 
 def _report_other(exc: Exception) -> int:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
+    if isinstance(exc, UsageError):
+        from .hints import extra_arguments, unknown_option
+
+        told = unknown_option(exc) if isinstance(exc, NoSuchOption) else extra_arguments(exc)
+        if told is not None:
+            return _fail(*told, exc.exit_code)
     if isinstance(exc, NoArgsIsHelpError):
         print(exc.format_message(), file=sys.stderr)  # the help itself: our own text
         return exc.exit_code
@@ -321,15 +340,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("health", "verify"),
     "repair": ("health", "repair"),
     "doctor": ("health", "doctor"),
+    "demo": ("demo", "demo"),
 }
 
 
+# The commands that print tables for people: each takes --wide, in one place (load_command).
+TABLE_COMMANDS = frozenset(
+    {"append", "archive", "restore", "list", "import", "stats", "locks", "cleanup", "config", "search", "rm", "verify", "repair", "doctor"}
+)
+WIDE_HELP = (
+    "Tables on a terminal: show every cell whole and let long rows wrap, instead of cutting long cells (with an ellipsis) "
+    "and dropping the least important columns to fit the width. Pipes and machine formats are never cut."
+)
+
+
+def _set_wide(ctx: Any, param: Any, value: bool) -> None:
+    if value and isinstance(ctx.obj, CliState):
+        ctx.obj.wide = True
+
+
 def load_command(name: str) -> Any:
-    """The click command for one subcommand, built from its function."""
+    """The click command for one subcommand, built from its function (with --wide for a table command)."""
     import importlib
+
+    from typer.core import TyperOption
 
     module_name, attr = COMMANDS[name]
     module = importlib.import_module(f"{__package__}.commands.{module_name}")
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     single.command(name, cls=DialogCommand, context_settings=CONTEXT_SETTINGS)(getattr(module, attr))
-    return typer.main.get_command(single)
+    command = typer.main.get_command(single)
+    if name in TABLE_COMMANDS:
+        wide = TyperOption(param_decls=["--wide"], is_flag=True, default=False, expose_value=False, callback=_set_wide, help=WIDE_HELP)
+        command.params.insert(next((i for i, p in enumerate(command.params) if p.name == "fmt"), len(command.params)), wide)
+    return command

@@ -1,9 +1,13 @@
 """One ``--format`` option for every command that prints data, and its writers.
 
 Records are streamed: a JSON array is written element by element, JSONL one
-object per line, CSV/TSV one row per record; an empty result is ``[]`` in JSON
+object per line, CSV/TSV one row per record (TSV as IANA's
+text/tab-separated-values: no quoting, and tab, newline, carriage return and
+backslash written ``\\t`` ``\\n`` ``\\r`` ``\\\\``, so every record is one line of
+fields split by tabs); an empty result is ``[]`` in JSON
 and nothing (CSV: just the header) otherwise. The shape of machine output never
-depends on whether stdout is a terminal. ``table`` is for people: Rich on a
+depends on whether stdout is a terminal; on one, control and bidi characters are
+shown escaped (:func:`stdout_for`). ``table`` is for people: Rich on a
 terminal, plain aligned columns in a pipe (imported only when used).
 
 A command whose data is one object (``stats``) prints it as a JSON object, one
@@ -17,7 +21,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, NamedTuple, Optional
+from typing import IO, Annotated, Any, NamedTuple, Optional
 
 import typer
 
@@ -37,7 +41,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format: table (default), json, jsonl, csv or tsv.",
+        help="Output format: table (default), json (an array of records, [] when none; a one-object command: that object), jsonl, csv or tsv (one line per record, no quoting; tab, newline, CR and backslash as \t \n \r \\).",
         case_sensitive=False,
         show_default=False,
     ),
@@ -60,14 +64,15 @@ def object_format(fmt: Format | None, command: str, hint: str | None = None) -> 
 class Column(NamedTuple):
     key: str  # the field name in json/jsonl/csv
     header: str  # the table heading
-    kind: str = "text"  # text, count, bytes, time, bool, json
+    kind: str = "text"  # text, id, name (never cut), count, bytes, time, bool, json
     in_table: bool = True  # False: a field of the machine formats only (the table's title says it)
+    drop: int = 0  # on too narrow a terminal, columns with a higher rank are dropped first (see dialogctl.cli.fit)
 
 
 # Where a message sits and who wrote it: the leading columns of every per-message listing (show, search).
 PLACE_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("archived", "Archived", "bool"),
     Column("index", "#", "count"),
     Column("timestamp", "Time"),
@@ -79,8 +84,14 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write(text: str) -> None:
-    sys.stdout.write(text)
+def stdout_for(fmt: Format) -> IO[str]:
+    """stdout for a machine format: exact bytes in a file or a pipe; on a terminal, control and bidi
+    characters escaped (:func:`dialogctl.cli.render.for_people`; json and jsonl stay valid JSON of the same values)."""
+    if not sys.stdout.isatty():
+        return sys.stdout
+    from .render import for_people
+
+    return for_people(sys.stdout, json=fmt in (Format.json, Format.jsonl))
 
 
 def emit_records(
@@ -95,7 +106,7 @@ def emit_records(
     """Write records in the chosen format; return how many were written."""
     fmt = fmt or Format.table
     count = 0
-    out = sys.stdout
+    out = stdout_for(fmt)
     if fmt is Format.json:
         out.write("[")
         for record in records:
@@ -106,13 +117,18 @@ def emit_records(
         for record in records:
             out.write(dumps(dict(record)) + "\n")
             count += 1
-    elif fmt in (Format.csv, Format.tsv):
+    elif fmt is Format.tsv:
+        out.write(tsv_line([c.key for c in columns]))
+        for record in records:
+            out.write(tsv_line([cell_text(record.get(c.key)) for c in columns]))
+            count += 1
+    elif fmt is Format.csv:
         import csv
 
-        writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n")
+        writer = csv.writer(out, dialect="excel", lineterminator="\n")
         writer.writerow([c.key for c in columns])
         for record in records:
-            writer.writerow([_cell(record.get(c.key)) for c in columns])
+            writer.writerow([cell_text(record.get(c.key)) for c in columns])
             count += 1
     else:
         from . import render
@@ -127,7 +143,16 @@ def emit_records(
     return count
 
 
-def _cell(value: Any) -> str:
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_line(fields: Iterable[str]) -> str:
+    """One TSV record (IANA text/tab-separated-values): fields joined by tabs, their tab, LF, CR and backslash escaped."""
+    return "\t".join(field.translate(_TSV_ESCAPES) for field in fields) + "\n"
+
+
+def cell_text(value: Any) -> str:
+    """A value as a CSV or TSV cell: empty for null, true/false, JSON for objects and lists."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -141,9 +166,9 @@ def emit_object(state: CliState, fmt: Format | None, obj: Mapping[str, Any], tab
     """A single result object (stats, a cleanup): a JSON object, one JSONL line, or ``table()`` for people."""
     fmt = fmt or Format.table
     if fmt is Format.json:
-        write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+        stdout_for(fmt).write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
     elif fmt is Format.jsonl:
-        write(dumps(dict(obj)) + "\n")
+        stdout_for(fmt).write(dumps(dict(obj)) + "\n")
     else:
         object_format(fmt, state.command)
         table()

@@ -5,12 +5,13 @@ paths from the disk) goes through :func:`visible` before it reaches a
 terminal: every control and bidi-format character except newline and tab is
 shown as an escape, and Rich markup is never interpreted (``markup=False``
 everywhere; Markdown is rendered by Rich's Markdown parser, which knows no
-Rich markup, with hyperlinks off). Machine formats never come through here;
+Rich markup, with hyperlinks off). Machine formats (and exports) written to a
+terminal pass through :func:`for_people`, the same rule; in a file or a pipe
 they carry the exact text.
 
 On a terminal, tables use Rich's box drawing, colour (see
 :meth:`dialogctl.cli.state.CliState.use_color`) and the terminal's width
-(long cells wrap); in a pipe, the same columns are printed as plain aligned
+(long cells cut, see :mod:`dialogctl.cli.fit`); in a pipe, the same columns are printed as plain aligned
 text on one line per row. Times in tables are relative (``3h ago``); the
 machine formats carry them as written. Colour means the 16 standard ANSI
 colours, or no escape sequence at all.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import io
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ..models import Message
+    from .fit import Spec
     from .output import Column
     from .state import CliState
 
@@ -55,6 +57,40 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """Text safe to print on a terminal: dangerous characters become visible escapes."""
     return _UNSAFE.sub(_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group(0)):04x}"
+
+
+class TerminalText:
+    """A text stream for a terminal: what is written shows control and bidi characters as escapes.
+
+    Text goes through :func:`visible` (a CR LF line end, as CSV writes it,
+    stays); ``json`` text gets ``\\uXXXX`` instead, which is the same JSON
+    (those characters only occur inside strings), so it still parses to the
+    exact values. Everything else (``flush``, ``fileno``) is the stream's.
+    """
+
+    def __init__(self, stream: IO[str], json: bool = False) -> None:
+        self.stream = stream
+        self.json = json
+
+    def write(self, text: str) -> int:
+        if self.json:
+            safe = _UNSAFE.sub(_json_escape, text)
+        else:
+            safe = "\r\n".join(visible(part) for part in text.split("\r\n"))
+        self.stream.write(safe)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def for_people(stream: IO[str], json: bool = False) -> IO[str]:
+    """``stream`` as it is for a file or a pipe (exact bytes), or escaped by :class:`TerminalText` when it is a terminal."""
+    return TerminalText(stream, json) if stream.isatty() else stream  # type: ignore[return-value]
 
 
 def one_line(text: str) -> str:
@@ -95,15 +131,20 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
     )
 
 
-def print_renderable(state: CliState, renderable: Any) -> None:
-    """Print to stdout; in a pipe, without trailing padding."""
+def print_renderable(state: CliState, renderable: Any, whole: bool = False) -> None:
+    """Print to stdout; in a pipe, without trailing padding.
+
+    On a terminal, ``whole`` lays the renderable out at its full width (a
+    ``--wide`` table: the terminal wraps its long lines, no cell is folded).
+    """
     if sys.stdout.isatty():
         from rich.measure import Measurement
 
         con = console(state)
         # Too narrow a terminal: lay the table out wider and let the terminal wrap its lines,
         # rather than let Rich squeeze columns to nothing and drop them.
-        con.width = max(con.width, Measurement.get(con, con.options.update_width(1_000_000), renderable).minimum)
+        measured = Measurement.get(con, con.options.update_width(1_000_000), renderable)
+        con.width = max(con.width, measured.maximum if whole else measured.minimum)
         con.print(renderable)
         return
     buffer = io.StringIO()
@@ -187,48 +228,104 @@ def cell(column: Column, value: Any) -> str:
 # --- renderables -------------------------------------------------------------------
 
 
+def _fit_kind(column: Column) -> str:
+    from . import fit
+
+    if column.kind in ("count", "bytes", "bool", "time", "name"):
+        return fit.FIXED
+    return fit.MIDDLE if column.kind == "id" else fit.END
+
+
 def table(state: CliState, columns: list[Column], rows: Iterable[Mapping[str, Any]], title: str | None = None) -> None:
-    """Rows as a table: boxed and fitted to the terminal on one, plain aligned columns in a pipe."""
+    """Rows as a table: fitted to the terminal on one (see :mod:`dialogctl.cli.fit`), plain aligned columns in a pipe."""
+    from .fit import Spec
+
+    shown = [c for c in columns if c.in_table]
+    specs = [Spec(c.header, _fit_kind(c), c.drop) for c in shown]
+    right = {i for i, c in enumerate(shown) if c.kind in ("count", "bytes")}
+    grid(state, specs, [[cell(c, row.get(c.key)) for c in shown] for row in rows], title=title, right=right)
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else str(value.plain)
+
+
+def _cut_cell(value: Any, how: str, width: int) -> Any:
+    """A cell (text, or Rich Text with styled spans) cut to ``width``; Rich Text keeps its styles."""
+    from . import fit
+
+    if isinstance(value, str):
+        return fit.cut(value, how, width)
+    plain = value.plain
+    short = fit.cut(plain, how, width)
+    if short == plain:
+        return value
+    from rich.text import Text
+
+    head, _, tail = short.partition(fit.ELLIPSIS)
+    return value[: len(head)] + Text(fit.ELLIPSIS) + (value[len(plain) - len(tail) :] if tail else Text())
+
+
+def grid(
+    state: CliState,
+    specs: list[Spec],
+    rows: list[list[Any]],
+    title: str | None = None,
+    header: bool = True,
+    right: Collection[int] = (),
+    styles: list[str | None] | None = None,
+    ends: list[bool] | None = None,
+) -> None:
+    """Cells (escaped text on one line, or Rich Text) under their headings: the one table renderer.
+
+    On a terminal the table fits its width (cells cut, columns dropped; see
+    :mod:`dialogctl.cli.fit`) unless the command was given ``--wide``, which
+    prints every cell whole and leaves long rows to the terminal to wrap; in a
+    pipe every cell is whole and every row one line. ``right``: the columns
+    aligned to the right; ``styles`` and ``ends``: per row, a style and
+    whether a section (a rule) ends after it.
+    """
     from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    from . import fit
 
     terminal = sys.stdout.isatty()
+    fitted = terminal and not state.wide
+    if fitted:
+        import shutil
+
+        layout = fit.fit(specs, [[_plain(value) for value in row] for row in rows], shutil.get_terminal_size().columns)
+        title = fit.cut_end(visible(title), sum(layout.widths) + fit.GAP * (len(layout.widths) - 1)) if title else None
+    else:
+        layout = fit.Layout(list(range(len(specs))), [])
+        title = visible(title) if title and terminal else None
     t = Table(
-        box=box.SIMPLE_HEAD if terminal else None,
-        title=visible(title) if title and terminal else None,
+        box=(box.SIMPLE_HEAD if header else box.SIMPLE) if terminal else None,
+        title=title,
+        show_header=header,
         show_edge=False,
         header_style="bold" if terminal else "",
         pad_edge=False,
     )
-    shown = [c for c in columns if c.in_table]
-    for column in shown:
-        numeric = column.kind in ("count", "bytes", "bool")
-        # Numbers never wrap; ids and text fold, but never below their header's longest word,
-        # so a narrow terminal never leaves a column one letter wide.
-        floor = max(len(word) for word in column.header.split())
-        t.add_column(
-            column.header,
-            justify="right" if column.kind in ("count", "bytes") else "left",
-            overflow="fold",
-            no_wrap=numeric,
-            min_width=max(floor, 8),
-        )
-    for row in rows:
-        t.add_row(*(cell(c, row.get(c.key)) for c in shown))
-    print_renderable(state, t)
+    for n, i in enumerate(layout.keep):
+        style = "bold" if terminal and not header and n == 0 else None  # the labels of key/value rows
+        width = layout.widths[n] if fitted else None
+        # The heading may fold onto a second line; a row never does.
+        t.add_column(Text(specs[i].heading, no_wrap=False, overflow="fold"), justify="right" if i in right else "left", width=width, no_wrap=True, style=style)
+    for r, row in enumerate(rows):
+        cells = [_cut_cell(row[i], specs[i].cut, layout.widths[n]) if fitted else row[i] for n, i in enumerate(layout.keep)]
+        t.add_row(*cells, style=styles[r] if styles else None, end_section=bool(ends and ends[r]))
+    print_renderable(state, t, whole=not fitted)
 
 
 def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | None = None) -> None:
-    from rich import box
-    from rich.table import Table
+    """Labelled values, one per line: labels (and the ids among them) cut in the middle, values at the end."""
+    from .fit import END, MIDDLE, Spec
 
-    terminal = sys.stdout.isatty()
-    t = Table(box=box.SIMPLE if terminal else None, show_header=False, title=title if terminal else None, show_edge=False, pad_edge=False)
-    t.add_column(style="bold" if terminal else "")
-    t.add_column()
-    for key, value in pairs:
-        t.add_row(visible(key), visible(value))
-    print_renderable(state, t)
+    rows = [[visible(key), one_line(value)] for key, value in pairs]
+    grid(state, [Spec("", MIDDLE), Spec("", END)], rows, title=title, header=False)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

@@ -34,6 +34,7 @@ class CliState:
         self.quiet = quiet
         self.verbose = verbose
         self.command = "dialogctl"
+        self.wide = False  # --wide: tables show every cell whole on a terminal (see dialogctl.cli.fit)
         self._settings: Settings | None = None
         self._journal: Journal | None = None
 
@@ -55,6 +56,10 @@ class CliState:
             from ..config import load_settings
 
             self._settings = load_settings(self.flags, self.config_path)
+            for unknown in self._settings.unknown:  # a typo in a config file is ignored, but never silently
+                self.warn(str(unknown))
+            if self._settings.unknown:
+                tell("hint: unknown keys are ignored; strictConfig: true (or --set strictConfig=true) makes them errors")
         return self._settings
 
     @property

@@ -115,7 +115,6 @@ def write_each(out: IO[str], selected: Iterable[Selected | Formatted], text: Cal
 
 class ExportOptions(NamedTuple):
     format: str = "jsonl"
-    single: bool = False  # json: one object instead of an array
     neutralised: bool = True  # csv: neutralise formula cells
     system: str | None = None  # openai/sharegpt: a system message to prepend
 

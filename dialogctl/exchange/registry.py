@@ -11,10 +11,10 @@ message's index in its whole conversation (a filter keeps those indexes).
 
 Formats:
 
-* ``json``: one conversation in the reference implementation's shape
-  ``{userId, timestamp, messageCount, messages}``; several as an array of such
-  objects, each also carrying ``conversation`` and ``archived``, written one
-  conversation at a time. ``timestamp`` is the time of the export (pinned by
+* ``json``: always an array (one conversation, several or none), each element
+  the reference implementation's shape ``{userId, timestamp, messageCount,
+  messages}`` also carrying ``conversation`` and ``archived``, written one
+  conversation at a time; the importer also reads the reference's lone object. ``timestamp`` is the time of the export (pinned by
   ``SOURCE_DATE_EPOCH`` when set, so the same journal exports to the same bytes).
 * ``jsonl``: one message per line (:func:`message_record`): user, conversation,
   archived, index, role, content, timestamp, metadata.

@@ -453,7 +453,7 @@ class TornBatch(NamedTuple):
     def describe(self) -> str:
         """One sentence for a damage report (never message text)."""
         how = "the writer was killed or failed, or is still writing" if self.at_end else "the writer was killed or failed"
-        return f"only {self.records} of the {self.size} records of a batch (messages {self.first}-{self.last}) were written: {how}; none of them is read"
+        return f"only {self.records} of the {self.size} records of a batch (messages {self.first - 1}-{self.last - 1} by index from 0; frames n={self.first}-{self.last}) were written: {how}; none of them is read"
 
 
 class Batches(NamedTuple):

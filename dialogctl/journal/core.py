@@ -66,8 +66,8 @@ class Journal(JournalWriter):
 
         def body(dialogs: Folder) -> str | None:
             name, _ = self._target(dialogs, user, ref.id if ref.kind == "session" else "current")
-            if ref.kind == "session" and dialogs.stat(name) is None:
-                raise NotFound(f"{ref.describe()} not found")
+            if dialogs.stat(name) is None and not self.always_there(ref):
+                raise self.not_found(ref)
             return self.archive_locked(dialogs, user, name, ref, archive_id)
 
         return self.locked(user, "archive", body)

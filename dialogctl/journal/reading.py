@@ -33,6 +33,25 @@ class JournalReader(JournalFiles):
             return ConversationRef(user, "current")
         return files[-1].ref  # the most recently written session
 
+    def always_there(self, ref: ConversationRef) -> bool:
+        """Whether a missing file is an empty conversation rather than none at all.
+
+        In a journal of ``current.yaml`` files a user always has a current
+        conversation (empty until the first message, and again after an archive);
+        a journal of sessions has no current one, and a session or archive exists
+        only as its file. Anything that does not exist is "not found" (exit 3).
+        """
+        return ref.kind == "current" and self.layout().conversations == "current"
+
+    def not_found(self, ref: ConversationRef) -> NotFound:
+        """The error for a conversation that does not exist (its user does)."""
+        if ref.kind == "current" and self.layout().conversations != "current":
+            return NotFound(
+                f"user {ref.user!r} has no current conversation: this journal keeps one session-<id>.yaml per conversation",
+                hint=f"dialogctl list {ref.user} names its conversations; pass --conversation CID or --archive ID",
+            )
+        return NotFound(f"{ref.describe()} not found")
+
     # --- reading ---------------------------------------------------------------------
 
     def read(self, ref: ConversationRef, missing_ok: bool = False) -> Conversation:
@@ -42,9 +61,9 @@ class JournalReader(JournalFiles):
             try:
                 fd = folder.open_read(name)
                 if fd is None:
-                    if ref.kind == "current" or missing_ok:
+                    if self.always_there(ref) or missing_ok:
                         return Conversation(ref, self.rel_path(ref), [], [])
-                    raise NotFound(f"{ref.describe()} not found")
+                    raise self.not_found(ref)
                 try:
                     st = os.fstat(fd)
                     from ..disk.fileops import read_all
@@ -72,9 +91,9 @@ class JournalReader(JournalFiles):
         with self.dialogs_folder(ref.user) as dialogs:
             fd = self.open_file(dialogs, ref)
         if fd is None:
-            if ref.kind == "current":
+            if self.always_there(ref):
                 return Conversation(ref, self.rel_path(ref), [], [])
-            raise NotFound(f"{ref.describe()} not found")
+            raise self.not_found(ref)
         try:
             st = os.fstat(fd)
             found = _framed_tail(fd, st.st_size, count) if st.st_size else (0, [], "documents")

@@ -172,21 +172,21 @@ def check_frame_numbers(conv: ReadFile, expect: Expectations) -> Iterator[Findin
             conv.data.count(b"\n", 0, last.end) + 1,
             "frames",
             FRAME_NUMBERING,
-            f"the last record says it is message {last.n}, but the file holds {total}: records were removed or copied by hand",
+            f"the last record's frame counts {last.n} messages (n={last.n}), but the file holds {total}: records were removed or copied by hand",
             "rewrite the file with fresh frames",
             conv.user,
         )
 
 
 def check_roles(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
-    unknown = [i for i, msg in enumerate(conv.parsed.messages, 1) if msg.role not in ROLES]
+    unknown = [i for i, msg in enumerate(conv.parsed.messages) if msg.role not in ROLES]  # indexes from 0, as show and export number them
     if unknown:
         yield Finding(
             conv.rel_path,
             None,
             "roles",
             "unknown role",
-            f"{len(unknown)} message(s) have a role other than {', '.join(ROLES)} (first: message {unknown[0]})",
+            f"{len(unknown)} message(s) have a role other than {', '.join(ROLES)} (first: index {unknown[0]})",
             None,
             conv.user,
         )
@@ -196,7 +196,7 @@ def check_timestamps(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
     unreadable: list[int] = []
     backwards: list[int] = []
     previous = None
-    for number, msg in enumerate(conv.parsed.messages, 1):
+    for number, msg in enumerate(conv.parsed.messages):  # indexes from 0, as show and export number them
         moment = parse_timestamp(msg.timestamp)
         if moment is None:
             unreadable.append(number)
@@ -210,7 +210,7 @@ def check_timestamps(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
             None,
             "timestamps",
             "unreadable timestamp",
-            f"{len(unreadable)} message(s) have a timestamp that is not {TIMESTAMP_RULE} (first: message {unreadable[0]}); readers count them but place them at no time",
+            f"{len(unreadable)} message(s) have a timestamp that is not {TIMESTAMP_RULE} (first: index {unreadable[0]}); readers count them but place them at no time",
             None,
             conv.user,
         )
@@ -220,7 +220,7 @@ def check_timestamps(conv: ReadFile, expect: Expectations) -> Iterator[Finding]:
             None,
             "timestamps",
             "timestamps out of order",
-            f"{len(backwards)} message(s) are older than a message before them by more than {expect.order_slack:g} s (first: message {backwards[0]})",
+            f"{len(backwards)} message(s) are older than a message before them by more than {expect.order_slack:g} s (first: index {backwards[0]})",
             None,
             conv.user,
             level="note",  # the servers stamp what their clients send: worth knowing, nothing to mend

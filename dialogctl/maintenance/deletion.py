@@ -75,7 +75,7 @@ def plan_removal(journal: Journal, user: str, conversation: str | None = None, a
     ref = journal.resolve(user, conversation, archive)
     match = [f for f in files if f.ref == ref]
     if not match:
-        raise NotFound(f"{ref.describe()} not found")
+        raise journal.not_found(ref)
     conv = journal.read(ref)
     extra = _leftovers_of(journal, match[0].rel_path) + _quarantined(journal, match[0].rel_path)
     paths = (match[0].rel_path,) + tuple(path for path, _ in extra)

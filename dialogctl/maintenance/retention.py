@@ -83,6 +83,7 @@ class CleanupAction:
     reason: str
     size: int = 0  # the file's size when planned (0 for a user)
     keep: int = 0  # messages kept (trim only)
+    archives: int = 0  # archives a remove-user takes with the user (for the guard: maintenance/guard.py)
 
     def record(self, outcome: str, reason: str) -> dict[str, object]:
         """The step as one report line: planned, done or skipped (``outcome``), and why (``reason``)."""
@@ -110,6 +111,8 @@ class CleanupPlan:
     file_shape: str = "sequence"  # the shape a trimmed file is rewritten in (the journal's fileShape)
     items: list[CleanupAction] = field(default_factory=list)  # actions and keeps, user by user
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    users_seen: int = 0  # the users and archives the plan looked at: what the guard measures a plan against
+    archives_seen: int = 0
 
     @property
     def actions(self) -> list[CleanupAction]:
@@ -235,6 +238,7 @@ def plan_cleanup(
     else:
         found_by_user = ((user, journal.summaries(user)) for user in users)
     for done, (user, found) in enumerate(found_by_user, 1):
+        plan.users_seen, plan.archives_seen = plan.users_seen + 1, plan.archives_seen + sum(1 for s in found if s.ref.archived)
         plan.items.extend(_plan_user(journal, plan, user, found))
         if progress is not None:
             progress(done, None)
@@ -255,7 +259,8 @@ def _plan_user(journal: Journal, plan: CleanupPlan, user: str, found: list[Conve
         messages = sum(s.messages for s in found)
         size = sum(s.size for s in found)
         reason = f"inactive: newest message {format_timestamp(last)} is older than {format_timestamp(plan.max_inactive_cutoff)}"
-        return [CleanupAction(user, "remove-user", "maxInactive", "*", journal.user_path(user).rsplit("/", 1)[0], messages, size, reason)]
+        archives = sum(1 for s in found if s.ref.archived)
+        return [CleanupAction(user, "remove-user", "maxInactive", "*", journal.user_path(user).rsplit("/", 1)[0], messages, size, reason, archives=archives)]
     actions = []
     for summary in found:
         action = _plan_summary(journal, plan, summary)

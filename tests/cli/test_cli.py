@@ -176,8 +176,8 @@ def test_empty_results(root: Path, cli: Cli) -> None:
 
 def test_export_json_shapes(root: Path, cli: Cli) -> None:
     cli("append", "alice", "hi", "--timestamp", "2024-01-15T10:30:00Z")
-    single = cli.json("export", "alice", "--format", "json")
-    assert set(single) == {"userId", "timestamp", "messageCount", "messages"}
+    [single] = cli.json("export", "alice", "--format", "json")  # an array also for one conversation
+    assert set(single) == {"userId", "conversation", "archived", "timestamp", "messageCount", "messages"}
     assert single["userId"] == "alice" and single["messageCount"] == 1
     assert single["messages"] == [{"role": "user", "content": "hi", "timestamp": "2024-01-15T10:30:00.000Z"}]
     many = cli.json("export", "--all", "--format", "json")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,18 @@ def test_every_documented_time_form_is_accepted(alice: Path, cli: Cli, spec: str
 # --- formats: every command, every format, empty results ------------------------------------
 
 
+def _unescape(field: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}[m.group(1)], field)
+
+
+def read_tsv(text: str) -> list[dict[str, str]]:
+    """TSV as IANA's text/tab-separated-values: a record per line, fields split at tabs, then unescaped."""
+    assert text.endswith("\n") or not text
+    lines = [line.split("\t") for line in text[:-1].split("\n")] if text else []
+    assert all(len(line) == len(lines[0]) for line in lines)
+    return [dict(zip([_unescape(f) for f in lines[0]], [_unescape(f) for f in line], strict=True)) for line in lines[1:]]
+
+
 @pytest.mark.parametrize(
     "args",
     [["list"], ["list", "alice"], ["locks"], ["config"], ["show", "alice"], ["cleanup", "--max-age", "1d", "--dry-run"], ["append", "alice", "x"]],
@@ -116,7 +129,7 @@ def test_each_format_has_its_shape(alice: Path, cli: Cli, args: list[str]) -> No
     as_json = cli.json(*args, "--format", "json")
     jsonl = [json.loads(line) for line in cli(*args, "--format", "jsonl").stdout.splitlines()]
     rows = list(csv.DictReader(io.StringIO(cli(*args, "--format", "csv").stdout)))
-    tsv = list(csv.DictReader(io.StringIO(cli(*args, "--format", "tsv").stdout), dialect="excel-tab"))
+    tsv = read_tsv(cli(*args, "--format", "tsv").stdout)
     records = as_json["messages"] if args[0] == "show" else as_json["actions"] if args[0] == "cleanup" else as_json
     assert isinstance(records, list) and records
     assert len(jsonl) == len(rows) == len(tsv) == len(records)
@@ -297,3 +310,47 @@ def test_users_by_prefix_enter_only_matching_folders(tmp_path: Path, monkeypatch
     monkeypatch.setattr(layout.os, "scandir", spy)
     list(iter_user_folders(str(root), prefix="user-101"))
     assert not any(path.endswith(("-1000", "-1001", "-1002")) for path in entered)
+
+
+@pytest.mark.parametrize("fmt", [None, "json", "jsonl", "csv", "tsv"])
+def test_archive_idle_prints_the_rows_of_its_dry_run_with_the_outcome(alice: Path, cli: Cli, fmt: str | None) -> None:
+    args = ["archive", "--idle", "1m", "--all", *(["--format", fmt] if fmt else [])]
+    planned = cli(*args, "--dry-run")
+    done = cli(*args)
+    assert planned.exit_code == done.exit_code == 0, done.stderr
+    [archive_id] = [c["conversation"] for c in cli.json("list", "alice", "--format", "json") if c["kind"] == "archive"]  # the sweep's
+    if fmt in ("json", "jsonl"):
+        rows = json.loads(done.stdout) if fmt == "json" else [json.loads(line) for line in done.stdout.splitlines()]
+        plan = json.loads(planned.stdout) if fmt == "json" else [json.loads(line) for line in planned.stdout.splitlines()]
+        assert [set(row) for row in rows] == [set(row) for row in plan]
+        assert [(r["user"], r["conversation"], r["messages"], r["archive"], r["note"]) for r in rows] == [("alice", "current", 6, archive_id, "archived")]
+        return
+    lines, plan_lines = done.stdout.splitlines(), planned.stdout.splitlines()
+    assert lines[0].split() == plan_lines[0].split() and len(lines) == len(plan_lines) == 2  # the same heading, one row each
+    separator = "\t" if fmt == "tsv" else "," if fmt == "csv" else None
+    heading, row = lines[0].split(separator), lines[1].split(separator)
+    if fmt is None:
+        assert heading == ["User", "Conversation", "Last", "message", "Messages", "Archive", "Outcome"]
+        assert row[:2] == ["alice", "current"] and row[-2:] == [archive_id, "archived"]
+    else:
+        assert heading == ["user", "conversation", "lastMessage", "messages", "archive", "note"]
+        assert row == ["alice", "current", "2024-01-16T10:05:00.000Z", "6", archive_id, "archived"]
+
+
+TRICKY = "tab\there\nnew line\r\ncr lf, back\\slash \\t not a tab, \"quoted\" and 'single'"
+
+
+def test_tsv_is_one_line_per_record_without_quoting(root: Path, cli: Cli) -> None:
+    assert cli("append", "alice", "--jsonl", input=json.dumps({"role": "user", "content": TRICKY, "metadata": {"k": "a\tb"}}) + "\n").exit_code == 0
+    assert cli("append", "alice", "plain").exit_code == 0
+    out = cli("show", "alice", "--format", "tsv").stdout
+    lines = out.split("\n")
+    assert len(lines) == 4 and lines[-1] == ""  # heading, two records, the final newline
+    assert all(line.count("\t") == 7 for line in lines[:-1])  # what awk -F'\t' sees: eight fields on every line
+    assert '"' not in lines[0] and lines[1].split("\t")[6] == "tab\\there\\nnew line\\r\\ncr lf, back\\\\slash \\\\t not a tab, \"quoted\" and 'single'"
+    records = read_tsv(out)
+    assert [r["content"] for r in records] == [TRICKY, "plain"]
+    assert json.loads(records[0]["metadata"]) == {"k": "a\tb"} and records[0]["archived"] == "false"
+    assert read_tsv(cli("list", "--format", "tsv").stdout)[0]["user"] == "alice"
+    followed = cli("follow", "alice", "--since", "2000-01-01", "--count", "2", "--format", "tsv").stdout
+    assert [r["content"] for r in read_tsv(followed)] == [TRICKY, "plain"]

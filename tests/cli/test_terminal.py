@@ -217,6 +217,41 @@ def test_control_characters_are_escaped_on_the_terminal_and_exact_in_json(tmp_pa
     assert jsonl["content"] == HOSTILE
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "mallory", "-f", "markdown"],
+        ["export", "mallory", "-f", "csv"],
+        ["export", "mallory", "-f", "jsonl"],
+        ["show", "mallory", "-f", "csv"],
+        ["show", "mallory", "-f", "tsv"],
+        ["show", "mallory", "-f", "json"],
+        ["show", "mallory", "-f", "jsonl"],
+        ["list", "-f", "csv"],
+    ],
+)
+def test_every_format_escapes_on_a_terminal_and_is_exact_in_a_pipe(tmp_path: Path, args: list[str]) -> None:
+    env = {"DIALOGUE_JOURNAL_ROOT": str(tmp_path / "journal")}
+    line = {"role": "assistant", "content": HOSTILE, "metadata": {"model": "gpt\x1b[31m-4\u202e", "tokens": 3}}
+    assert run_exe("append", "mallory", "--jsonl", input=json.dumps(line) + "\n", env=env).returncode == 0
+    tty = run_tty(*args, env=env, cols=400, stderr_tty=False)
+    assert tty.returncode == 0, tty.stderr
+    shown = _lines(tty.output).replace("\r\n", "\n")  # CSV's CR LF line ends, after the pty's
+    assert _raw(shown) == []
+    piped = run_exe(*args, env=env).stdout
+    if args[0] == "list":
+        assert shown == piped  # nothing to escape: the same bytes
+        return
+    if "json" in args or "jsonl" in args:  # still JSON, of the exact values
+        parse = json.loads if "json" in args else lambda text: json.loads(text.split("\n")[0])
+        assert parse(shown) == parse(piped)
+        assert "\\u009b31m" in shown and "\\u202egnp.exe" in shown
+        assert "\x9b31m" in piped and "\u202egnp.exe" in piped  # files and pipes get the exact text
+    else:
+        assert all(escaped in shown for escaped in ("clear\\e[2J\\e[H", "csi\\x9b31m", "rlo\\u202egnp.exe")), shown
+        assert "\x1b[2J" in piped and "\u202egnp.exe" in piped
+
+
 def test_text_from_files_is_escaped_in_tables_and_on_stderr(tmp_path: Path) -> None:
     """Roles, ids and paths come from files other programs wrote: escaped everywhere people read them."""
     root = tmp_path / "journal"

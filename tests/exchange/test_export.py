@@ -60,13 +60,17 @@ def test_a_missing_user_fails_before_any_output(two_users: Path, cli: Cli) -> No
     assert "nobody" in result.stderr
 
 
-def test_json_single_object_and_streamed_array(two_users: Path, cli: Cli) -> None:
+def test_json_is_an_array_of_conversations_whatever_their_number(two_users: Path, cli: Cli) -> None:
     env = {"SOURCE_DATE_EPOCH": "1700000000"}
     single = cli("export", "alice", "--format", "json", env=env)
-    obj = json.loads(single.stdout)
-    assert list(obj) == ["userId", "timestamp", "messageCount", "messages"]
+    array = json.loads(single.stdout)
+    assert isinstance(array, list) and len(array) == 1  # one conversation: the same shape as several
+    obj = array[0]
+    assert list(obj) == ["userId", "conversation", "archived", "timestamp", "messageCount", "messages"]
+    assert (obj["conversation"], obj["archived"]) == ("current", False)
     assert obj["timestamp"] == "2023-11-14T22:13:20.000Z" and obj["messageCount"] == 3
     assert obj["messages"][1] == {"role": "assistant", "content": "hello", "timestamp": "2024-01-15T10:30:11.000Z", "metadata": {"model": "gpt-4", "tokens": 7}}
+    assert single.stdout.splitlines()[0] == "[" and len(single.stdout.splitlines()) == 3
     many = cli("export", "--all", "--format", "json", env=env)
     array = json.loads(many.stdout)
     assert [(c["userId"], c["conversation"], c["archived"], c["messageCount"]) for c in array] == [
@@ -78,6 +82,20 @@ def test_json_single_object_and_streamed_array(two_users: Path, cli: Cli) -> Non
     assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 5  # one conversation per line
     filtered = json.loads(cli("export", "--all", "--format", "json", "--role", "assistant").stdout)
     assert [c["userId"] for c in filtered] == ["alice", "alice"]  # bob has no assistant message
+    archive = json.loads(cli("export", "alice", "--archive", "first", "--format", "json").stdout)
+    assert [(c["conversation"], c["archived"]) for c in archive] == [("first", True)]
+
+
+def test_json_import_reads_the_old_single_object_and_the_array(two_users: Path, cli: Cli, tmp_path: Path) -> None:
+    exported = json.loads(cli("export", "alice", "--format", "json").stdout)
+    old_form = {k: v for k, v in exported[0].items() if k not in ("conversation", "archived")}  # what earlier versions wrote for one conversation
+    for name, body in (("old.json", old_form), ("new.json", exported)):
+        source = tmp_path / name
+        source.write_text(json.dumps(old_form if name == "old.json" else body, indent=2), encoding="utf-8")
+        user = name.split(".")[0]
+        assert cli("import", user, str(source)).exit_code == 0
+        again = json.loads(cli("export", user, "--format", "json").stdout)
+        assert again[0]["messages"] == exported[0]["messages"]
 
 
 def test_csv_is_rfc4180_with_formula_cells_neutralised(root: Path, cli: Cli) -> None:
@@ -201,7 +219,7 @@ def test_output_file_is_never_overwritten_without_force(two_users: Path, cli: Cl
     assert target.read_text() == "precious"
     replaced = cli("export", "alice", "--format", "json", "-o", str(target), "--force")
     assert replaced.exit_code == 0
-    assert json.loads(target.read_text())["messageCount"] == 3
+    assert json.loads(target.read_text())[0]["messageCount"] == 3
     assert _leftovers(tmp_path) == []
 
 
@@ -297,9 +315,8 @@ def test_damaged_files_still_export_every_intact_message_to_the_file(fixture_tre
         ),
         max_size=4,
     ),
-    st.booleans(),
 )
-def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: list[Message], pretty: bool) -> None:
+def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: list[Message]) -> None:
     import io
 
     from dialogctl.exchange.formats.json import write_conversation_object
@@ -307,7 +324,7 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
     from dialogctl.models import ConversationRef
 
     out = io.StringIO()
-    write_conversation_object(out, Selected(ConversationRef("alice", "archive", "a1"), list(enumerate(messages))), True, "2024-01-15T00:00:00.000Z", pretty)
+    write_conversation_object(out, Selected(ConversationRef("alice", "archive", "a1"), list(enumerate(messages))), "2024-01-15T00:00:00.000Z")
     whole = {
         "userId": "alice",
         "conversation": "a1",
@@ -316,7 +333,7 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
         "messageCount": len(messages),
         "messages": [m.to_raw() for m in messages],
     }
-    assert out.getvalue() == json.dumps(whole, ensure_ascii=False, indent=2 if pretty else None)
+    assert out.getvalue() == json.dumps(whole, ensure_ascii=False)
 
 
 @pytest.mark.parametrize("tree", ["v1-broken", "v1-after-cleanup", "v3-sessions"])

@@ -90,7 +90,7 @@ def test_a_batch_cut_at_any_byte_reads_as_nothing_and_says_how_much_was_there(fo
         torn = [d for d in parsed.damage if d.kind == "torn batch"]
         if records:
             assert len(torn) == 1 and torn[0].line == before.count(b"\n") + 2, cut
-            assert f"only {records} of the 4 records of a batch (messages 2-5)" in torn[0].detail, (cut, torn)
+            assert f"only {records} of the 4 records of a batch (messages 1-4 by index from 0; frames n=2-5)" in torn[0].detail, (cut, torn)
         assert parsed.damage, cut  # a cut is always reported
         assert parsed.settled == len(before), cut  # an incremental reader starts again before the batch
 

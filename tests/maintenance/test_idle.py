@@ -39,7 +39,10 @@ def test_archive_idle_cli(root: Path, cli: Cli) -> None:
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     assert [(r["user"], r["archive"], r["note"]) for r in plan] == [("sleepy", None, "would archive")]
     done = cli("archive", "--idle", "5m", "--all")
-    assert done.exit_code == 0 and len(done.stdout.split()) == 1  # the new archive id, as plain archive prints
+    assert done.exit_code == 0
+    heading, row = done.stdout.splitlines()  # the rows of the dry run, with the new archive and the outcome
+    assert heading.split() == ["User", "Conversation", "Last", "message", "Messages", "Archive", "Outcome"]
+    assert row.split()[:2] == ["sleepy", "current"] and row.split()[-1] == "archived"
     assert cli.json("show", "sleepy", "--format", "json")["messageCount"] == 0
     assert cli.json("show", "busy", "--format", "json")["messageCount"] == 1
     assert cli.json("archive", "--idle", "5m", "--all", "--format", "json") == []

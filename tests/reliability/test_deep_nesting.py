@@ -62,7 +62,7 @@ def test_every_input_path_refuses_deep_nesting_naming_where(depth: int, tmp_path
         "one.json": ('{"userId": "bob", "messages": [\n' + good + ",\n" + _bad(depth) + "]}", "one.json"),
         "one.csv": (
             'role,content,metadata\r\nuser,fine,\r\nuser,x,"{""a"": @}"\r\n'.replace("@", _deep(depth)),
-            "one.csv line 3 (record 2)",
+            "one.csv line 3 (record 1)",
         ),
         "one.openai": ('{"messages": [{"role": "user", "content": "x", "extra": @}]}\n'.replace("@", _deep(depth)), "one.openai line 1"),
     }

@@ -49,7 +49,7 @@ WRITING_COMMANDS = [
     ["archive", "carol-1"],
     ["archive", "dana"],
     ["restore", "dana", "a1"],
-    ["cleanup", "--max-age", "1d", "--max-inactive", "1d", "--keep-last", "1", "--yes"],
+    ["cleanup", "--max-age", "1d", "--max-inactive", "1d", "--keep-last", "1", "--yes", "--force"],  # --force: past the guard, to the writes
     ["archive", "--idle", "1m", "--all"],
     ["rm", "carol-2", "--all-data", "--yes"],
     ["stats"],  # answers from the files (exit 5: the damage); writes neither catalog nor stats.yaml where it may not

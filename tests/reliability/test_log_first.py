@@ -36,7 +36,7 @@ OLD = "2020-01-01T00:00:00.000Z"
 
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "rm": (["rm", "alice", "--all-data", "--yes"], "system/audit.log"),
-    "cleanup": (["cleanup", "--max-inactive", "100d", "--yes"], "system/cleanup.log"),
+    "cleanup": (["cleanup", "--max-inactive", "100d", "--yes", "--force"], "system/cleanup.log"),  # --force: half the users go; past the guard, to the log
     "repair": (["repair"], "system/audit.log"),
 }
 

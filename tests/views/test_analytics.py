@@ -262,7 +262,7 @@ def test_table_carries_the_new_numbers(journal_root: tuple[Path, dict[str, Any]]
     assert re.search(rf"Tokens per counted message +{want['averageTokensPerMessage']}\n", text)
     for model, count in want["messagesByModel"].items():
         assert re.search(rf"  {model} +{count:,} messages, {want['tokensByModel'][model]:,} tokens", text)
-    assert re.search(r"Longest conversation +bob / current: 31 messages", text)
+    assert re.search(r"Longest conversation +31 messages in bob / current", text)
     assert re.search(r"  bob +31 messages, [\d,]+ tokens, last 2025-01-\d\d \d\d:\d\d \(", text)
     assert re.search(r"  erin +3 messages, last ", text)  # no count known: no tokens claimed
     assert SPARKS[-1] not in text  # the chart is for terminals only

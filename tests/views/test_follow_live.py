@@ -75,7 +75,7 @@ def test_follow_from_since_and_clean_exits(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b"Traceback" not in err
     assert run_exe("follow", "--format", "json", env=env).returncode == 2
-    assert run_exe("follow", "ghost", env=env).returncode == 3
+    assert run_exe("follow", "../ghost", env=env).returncode == 2  # a user that does not exist yet is waited for (tests/cli/test_consistent.py)
 
 
 def test_follow_while_another_process_appends(tmp_path: Path) -> None:

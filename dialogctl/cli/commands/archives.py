@@ -11,16 +11,21 @@ from ..output import Column, FormatOption, emit_records
 from ..progress import ProgressBar
 from ..state import CliState
 
-ARCHIVE_COLUMNS = [Column("user", "User"), Column("archive", "Archive")]
-RESTORE_COLUMNS = [Column("user", "User"), Column("restored", "Restored"), Column("into", "Into"), Column("archivedFirst", "Archived first")]
+ARCHIVE_COLUMNS = [Column("user", "User", "id"), Column("archive", "Archive", "id")]
+RESTORE_COLUMNS = [
+    Column("user", "User", "id"),
+    Column("restored", "Restored", "id"),
+    Column("into", "Into", "id"),
+    Column("archivedFirst", "Archived first", "id"),
+]
 
 
 IDLE_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("lastMessage", "Last message", "time"),
     Column("messages", "Messages", "count"),
-    Column("archive", "Archive"),
+    Column("archive", "Archive", "id"),
     Column("note", "Outcome"),
 ]
 
@@ -44,7 +49,9 @@ def archive(
     archive); with --format, a record (user, archive). With --idle, archives
     every active conversation idle longer than DURATION (the disconnect
     fallback: safe to run from cron every minute while servers append), one
-    row per conversation. A conversation whose user's lock stays busy (a stuck
+    row per conversation (user, conversation, last message, messages,
+    archive, outcome), the same rows with or without --dry-run, in every
+    --format. A conversation whose user's lock stays busy (a stuck
     server) is skipped and reported, every other one is handled, and the
     sweep then exits 4.
 
@@ -133,12 +140,7 @@ def _archive_idle(state: CliState, user: str | None, idle: str, dry_run: bool, f
     for o in busy:
         state.warn(f"{o.ref.describe()}: skipped: lock busy: {o.busy}")
     state.detail(f"archived {archived} of {len(outcomes)} idle conversations")
-    if fmt is None:
-        for row in rows:
-            if row["archive"]:
-                print(row["archive"])
-    else:
-        emit_records(state, fmt, IDLE_COLUMNS, rows)
+    emit_records(state, fmt, IDLE_COLUMNS, rows, empty="no idle conversations")  # the rows of the dry run, with what happened
     if busy:
         from ...errors import LockBusy
 

@@ -46,7 +46,8 @@ def export(
     """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
 
     Every record names its user, conversation, archive state and message
-    index. Output streams one conversation at a time, so memory stays flat
+    index (from 0). json is always an array of conversations, also for one.
+    Output streams one conversation at a time, so memory stays flat
     however large the journal. Conversations that fail the fine-tuning checks
     (openai/sharegpt: no assistant message, empty content, a role other than
     system/user/assistant) are skipped and counted on stderr.
@@ -73,7 +74,7 @@ def export(
     from ...exchange.pipeline import stream
     from ...exchange.records import ExportOptions
     from ...exchange.registry import write_export
-    from ...exchange.selection import Selection, is_single
+    from ...exchange.selection import Selection
     from ..options import message_filter
     from ..progress import ProgressBar
 
@@ -89,7 +90,7 @@ def export(
         validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
-    options = ExportOptions(fmt.value, is_single(journal, selection), not raw_csv, system)
+    options = ExportOptions(fmt.value, not raw_csv, system)
     conversations = stream(journal, selection, options)
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
@@ -99,7 +100,11 @@ def export(
         else:
             if hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(encoding="utf-8")  # the formats are UTF-8 whatever the locale
-            result = write_export(sys.stdout, bar.track(conversations), options)
+            from ..render import for_people
+
+            # On a terminal, control and bidi characters are shown escaped (JSON formats: as \\uXXXX, the same JSON).
+            out = for_people(sys.stdout, json=fmt.value not in ("csv", "markdown"))
+            result = write_export(out, bar.track(conversations), options)
             sys.stdout.flush()
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..options import SinceOption, UsersArg
-from ..output import Format, FormatOption
+from ..output import Format, FormatOption, cell_text, stdout_for, tsv_line
 from ..state import CliState
 
 
@@ -26,7 +26,9 @@ def follow(
     Starts from now, or from --since (older messages of active conversations first),
     and says so on stderr once it has taken its starting point. Every message
     appended after that is printed, whatever its timestamp (a replayed backlog
-    too). Keeps going across archives, restores and cleanups.
+    too). Keeps going across archives, restores and cleanups. A USER that does
+    not exist yet is waited for (said on stderr): its messages are printed from
+    the first one. A malformed user id is an error (exit 2).
 
     Examples:
 
@@ -38,7 +40,7 @@ def follow(
     import csv
     import json
 
-    from ...errors import InvalidInput
+    from ...errors import InvalidInput, NotFound
     from ...times import parse_time_spec
     from ...views.follow import Follower
 
@@ -46,16 +48,22 @@ def follow(
     if fmt is Format.json:
         raise InvalidInput("follow streams without end; use --format jsonl (one object per line) instead of json")
     journal = state.journal()
-    if users:
-        for user in users:
-            journal.conversation_files(user, include_archives=False)  # an unknown user is an error now, not silence
+    waiting: list[str] = []
+    for user in users or []:
+        try:  # a malformed id, or one whose folder is another user's, is a usage error (2) at once
+            journal.dialogs_folder(user).close()
+        except NotFound:
+            waiting.append(user)  # not there yet: followed from its first message
     start = parse_time_spec(since, "--since") if since is not None else None
     follower = Follower(journal, users or None, start)
-    out = sys.stdout
-    writer = csv.writer(out, dialect="excel" if fmt is Format.csv else "excel-tab", lineterminator="\n") if fmt in (Format.csv, Format.tsv) else None
+    out = stdout_for(fmt) if fmt not in (None, Format.table) else sys.stdout  # a terminal sees control characters escaped
+    fields = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
+    writer = csv.writer(out, dialect="excel", lineterminator="\n") if fmt is Format.csv else None
     if writer is not None:
-        writer.writerow(["user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata"])
-        out.flush()
+        writer.writerow(fields)
+    elif fmt is Format.tsv:
+        out.write(tsv_line(fields))
+    out.flush()
     printed = 0
     try:
         whom = ", ".join(users) if users else "every user"
@@ -63,18 +71,17 @@ def follow(
 
         def started() -> None:
             state.say(f"following {whom} {since_when}; Ctrl-C stops")
+            if waiting:
+                state.say(f"waiting for {', '.join(waiting)}: no such user yet; its messages are printed from its first one")
 
         for event in follower.run(interval, stop=_reader_gone(out), started=started):
             record = _record(event)
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif writer is not None:
-                writer.writerow(
-                    [
-                        record[k] if k != "metadata" else json.dumps(record[k], ensure_ascii=False) if record[k] is not None else ""
-                        for k in ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
-                    ]
-                )
+                writer.writerow([cell_text(record[k]) for k in fields])
+            elif fmt is Format.tsv:
+                out.write(tsv_line([cell_text(record[k]) for k in fields]))
             else:
                 _print_event(state, event)
             out.flush()

@@ -12,8 +12,8 @@ from ..state import CliState
 UserOpt = Annotated[Optional[str], typer.Argument(help="Only this user (default: the whole journal).", metavar="[USER]", show_default=False)]
 
 FINDING_COLUMNS = [
-    Column("level", "Level"),
-    Column("path", "File"),
+    Column("level", "Level", "name"),
+    Column("path", "File", "id"),
     Column("line", "Line"),
     Column("problem", "Problem"),
     Column("detail", "Detail"),
@@ -21,7 +21,7 @@ FINDING_COLUMNS = [
 ]
 
 ACTION_COLUMNS = [
-    Column("path", "File"),
+    Column("path", "File", "id"),
     Column("action", "Action"),
     Column("messages", "Messages"),
     Column("recovered", "Recovered"),
@@ -42,7 +42,9 @@ def verify(ctx: typer.Context, user: UserOpt = None, fmt: FormatOption = None) -
     owns, and (for the whole journal) a catalog out of step with the files.
     Files readable by others are a note, which changes no exit code. Takes no
     lock and creates nothing, so it is safe on a live journal. Exits 1 when it
-    finds a problem; 'dialogctl repair' mends what it can.
+    finds a problem; 'dialogctl repair' mends what it can. A finding names
+    messages by index from 0, as show and export number them, and lines of the
+    file from 1.
 
     A whole-journal run also reports user folders where dialogctl before 0.2
     put short ids (users/bo/b/ for bob, whom the servers keep in

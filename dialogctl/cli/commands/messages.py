@@ -11,8 +11,8 @@ from ..output import PLACE_COLUMNS, Column, Format, FormatOption, emit_object, e
 from ..state import CliState
 
 APPEND_COLUMNS = [
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("outcome", "Outcome"),
     Column("appended", "Appended", "count"),
     Column("messages", "Messages now", "count"),
@@ -31,7 +31,14 @@ def append(
             help='User id (with --jsonl optional: lines may carry a "user" field).', metavar="USER", show_default=False, autocompletion=complete_users
         ),
     ] = None,
-    text: Annotated[Optional[str], typer.Argument(help="Message text; absent or '-' reads it from stdin.", metavar="[TEXT]", show_default=False)] = None,
+    text: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="Message text; absent or '-' reads it from stdin (empty stdin, or just a line break, is an error: exit 2).",
+            metavar="[TEXT]",
+            show_default=False,
+        ),
+    ] = None,
     role: Annotated[str, typer.Option("--role", help="Role: user, assistant, system or tool.", metavar="ROLE", autocompletion=complete_roles)] = "user",
     meta: Annotated[
         Optional[list[str]],
@@ -64,6 +71,11 @@ def append(
 ) -> None:
     """Append a message (or, with --jsonl, many) to a user's conversation.
 
+    The text is taken exactly (spaces and line breaks included); stdin with no
+    text at all (zero bytes, or only a line break) appends nothing and exits 2
+    ("no message text on stdin"). With --jsonl, empty stdin is zero messages:
+    nothing is appended, and the exit code is 0.
+
     Each user's batch is one locked, fsynced write; the conversation is
     archived automatically when it reaches archiveThreshold messages. Prints
     nothing unless --format asks for the result: one record per user batch
@@ -79,12 +91,16 @@ def append(
     7 if some were committed, else the failure's own (4 lock busy, 6 I/O).
     Ctrl-C finishes the batch being written, reports, and exits 130.
 
+    Use -- before a message that starts with -: -- ends the options, so
+    everything after it is USER and TEXT (append alice -- '- buy milk').
+
     Examples:
 
     \b
       dialogctl append alice "Hello there"
       echo "Hi! How can I help?" | dialogctl append alice --role assistant --meta model=gpt-4 --meta tokens=12
       dialogctl append alice - < reply.txt
+      dialogctl append alice -- '- buy milk'
       dialogctl append --jsonl < messages.jsonl
       dialogctl append --jsonl --all-or-none --format jsonl < messages.jsonl > outcome.jsonl
     """
@@ -119,6 +135,11 @@ def append(
         raise InvalidInput('missing USER (or use --jsonl with a "user" field on each line)')
     check_role(role)
     content = text if text is not None and text != "-" else read_stdin("the message text", f"echo hello | dialogctl append {user}")
+    if (text is None or text == "-") and content in ("", "\n", "\r\n"):
+        # Nothing piped in (an empty file, a bare `echo`): a script's mistake, not a message to keep.
+        raise InvalidInput(
+            "no message text on stdin; nothing appended", hint=f"echo hello | dialogctl append {user}, or pass the text: dialogctl append {user} -- TEXT"
+        )
     # One message is all or nothing: a failure is the command's error, as it always was.
     # (This path does not import dialogctl.journal.outcomes: scripts run it once per message.)
     result = journal.append(user, [Message(role, content, timestamp_option(timestamp), parse_meta(meta or []))], conversation)
@@ -230,10 +251,10 @@ def show(
 ) -> None:
     """Show a user's conversation as a transcript (or as data with --format).
 
-    Indexes are those of the whole conversation, also when --tail or a filter
-    leaves messages out. json prints one object (user, conversation, archived,
-    messageCount, messages); jsonl, csv and tsv print one message per line with
-    its identity.
+    Messages are numbered from 0, with the indexes of the whole conversation,
+    also when --tail or a filter leaves messages out. json prints one object
+    (user, conversation, archived, messageCount, messages); jsonl, csv and tsv
+    print one message per line with its identity.
 
     Examples:
 

@@ -11,7 +11,7 @@ from ..options import ArchiveOpt, ConversationOpt, UserArg
 from ..output import Column, FormatOption, emit_object, emit_records
 from ..state import CliState
 
-FILE_COLUMNS = [Column("path", "File")]
+FILE_COLUMNS = [Column("path", "File", "id")]
 
 
 def rm(

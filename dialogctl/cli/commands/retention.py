@@ -10,15 +10,16 @@ import typer
 from ..output import Column, Format, FormatOption, emit_object, emit_records
 from ..state import CliState
 
+# On a narrow terminal the reason goes first, then the rule, then the bytes; action and rule are words, never cut.
 PLAN_COLUMNS = [
-    Column("action", "Action"),
-    Column("rule", "Rule"),
-    Column("user", "User"),
-    Column("conversation", "Conversation"),
+    Column("action", "Action", "name"),
+    Column("rule", "Rule", "name", drop=2),
+    Column("user", "User", "id"),
+    Column("conversation", "Conversation", "id"),
     Column("messages", "Messages removed", "count"),
-    Column("bytes", "Bytes freed", "bytes"),
+    Column("bytes", "Bytes freed", "bytes", drop=1),
     Column("outcome", "Outcome", in_table=False),  # a table is the plan (its title says so); a real run prints rows only in machine formats
-    Column("reason", "Why"),
+    Column("reason", "Why", drop=3),
 ]
 
 
@@ -55,6 +56,16 @@ def cleanup(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show exactly what would go, and the cut-off times, and change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required without a terminal, and with --format json/jsonl/csv/tsv).")] = False,
+    max_remove: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-remove",
+            help="Let a run go ahead that removes more than cleanup.maxRemoveShare of the archives or users, up to N archives and N users.",
+            min=0,
+            metavar="N",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let a run go ahead however much of the journal it removes (no guard).")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Apply retention: old messages, idle users, old and surplus archives.
@@ -66,7 +77,7 @@ def cleanup(
     with nothing changed) and what it did after. A user whose lock stays busy
     (a stuck server) is skipped and reported, every other user is still
     cleaned up and logged, and the run then exits 4. A table run prints the
-    plan; json prints one object (counts, cut-offs, actions); jsonl, csv and
+    plan; json prints one object (counts, cut-offs, the guard's figures, actions); jsonl, csv and
     tsv print one action per line: the plan with --dry-run, what was done and
     what was skipped otherwise.
 
@@ -78,6 +89,12 @@ def cleanup(
     archivesRemoved, filesTrimmed, messagesRemoved, bytesFreed, actionsByRule),
     each rule's cut-off (maxConversations: the limit per user) and the busy
     users.
+
+    The guard: a run that would remove more than cleanup.maxRemoveShare
+    (default 50%) of the journal's archives (an inactive user's included) or
+    of its users asks on a terminal with that figure, and with --yes refuses
+    with exit 8, nothing removed, unless --max-remove N allows that many
+    archives and users, or --force. The plan says what each rule removes.
 
     The count rule (maxConversationsPerUser, --keep-last) counts a user's archives
     and the active conversations that hold messages; beyond the limit the
@@ -94,8 +111,10 @@ def cleanup(
       dialogctl cleanup --max-inactive 180d --dry-run --format json
       dialogctl cleanup --max-age 90d --yes --format jsonl >> cleanup-actions.jsonl
       dialogctl -q cleanup --yes          # nightly, from cron
+      dialogctl -q cleanup --yes --max-remove 100   # a first cleanup of a large backlog
     """
-    from ...errors import InvalidInput, LockBusy, StorageError
+    from ...errors import CleanupHeld, InvalidInput, LockBusy, StorageError
+    from ...maintenance.guard import held, max_remove_share, removal_share
     from ...maintenance.retention import plan_rules, rules_from_settings, run_cleanup
     from ...times import parse_duration
     from ..progress import ProgressBar
@@ -111,6 +130,8 @@ def cleanup(
     table = fmt in (None, Format.table)
     if dry_run and yes:
         raise InvalidInput("--dry-run changes nothing, so --yes has nothing to confirm; pass one")
+    if dry_run and (force or max_remove is not None):
+        raise InvalidInput("--dry-run changes nothing, so --force and --max-remove have nothing to allow; the plan says what a run would do")
     if not dry_run and not yes and not table:
         raise InvalidInput(f"--format {fmt} reports what a cleanup did and cannot stop to ask first; pass --yes, or --dry-run for the plan")
     if not dry_run and not yes and not sys.stdin.isatty():
@@ -124,15 +145,32 @@ def cleanup(
     for path, reason in plan.skipped:
         state.warn(f"{path}: skipped: {reason}")
     actions = plan.actions
+    share = removal_share(plan, max_remove_share(state.settings()))  # the guard's measure: core policy, rendered here
+    hold = held(share, max_remove, force)
+    if hold and yes:  # unattended (cron): refuse, before anything is shown or changed
+        raise CleanupHeld(
+            f"{share.describe()}; nothing was removed",
+            hint="see the plan with 'dialogctl cleanup --dry-run'; --max-remove N lets a run remove N archives and N users, --force any number",
+        )
     if dry_run or (table and actions and not yes):  # with --yes (cron) the plan is not shown
         planned = [(a, "planned", a.reason) for a in plan.items]
-        _emit(state, fmt, planned, {"dryRun": dry_run, **plan.summary()}, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
+        header = {"dryRun": dry_run, **plan.summary(), "guard": share.to_json()}
+        _emit(state, fmt, planned, header, title="Cleanup plan" + (" (dry run)" if dry_run else ""))
         if table and actions:
             state.say(_counts("would remove" if dry_run else "will remove", plan.summary()))
+            state.say(f"by rule: {share.rules()}")
+        if dry_run and share.over:
+            state.warn(f"a run with --yes would refuse (exit 8): {share.describe()}; --max-remove N or --force lets it run")
     if dry_run:
         return
-    if actions and not yes and not typer.confirm(f"Apply this cleanup ({len(actions)} actions)?", default=False, err=True):
-        raise typer.Abort()
+    if actions and not yes:
+        question = f"Apply this cleanup ({len(actions)} actions)?"
+        if share.over:
+            question = f"{share.describe()[0].upper()}{share.describe()[1:]}. {question}"
+        if not typer.confirm(question, default=False, err=True):
+            raise typer.Abort()
+    elif share.over:
+        state.detail(f"{share.describe()}; allowed by {'--force' if force else '--max-remove'}")
     with ProgressBar(state, "Cleaning up") as bar:
         result = run_cleanup(journal, plan, progress=bar.update)  # system/stats.yaml rewritten after a run that changed anything
     for path, reason in result.skipped[len(plan.skipped) :]:

@@ -29,6 +29,11 @@ def search(
 ) -> None:
     """Search message content; exit 1 when nothing matches (like grep).
 
+    Each hit names its user, conversation and message index (from 0, as show
+    numbers them).
+
+    Use -- before a PATTERN that starts with -: search -- '-v' alice.
+
     Examples:
 
     \b
@@ -101,34 +106,37 @@ def _highlighted(text: str, spans: list[tuple[int, int]], style: str) -> Any:
 def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
     import sys
 
-    from rich import box
-    from rich.table import Table
-
-    from ..render import print_renderable, visible
+    from ..fit import END, FIXED, MIDDLE, Spec
+    from ..render import grid, visible
 
     terminal = sys.stdout.isatty()
     color = state.use_color()
-    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False, header_style="bold" if terminal else "")
-    for header in ("User", "Conversation", "#", "Time", "Role", "Message"):
-        table.add_column(header, justify="right" if header == "#" else "left", overflow="fold")
-    shown = 0
+    # On a narrow terminal the time goes first, then the role; the message is cut at its end.
+    specs = [Spec("User", MIDDLE), Spec("Conversation", MIDDLE), Spec("#", FIXED), Spec("Time", FIXED, 2), Spec("Role", FIXED, 1), Spec("Message", END)]
+    rows: list[list[Any]] = []
+    styles: list[str | None] = []
+    ends: list[bool] = []
     for group_number, group in enumerate(groups):
         if group_number and not terminal:
-            table.add_row("--", "", "", "", "", "")  # grep's group separator, for pipes
+            rows.append(["--", "", "", "", "", ""])  # grep's group separator, for pipes
+            styles.append(None)
+            ends.append(False)
         for number, hit in enumerate(group):
             found["matches"] += hit.matched
-            shown += 1
             text, spans = _snippet(hit.message.content, hit.spans)
-            table.add_row(
-                visible(hit.ref.user),
-                visible(hit.ref.name) + (" (archived)" if hit.ref.archived else ""),
-                str(hit.position),
-                visible(hit.message.timestamp),
-                visible(hit.message.role),
-                _highlighted(text, spans, "bold red" if color else ""),
-                style=None if hit.matched else "dim",
-                end_section=number == len(group) - 1,
+            rows.append(
+                [
+                    visible(hit.ref.user),
+                    visible(hit.ref.name) + (" (archived)" if hit.ref.archived else ""),
+                    str(hit.position),
+                    visible(hit.message.timestamp),
+                    visible(hit.message.role),
+                    _highlighted(text, spans, "bold red" if color else ""),
+                ]
             )
-    if shown:
-        print_renderable(state, table)
+            styles.append(None if hit.matched else "dim")
+            ends.append(number == len(group) - 1)
+    shown = len(rows) - sum(1 for row in rows if row[0] == "--" and not row[1])
+    if rows:
+        grid(state, specs, rows, right={2}, styles=styles, ends=ends)
     return shown

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ...journal.core import Journal
 
 USER_COLUMNS = [
-    Column("user", "User"),
+    Column("user", "User", "id"),
     Column("conversations", "Active", "count"),
     Column("archives", "Archives", "count"),
     Column("messages", "Messages", "count"),
@@ -24,8 +24,8 @@ USER_COLUMNS = [
 ]
 
 CONVERSATION_COLUMNS = [
-    Column("user", "User", in_table=False),
-    Column("conversation", "Conversation"),
+    Column("user", "User", "id", in_table=False),
+    Column("conversation", "Conversation", "id"),
     Column("kind", "Kind"),
     Column("archived", "Archived", "bool", in_table=False),  # the kind says it
     Column("messages", "Messages", "count"),
@@ -102,7 +102,7 @@ _REACH = [Column("messages", "Messages", "count"), Column("tokens", "Tokens", "c
 def _breakdown_columns(by: str) -> list[Column]:
     """A breakdown's row: its key, messages, tokens, conversations, then users (or, per user, the last activity)."""
     last = Column("lastActivity", "Last activity", "time") if by == "user" else Column("users", "Users", "count")
-    return [Column(by, by.capitalize()), *_REACH, last]
+    return [Column(by, by.capitalize(), "id" if by in ("user", "model") else "text"), *_REACH, last]
 
 
 def stats(
@@ -210,7 +210,7 @@ def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
     longest = totals["longestConversation"]
     if longest:
         where = f"{longest['user']} / {longest['conversation']}" + (" (archived)" if longest["archived"] else "")
-        pairs.append(("Longest conversation", f"{where}: {longest['messages']:,} messages"))
+        pairs.append(("Longest conversation", f"{longest['messages']:,} messages in {where}"))  # the count first: a narrow terminal cuts the end
     if totals["mostActiveUsers"]:
         pairs.append(("Most active users", ""))
         pairs += [
@@ -221,11 +221,11 @@ def _stats_pairs(totals: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 LOCK_COLUMNS = [
-    Column("user", "User"),
+    Column("user", "User", "id"),
     Column("held", "Held", "bool"),
-    Column("pid", "PID"),
-    Column("host", "Host"),
-    Column("serverId", "Server"),
+    Column("pid", "PID", "name"),
+    Column("host", "Host", "id"),
+    Column("serverId", "Server", "id"),
     Column("command", "Command"),
     Column("since", "Since", "time"),
 ]
@@ -269,7 +269,13 @@ def locks(
     emit_records(state, fmt, LOCK_COLUMNS, records, empty="no locks held" if held_only else "no lock files")
 
 
-CONFIG_COLUMNS = [Column("setting", "Setting"), Column("value", "Value"), Column("source", "Source"), Column("env", "Environment variable")]
+# Setting and variable names are never cut (people copy them); on a narrow terminal the variable goes first.
+CONFIG_COLUMNS = [
+    Column("setting", "Setting", "name"),
+    Column("value", "Value", "id"),
+    Column("source", "Source"),
+    Column("env", "Environment variable", "name", drop=1),
+]
 
 
 def config(ctx: typer.Context, fmt: FormatOption = None) -> None:

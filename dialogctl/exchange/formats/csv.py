@@ -97,7 +97,7 @@ def csv_records(data: ImportInput, source: str, now: str, raw_csv: bool) -> Iter
         restore = tuple(columns) == CSV_COLUMNS and not raw_csv
         line, number = reader.line_num + 1, 0
         for row in reader:
-            where, line = f"{source} line {line} (record {number + 1})", reader.line_num + 1
+            where, line = f"{source} line {line} (record {number})", reader.line_num + 1  # records from 0, as messages are numbered; lines from 1
             if not row:
                 continue  # a blank line
             number += 1

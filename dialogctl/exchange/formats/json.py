@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, cast
 
@@ -25,49 +24,36 @@ from ..records import ExportFormat, ExportResult, Formatted, dumps, export_time,
 from ..selection import Selected
 
 
-def write_conversation_object(out: IO[str], conv: Selected, with_identity: bool, exported_at: str, pretty: bool = False) -> None:
-    """The reference implementation's export shape (plus identity when several are exported), message by message.
+def write_conversation_object(out: IO[str], conv: Selected, exported_at: str) -> None:
+    """One conversation in the reference implementation's export shape plus its identity, message by message.
 
-    The text is exactly ``json.dumps`` of the whole object (``indent=2`` when
-    ``pretty``), without ever holding the whole conversation as one string.
+    The text is exactly ``json.dumps`` of the whole object, without ever
+    holding the whole conversation as one string.
     """
-    head: dict[str, Any] = {"userId": conv.ref.user}
-    if with_identity:
-        head["conversation"] = conv.ref.name
-        head["archived"] = conv.ref.archived
+    head: dict[str, Any] = {"userId": conv.ref.user, "conversation": conv.ref.name, "archived": conv.ref.archived}
     head["timestamp"] = exported_at
     head["messageCount"] = len(conv.messages)
     head["messages"] = []
-    if pretty:
-        text = json.dumps(head, ensure_ascii=False, indent=2)  # ends with '"messages": []\n}'
-        out.write(text[: -len("[]\n}")] + ("[" if conv.messages else "[]\n}"))
-        for n, (_, msg) in enumerate(conv.messages):
-            item = json.dumps(msg.to_raw(), ensure_ascii=False, indent=2).replace("\n", "\n    ")  # LF only ever separates JSON tokens
-            out.write(("\n    " if not n else ",\n    ") + item)
-        if conv.messages:
-            out.write("\n  ]\n}")
-        return
     out.write(dumps(head)[: -len("[]}")] + "[")
     for n, (_, msg) in enumerate(conv.messages):
         out.write((", " if n else "") + dumps(msg.to_raw()))
     out.write("]}")
 
 
-def write_json(out: IO[str], selected: Iterable[Selected], single: bool) -> ExportResult:
-    """One object for a single conversation; otherwise an array written one conversation at a time."""
+def write_json(out: IO[str], selected: Iterable[Selected]) -> ExportResult:
+    """An array of conversations, however many were selected (one, none, or the whole journal), one per line.
+
+    One shape for every selection, so a script reads ``.[0]`` whatever it
+    asked for. (Earlier dialogctl wrote a lone object, without
+    ``conversation`` and ``archived``, for one conversation: the importer still
+    reads that form.)
+    """
     exported_at = export_time()
     conversations = messages = 0
-    if single:
-        for conv in selected:
-            write_conversation_object(out, conv, False, exported_at, pretty=True)
-            out.write("\n")
-            return ExportResult(1, len(conv.messages), {})
-        out.write("null\n")
-        return ExportResult(0, 0, {})
     out.write("[")
     for conv in selected:
         out.write("\n" if not conversations else ",\n")
-        write_conversation_object(out, conv, True, exported_at)
+        write_conversation_object(out, conv, exported_at)
         conversations += 1
         messages += len(conv.messages)
     out.write("\n]\n" if conversations else "]\n")
@@ -102,8 +88,8 @@ def jsonl_text(conv: Selected) -> str:
 
 JSON = ExportFormat(
     "json",
-    "the reference shape {userId, timestamp, messageCount, messages}; an array for several conversations",
-    lambda target, conversations, options: write_json(text_out(target), cast(Iterable[Selected], conversations), options.single),
+    "an array of conversations, each the reference shape {userId, timestamp, messageCount, messages} with conversation and archived",
+    lambda target, conversations, options: write_json(text_out(target), cast(Iterable[Selected], conversations)),
     read=lambda data, source, now, raw_csv: json_records(data, source, now),
     import_help="the reference export {userId, messages...} or dialogctl's",
 )
