@@ -1,0 +1,245 @@
+"""Redaction: secrets and personal data in message text replaced by ``[REDACTED:<kind>]`` on the way out.
+
+A :class:`Redactor` rewrites a :class:`~dialogctl.models.Message` (its content
+and every string inside its metadata, keys untouched) and counts what it
+replaced, per kind. It never touches the journal and never prints: export,
+show, search and follow apply it to what they read, before any format sees it.
+
+Design decisions a reader must know:
+
+* The built-in rules are one combined regular expression (one pass per
+  string), behind a cheap precheck: a string with no digit, no ``@``, no ``:``
+  and no token prefix cannot hold a built-in match and is returned as it is.
+* Candidates the expression finds are confirmed before they are replaced:
+  card numbers by the Luhn check, IBANs by their mod-97 checksum, IPv6
+  addresses by :mod:`ipaddress`, phone numbers by their digit count. A
+  candidate that fails stays as it is (conservative: plain numbers, ids,
+  timestamps and version strings are left alone).
+* The user's rules (:func:`load_rules`) run first, one pass each in file
+  order, then the built-in ones; a rule's name is its kind.
+
+Module is in ``views`` (below ``exchange``) so that export, search, show and
+follow all reach it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from ..models import Message
+
+KINDS = ("email", "phone", "card", "iban", "ip", "token")
+RULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Each alternative is a named group ``<kind>_<variant>``; the part before ``_`` is the kind.
+_BUILT_IN = "|".join(
+    [
+        # API keys and tokens with well-known prefixes.
+        r"(?P<token_sk>(?<![\w-])sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,})",
+        r"(?P<token_gh>(?<!\w)(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{22,}))",
+        r"(?P<token_slack>(?<![\w-])xox[a-z]-[A-Za-z0-9-]{10,})",
+        r"(?P<token_aws>(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9]))",
+        # "Bearer " is kept; the token after it (16+ characters, one a digit) is replaced.
+        r"(?P<token_bearer>(?:(?<=[Bb]earer )|(?<=BEARER ))(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{16,}=*)",
+        r"(?P<email_addr>(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w-]))",
+        # IBAN: country, check digits, then up to 30 letters/digits, in groups of four or not.
+        r"(?P<iban_any>(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![A-Za-z0-9]))",
+        # Card: 13-19 digits, the first 2-6 (the card networks' ranges), single spaces or dashes between.
+        r"(?P<card_any>(?<![\w-])[2-6](?:[ -]?\d){12,18}(?![\w]|-\d))",
+        # IPv6 candidates (confirmed by ipaddress): hex groups and colons, maybe a dotted IPv4 tail.
+        r"(?P<ip_v6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:" + _OCTET + r"(?:\." + _OCTET + r"){3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\d))",
+        r"(?P<ip_v4>(?<![\w.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?![\w]|\.\d))",
+        # Phones: international (+ and a country code), NANP with separators, national with a trunk 0 and separators.
+        r"(?P<phone_intl>(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,6}(?![\w]|[.-]\d))",
+        r"(?P<phone_nanp>(?<![\w+().-])(?:\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w]|[.-]\d))",
+        r"(?P<phone_national>(?<![\w+.,/:-])0\d{1,4}(?P<sep>[ /.-])\d{2,8}(?:(?P=sep)\d{2,8}){0,3}(?![\w]|[/.,:-]\d))",
+    ]
+)
+_PATTERN = re.compile(_BUILT_IN)
+# A string none of whose characters or prefixes can start a built-in match is left alone without the big pass.
+_PRECHECK = re.compile(r"[\d@:]|sk-|gh[pousr]_|github_pat_|xox|AKIA|ASIA|earer |EARER ")
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a string of digits passes the Luhn check (card numbers)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def iban_valid(iban: str) -> bool:
+    """Whether an IBAN without spaces has a valid length and mod-97 checksum."""
+    if not 15 <= len(iban) <= 34:
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def _iban(candidate: str) -> int:
+    """How many leading characters of an IBAN candidate are a valid IBAN (0: none), dropping trailing groups that are not part of it."""
+    ends = [len(candidate)] + [i for i in range(len(candidate) - 1, 0, -1) if candidate[i] == " "]
+    for end in ends:
+        if iban_valid(candidate[:end].replace(" ", "")):
+            return end
+    return 0
+
+
+def _ipv6(candidate: str) -> bool:
+    groups = [g for g in re.split(r"[:.]", candidate) if g]
+    if len(groups) < 2 or max(len(g) for g in groups) < 3:  # keep "::1", "1::2" (a Python slice), "10:30:00"
+        return False
+    try:
+        ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
+class Rule(NamedTuple):
+    """A user's rule: its name is the kind it reports and writes into ``[REDACTED:<name>]``."""
+
+    name: str
+    pattern: re.Pattern[str]
+
+
+class Redactor:
+    """Replaces what its rules find with ``[REDACTED:<kind>]``; :attr:`counts` says how many of each kind."""
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        self.rules = tuple(rules)
+        self.counts: Counter[str] = Counter()
+
+    def fresh(self) -> Redactor:
+        """The same rules, counts from zero (for a worker process whose counts are merged back)."""
+        return Redactor(self.rules)
+
+    def merge(self, counts: dict[str, int]) -> None:
+        self.counts.update(counts)
+
+    def text(self, text: str) -> str:
+        """``text`` with every match replaced; the very same string when nothing matched."""
+        for rule in self.rules:
+            text = rule.pattern.sub(self._user_replacement(rule.name), text)
+        if _PRECHECK.search(text) is None:
+            return text
+        return _PATTERN.sub(self._replacement, text)
+
+    def value(self, value: Any) -> Any:
+        """A metadata value with every string in it redacted (recursively; keys untouched)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        return value
+
+    def message(self, msg: Message) -> Message:
+        """The message with its content and metadata strings redacted."""
+        before = self.counts.total()
+        content = self.text(msg.content)
+        metadata = self.value(msg.metadata) if msg.metadata else msg.metadata
+        if self.counts.total() == before:
+            return msg
+        return msg._replace(content=content, metadata=metadata)
+
+    def summary(self) -> str:
+        """``12 email, 3 card`` (built-in kinds first, then the user's), or ``nothing``."""
+        order = [k for k in KINDS if self.counts.get(k)] + sorted(k for k in self.counts if k not in KINDS and self.counts[k])
+        return ", ".join(f"{self.counts[k]} {k}" for k in order) or "nothing"
+
+    def _user_replacement(self, name: str) -> Any:
+        def replace(m: re.Match[str]) -> str:
+            if m.start() == m.end():
+                return ""  # an empty match replaces nothing
+            self.counts[name] += 1
+            return f"[REDACTED:{name}]"
+
+        return replace
+
+    def _replacement(self, m: re.Match[str]) -> str:
+        group = m.lastgroup or ""
+        kind = group.partition("_")[0]
+        found = m.group()
+        if group == "card_any":
+            if not luhn_valid(_digits(found)):
+                return found
+        elif group == "iban_any":
+            end = _iban(found)
+            if not end:
+                return found
+            self.counts["iban"] += 1
+            return "[REDACTED:iban]" + found[end:]
+        elif group == "ip_v6":
+            if not _ipv6(found):
+                return found
+        elif group == "phone_intl":
+            if not 8 <= len(_digits(found)) <= 15:
+                return found
+        elif group == "phone_national":
+            if not 9 <= len(_digits(found)) <= 12:
+                return found
+        self.counts[kind] += 1
+        return f"[REDACTED:{kind}]"
+
+
+def load_rules(path: str) -> list[Rule]:
+    """The user's rules from a YAML file: a list of ``{name: WORD, regex: PATTERN}``.
+
+    Raises :class:`~dialogctl.errors.InvalidInput` (exit 2) naming the file,
+    and the rule, for a file that cannot be read, is not such a list, or holds
+    a bad name or a regular expression that does not compile or matches the
+    empty string.
+    """
+    from ..errors import InvalidInput
+    from ..yamlsafe import ItemError, load_yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise InvalidInput(f"--redact-rules {path}: cannot read it ({reason})") from None
+    try:
+        data = load_yaml(text)
+    except ItemError as exc:
+        raise InvalidInput(f"--redact-rules {path}: line {exc.line_offset + 1}: {exc.detail}") from None
+    if not isinstance(data, list):
+        raise InvalidInput(f"--redact-rules {path}: expected a list of {{name: ..., regex: ...}} rules", hint="- name: ticket\n  regex: 'TICKET-\\d+'")
+    rules: list[Rule] = []
+    for number, item in enumerate(data, 1):
+        where = f"--redact-rules {path}: rule {number}"
+        if not isinstance(item, dict) or set(item) != {"name", "regex"}:
+            raise InvalidInput(f"{where}: expected exactly the keys name and regex")
+        name, regex = item["name"], item["regex"]
+        if not isinstance(name, str) or not RULE_NAME.match(name):
+            raise InvalidInput(f"{where}: name {name!r} is not a simple word (a letter, then letters, digits or _)")
+        where = f"--redact-rules {path}: rule {name!r}"
+        if any(rule.name == name for rule in rules):
+            raise InvalidInput(f"{where}: the name is used twice")
+        if not isinstance(regex, str) or not regex:
+            raise InvalidInput(f"{where}: regex must be a non-empty string")
+        try:
+            pattern = re.compile(regex)
+        except re.error as exc:
+            raise InvalidInput(f"{where}: invalid regular expression: {exc}") from None
+        if pattern.search("") is not None:
+            raise InvalidInput(f"{where}: the regular expression matches the empty string")
+        rules.append(Rule(name, pattern))
+    return rules
