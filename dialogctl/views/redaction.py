@@ -66,6 +66,9 @@ _PATTERN = re.compile(_BUILT_IN)
 _PRECHECK = re.compile(r"[\d@:]|sk-|gh[pousr]_|github_pat_|xox|AKIA|ASIA|earer |EARER ")
 
 
+_SEPARATORS = " -./"
+
+
 def luhn_valid(digits: str) -> bool:
     """Whether a string of digits passes the Luhn check (card numbers)."""
     total = 0
@@ -80,7 +83,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def iban_valid(iban: str) -> bool:
-    """Whether an IBAN without spaces has a valid length and mod-97 checksum."""
+    """Whether an IBAN (spaces allowed) has a valid length and mod-97 checksum."""
+    iban = iban.replace(" ", "")
     if not 15 <= len(iban) <= 34:
         return False
     moved = iban[4:] + iban[:4]
@@ -91,13 +95,17 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
-def _iban(candidate: str) -> int:
-    """How many leading characters of an IBAN candidate are a valid IBAN (0: none), dropping trailing groups that are not part of it."""
-    ends = [len(candidate)] + [i for i in range(len(candidate) - 1, 0, -1) if candidate[i] == " "]
-    for end in ends:
-        if iban_valid(candidate[:end].replace(" ", "")):
-            return end
-    return 0
+def _card(candidate: str) -> bool:
+    digits = _digits(candidate)
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _international_phone(candidate: str) -> bool:
+    return 8 <= len(_digits(candidate)) <= 15
+
+
+def _national_phone(candidate: str) -> bool:
+    return 9 <= len(_digits(candidate)) <= 12
 
 
 def _ipv6(candidate: str) -> bool:
@@ -138,7 +146,7 @@ class Redactor:
             text = rule.pattern.sub(self._user_replacement(rule.name), text)
         if _PRECHECK.search(text) is None:
             return text
-        return _PATTERN.sub(self._replacement, text)
+        return self._built_in(text)
 
     def value(self, value: Any) -> Any:
         """A metadata value with every string in it redacted (recursively; keys untouched)."""
@@ -173,30 +181,50 @@ class Redactor:
 
         return replace
 
-    def _replacement(self, m: re.Match[str]) -> str:
+    def _built_in(self, text: str) -> str:
+        """One scan of the built-in expression; each candidate confirmed, or passed over from its next group on."""
+        parts: list[str] = []
+        kept = pos = 0
+        while (m := _PATTERN.search(text, pos)) is not None:
+            end, kind = self._judge(m)
+            if kind is None:
+                pos = end
+                continue
+            self.counts[kind] += 1
+            parts.append(text[kept : m.start()])
+            parts.append(f"[REDACTED:{kind}]")
+            kept = pos = end
+        if not parts:
+            return text
+        parts.append(text[kept:])
+        return "".join(parts)
+
+    @staticmethod
+    def _judge(m: re.Match[str]) -> tuple[int, str | None]:
+        """Where the secret a candidate holds ends and its kind; or (where to scan on from, None) when it holds none.
+
+        A card or phone number written next to another number is found with it
+        (``4111 1111 1111 1111 2024``, ``2345 4111 1111 1111 1111``): the longest
+        prefix ending before a separator that passes the check is taken, and a
+        candidate with none is scanned again from its next group on, so a secret
+        does not hide behind its neighbour.
+        """
         group = m.lastgroup or ""
         kind = group.partition("_")[0]
         found = m.group()
-        if group == "card_any":
-            if not luhn_valid(_digits(found)):
-                return found
-        elif group == "iban_any":
-            end = _iban(found)
-            if not end:
-                return found
-            self.counts["iban"] += 1
-            return "[REDACTED:iban]" + found[end:]
-        elif group == "ip_v6":
-            if not _ipv6(found):
-                return found
-        elif group == "phone_intl":
-            if not 8 <= len(_digits(found)) <= 15:
-                return found
-        elif group == "phone_national":
-            if not 9 <= len(_digits(found)) <= 12:
-                return found
-        self.counts[kind] += 1
-        return f"[REDACTED:{kind}]"
+        confirm = _CONFIRMED.get(group)
+        if confirm is None:
+            if group == "ip_v6" and not _ipv6(found):
+                return m.end(), None
+            return m.end(), kind
+        cuts = [i for i in range(len(found) - 1, 0, -1) if found[i] in _SEPARATORS and found[i - 1] not in _SEPARATORS]
+        for end in [len(found), *cuts]:
+            if confirm(found[:end]):
+                return m.start() + end, kind
+        return m.start() + (cuts[-1] if cuts else len(found)), None
+
+
+_CONFIRMED = {"card_any": _card, "iban_any": iban_valid, "phone_intl": _international_phone, "phone_national": _national_phone}
 
 
 def load_rules(path: str) -> list[Rule]:
