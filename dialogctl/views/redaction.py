@@ -44,8 +44,8 @@ _BUILT_IN = "|".join(
         r"(?P<token_gh>(?<!\w)(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{22,}))",
         r"(?P<token_slack>(?<![\w-])xox[a-z]-[A-Za-z0-9-]{10,})",
         r"(?P<token_aws>(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9]))",
-        # "Bearer " is kept; the token after it (16+ characters, one a digit) is replaced.
-        r"(?P<token_bearer>(?:(?<=[Bb]earer )|(?<=BEARER ))(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{16,}=*)",
+        # "Bearer " is kept; the token after it (16+ characters, one a digit, not ending in a full stop) is replaced.
+        r"(?P<token_bearer>(?:(?<=[Bb]earer )|(?<=BEARER ))(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{15,}[A-Za-z0-9_~+/-]=*)",
         r"(?P<email_addr>(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w-]))",
         # IBAN: country, check digits, then up to 30 letters/digits, in groups of four or not.
