@@ -201,6 +201,25 @@ def test_luhn_check_digits_agree() -> None:
     assert _luhn_digit("555555555555444") == "4"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a 0:0:0:0:0:ffff:1.2.3.4 b", "a [REDACTED:ip] b"),  # six colons and an IPv4 tail
+        ("64:ff9b::192.0.2.33", "[REDACTED:ip]"),
+        ("host 10.0.0.1:8080", "host [REDACTED:ip]:8080"),
+        ("x 2345 4111 1111 1111 1111 y", "x 2345 [REDACTED:card] y"),  # a number before the card
+        ("4111 1111 1111 1111 2024", "[REDACTED:card] 2024"),  # and one after it
+        ("AB12 GB82 WEST 1234 5698 7654 32 ok", "AB12 [REDACTED:iban] ok"),
+        ("(555) 123-4567 and 030/1234567", "[REDACTED:phone] and [REDACTED:phone]"),
+        ("Authorization: bearer abcdef0123456789abcdef.", "Authorization: bearer [REDACTED:token]."),
+        ("mail: Jane.Doe+x@mail.example.co.uk, thanks", "mail: [REDACTED:email], thanks"),
+        ("é@example.com x.y@example", "é@example.com x.y@example"),  # no ASCII local part; no TLD
+    ],
+)
+def test_examples(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected
+
+
 def test_checks() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
