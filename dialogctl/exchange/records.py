@@ -15,6 +15,7 @@ from .outputfile import OutputFile
 from .selection import Selected
 
 if TYPE_CHECKING:
+    from ..views.redaction import Redactor
     from .reading import Found, ImportInput
 
 
@@ -117,6 +118,7 @@ class ExportOptions(NamedTuple):
     format: str = "jsonl"
     neutralised: bool = True  # csv: neutralise formula cells
     system: str | None = None  # openai/sharegpt: a system message to prepend
+    redactor: Redactor | None = None  # --redact: applied to every message before any format sees it; counts what it replaced
 
 
 class ExportFormat(NamedTuple):

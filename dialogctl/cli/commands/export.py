@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...exchange.registry import FORMATS, export_help
-from ..options import RoleOption, SinceOption, UntilOption, complete_users
+from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
 
 # The --format choices, help and completions come from the one registry of formats.
@@ -42,6 +42,8 @@ def export(
     system: Annotated[
         Optional[str], typer.Option("--system", help="openai/sharegpt: prepend this system message to every conversation.", metavar="TEXT")
     ] = None,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
 ) -> None:
     """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
 
@@ -56,6 +58,10 @@ def export(
     them or by another ') get a ' prepended so spreadsheets show them as text;
     'dialogctl import' removes exactly that prefix again.
 
+    --redact rewrites every message before it is formatted (so every format
+    carries the redacted text) and says on stderr how many of each kind it
+    replaced; see README "Redaction" for the rules and their limits.
+
     Examples:
 
       dialogctl export alice --format json > alice.json
@@ -67,6 +73,8 @@ def export(
       dialogctl export --all --format sqlite -o journal.db
 
       dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
+
+      dialogctl export --all --redact --redact-rules rules.yaml -o shared.jsonl
     """
     from ...disk.layout import validate_user_id
     from ...errors import InvalidInput
@@ -75,7 +83,7 @@ def export(
     from ...exchange.records import ExportOptions
     from ...exchange.registry import write_export
     from ...exchange.selection import Selection
-    from ..options import message_filter
+    from ..options import message_filter, redactor, report_redactions
     from ..progress import ProgressBar
 
     state: CliState = ctx.obj
@@ -90,7 +98,8 @@ def export(
         validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
-    options = ExportOptions(fmt.value, not raw_csv, system)
+    redacting = redactor(redact, redact_rules)
+    options = ExportOptions(fmt.value, not raw_csv, system, redacting)
     conversations = stream(journal, selection, options)
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
@@ -106,6 +115,7 @@ def export(
             out = for_people(sys.stdout, json=fmt.value not in ("csv", "markdown"))
             result = write_export(out, bar.track(conversations), options)
             sys.stdout.flush()
+    report_redactions(state, redacting)
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")

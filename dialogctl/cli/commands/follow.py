@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import SinceOption, UsersArg
+from ..options import RedactOption, RedactRulesOption, SinceOption, UsersArg
 from ..output import Format, FormatOption, cell_text, stdout_for, tsv_line
 from ..state import CliState
 
@@ -19,6 +19,8 @@ def follow(
     since: SinceOption = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between looks at the files.", min=0.05, metavar="SECONDS")] = 0.5,
     count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N messages.", min=1, metavar="N")] = None,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
     fmt: FormatOption = None,
 ) -> None:
     """Print new messages as they are appended anywhere in the journal (Ctrl-C stops, exit 0).
@@ -28,7 +30,9 @@ def follow(
     appended after that is printed, whatever its timestamp (a replayed backlog
     too). Keeps going across archives, restores and cleanups. A USER that does
     not exist yet is waited for (said on stderr): its messages are printed from
-    the first one. A malformed user id is an error (exit 2).
+    the first one. A malformed user id is an error (exit 2). With --redact each
+    message is redacted before it is printed; the counts are said when
+    following ends.
 
     Examples:
 
@@ -43,10 +47,12 @@ def follow(
     from ...errors import InvalidInput, NotFound
     from ...times import parse_time_spec
     from ...views.follow import Follower
+    from ..options import redactor, report_redactions
 
     state: CliState = ctx.obj
     if fmt is Format.json:
         raise InvalidInput("follow streams without end; use --format jsonl (one object per line) instead of json")
+    redacting = redactor(redact, redact_rules)
     journal = state.journal()
     waiting: list[str] = []
     for user in users or []:
@@ -75,6 +81,8 @@ def follow(
                 state.say(f"waiting for {', '.join(waiting)}: no such user yet; its messages are printed from its first one")
 
         for event in follower.run(interval, stop=_reader_gone(out), started=started):
+            if redacting is not None:
+                event = event._replace(message=redacting.message(event.message))
             record = _record(event)
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -90,6 +98,7 @@ def follow(
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how following ends
+    report_redactions(state, redacting)
     state.detail(f"{printed} messages followed")
 
 
