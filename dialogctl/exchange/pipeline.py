@@ -31,7 +31,7 @@ def stream(journal: Journal, selection: Selection, options: ExportOptions) -> It
     from .. import parallel
 
     selected = select(journal, selection)
-    if export_format(options.format).text is None or selection.conversation is not None or selection.archive is not None or parallel.workers() < 2:
+    if export_format(options.format).text is None or selection.cursor is not None or selection.conversation is not None or selection.archive is not None or parallel.workers() < 2:
         return selected
     if selection.users:
         files: Iterator[Any] = (f for user in selection.users for f in journal.conversation_files(user, include_archives=selection.include_archives))
@@ -91,6 +91,7 @@ def _format_files(
     from ..errors import FileTooLarge
     from ..fileformat.reader import parse_conversation
     from ..journal.files import FILE_TOO_LARGE, too_large_detail
+    from .cursor import message_ids
 
     root, options, message_filter, files, limit = job
     formatter = export_format(options.format).text
@@ -117,7 +118,9 @@ def _format_files(
             results.append(exc)
             continue
         parsed = parse_conversation(raw, rel_path)
-        conv = Selected(ref, list(message_filter.indexed(parsed.messages)))
+        every = message_ids(ref.user, parsed.messages)
+        kept = list(message_filter.indexed(parsed.messages))
+        conv = Selected(ref, kept, [every[i] for i, _ in kept])
         text = formatter(conv, options)
         try:
             data: bytes | str = text.encode("utf-8")
