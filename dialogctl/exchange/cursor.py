@@ -99,7 +99,8 @@ class Cursor:
     def __init__(self, path: str, journal_root: str, users: dict[str, dict[str, Any]] | None = None, settle: bool = True) -> None:
         self.path = path
         self.journal = os.path.realpath(journal_root)
-        self.users: dict[str, dict[str, Any]] = users or {}
+        self.users: dict[str, dict[str, Any]] = users or {}  # what was shipped, this run's messages included
+        self.before: dict[str, dict[str, Any]] = json.loads(json.dumps(self.users))  # what earlier runs shipped: what is new is judged by this
         self.cut = utc_now() - SETTLE if settle else None
         self.changed = False
 
@@ -126,11 +127,11 @@ class Cursor:
         users = data.get("users")
         if not isinstance(users, dict) or not all(_valid_entry(entry) for entry in users.values()):
             raise InvalidInput(f"cursor file {path}: its users are not in the cursor's shape (damaged?); it was left as it is")
-        cursor.users = users
+        cursor.users, cursor.before = users, json.loads(json.dumps(users))
         return cursor
 
-    def through(self, user: str) -> datetime | None:
-        entry = self.users.get(user)
+    def through(self, user: str, before: bool = False) -> datetime | None:
+        entry = (self.before if before else self.users).get(user)
         return parse_timestamp(entry["through"]) if entry and entry.get("through") else None
 
     def earliest(self, users: Sequence[str] | None) -> datetime | None:
@@ -141,13 +142,13 @@ class Cursor:
 
     def is_new(self, user: str, msg: Message, mid: str) -> bool:
         """Whether the message is after the cursor (and, for an export, settled)."""
-        entry = self.users.get(user)
+        entry = self.before.get(user)
         moment = parse_timestamp(msg.timestamp)
         if moment is None:
             return entry is None or mid not in entry.get("undated", ())
         if self.cut is not None and moment >= self.cut:
             return False
-        through = self.through(user)
+        through = self.through(user, before=True)
         if through is None or moment > through:
             return True
         return moment == through and mid not in entry.get("ids", ()) if entry else True
