@@ -31,7 +31,13 @@ def stream(journal: Journal, selection: Selection, options: ExportOptions) -> It
     from .. import parallel
 
     selected = select(journal, selection)
-    if export_format(options.format).text is None or selection.cursor is not None or selection.conversation is not None or selection.archive is not None or parallel.workers() < 2:
+    if (
+        export_format(options.format).text is None
+        or selection.cursor is not None
+        or selection.conversation is not None
+        or selection.archive is not None
+        or parallel.workers() < 2
+    ):
         return selected
     if selection.users:
         files: Iterator[Any] = (f for user in selection.users for f in journal.conversation_files(user, include_archives=selection.include_archives))

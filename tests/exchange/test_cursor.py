@@ -108,7 +108,7 @@ def test_every_message_is_shipped_once_across_appends_archives_restores_cleanup_
     journal = Journal.open(str(root))
     path = root / journal.conversation_files("carol")[0].rel_path
     with open(path, "a", encoding="utf-8") as f:
-        f.write('---\nrole: user\ncontent: |2-\n  half a rec')
+        f.write("---\nrole: user\ncontent: |2-\n  half a rec")
     run("c0", "c1", expect=5)  # damage: said, exit 5, every intact message shipped
     before_repair = path.read_bytes()
     assert cli("repair").exit_code == 0 and path.read_bytes() != before_repair

@@ -106,7 +106,9 @@ def test_json_import_reads_the_old_single_object_and_the_array(two_users: Path, 
         assert [{k: v for k, v in m.items() if k != "message_id"} for m in again[0]["messages"]] == [
             {k: v for k, v in m.items() if k != "message_id"} for m in exported[0]["messages"]
         ]
-        assert [m["message_id"] for m in again[0]["messages"]] == message_ids(user, [Message(**{k: v for k, v in m.items() if k != "message_id"}) for m in exported[0]["messages"]])
+        assert [m["message_id"] for m in again[0]["messages"]] == message_ids(
+            user, [Message(**{k: v for k, v in m.items() if k != "message_id"}) for m in exported[0]["messages"]]
+        )
 
 
 def test_csv_is_rfc4180_with_formula_cells_neutralised(root: Path, cli: Cli) -> None:

@@ -29,4 +29,6 @@ def test_jsonl_export_lines_are_json_dumps_of_the_records(msgs: list[Message], r
     result = write_jsonl(out, [conv])
     assert (result.conversations, result.messages) == (1, len(msgs))
     ids = message_ids(ref.user, msgs)
-    assert out.getvalue() == "".join(json.dumps(message_record(conv, i, m, mid), ensure_ascii=False) + "\n" for (i, m), mid in zip(conv.messages, ids, strict=True))
+    assert out.getvalue() == "".join(
+        json.dumps(message_record(conv, i, m, mid), ensure_ascii=False) + "\n" for (i, m), mid in zip(conv.messages, ids, strict=True)
+    )

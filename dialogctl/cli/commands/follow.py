@@ -73,10 +73,10 @@ def follow(
         except NotFound:
             waiting.append(user)  # not there yet: followed from its first message
     start = parse_time_spec(since, "--since") if since is not None else None
+    from ...exchange.cursor import Cursor, IdTracker
+
     cursor = None
     if cursor_file is not None:
-        from ...exchange.cursor import Cursor, IdTracker
-
         cursor = Cursor.load(cursor_file, journal.root, settle=False)
         if start is None:
             start = cursor.earliest(users or None)
