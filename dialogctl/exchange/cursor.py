@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import DialogError, InvalidInput
 from ..models import Message
 from ..times import parse_timestamp, utc_now
 
@@ -85,7 +85,11 @@ class IdTracker:
     def id_of(self, ref: Any, position: int, msg: Message) -> str:
         count, seen = self.known.get(ref, (-1, Counter()))
         if count != position:
-            seen = Counter((m.timestamp, m.role, m.content) for m in list(self.whole(ref))[:position])
+            try:
+                earlier = list(self.whole(ref))[:position]
+            except DialogError:  # moved or gone meanwhile: counted from here
+                earlier = []
+            seen = Counter((m.timestamp, m.role, m.content) for m in earlier)
         key = (msg.timestamp, msg.role, msg.content)
         found = message_id(ref.user, msg, seen[key])
         seen[key] += 1

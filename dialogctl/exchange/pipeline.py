@@ -26,7 +26,8 @@ def stream(journal: Journal, selection: Selection, options: ExportOptions) -> It
     CPU and at least :data:`dialogctl.parallel.PARALLEL_BYTES` to read, worker
     processes read, parse and format whole files while this one only writes
     their text, in the order a serial export writes it (same bytes, same
-    damage reports). Everything else is :func:`select`.
+    damage reports). Everything else is :func:`select`, and so is an export
+    with a cursor (which notes each message as it is handed on).
     """
     from .. import parallel
 

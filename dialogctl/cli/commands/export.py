@@ -61,14 +61,15 @@ def export(
     (openai/sharegpt: no assistant message, empty content, a role other than
     system/user/assistant) are skipped and counted on stderr.
 
-    Every record carries a message_id that stays the same when the
-    conversation is archived, restored, trimmed, repaired or re-imported.
-    With --cursor-file, a run exports only what earlier runs with the same
-    FILE did not (messages at least 2 seconds old), and records what it
-    shipped only after the output is complete: a failed or killed run
-    leaves the file as it was, and the next run sends the same again. A
-    damaged cursor file, or one of another journal, is exit 2. Use one
-    cursor file per command line (same users, format and filters).
+    Every json, jsonl, csv and sqlite record carries a message_id that
+    stays the same when the conversation is archived, restored, trimmed,
+    repaired or re-imported. With --cursor-file, a run exports only what
+    earlier runs with the same FILE did not (messages at least 2 seconds
+    old), and records what it shipped only after the output is complete: a
+    failed or killed run leaves the file as it was, and the next run sends
+    the same again. A damaged cursor file, or one of another journal, is
+    exit 2. Use one cursor file per command line (same users, format and
+    filters).
 
     CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
     them or by another ') get a ' prepended so spreadsheets show them as text;

@@ -36,8 +36,8 @@ def follow(
     appended after that is printed, whatever its timestamp (a replayed backlog
     too). Keeps going across archives, restores and cleanups. A USER that does
     not exist yet is waited for (said on stderr): its messages are printed from
-    the first one. A malformed user id is an error (exit 2). json, jsonl, csv
-    and tsv records carry each message's message_id (as export's).
+    the first one. A malformed user id is an error (exit 2). jsonl, csv and
+    tsv records carry each message's message_id (as export's).
 
     With --cursor-file, a restarted follow continues where the last one
     stopped: it starts at the cursor's earliest time among the followed
