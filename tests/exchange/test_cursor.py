@@ -218,3 +218,17 @@ def test_follow_with_a_cursor_file_continues_after_a_restart(root: Path, cli: Cl
     ids = {r["message_id"]: r["content"] for r in cli.jsonl("export", "alice", "--format", "jsonl")}
     assert [ids[r["message_id"]] for r in first + second] == ["m1", "m2", "m3", "m4"]  # the same ids as export's
     assert [r["content"] for r in _run(cli, cursor)] == ["before"]  # the same cursor file: export sends only what follow did not
+
+
+def test_follow_ids_count_identical_messages_as_export_does() -> None:
+    from dialogctl.exchange.cursor import IdTracker
+    from dialogctl.models import ConversationRef
+
+    same = Message("user", "same", "2024-01-15T10:30:00.000Z")
+    whole = [same, Message("assistant", "x", same.timestamp), same, same]
+    ref = ConversationRef("alice", "current")
+    reads: list[ConversationRef] = []
+    tracker = IdTracker(lambda r: reads.append(r) or whole)
+    expected = message_ids("alice", whole)
+    assert [tracker.id_of(ref, n, whole[n]) for n in (2, 3)] == expected[2:]  # started mid-file: the earlier ones read once
+    assert reads == [ref]
