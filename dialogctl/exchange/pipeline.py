@@ -26,12 +26,19 @@ def stream(journal: Journal, selection: Selection, options: ExportOptions) -> It
     CPU and at least :data:`dialogctl.parallel.PARALLEL_BYTES` to read, worker
     processes read, parse and format whole files while this one only writes
     their text, in the order a serial export writes it (same bytes, same
-    damage reports). Everything else is :func:`select`.
+    damage reports). Everything else is :func:`select`, and so is an export
+    with a cursor (which notes each message as it is handed on).
     """
     from .. import parallel
 
     selected = _redacted(select(journal, selection), options)
-    if export_format(options.format).text is None or selection.conversation is not None or selection.archive is not None or parallel.workers() < 2:
+    if (
+        export_format(options.format).text is None
+        or selection.cursor is not None
+        or selection.conversation is not None
+        or selection.archive is not None
+        or parallel.workers() < 2
+    ):
         return selected
     if selection.users:
         files: Iterator[Any] = (f for user in selection.users for f in journal.conversation_files(user, include_archives=selection.include_archives))
@@ -52,7 +59,8 @@ def _redacted(selected: Iterator[Selected], options: ExportOptions) -> Iterator[
     redactor = options.redactor
     if redactor is None:
         return selected
-    return (Selected(conv.ref, [(i, redactor.message(m)) for i, m in conv.messages]) for conv in selected)
+    # The ids are taken before the text changes: a message's message_id is the same with and without --redact.
+    return (Selected(conv.ref, [(i, redactor.message(m)) for i, m in conv.messages], conv.id_list()) for conv in selected)
 
 
 def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, message_filter: MessageFilter, keep_empty: bool) -> Iterator[Formatted]:
@@ -104,6 +112,7 @@ def _format_files(
     from ..errors import FileTooLarge
     from ..fileformat.reader import parse_conversation
     from ..journal.files import FILE_TOO_LARGE, too_large_detail
+    from .cursor import message_ids
 
     root, options, message_filter, files, limit = job
     formatter = export_format(options.format).text
@@ -130,11 +139,13 @@ def _format_files(
             results.append(exc)
             continue
         parsed = parse_conversation(raw, rel_path)
-        conv = Selected(ref, list(message_filter.indexed(parsed.messages)))
+        every = message_ids(ref.user, parsed.messages)
+        kept = list(message_filter.indexed(parsed.messages))
+        conv = Selected(ref, kept, [every[i] for i, _ in kept])  # ids of the messages as written, before any redaction
         redacted: dict[str, int] = {}
         if options.redactor is not None:
             redactor = options.redactor.fresh()  # this file's counts only: the parent adds them to its own
-            conv = Selected(ref, [(i, redactor.message(m)) for i, m in conv.messages])
+            conv = Selected(ref, [(i, redactor.message(m)) for i, m in conv.messages], conv.ids)
             redacted = dict(redactor.counts)
         text = formatter(conv, options)
         try:

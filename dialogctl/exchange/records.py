@@ -32,9 +32,9 @@ class Placed(Protocol):
     def ref(self) -> ConversationRef: ...
 
 
-def message_record(conv: Placed, index: int, msg: Message) -> dict[str, Any]:
-    """One message with its identity: the JSONL export line, and every other command's message row."""
-    return {
+def message_record(conv: Placed, index: int, msg: Message, mid: str | None = None) -> dict[str, Any]:
+    """One message with its identity: the JSONL export line (with its ``message_id``), and every other command's message row."""
+    record = {
         "user": conv.ref.user,
         "conversation": conv.ref.name,
         "archived": conv.ref.archived,
@@ -44,6 +44,9 @@ def message_record(conv: Placed, index: int, msg: Message) -> dict[str, Any]:
         "timestamp": msg.timestamp,
         "metadata": msg.metadata,
     }
+    if mid is not None:
+        record["message_id"] = mid
+    return record
 
 
 def model_and_tokens(metadata: dict[str, Any] | None) -> tuple[str | None, int | None]:

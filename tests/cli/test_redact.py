@@ -174,6 +174,9 @@ def test_follow_redacts_what_it_prints(secrets: Path, cli: Cli) -> None:
         assert secret not in result.stdout
     assert lines[1]["metadata"]["client"]["emails"] == ["[REDACTED:email]"]
     assert COUNTS in result.stderr
+    plain = cli("follow", "alice", "--since", "1h", "-n", "4", "--format", "jsonl")
+    # A message's message_id is taken from the message as written: the same with and without --redact.
+    assert [r["message_id"] for r in lines] == [json.loads(line)["message_id"] for line in plain.stdout.splitlines()]
 
 
 def test_redact_rules_add_kinds_and_imply_redact(secrets: Path, cli: Cli, tmp_path: Path) -> None:
