@@ -20,6 +20,8 @@ import pytest
 
 pytest.importorskip("textual")
 
+from textual.worker import WorkerCancelled  # noqa: E402
+
 from dialogctl.cli.tui.app import BrowseApp  # noqa: E402
 from dialogctl.journal.core import Journal  # noqa: E402
 from dialogctl.models import Message  # noqa: E402
@@ -43,11 +45,22 @@ def root(tmp_path: Path) -> Path:
     return target
 
 
-async def settle(app: BrowseApp, pilot: Any, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        await pilot.pause(0.05)
-        await app.workers.wait_for_complete()
-    await pilot.pause(0.05)
+async def settle(app: BrowseApp, pilot: Any) -> None:
+    """Until no reading worker has run for a few rounds (a worker's result may start the next: users, then conversations, then a transcript)."""
+    quiet = 0
+    for _ in range(500):
+        await pilot.pause(0.02)
+        if any(w.is_running or w.state.name == "PENDING" for w in app.workers if w.group != "follow"):
+            quiet = 0
+            try:
+                await app.workers.wait_for_complete([w for w in app.workers if w.group != "follow"])
+            except WorkerCancelled:  # an exclusive worker replaced by a newer one (Enter after a highlight)
+                pass
+        else:
+            quiet += 1
+            if quiet >= 5:
+                return
+    raise AssertionError("the app never settled")
 
 
 def transcript_text(app: BrowseApp) -> str:
