@@ -266,3 +266,24 @@ def test_without_textual_browse_says_which_extra(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2
     assert "pip install 'dialogctl[tui]'" in done.stderr
+
+
+def test_a_long_conversation_opens_at_its_end_and_earlier_messages_load_on_demand(root: Path) -> None:
+    journal = Journal.open(root, archiveThreshold=10_000, maxConversationLength=10_000)
+    journal.append("long", [Message("user", f"message {i}", "2025-10-04T09:00:00Z") for i in range(450)])
+
+    async def main() -> None:
+        app = BrowseApp(Journal.open(root), "long")
+        async with app.run_test(size=(120, 35)) as pilot:
+            await settle(app, pilot)
+            pane = app.query_one("#transcript")
+            assert pane.option_count == 401  # type: ignore[attr-defined]  # the last 400, and the line that loads earlier ones
+            assert pane.get_option_at_index(0).id == "earlier"  # type: ignore[attr-defined]
+            assert "message 49\n" not in transcript_text(app) + "\n" and "message 449" in transcript_text(app)
+            pane.highlighted = 0  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert pane.option_count == 450  # type: ignore[attr-defined]
+            assert pane.get_option_at_index(0).id == "0"  # type: ignore[attr-defined]
+
+    run(main())

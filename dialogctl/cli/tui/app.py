@@ -205,6 +205,8 @@ class BrowseApp(App[int]):
         table.move_cursor(row=row)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a stale highlight (the table's first row, told after the cursor was moved to a start user or a hit)
         if event.data_table.id == "users" and event.row_key.value is not None and event.row_key.value != self.user:
             self.user = event.row_key.value
             self.load_conversations(self.user)
@@ -342,7 +344,7 @@ class BrowseApp(App[int]):
         box.placeholder = f"search {self.user}'s conversations" if this_user else "search every user's conversations (the matcher of 'dialogctl search')"
         box.value = ""
         box.display = True
-        box.focus()
+        self.screen.set_focus(box)  # at once: keys typed right after / go into the box, not to the panes
 
     @work(thread=True, exclusive=True, group="search")
     def run_search(self, pattern: str, user: str | None) -> None:
