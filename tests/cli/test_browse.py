@@ -287,3 +287,32 @@ def test_a_long_conversation_opens_at_its_end_and_earlier_messages_load_on_deman
             assert pane.get_option_at_index(0).id == "0"  # type: ignore[attr-defined]
 
     run(main())
+
+
+def test_follow_notices_an_archive_underneath(root: Path) -> None:
+    async def main() -> None:
+        app = BrowseApp(Journal.open(root), "zed")
+        async with app.run_test(size=(120, 35)) as pilot:
+            await settle(app, pilot)
+            before = len(app.summaries)
+            await pilot.press("f")
+            for _ in range(100):
+                if app.follow_started.is_set():
+                    break
+                await pilot.pause(0.05)
+            archived = Journal.open(root).archive("zed", app.ref.name if app.ref is not None and app.ref.kind == "session" else None)
+            assert archived is not None
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if any(s.ref.archived and s.ref.id == archived for s in app.summaries):
+                    break
+            assert any(s.ref.archived and s.ref.id == archived for s in app.summaries), (before, app.summaries)
+            await pilot.press("q")
+
+    run(main())
+
+
+def test_browse_needs_a_terminal(root: Path, cli: Any) -> None:
+    result = cli("--root", str(root), "browse")
+    assert result.exit_code == 2
+    assert "run it on a terminal" in result.stderr

@@ -49,8 +49,8 @@ def browse(
         import textual  # noqa: F401
     except ImportError:
         raise InvalidInput("browse needs Textual, which is not installed", hint="pip install 'dialogctl[tui]'") from None
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise InvalidInput("browse is interactive: run it on a terminal (stdin and stdout)")
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be redirected
+        raise InvalidInput("browse is interactive: run it on a terminal (stdin and stderr)")
     if user is not None:
         validate_user_id(user)
     journal = state.journal()

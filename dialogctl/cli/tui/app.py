@@ -89,6 +89,7 @@ class BrowseApp(App[int]):
         self.journal = journal
         self.start_user = user
         self.overviews: list[UserOverview] = []
+        self.saved: dict[str, list[Any]] = {}  # the catalog as the users pane left it (summaries of unchanged files)
         self.sort_by = 0
         self.user: str | None = None
         self.summaries: list[ConversationSummary] = []
@@ -137,9 +138,11 @@ class BrowseApp(App[int]):
 
     @work(thread=True, exclusive=True, group="users")
     def load_users(self) -> None:
+        from ...journal.catalog import load
         from ...views.overview import users_overview
 
-        found = list(users_overview(self.journal))
+        found = list(users_overview(self.journal))  # from the catalog, which this brings up to date and saves
+        self.saved = load(self.journal.root)
         self.call_from_thread(self.show_users, found)
 
     def show_users(self, found: list[UserOverview]) -> None:
@@ -235,7 +238,7 @@ class BrowseApp(App[int]):
 
     @work(thread=True, exclusive=True, group="conversations")
     def load_conversations(self, user: str, open_first: bool = False) -> None:
-        found = data.order(self.journal.summaries(user))
+        found = data.order(data.user_summaries(self.journal, user, self.saved))
         self.call_from_thread(self.show_conversations, user, found, open_first)
 
     def show_conversations(self, user: str, found: list[ConversationSummary], open_first: bool) -> None:
@@ -418,11 +421,15 @@ class BrowseApp(App[int]):
 
         worker = get_current_worker()
         follower = Follower(self.journal, [user])
+        rounds = 0
         while not worker.is_cancelled:
             events = follower.poll()
             self.follow_started.set()
             if events:
                 self.call_from_thread(self.followed, user, events)
+            elif rounds % 10 == 9:  # an archive or restore underneath, with no new message: the conversations pane shows it
+                self.call_from_thread(self.load_conversations, user)
+            rounds += 1
             time.sleep(0.2)
 
     def followed(self, user: str, events: list[Any]) -> None:

@@ -55,6 +55,20 @@ def span(summary: ConversationSummary) -> str:
     return first if first == last else f"{first} → {last[11:] if last[:10] == first[:10] else last}"
 
 
+def user_summaries(journal: Journal, user: str, saved: dict[str, list[Any]]) -> list[ConversationSummary]:
+    """One user's conversations summarised: from the catalog ``saved`` for files unchanged since, else read.
+
+    (``Journal.summaries`` reads every file; a 200k-message conversation takes seconds to parse.)
+    """
+    from ...journal.catalog import saved_summary, summarize
+
+    found = []
+    for f in journal.conversation_files(user):
+        known = saved_summary(saved, f)
+        found.append(known if known is not None else summarize(journal.read(f.ref, missing_ok=True)))
+    return found
+
+
 def order(summaries: list[ConversationSummary]) -> list[ConversationSummary]:
     """Current first, then sessions, then archives (newest first)."""
     rank = {"current": 0, "session": 1, "archive": 2}
