@@ -347,7 +347,7 @@ class BrowseApp(App[int]):
         box.placeholder = f"search {self.user}'s conversations" if this_user else "search every user's conversations (the matcher of 'dialogctl search')"
         box.value = ""
         box.display = True
-        self.screen.set_focus(box)  # at once: keys typed right after / go into the box, not to the panes
+        box.focus()
 
     @work(thread=True, exclusive=True, group="search")
     def run_search(self, pattern: str, user: str | None) -> None:
