@@ -39,6 +39,7 @@ from ..models import Message
 
 KINDS = ("email", "phone", "card", "iban", "ip", "token")
 RULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+MAX_RULES_FILE = 1 << 20  # characters: a rules file is read whole, never past this
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _BEARER = r"(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{15,}[A-Za-z0-9_~+/-]=*"
@@ -303,11 +304,13 @@ def load_rules(path: str) -> list[Rule]:
     from ..yamlsafe import ItemError, load_yaml
 
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, encoding="utf-8") as f:  # a FIFO is waited on, as grep -f waits: <(...) works
+            text = f.read(MAX_RULES_FILE + 1)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise InvalidInput(f"--redact-rules {path}: cannot read it ({reason})") from None
+    if len(text) > MAX_RULES_FILE:  # /dev/zero or a huge file: never read whole
+        raise InvalidInput(f"--redact-rules {path}: larger than {MAX_RULES_FILE >> 20} MiB; a rules file is a short list")
     try:
         data = load_yaml(text)
     except ItemError as exc:

@@ -201,3 +201,24 @@ def test_a_bad_rules_file_is_exit_2_naming_file_and_rule_before_any_output(secre
     assert f"--redact-rules {rules}: rule 'broken': invalid regular expression" in result.stderr
     missing = cli(*command, "--redact-rules", str(tmp_path / "absent.yaml"))
     assert missing.exit_code == 2 and "absent.yaml" in missing.stderr and missing.stdout == ""
+
+
+def test_a_rules_file_is_read_bounded_and_a_pipe_works(secrets: Path, cli: Cli, tmp_path: Path) -> None:
+    """/dev/zero or a huge sparse file as the rules file is refused after 1 MiB; a FIFO (``<(...)``) is read like grep -f reads one."""
+    import os
+    import threading
+
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 32)  # 4 GiB, sparse: read whole it would take the memory
+    for path in ("/dev/zero", str(huge)):
+        result = cli("export", "--all", "--redact-rules", path)
+        assert result.exit_code == 2 and f"--redact-rules {path}: larger than 1 MiB" in result.stderr and result.stdout == ""
+    fifo = tmp_path / "rules.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("- name: order\n  regex: '#\\d+'\n"))
+    writer.start()
+    result = cli("show", "bob", "--redact-rules", str(fifo))
+    writer.join(10)
+    assert result.exit_code == 0, result.stderr
+    assert "[REDACTED:order]" in result.stdout and "#1234" not in result.stdout
