@@ -116,6 +116,9 @@ class Cursor:
             with open(path, encoding="utf-8") as f:
                 text = f.read(1 << 26)
         except FileNotFoundError:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):  # said now, before anything is exported, not after (it could not be saved)
+                raise InvalidInput(f"cursor file {path}: its folder {folder} does not exist") from None
             return cursor
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cursor file {path}: cannot be read ({exc}); it was left as it is") from None

@@ -232,3 +232,14 @@ def test_follow_ids_count_identical_messages_as_export_does() -> None:
     expected = message_ids("alice", whole)
     assert [tracker.id_of(ref, n, whole[n]) for n in (2, 3)] == expected[2:]  # started mid-file: the earlier ones read once
     assert reads == [ref]
+
+
+def test_a_cursor_in_a_missing_folder_is_refused_before_anything_is_exported(tmp_path: Path) -> None:
+    import pytest
+
+    from dialogctl.errors import InvalidInput
+    from dialogctl.exchange.cursor import Cursor
+
+    with pytest.raises(InvalidInput, match="its folder .* does not exist"):
+        Cursor.load(str(tmp_path / "nodir" / "c.cursor"), str(tmp_path))
+    assert Cursor.load(str(tmp_path / "c.cursor"), str(tmp_path)).users == {}  # a missing file in a folder that exists: a new cursor
