@@ -312,16 +312,23 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
+MAX_CONFIG_FILE = 1 << 20  # bytes: a config file is read whole, never past this
+
+
 def read_config_file(path: Path) -> tuple[dict[str, Any], list[UnknownKey]]:
     """The ``dialogueJournal`` section of a config file, as flat ``name -> value``, and the keys in it no setting reads."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:  # a FIFO is waited on, as any tool reading a named file does
+            data = f.read(MAX_CONFIG_FILE + 1)
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise InvalidInput(f"config file {path} does not exist") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"config file {path} is not UTF-8 (byte {exc.start})") from None
+    if len(data) > MAX_CONFIG_FILE:  # /dev/zero or a huge file: never read whole
+        raise InvalidInput(f"config file {path} is larger than {MAX_CONFIG_FILE >> 20} MiB; a config file is a few settings")
     from .yamlsafe import ItemError, load_yaml
 
     try:

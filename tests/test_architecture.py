@@ -5,7 +5,9 @@
   ``maintenance``, ``cli``. A module imports only from its own layer and the
   layers below it.
 * No import cycle between the package's modules.
-* No module outside ``cli/`` imports ``dialogctl.cli``, typer or rich.
+* No module outside ``cli/`` imports ``dialogctl.cli``, typer, rich or textual.
+* Textual is imported only in ``cli/tui/``, which only the ``browse`` command imports, inside
+  its function: every other command starts without it.
 * No private name (``_x``) of one module is imported by another.
 * No module over 600 lines, at most a dozen modules directly in ``dialogctl/``, and
   nothing vulture finds unused but what ``tools/vulture_whitelist.py`` names.
@@ -24,7 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dialogctl"
 LAYERS = ["base", "disk", "fileformat", "journal", "views", "exchange", "maintenance", "cli"]
-UI_LIBRARIES = ("typer", "rich", "click")
+UI_LIBRARIES = ("typer", "rich", "click", "textual")
 
 
 def module_name(path: Path) -> str:
@@ -134,6 +136,20 @@ def test_only_cli_knows_the_cli_and_the_terminal() -> None:
             if target.startswith("dialogctl.cli") or target.split(".")[0] in UI_LIBRARIES:
                 wrong.append(f"{MODULES[module].relative_to(PACKAGE.parent)}:{line} imports {target}")
     assert wrong == []
+
+
+def test_textual_only_behind_browse() -> None:
+    wrong = []
+    for module in MODULES:
+        inside = module.startswith("dialogctl.cli.tui") or module == "dialogctl.cli.commands.browse"
+        for target, _names, line in imports(module):
+            if (target.split(".")[0] == "textual" or target.startswith("dialogctl.cli.tui")) and not inside:
+                wrong.append(f"{MODULES[module].relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert wrong == []
+    # browse loads the UI inside its function, never when its module is loaded (dialogctl --help loads every command).
+    tree = ast.parse(MODULES["dialogctl.cli.commands.browse"].read_text(encoding="utf-8"))
+    top = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [line for line in top if "tui" in line or "textual" in line] == []
 
 
 def test_no_private_names_across_modules() -> None:

@@ -12,6 +12,7 @@ export
 follow
 doctor
 demo
+browse
 import_
 rm
 cleanup
@@ -43,3 +44,29 @@ device
 
 # Public API used by tests and pytest's header (which YAML loader a run uses).
 yaml_loader
+
+# Textual's protocol for `dialogctl browse` (dialogctl/cli/tui/app.py): class settings, compose,
+# message handlers (on_*) and key actions (action_*) that Textual calls by name, widget attributes it reads.
+BINDINGS
+DEFAULT_CSS
+CSS
+TITLE
+ENABLE_COMMAND_PALETTE
+_.compose
+_.on_mount
+_.on_input_changed
+_.on_input_submitted
+_.on_data_table_row_highlighted
+_.on_data_table_row_selected
+_.on_option_list_option_selected
+_.action_cancel
+_.action_filter
+_.action_sort
+_.action_leave
+_.action_search
+_.action_follow
+_.action_export
+_.action_copy
+_.action_quit
+_.border_title
+_.placeholder

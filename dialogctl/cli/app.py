@@ -341,6 +341,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repair": ("health", "repair"),
     "doctor": ("health", "doctor"),
     "demo": ("demo", "demo"),
+    "browse": ("browse", "browse"),
 }
 
 

@@ -2,7 +2,9 @@
 
 ``--format`` lives in :mod:`dialogctl.cli.output`; the user and conversation
 selectors, the time and role filters live here, with :func:`message_filter`
-turning the filters into a :class:`dialogctl.views.filters.MessageFilter`.
+turning the filters into a :class:`dialogctl.views.filters.MessageFilter`;
+``--redact``/``--redact-rules`` (export, show, search, follow) live here with
+:func:`redactor`, which builds the :class:`dialogctl.views.redaction.Redactor`.
 
 User, archive and conversation ids complete from the journal (see
 :mod:`dialogctl.cli.completion`): the completers read folder names only,
@@ -18,6 +20,7 @@ import typer
 if TYPE_CHECKING:
     from ..journal.core import Journal
     from ..views.filters import MessageFilter
+    from ..views.redaction import Redactor
     from .state import CliState
 
 
@@ -118,3 +121,36 @@ def message_filter(since: str | None, until: str | None, roles: list[str] | None
             state.detail(f"{option} {text} resolves to {format_timestamp(moment)}")
     chosen = frozenset(check_role(r) for r in roles) if roles else None
     return MessageFilter(start, end, chosen)
+
+
+RedactOption = Annotated[
+    bool,
+    typer.Option(
+        "--redact",
+        help="Replace e-mail addresses, phone numbers, card numbers (Luhn-checked), IBANs, IP addresses and API keys/tokens "
+        "with [REDACTED:<kind>] in content and metadata strings; counts per kind on stderr. The journal is not changed.",
+    ),
+]
+RedactRulesOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--redact-rules",
+        help="Also redact your own patterns: a YAML list of {name: WORD, regex: PATTERN}; the name is the kind. Implies --redact.",
+        metavar="FILE",
+    ),
+]
+
+
+def redactor(redact: bool, rules: str | None) -> Redactor | None:
+    """The redactor ``--redact``/``--redact-rules`` ask for, or None; a bad rules file is exit 2 naming it and the rule."""
+    if not redact and rules is None:
+        return None
+    from ..views.redaction import Redactor, load_rules
+
+    return Redactor(load_rules(rules) if rules is not None else ())
+
+
+def report_redactions(state: CliState, redacting: Redactor | None) -> None:
+    """``redacted 12 email, 3 card`` on stderr (not with -q) once a redacted command has written its output."""
+    if redacting is not None:
+        state.say(f"redacted {redacting.summary()}")

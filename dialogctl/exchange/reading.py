@@ -28,7 +28,7 @@ _CHUNK = 1 << 20  # text read at a time
 MESSAGE_FIELDS = frozenset({"role", "content", "timestamp", "metadata"})
 
 
-IDENTITY_FIELDS = frozenset({"user", "conversation", "archived", "index"})  # dialogctl's export lines; index is recomputed
+IDENTITY_FIELDS = frozenset({"user", "conversation", "archived", "index", "message_id"})  # dialogctl's export lines; index and message_id are recomputed
 
 
 OBJECT_FIELDS = frozenset({"userId", "user", "timestamp", "messageCount", "messages", "conversation", "archived"})

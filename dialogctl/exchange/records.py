@@ -15,6 +15,7 @@ from .outputfile import OutputFile
 from .selection import Selected
 
 if TYPE_CHECKING:
+    from ..views.redaction import Redactor
     from .reading import Found, ImportInput
 
 
@@ -31,9 +32,9 @@ class Placed(Protocol):
     def ref(self) -> ConversationRef: ...
 
 
-def message_record(conv: Placed, index: int, msg: Message) -> dict[str, Any]:
-    """One message with its identity: the JSONL export line, and every other command's message row."""
-    return {
+def message_record(conv: Placed, index: int, msg: Message, mid: str | None = None) -> dict[str, Any]:
+    """One message with its identity: the JSONL export line (with its ``message_id``), and every other command's message row."""
+    record = {
         "user": conv.ref.user,
         "conversation": conv.ref.name,
         "archived": conv.ref.archived,
@@ -43,6 +44,9 @@ def message_record(conv: Placed, index: int, msg: Message) -> dict[str, Any]:
         "timestamp": msg.timestamp,
         "metadata": msg.metadata,
     }
+    if mid is not None:
+        record["message_id"] = mid
+    return record
 
 
 def model_and_tokens(metadata: dict[str, Any] | None) -> tuple[str | None, int | None]:
@@ -117,6 +121,7 @@ class ExportOptions(NamedTuple):
     format: str = "jsonl"
     neutralised: bool = True  # csv: neutralise formula cells
     system: str | None = None  # openai/sharegpt: a system message to prepend
+    redactor: Redactor | None = None  # --redact: applied to every message before any format sees it; counts what it replaced
 
 
 class ExportFormat(NamedTuple):

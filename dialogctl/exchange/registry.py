@@ -7,7 +7,11 @@ turns the stream into a format. Nothing holds more than one conversation, so
 memory is bounded by the largest conversation file, not by the journal.
 
 Every record names where it came from: user, conversation, archived, and the
-message's index in its whole conversation (a filter keeps those indexes).
+message's index in its whole conversation (a filter keeps those indexes), and
+carries its ``message_id`` (json, jsonl, csv, sqlite): a hash of user,
+timestamp, role, content and the occurrence among identical ones, stable
+across archive, restore, trims, repairs and re-import; how it is derived and
+how ``--cursor-file`` uses it is in :mod:`dialogctl.exchange.cursor`.
 
 Formats:
 
@@ -17,7 +21,7 @@ Formats:
   conversation at a time; the importer also reads the reference's lone object. ``timestamp`` is the time of the export (pinned by
   ``SOURCE_DATE_EPOCH`` when set, so the same journal exports to the same bytes).
 * ``jsonl``: one message per line (:func:`message_record`): user, conversation,
-  archived, index, role, content, timestamp, metadata.
+  archived, index, role, content, timestamp, metadata, message_id.
 * ``csv``: RFC 4180 (CRLF rows, every cell quoted, a header row), columns
   :data:`CSV_COLUMNS`; ``metadata`` is the message's metadata as JSON (empty
   when it has none), ``model`` and ``totalTokens`` are read from it for

@@ -12,6 +12,7 @@ from ..views.filters import ALL, MessageFilter
 if TYPE_CHECKING:  # a selection is only read when an export runs: --help need not load the journal
     from ..journal.core import Journal
     from ..journal.files import Conversation
+    from .cursor import Cursor
 
 
 class Selection(NamedTuple):
@@ -22,6 +23,7 @@ class Selection(NamedTuple):
     archive: str | None = None  # one archive id
     include_archives: bool = False  # with users: their archives too
     filter: MessageFilter = ALL
+    cursor: Cursor | None = None  # --cursor-file: only messages after it, each noted in it as it is handed on
 
     def check(self) -> None:
         if self.conversation is not None and self.archive is not None:
@@ -35,6 +37,15 @@ class Selected(NamedTuple):
 
     ref: ConversationRef
     messages: list[tuple[int, Message]]
+    ids: list[str] | None = None  # the messages' message_id, when the whole conversation was at hand to count them
+
+    def id_list(self) -> list[str]:
+        """Each kept message's ``message_id`` (counted among the kept messages when :attr:`ids` is not set)."""
+        if self.ids is not None:
+            return self.ids
+        from .cursor import message_ids
+
+        return message_ids(self.ref.user, (msg for _, msg in self.messages))
 
 
 def is_single(journal: Journal, selection: Selection) -> bool:
@@ -56,15 +67,23 @@ def select(journal: Journal, selection: Selection) -> Iterator[Selected]:
     selection.check()
     for user in selection.users:
         journal.dialogs_folder(user).close()  # NotFound for a missing user
-    keep_empty = not selection.filter.active or is_single(journal, selection)
+    keep_empty = not (selection.filter.active or selection.cursor is not None) or is_single(journal, selection)
     return _selected(journal, selection, keep_empty)
 
 
 def _selected(journal: Journal, selection: Selection, keep_empty: bool) -> Iterator[Selected]:
+    from .cursor import message_ids
+
+    cursor = selection.cursor
     for conv in _conversations(journal, selection):
+        every = message_ids(conv.ref.user, conv.messages)
         kept = list(selection.filter.indexed(conv.messages))
+        if cursor is not None:
+            kept = [(i, m) for i, m in kept if cursor.is_new(conv.ref.user, m, every[i])]
+            for i, m in kept:
+                cursor.shipped(conv.ref.user, m, every[i])
         if kept or keep_empty:
-            yield Selected(conv.ref, kept)
+            yield Selected(conv.ref, kept, [every[i] for i, _ in kept])
 
 
 def _conversations(journal: Journal, selection: Selection) -> Iterator[Conversation]:

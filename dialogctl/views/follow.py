@@ -124,13 +124,22 @@ class Follower:
         self._last_look = look
         return events
 
-    def run(self, interval: float = 0.5, stop: Callable[[], bool] = lambda: False, started: Callable[[], None] | None = None) -> Iterator[Event]:
-        """Poll every ``interval`` seconds until ``stop``; ``started`` is called once the starting point is taken (after the first round)."""
+    def run(
+        self,
+        interval: float = 0.5,
+        stop: Callable[[], bool] = lambda: False,
+        started: Callable[[], None] | None = None,
+        rested: Callable[[], None] | None = None,
+    ) -> Iterator[Event]:
+        """Poll every ``interval`` seconds until ``stop``; ``started`` is called once the starting point is taken (after the first round),
+        ``rested`` after every round's events were taken, before the pause (where ``follow --cursor-file`` saves its cursor)."""
         while not stop():
             yield from self.poll()
             if started is not None:
                 started()
                 started = None
+            if rested is not None:
+                rested()
             time.sleep(interval)
 
     def _poll_user(self, user: str) -> list[Event]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
 from ..journal.core import Journal
@@ -32,6 +32,9 @@ from ..journal.files import ConversationFile
 from ..models import ConversationRef, Message
 from ..times import parse_timestamp
 from .filters import ALL, MessageFilter
+
+if TYPE_CHECKING:
+    from .redaction import Redactor
 
 _ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
 
@@ -115,6 +118,23 @@ def search(
                 continue
             conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
             yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+def redacted(groups: Iterable[list[Hit]], m: Matcher, redactor: Redactor) -> Iterator[list[Hit]]:
+    """The hits of :func:`search` with their messages redacted.
+
+    Matching was done on the original text (so an operator can find the
+    messages that hold a given address); the hit's ``spans`` are where the
+    pattern matches in the redacted content, none when it matched only
+    inside what was redacted.
+    """
+    for group in groups:
+        shown = []
+        for hit in group:
+            msg = redactor.message(hit.message)
+            spans = hit.spans if msg.content == hit.message.content else _spans(m, msg.content) if hit.matched else ()
+            shown.append(hit._replace(message=msg, spans=spans))
+        yield shown
 
 
 def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None) -> None:

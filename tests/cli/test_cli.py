@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from dialogctl.exchange.cursor import message_id
+from dialogctl.models import Message
+
 from ..conftest import Cli, copy_tree
 
 
@@ -179,11 +182,18 @@ def test_export_json_shapes(root: Path, cli: Cli) -> None:
     [single] = cli.json("export", "alice", "--format", "json")  # an array also for one conversation
     assert set(single) == {"userId", "conversation", "archived", "timestamp", "messageCount", "messages"}
     assert single["userId"] == "alice" and single["messageCount"] == 1
-    assert single["messages"] == [{"role": "user", "content": "hi", "timestamp": "2024-01-15T10:30:00.000Z"}]
+    assert single["messages"] == [
+        {
+            "role": "user",
+            "content": "hi",
+            "timestamp": "2024-01-15T10:30:00.000Z",
+            "message_id": message_id("alice", Message("user", "hi", "2024-01-15T10:30:00.000Z"), 0),
+        }
+    ]
     many = cli.json("export", "--all", "--format", "json")
     assert many[0]["conversation"] == "current" and many[0]["archived"] is False
     line = cli.jsonl("export", "--all")[0]
-    assert set(line) == {"user", "conversation", "archived", "index", "role", "content", "timestamp", "metadata"}
+    assert set(line) == {"user", "conversation", "archived", "index", "role", "content", "timestamp", "metadata", "message_id"}
 
 
 def test_cleanup_dry_run_then_apply(root: Path, cli: Cli) -> None:

@@ -194,3 +194,16 @@ def test_file_and_folder_modes_ignore_umask(root: Path, cli: Cli) -> None:
     for path in root.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_a_config_file_is_read_bounded(tmp_path: Path) -> None:
+    """--config /dev/zero (or a huge sparse file) is refused after 1 MiB instead of being read whole."""
+    from dialogctl.config import read_config_file
+    from dialogctl.errors import InvalidInput
+
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 32)
+    for path in (Path("/dev/zero"), huge):
+        with pytest.raises(InvalidInput, match="is larger than 1 MiB"):
+            read_config_file(path)

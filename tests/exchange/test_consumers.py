@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from dialogctl.exchange.cursor import message_ids
 from dialogctl.exchange.formats.csv import restore_cell
 from dialogctl.models import Message
 
@@ -53,7 +54,8 @@ def _expected_rows() -> list[tuple[str, str, bool, int, Message]]:
 def test_python_json_and_jsonl(hostile: Path, cli: Cli, tmp_path: Path) -> None:
     array = json.loads(_export(cli, tmp_path, "json").read_text(encoding="utf-8"))
     assert [(c["userId"], c["conversation"], c["archived"]) for c in array] == [identity for identity, _ in EXPECTED]
-    assert [[Message(**m) for m in c["messages"]] for c in array] == [msgs for _, msgs in EXPECTED]
+    assert [[Message(**{k: v for k, v in m.items() if k != "message_id"}) for m in c["messages"]] for c in array] == [msgs for _, msgs in EXPECTED]
+    assert [[m["message_id"] for m in c["messages"]] for c in array] == [message_ids(user, msgs) for (user, _, _), msgs in EXPECTED]
     lines = _export(cli, tmp_path, "jsonl").read_text(encoding="utf-8").split("\n")
     assert lines.pop() == ""
     records = [json.loads(line) for line in lines]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dialogctl.exchange.cursor import message_id, message_ids
 from dialogctl.models import Message
 
 from ..conftest import Cli
@@ -69,7 +70,13 @@ def test_json_is_an_array_of_conversations_whatever_their_number(two_users: Path
     assert list(obj) == ["userId", "conversation", "archived", "timestamp", "messageCount", "messages"]
     assert (obj["conversation"], obj["archived"]) == ("current", False)
     assert obj["timestamp"] == "2023-11-14T22:13:20.000Z" and obj["messageCount"] == 3
-    assert obj["messages"][1] == {"role": "assistant", "content": "hello", "timestamp": "2024-01-15T10:30:11.000Z", "metadata": {"model": "gpt-4", "tokens": 7}}
+    assert obj["messages"][1] == {
+        "role": "assistant",
+        "content": "hello",
+        "timestamp": "2024-01-15T10:30:11.000Z",
+        "metadata": {"model": "gpt-4", "tokens": 7},
+        "message_id": message_id("alice", Message("assistant", "hello", "2024-01-15T10:30:11.000Z"), 0),
+    }
     assert single.stdout.splitlines()[0] == "[" and len(single.stdout.splitlines()) == 3
     many = cli("export", "--all", "--format", "json", env=env)
     array = json.loads(many.stdout)
@@ -95,7 +102,13 @@ def test_json_import_reads_the_old_single_object_and_the_array(two_users: Path, 
         user = name.split(".")[0]
         assert cli("import", user, str(source)).exit_code == 0
         again = json.loads(cli("export", user, "--format", "json").stdout)
-        assert again[0]["messages"] == exported[0]["messages"]
+        # The same messages; their ids are the new user's (message_id includes the user).
+        assert [{k: v for k, v in m.items() if k != "message_id"} for m in again[0]["messages"]] == [
+            {k: v for k, v in m.items() if k != "message_id"} for m in exported[0]["messages"]
+        ]
+        assert [m["message_id"] for m in again[0]["messages"]] == message_ids(
+            user, [Message(**{k: v for k, v in m.items() if k != "message_id"}) for m in exported[0]["messages"]]
+        )
 
 
 def test_csv_is_rfc4180_with_formula_cells_neutralised(root: Path, cli: Cli) -> None:
@@ -106,8 +119,9 @@ def test_csv_is_rfc4180_with_formula_cells_neutralised(root: Path, cli: Cli) -> 
     result = cli("export", "alice", "--format", "csv")
     assert result.exit_code == 0
     text = result.stdout_bytes.decode()  # .stdout turns CRLF into LF
-    assert text.startswith('"user","conversation","archived","index","timestamp","role","content","model","totalTokens","metadata"\r\n"alice",')
-    assert text.endswith('"user","\'\'=x","","",""\r\n')
+    assert text.startswith('"user","conversation","archived","index","timestamp","role","content","model","totalTokens","metadata","message_id"\r\n"alice",')
+    last_id = message_id("alice", _msg("'=x", second=2), 0)
+    assert text.endswith('"user","\'\'=x","","","","' + last_id + '"\r\n')
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [r["content"] for r in rows] == ["'=1+1", 'a,b\n"c"', "''=x"]
     assert rows[1]["model"] == "'@evil" and rows[1]["totalTokens"] == "5"
@@ -331,7 +345,7 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
         "archived": True,
         "timestamp": "2024-01-15T00:00:00.000Z",
         "messageCount": len(messages),
-        "messages": [m.to_raw() for m in messages],
+        "messages": [{**m.to_raw(), "message_id": mid} for m, mid in zip(messages, message_ids("alice", messages), strict=True)],
     }
     assert out.getvalue() == json.dumps(whole, ensure_ascii=False)
 

@@ -8,6 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialogctl.exchange.cursor import message_ids
 from dialogctl.exchange.formats.json import write_jsonl
 from dialogctl.exchange.records import message_record
 from dialogctl.exchange.selection import Selected
@@ -27,4 +28,7 @@ def test_jsonl_export_lines_are_json_dumps_of_the_records(msgs: list[Message], r
     out = io.StringIO()
     result = write_jsonl(out, [conv])
     assert (result.conversations, result.messages) == (1, len(msgs))
-    assert out.getvalue() == "".join(json.dumps(message_record(conv, i, m), ensure_ascii=False) + "\n" for i, m in conv.messages)
+    ids = message_ids(ref.user, msgs)
+    assert out.getvalue() == "".join(
+        json.dumps(message_record(conv, i, m, mid), ensure_ascii=False) + "\n" for (i, m), mid in zip(conv.messages, ids, strict=True)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from typing import Annotated, Optional
@@ -9,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...exchange.registry import FORMATS, export_help
-from ..options import RoleOption, SinceOption, UntilOption, complete_users
+from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
 
 # The --format choices, help and completions come from the one registry of formats.
@@ -42,6 +43,16 @@ def export(
     system: Annotated[
         Optional[str], typer.Option("--system", help="openai/sharegpt: prepend this system message to every conversation.", metavar="TEXT")
     ] = None,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
+    cursor_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cursor-file",
+            help="Export only messages not shipped by earlier runs with this FILE, then record these in it (replaced atomically once the output is complete; created if missing).",
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
     """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
 
@@ -52,9 +63,23 @@ def export(
     (openai/sharegpt: no assistant message, empty content, a role other than
     system/user/assistant) are skipped and counted on stderr.
 
+    Every json, jsonl, csv and sqlite record carries a message_id that
+    stays the same when the conversation is archived, restored, trimmed,
+    repaired or re-imported. With --cursor-file, a run exports only what
+    earlier runs with the same FILE did not (messages at least 2 seconds
+    old), and records what it shipped only after the output is complete: a
+    failed or killed run leaves the file as it was, and the next run sends
+    the same again. A damaged cursor file, or one of another journal, is
+    exit 2. Use one cursor file per command line (same users, format and
+    filters).
+
     CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
     them or by another ') get a ' prepended so spreadsheets show them as text;
     'dialogctl import' removes exactly that prefix again.
+
+    --redact rewrites every message before it is formatted (so every format
+    carries the redacted text) and says on stderr how many of each kind it
+    replaced; see README "Redaction" for the rules and their limits.
 
     Examples:
 
@@ -67,6 +92,10 @@ def export(
       dialogctl export --all --format sqlite -o journal.db
 
       dialogctl export --all --format openai --system "You are helpful." -o train.jsonl
+
+      dialogctl export --all --redact --redact-rules rules.yaml -o shared.jsonl
+
+      dialogctl export --all --cursor-file ~/.dialogctl.cursor -o "new-$(date +%F).jsonl"
     """
     from ...disk.layout import validate_user_id
     from ...errors import InvalidInput
@@ -75,7 +104,7 @@ def export(
     from ...exchange.records import ExportOptions
     from ...exchange.registry import write_export
     from ...exchange.selection import Selection
-    from ..options import message_filter
+    from ..options import message_filter, redactor, report_redactions
     from ..progress import ProgressBar
 
     state: CliState = ctx.obj
@@ -89,8 +118,14 @@ def export(
     for user in users or []:
         validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
-    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state))
-    options = ExportOptions(fmt.value, not raw_csv, system)
+    cursor = None
+    if cursor_file is not None:
+        from ...exchange.cursor import Cursor
+
+        cursor = Cursor.load(cursor_file, journal.root)
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state), cursor)
+    redacting = redactor(redact, redact_rules)
+    options = ExportOptions(fmt.value, not raw_csv, system, redacting)
     conversations = stream(journal, selection, options)
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
@@ -106,7 +141,23 @@ def export(
             out = for_people(sys.stdout, json=fmt.value not in ("csv", "markdown"))
             result = write_export(out, bar.track(conversations), options)
             sys.stdout.flush()
+            if cursor is not None and _is_file(sys.stdout):
+                os.fsync(sys.stdout.fileno())  # > file: on disk before the cursor says it was shipped
+    if cursor is not None:  # only now that the output is complete (and -o renamed into place)
+        cursor.save()
+        state.detail(f"cursor file {cursor_file} updated")
+    report_redactions(state, redacting)
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")
     state.detail(f"exported {result.messages} messages from {result.conversations} conversation(s)" + (f" to {output}" if to_file else ""))
+
+
+def _is_file(stream: object) -> bool:
+    """Whether the stream is a regular file (flushed to disk before the cursor moves past what it holds)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import SinceOption, UsersArg
+from ..options import RedactOption, RedactRulesOption, SinceOption, UsersArg
 from ..output import Format, FormatOption, cell_text, stdout_for, tsv_line
 from ..state import CliState
 
@@ -19,7 +19,17 @@ def follow(
     since: SinceOption = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between looks at the files.", min=0.05, metavar="SECONDS")] = 0.5,
     count: Annotated[Optional[int], typer.Option("--count", "-n", help="Stop after N messages.", min=1, metavar="N")] = None,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
     fmt: FormatOption = None,
+    cursor_file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cursor-file",
+            help="Start after the messages this FILE says were shipped (from now if it does not exist), and record each printed message in it (replaced atomically after each flushed round).",
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
     """Print new messages as they are appended anywhere in the journal (Ctrl-C stops, exit 0).
 
@@ -28,7 +38,18 @@ def follow(
     appended after that is printed, whatever its timestamp (a replayed backlog
     too). Keeps going across archives, restores and cleanups. A USER that does
     not exist yet is waited for (said on stderr): its messages are printed from
-    the first one. A malformed user id is an error (exit 2).
+    the first one. A malformed user id is an error (exit 2). jsonl, csv and
+    tsv records carry each message's message_id (as export's, taken from the
+    message as written, before any redaction). With --redact each message is
+    redacted before it is printed; the counts are said when following ends.
+
+    With --cursor-file, a restarted follow continues where the last one
+    stopped: it starts at the cursor's earliest time among the followed
+    users (older messages of active conversations first) and prints only
+    those not yet recorded in FILE; after each round of printed (and
+    flushed) messages the file is replaced atomically. It is the same file
+    'export --cursor-file' reads and writes (the same rules: a damaged or
+    foreign cursor file is exit 2).
 
     Examples:
 
@@ -36,6 +57,7 @@ def follow(
       dialogctl follow
       dialogctl follow alice bob --since 10m
       dialogctl follow --format jsonl | jq -c '{user, role, content}'
+      dialogctl follow --format jsonl --cursor-file ~/follow.cursor >> shipped.jsonl
     """
     import csv
     import json
@@ -43,10 +65,12 @@ def follow(
     from ...errors import InvalidInput, NotFound
     from ...times import parse_time_spec
     from ...views.follow import Follower
+    from ..options import redactor, report_redactions
 
     state: CliState = ctx.obj
     if fmt is Format.json:
         raise InvalidInput("follow streams without end; use --format jsonl (one object per line) instead of json")
+    redacting = redactor(redact, redact_rules)
     journal = state.journal()
     waiting: list[str] = []
     for user in users or []:
@@ -55,9 +79,17 @@ def follow(
         except NotFound:
             waiting.append(user)  # not there yet: followed from its first message
     start = parse_time_spec(since, "--since") if since is not None else None
+    from ...exchange.cursor import Cursor, IdTracker
+
+    cursor = None
+    if cursor_file is not None:
+        cursor = Cursor.load(cursor_file, journal.root, settle=False)
+        if start is None:
+            start = cursor.earliest(users or None)
+    ids = IdTracker(lambda ref: journal.read(ref).messages)
     follower = Follower(journal, users or None, start)
     out = stdout_for(fmt) if fmt not in (None, Format.table) else sys.stdout  # a terminal sees control characters escaped
-    fields = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata")
+    fields = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "metadata", "message_id")
     writer = csv.writer(out, dialect="excel", lineterminator="\n") if fmt is Format.csv else None
     if writer is not None:
         writer.writerow(fields)
@@ -74,8 +106,19 @@ def follow(
             if waiting:
                 state.say(f"waiting for {', '.join(waiting)}: no such user yet; its messages are printed from its first one")
 
-        for event in follower.run(interval, stop=_reader_gone(out), started=started):
-            record = _record(event)
+        def rested() -> None:
+            if cursor is not None and cursor.changed:
+                cursor.save()
+
+        for event in follower.run(interval, stop=_reader_gone(out), started=started, rested=rested):
+            mid = ids.id_of(event.ref, event.position, event.message) if cursor is not None or fmt not in (None, Format.table) else None
+            if cursor is not None and mid is not None:
+                if not cursor.is_new(event.ref.user, event.message, mid):
+                    continue
+                cursor.shipped(event.ref.user, event.message, mid)
+            if redacting is not None:  # after the id and the cursor, which know the message as written
+                event = event._replace(message=redacting.message(event.message))
+            record = _record(event, mid)
             if fmt is Format.jsonl:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif writer is not None:
@@ -90,6 +133,9 @@ def follow(
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how following ends
+    if cursor is not None and cursor.changed:
+        cursor.save()  # everything printed was flushed
+    report_redactions(state, redacting)
     state.detail(f"{printed} messages followed")
 
 
@@ -117,10 +163,10 @@ def _reader_gone(out: Any) -> Any:
     return gone
 
 
-def _record(event: Any) -> dict[str, Any]:
+def _record(event: Any, mid: str | None) -> dict[str, Any]:
     from ...exchange.records import message_record
 
-    return message_record(event, event.position, event.message)
+    return message_record(event, event.position, event.message, mid)
 
 
 def _print_event(state: CliState, event: Any) -> None:

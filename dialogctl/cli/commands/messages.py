@@ -6,7 +6,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import ArchiveOpt, ConversationOpt, RoleOption, SinceOption, UntilOption, UserArg, complete_roles, complete_users
+from ..options import (
+    ArchiveOpt,
+    ConversationOpt,
+    RedactOption,
+    RedactRulesOption,
+    RoleOption,
+    SinceOption,
+    UntilOption,
+    UserArg,
+    complete_roles,
+    complete_users,
+)
 from ..output import PLACE_COLUMNS, Column, Format, FormatOption, emit_object, emit_records
 from ..state import CliState
 
@@ -247,6 +258,8 @@ def show(
             "--no-pager", help="Never page the transcript (by default a long one goes through $DIALOGCTL_PAGER, $PAGER or 'less -FRX' on a terminal)."
         ),
     ] = False,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
     fmt: FormatOption = None,
 ) -> None:
     """Show a user's conversation as a transcript (or as data with --format).
@@ -254,7 +267,8 @@ def show(
     Messages are numbered from 0, with the indexes of the whole conversation,
     also when --tail or a filter leaves messages out. json prints one object
     (user, conversation, archived, messageCount, messages); jsonl, csv and tsv
-    print one message per line with its identity.
+    print one message per line with its identity. --redact replaces secrets
+    and personal data in what is shown (every format), never in the journal.
 
     Examples:
 
@@ -264,10 +278,10 @@ def show(
       dialogctl show alice --since yesterday --role assistant --markdown
       dialogctl show alice --archive 2024-01-15-10-30-00 --format json
       dialogctl show alice --tail 20 --format jsonl | jq -r .content
+      dialogctl show alice --redact
     """
     from ...errors import InvalidInput
-    from ...exchange.records import message_record
-    from ..options import message_filter
+    from ..options import message_filter, redactor, report_redactions
 
     state: CliState = ctx.obj
     chosen = fmt or Format.table
@@ -279,6 +293,7 @@ def show(
     if transcript_only and chosen is not Format.table:
         raise InvalidInput(f"{' and '.join(transcript_only)} only shape the transcript (--format table); --format {chosen.value} prints the exact data")
     selection = message_filter(since, until, role, state)
+    redacting = redactor(redact, redact_rules)
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)
     if tail is not None and not selection.active:
@@ -290,6 +305,15 @@ def show(
         indexed = list(selection.indexed(conv.messages))
         if tail is not None:
             indexed = indexed[len(indexed) - tail :] if tail else []
+    if redacting is not None:
+        indexed = [(i, redacting.message(m)) for i, m in indexed]
+    _show(state, chosen, user, ref, conv, indexed, markdown, local, no_pager)
+    report_redactions(state, redacting)
+
+
+def _show(state: CliState, chosen: Format, user: str, ref: Any, conv: Any, indexed: list[Any], markdown: bool, local: bool, no_pager: bool) -> None:
+    from ...exchange.records import message_record
+
     if chosen is Format.table:
         from .. import render
         from ..pager import paged

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..options import RoleOption, SinceOption, UntilOption, UsersArg
+from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, UsersArg
 from ..output import PLACE_COLUMNS, Column, FormatOption, emit_records
 from ..state import CliState
 
@@ -25,12 +25,19 @@ def search(
     until: UntilOption = None,
     include_archives: Annotated[bool, typer.Option("--include-archives", "-a", help="Search archived conversations too.")] = False,
     context: Annotated[int, typer.Option("--context", "-C", help="Show N messages before and after each match.", min=0, metavar="N")] = 0,
+    redact: RedactOption = False,
+    redact_rules: RedactRulesOption = None,
     fmt: FormatOption = None,
 ) -> None:
     """Search message content; exit 1 when nothing matches (like grep).
 
     Each hit names its user, conversation and message index (from 0, as show
     numbers them).
+
+    With --redact the pattern is matched against the original text (a search
+    for an address finds the messages that hold it) but what is printed is
+    redacted, so the address itself is not shown; spans then point into the
+    redacted content.
 
     Use -- before a PATTERN that starts with -: search -- '-v' alice.
 
@@ -42,13 +49,16 @@ def search(
       dialogctl search password --role user --since 7d -f jsonl | jq -r .user | sort -u
     """
     from ...views import search as core
-    from ..options import message_filter
+    from ..options import message_filter, redactor, report_redactions
 
     state: CliState = ctx.obj
+    redacting = redactor(redact, redact_rules)
     journal = state.journal()
     m = core.matcher(pattern, regex, case_sensitive)
     selection = message_filter(since, until, role, state)
     groups = core.search(journal, m, users or None, include_archives, selection, context)
+    if redacting is not None:
+        groups = core.redacted(groups, m, redacting)
     found = {"matches": 0}
 
     def records() -> Iterator[dict[str, Any]]:
@@ -61,6 +71,7 @@ def search(
         shown = _table(state, groups, found)
     else:
         shown = emit_records(state, fmt, HIT_COLUMNS, records())
+    report_redactions(state, redacting)
     state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
     if not found["matches"]:
         raise typer.Exit(1)

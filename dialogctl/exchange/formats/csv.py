@@ -11,7 +11,9 @@ from ..reading import Found, ImportInput, Record, conversation_identity, load_js
 from ..records import ExportFormat, ExportResult, Formatted, dumps, model_and_tokens, text_out, write_each
 from ..selection import Selected
 
-CSV_COLUMNS = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "model", "totalTokens", "metadata")
+CSV_COLUMNS = ("user", "conversation", "archived", "index", "timestamp", "role", "content", "model", "totalTokens", "metadata", "message_id")
+# The columns dialogctl wrote before message_id: such a file is still dialogctl's, its cells restored alike.
+OLD_CSV_COLUMNS = CSV_COLUMNS[:-1]
 
 
 _FORMULA_START = frozenset("=+-@\t\r\n\0")
@@ -48,7 +50,7 @@ def csv_text(conv: Selected, neutralised: bool = True) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     user, name, archived = text(conv.ref.user), text(conv.ref.name), "true" if conv.ref.archived else "false"
-    for index, msg in conv.messages:
+    for (index, msg), mid in zip(conv.messages, conv.id_list(), strict=True):
         model, tokens = model_and_tokens(msg.metadata)
         writer.writerow(
             (
@@ -62,6 +64,7 @@ def csv_text(conv: Selected, neutralised: bool = True) -> str:
                 text(model or ""),
                 "" if tokens is None else str(tokens),
                 "" if msg.metadata is None else text(dumps(msg.metadata)),
+                mid,
             )
         )
     return buffer.getvalue()
@@ -94,7 +97,7 @@ def csv_records(data: ImportInput, source: str, now: str, raw_csv: bool) -> Iter
         refuse_unknown(columns, frozenset(CSV_COLUMNS), f"{source} line 1 (header)", "column")
         if len(set(columns)) != len(columns) or not {"role", "content"} <= set(columns):
             raise InvalidInput(f"{source} line 1 (header): the header must name 'role' and 'content', each column once")
-        restore = tuple(columns) == CSV_COLUMNS and not raw_csv
+        restore = tuple(columns) in (CSV_COLUMNS, OLD_CSV_COLUMNS) and not raw_csv
         line, number = reader.line_num + 1, 0
         for row in reader:
             where, line = f"{source} line {line} (record {number})", reader.line_num + 1  # records from 0, as messages are numbered; lines from 1

@@ -35,8 +35,8 @@ def write_conversation_object(out: IO[str], conv: Selected, exported_at: str) ->
     head["messageCount"] = len(conv.messages)
     head["messages"] = []
     out.write(dumps(head)[: -len("[]}")] + "[")
-    for n, (_, msg) in enumerate(conv.messages):
-        out.write((", " if n else "") + dumps(msg.to_raw()))
+    for n, ((_, msg), mid) in enumerate(zip(conv.messages, conv.id_list(), strict=True)):
+        out.write((", " if n else "") + dumps({**msg.to_raw(), "message_id": mid}))
     out.write("]}")
 
 
@@ -80,8 +80,8 @@ def jsonl_text(conv: Selected) -> str:
     return "".join(
         [
             f'{head}{index}, "role": {text(msg.role)}, "content": {text(msg.content)}, "timestamp": {text(msg.timestamp)}, '
-            f'"metadata": {"null" if msg.metadata is None else dumps(msg.metadata)}}}\n'
-            for index, msg in conv.messages
+            f'"metadata": {"null" if msg.metadata is None else dumps(msg.metadata)}, "message_id": "{mid}"}}\n'
+            for (index, msg), mid in zip(conv.messages, conv.id_list(), strict=True)
         ]
     )
 
@@ -137,7 +137,7 @@ def json_object(stream: JsonStream, source: str, path: str, now: str) -> Iterato
                 at = f"{source}: {path}messages[{count}]"
                 if not isinstance(raw, dict):
                     raise InvalidInput(f"{at}: expected an object with role, content and timestamp")
-                refuse_unknown(raw, MESSAGE_FIELDS | {"index"}, at)
+                refuse_unknown(raw, MESSAGE_FIELDS | {"index", "message_id"}, at)
                 yield None, input_message(raw, at, now)
                 count += 1
             pairs.append((key, None))

@@ -33,7 +33,8 @@ CREATE TABLE messages (
     content TEXT NOT NULL,
     model TEXT,
     total_tokens INTEGER,
-    metadata TEXT
+    metadata TEXT,
+    message_id TEXT NOT NULL
 );
 """
 
@@ -43,6 +44,7 @@ SQLITE_INDEXES = """
 CREATE INDEX conversations_user ON conversations (user);
 CREATE UNIQUE INDEX messages_conversation ON messages (conversation_id, "index");
 CREATE INDEX messages_timestamp ON messages (timestamp);
+CREATE INDEX messages_message_id ON messages (message_id);
 """
 
 
@@ -74,8 +76,8 @@ def write_sqlite(path: str, selected: Iterable[Selected], check: Callable[[], No
                     "INSERT INTO conversations (user, conversation, archived, message_count, first_timestamp, last_timestamp) VALUES (?, ?, ?, ?, ?, ?)", row
                 ).lastrowid
                 db.executemany(
-                    'INSERT INTO messages (conversation_id, "index", timestamp, role, content, model, total_tokens, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-                    (_message_row(cid, index, msg) for index, msg in conv.messages),
+                    'INSERT INTO messages (conversation_id, "index", timestamp, role, content, model, total_tokens, metadata, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                    (_message_row(cid, index, msg, mid) for (index, msg), mid in zip(conv.messages, conv.id_list(), strict=True)),
                 )
                 conversations += 1
                 messages += len(conv.messages)
@@ -93,9 +95,9 @@ def write_sqlite(path: str, selected: Iterable[Selected], check: Callable[[], No
     return ExportResult(conversations, messages, {})
 
 
-def _message_row(cid: int | None, index: int, msg: Message) -> tuple[Any, ...]:
+def _message_row(cid: int | None, index: int, msg: Message, mid: str) -> tuple[Any, ...]:
     model, tokens = model_and_tokens(msg.metadata)
-    return (cid, index, msg.timestamp, msg.role, msg.content, model, tokens, None if msg.metadata is None else dumps(msg.metadata))
+    return (cid, index, msg.timestamp, msg.role, msg.content, model, tokens, None if msg.metadata is None else dumps(msg.metadata), mid)
 
 
 def _write(target: IO[str] | OutputFile, conversations: Iterable[Selected | Formatted], options: ExportOptions) -> ExportResult:
