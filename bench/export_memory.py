@@ -10,7 +10,7 @@ ratio large/small, and the throughput in journal MB/s. A third journal holding
 a single conversation of ``--conversation-mb`` MB shows what memory does
 depend on: the largest conversation, which is read whole. Text formats go to
 /dev/null through stdout; sqlite writes a database with ``-o`` in the work
-folder (removed afterwards).
+folder, parquet a dataset folder (``pip install '.[parquet]'``; both removed afterwards).
 
 The journals are written directly as framed files with
 ``dialogctl.fileformat.codec.encode_batch`` (sharded layout, 100 messages per
@@ -42,7 +42,7 @@ from dialogctl.journal.core import Journal  # noqa: E402
 from dialogctl.models import Message  # noqa: E402
 from dialogctl.times import format_timestamp  # noqa: E402
 
-FORMATS = ("json", "jsonl", "csv", "markdown", "openai", "sharegpt", "sqlite")
+FORMATS = ("json", "jsonl", "csv", "markdown", "openai", "sharegpt", "sqlite", "parquet")
 PER_CONVERSATION = 100
 ARCHIVES_PER_USER = 2
 
@@ -138,11 +138,16 @@ def measure(root: Path, fmt: str, work: Path) -> tuple[float, float]:
     """(peak RSS in MiB, seconds) of one export of the whole journal."""
     cmd = [sys.executable, "-m", "dialogctl", "--root", str(root), "export", "--all", "--format", fmt]
     target = work / "export.db"
+    dataset = work / "export-parquet"
     if fmt == "sqlite":
         target.unlink(missing_ok=True)
         cmd += ["-o", str(target)]
+    if fmt == "parquet":  # a dataset folder (the parquet extra)
+        shutil.rmtree(dataset, ignore_errors=True)
+        cmd += ["-o", str(dataset)]
     result = peak_rss(cmd)
     target.unlink(missing_ok=True)
+    shutil.rmtree(dataset, ignore_errors=True)
     return result
 
 

@@ -42,3 +42,22 @@ def model_of(metadata: dict[str, Any] | None) -> str | None:
         return None
     model = metadata.get("model")
     return model if isinstance(model, str) and model else None
+
+
+def token_counts(metadata: dict[str, Any] | None) -> tuple[int | None, int | None, int | None]:
+    """Prompt, completion and total tokens of a message (each None when its metadata does not say).
+
+    Prompt is ``tokens.prompt`` (else ``tokens.input``), completion is
+    ``tokens.completion`` (else ``tokens.output``), total is :func:`tokens_of`.
+    """
+    tokens = metadata.get("tokens") if metadata else None
+    total = tokens_in(tokens)
+    if not isinstance(tokens, dict):
+        return None, None, total
+    prompt = _count(tokens.get("prompt"))
+    completion = _count(tokens.get("completion"))
+    return (
+        prompt if prompt is not None else _count(tokens.get("input")),
+        completion if completion is not None else _count(tokens.get("output")),
+        total,
+    )

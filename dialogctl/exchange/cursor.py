@@ -126,6 +126,12 @@ class Cursor:
             data = json.loads(text)
         except ValueError:
             raise InvalidInput(f"cursor file {path}: not valid JSON (damaged?); it was left as it is (remove it to ship everything again)") from None
+        return cls.from_data(path, journal_root, data, settle)
+
+    @classmethod
+    def from_data(cls, path: str, journal_root: str, data: Any, settle: bool = True) -> Cursor:
+        """A cursor from its parsed JSON (a cursor file's, or the copy a Parquet dataset's manifest keeps), checked as :meth:`load` checks it."""
+        cursor = cls(path, journal_root, settle=settle)
         if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
             found = data.get("version") if isinstance(data, dict) else None
             raise InvalidInput(f"cursor file {path}: not a dialogctl cursor of version {CURSOR_VERSION} (version {found!r}); it was left as it is")

@@ -16,6 +16,7 @@ from .selection import Selected
 
 if TYPE_CHECKING:
     from ..views.redaction import Redactor
+    from .dataset import OutputDataset
     from .reading import Found, ImportInput
 
 
@@ -133,9 +134,11 @@ class ExportFormat(NamedTuple):
 
     name: str  # the --format value
     help: str  # a few words for --help and docs/cli.md
-    write: Callable[[IO[str] | OutputFile, Iterable[Selected | Formatted], ExportOptions], ExportResult]  # the whole export
+    write: Callable[[IO[str] | OutputFile | OutputDataset, Iterable[Selected | Formatted], ExportOptions], ExportResult]  # the whole export
     text: Callable[[Selected, ExportOptions], str] | None = None  # one conversation's text: set, the export is formatted on every core
     needs_file: bool = False  # writes a file by name (a database): -o FILE is required
+    needs_folder: bool = False  # writes a dataset folder (:class:`~dialogctl.exchange.dataset.OutputDataset`): -o DIR is required
+    requires: tuple[str, str] | None = None  # (module, extra): a library from an optional extra the format cannot run without
     options: frozenset[str] = frozenset()  # the format's own options it takes: "neutralised" (--raw-csv), "system"
     read: Callable[[ImportInput, str, str, bool], Iterator[Found]] | None = None  # import: (input, source, now, raw_csv) -> records
     import_help: str = ""  # a few words for import --format (none: just the name)

@@ -31,6 +31,9 @@ Formats:
   conversation that fails the checks of :func:`training_messages` is left out
   and counted in :attr:`ExportResult.skipped`.
 * ``sqlite``: a database file with ``conversations`` and ``messages`` tables.
+* ``parquet``: a Hive-partitioned dataset folder (``-o DIR``), each run adding
+  files and a manifest entry; see :mod:`dialogctl.exchange.formats.parquet`
+  and :mod:`dialogctl.exchange.dataset`. Needs the ``parquet`` extra (pyarrow).
 
 CSV cells are neutralised against formula injection by default, following
 OWASP's CSV injection guidance: a text cell whose first character is ``=``,
@@ -45,13 +48,16 @@ touched. :func:`restore_cell` is the exact inverse.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..errors import InvalidInput
-from .formats import csv, json, markdown, sqlite, training
+from .formats import csv, json, markdown, parquet, sqlite, training
 from .outputfile import OutputFile
 from .records import ExportFormat, ExportOptions, ExportResult, Formatted
 from .selection import Selected
+
+if TYPE_CHECKING:
+    from .dataset import OutputDataset
 
 # Every export format, in the order --help and the docs list them: one line each.
 EXPORTS: dict[str, ExportFormat] = {
@@ -64,6 +70,7 @@ EXPORTS: dict[str, ExportFormat] = {
         training.OPENAI,
         training.SHAREGPT,
         sqlite.SQLITE,
+        parquet.PARQUET,
     )
 }
 FORMATS = tuple(EXPORTS)
@@ -83,7 +90,7 @@ def export_help() -> str:
     """The --format help: each format with its few words (formats with the same words share them), from the registry."""
     groups: list[tuple[list[str], str]] = []
     for f in EXPORTS.values():
-        words = f.help + ("; needs -o" if f.needs_file else "")
+        words = f.help + ("; needs -o" if f.needs_file else "") + ("; needs -o DIR" if f.needs_folder else "")
         if groups and groups[-1][1] == words:
             groups[-1][0].append(f.name)
         else:
@@ -105,11 +112,26 @@ def import_help() -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1] + "; default: told from the file name and content."
 
 
-def check(options: ExportOptions, to_file: bool) -> ExportFormat:
-    """The format ``options`` name, refusing options it does not take and stdout for a format that writes a file."""
+def check(options: ExportOptions, target: str) -> ExportFormat:
+    """The format ``options`` name, refusing options it does not take and a target it cannot write to.
+
+    ``target`` is ``"stream"`` (stdout), ``"file"`` (-o FILE) or ``"folder"``
+    (-o DIR, a dataset). A format whose library comes from an optional extra
+    that is not installed is refused here, before anything is written.
+    """
     fmt = export_format(options.format)
-    if fmt.needs_file and not to_file:
+    if fmt.needs_file and target != "file":
         raise InvalidInput(f"the {fmt.name} format writes a database file: pass -o FILE")
+    if fmt.needs_folder and target != "folder":
+        raise InvalidInput(f"the {fmt.name} format writes a dataset folder: pass -o DIR")
+    if not fmt.needs_folder and target == "folder":
+        raise InvalidInput(f"only {' and '.join(f.name for f in EXPORTS.values() if f.needs_folder)} write a dataset folder")
+    if fmt.requires is not None:
+        import importlib.util
+
+        module, extra = fmt.requires
+        if importlib.util.find_spec(module) is None:
+            raise InvalidInput(f"the {fmt.name} format needs {module}, which is not installed", hint=f"pip install 'dialogctl[{extra}]'")
     if not options.neutralised and "neutralised" not in fmt.options:
         raise InvalidInput("--raw-csv applies only to --format " + " or ".join(f.name for f in EXPORTS.values() if "neutralised" in f.options))
     if options.system is not None and "system" not in fmt.options:
@@ -117,7 +139,10 @@ def check(options: ExportOptions, to_file: bool) -> ExportFormat:
     return fmt
 
 
-def write_export(target: IO[str] | OutputFile, conversations: Iterable[Selected | Formatted], options: ExportOptions) -> ExportResult:
+def write_export(target: IO[str] | OutputFile | OutputDataset, conversations: Iterable[Selected | Formatted], options: ExportOptions) -> ExportResult:
     """Write the selection (from :func:`~dialogctl.exchange.pipeline.stream` or :func:`~dialogctl.exchange.selection.select`)
-    to a text stream or an :class:`OutputFile` in the chosen format."""
-    return check(options, isinstance(target, OutputFile)).write(target, conversations, options)
+    to a text stream, an :class:`OutputFile` or an :class:`OutputDataset` in the chosen format."""
+    from .dataset import OutputDataset
+
+    kind = "file" if isinstance(target, OutputFile) else "folder" if isinstance(target, OutputDataset) else "stream"
+    return check(options, kind).write(target, conversations, options)

@@ -25,6 +25,10 @@ class Selection(NamedTuple):
     filter: MessageFilter = ALL
     cursor: Cursor | None = None  # --cursor-file: only messages after it, each noted in it as it is handed on
 
+    def with_cursor(self, cursor: Cursor | None) -> Selection:
+        """The same selection, read through ``cursor`` (a dataset export learns its cursor once its folder is open)."""
+        return self._replace(cursor=cursor)
+
     def check(self) -> None:
         if self.conversation is not None and self.archive is not None:
             raise InvalidInput("--conversation and --archive name different conversations; pass one")

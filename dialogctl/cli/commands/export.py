@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from enum import StrEnum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ...exchange.registry import FORMATS, export_help
 from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
+
+if TYPE_CHECKING:
+    from ...exchange.cursor import Cursor
+    from ...exchange.records import ExportOptions, ExportResult
+    from ...exchange.selection import Selection
+    from ...journal.core import Journal
 
 # The --format choices, help and completions come from the one registry of formats.
 ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # type: ignore[misc]
@@ -33,9 +39,20 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat["jsonl"],
     output: Annotated[
         Optional[str],
-        typer.Option("--output", "-o", help="Write to FILE (via a temp file renamed into place; '-' is stdout).", metavar="FILE"),
+        typer.Option(
+            "--output", "-o", help="Write to FILE (via a temp file renamed into place; '-' is stdout); parquet: the dataset folder DIR.", metavar="FILE"
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="With -o: replace FILE if it exists (a symlink is never followed or replaced).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With -o: replace FILE if it exists (a symlink is never followed or replaced); parquet: add to an existing dataset without --cursor-file.",
+        ),
+    ] = False,
+    by_server: Annotated[
+        bool, typer.Option("--by-server", help="parquet: partition by server too (server=<serverId>/date=YYYY-MM-DD/), serverId from the settings.")
+    ] = False,
     raw_csv: Annotated[
         bool,
         typer.Option("--raw-csv", help="csv: write cells exactly, without prefixing ' to cells a spreadsheet would run as formulas (= + - @ tab CR LF)."),
@@ -54,7 +71,7 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines or SQLite.
+    """Export conversations as JSON, JSONL, CSV, Markdown, fine-tuning lines, SQLite or Parquet.
 
     Every record names its user, conversation, archive state and message
     index (from 0). json is always an array of conversations, also for one.
@@ -77,6 +94,13 @@ def export(
     them or by another ') get a ' prepended so spreadsheets show them as text;
     'dialogctl import' removes exactly that prefix again.
 
+    parquet writes a dataset folder (-o DIR) that DuckDB, ClickHouse,
+    Trino, Spark and BigQuery read: date=YYYY-MM-DD/ partitions by the
+    message's UTC day, one fixed schema, and _manifest.json listing every
+    run's files with their row counts. Each run adds files and never changes
+    old ones; with --cursor-file a nightly run ships only what is new. Needs
+    the parquet extra: pip install 'dialogctl[parquet]'.
+
     --redact rewrites every message before it is formatted (so every format
     carries the redacted text) and says on stderr how many of each kind it
     replaced; see README "Redaction" for the rules and their limits.
@@ -96,13 +120,15 @@ def export(
       dialogctl export --all --redact --redact-rules rules.yaml -o shared.jsonl
 
       dialogctl export --all --cursor-file ~/.dialogctl.cursor -o "new-$(date +%F).jsonl"
+
+      dialogctl export --all --format parquet --redact --cursor-file ~/parquet.cursor -o /srv/lake/dialogs
     """
     from ...disk.layout import validate_user_id
     from ...errors import InvalidInput
     from ...exchange.outputfile import OutputFile
     from ...exchange.pipeline import stream
     from ...exchange.records import ExportOptions
-    from ...exchange.registry import write_export
+    from ...exchange.registry import check, export_format, write_export
     from ...exchange.selection import Selection
     from ..options import message_filter, redactor, report_redactions
     from ..progress import ProgressBar
@@ -113,8 +139,11 @@ def export(
     if not all_users and not users:
         raise InvalidInput("name the users to export, or pass --all")
     to_file = output is not None and output != "-"
+    to_folder = export_format(fmt.value).needs_folder
     if force and not to_file:
         raise InvalidInput("--force replaces the file named by -o; there is none")
+    if by_server and not to_folder:
+        raise InvalidInput("--by-server partitions a dataset: it applies only to --format parquet")
     for user in users or []:
         validate_user_id(user)  # before anything touches the disk
     journal = state.journal()
@@ -123,9 +152,16 @@ def export(
         from ...exchange.cursor import Cursor
 
         cursor = Cursor.load(cursor_file, journal.root)
-    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state), cursor)
+    filters = message_filter(since, until, role, state)
     redacting = redactor(redact, redact_rules)
     options = ExportOptions(fmt.value, not raw_csv, system, redacting)
+    check(options, "folder" if to_folder and to_file else "file" if to_file else "stream")  # before anything is written
+    if to_folder:
+        assert output is not None
+        result = _export_dataset(state, journal, output, Selection(tuple(users or ()), conversation, archive, include_archives, filters), options, force, by_server, cursor_file, cursor)
+        report_redactions(state, redacting)
+        return
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, filters, cursor)
     conversations = stream(journal, selection, options)
     with ProgressBar(state, "Exporting conversations") as bar:
         if to_file:
@@ -151,6 +187,40 @@ def export(
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")
     state.detail(f"exported {result.messages} messages from {result.conversations} conversation(s)" + (f" to {output}" if to_file else ""))
+
+
+def _export_dataset(
+    state: CliState,
+    journal: Journal,
+    output: str,
+    selection: Selection,
+    options: ExportOptions,
+    force: bool,
+    by_server: bool,
+    cursor_file: str | None,
+    cursor: Cursor | None,
+) -> ExportResult:
+    """``--format parquet -o DIR``: one run added to the dataset, then the cursor saved (see :mod:`dialogctl.exchange.dataset`)."""
+    from ...exchange.dataset import OutputDataset
+    from ...exchange.pipeline import stream
+    from ...exchange.registry import write_export
+    from ..progress import ProgressBar
+
+    fixed = (("server", str(journal.settings["serverId"])),) if by_server else ()
+    with OutputDataset(output, "parquet", fixed, force, int(journal.settings["fileMode"])) as dataset:
+        if dataset.removed:
+            state.say(f"removed {len(dataset.removed)} file(s) an interrupted run left in {output} (their messages are sent again by this run)")
+        cursor = dataset.resume(cursor, cursor_file)
+        if dataset.resumed:
+            state.say(f"the last run into {output} finished but could not save {cursor_file}; continuing from the cursor its manifest recorded")
+        with ProgressBar(state, "Exporting conversations") as bar:
+            result = write_export(dataset, bar.track(stream(journal, selection.with_cursor(cursor), options)), options)
+        files = len(dataset.parts)
+    if cursor is not None:  # only now that every file is in place and the manifest names them
+        cursor.save()
+        state.detail(f"cursor file {cursor_file} updated")
+    state.detail(f"exported {result.messages} messages from {result.conversations} conversation(s) to {output} ({files} new file(s), run {dataset.run})")
+    return result
 
 
 def _is_file(stream: object) -> bool:
