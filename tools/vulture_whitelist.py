@@ -70,3 +70,5 @@ _.action_copy
 _.action_quit
 _.border_title
 _.placeholder
+# pyarrow.parquet.ParquetWriter reads it in __del__ (formats/parquet.py abandons a failed writer through it).
+_.is_open
