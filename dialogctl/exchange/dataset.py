@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 MANIFEST = "_manifest.json"
 LOCK = ".dialogctl-dataset.lock"
 MANIFEST_VERSION = 1
-MAX_MANIFEST = 256 * 1024 * 1024  # a manifest is read whole: refuse anything absurdly larger than years of nightly runs
+MAX_MANIFEST = 64 * 1024 * 1024  # a manifest is read whole: refuse anything absurdly larger than years of nightly runs
 # The Hive convention for a partition whose value is null (a message whose timestamp cannot be read).
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _RUN = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
@@ -256,7 +256,7 @@ class OutputDataset:
         starting from the old cursor would send them again.
         """
         self.cursor = cursor
-        self.cursor_path = os.path.abspath(cursor_path) if cursor_path else None
+        self.cursor_path = os.path.realpath(cursor_path) if cursor_path else None
         if cursor is None:
             if self.manifest["runs"] and not self.force:
                 runs = len(self.manifest["runs"])
