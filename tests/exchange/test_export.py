@@ -50,6 +50,10 @@ def test_selection_current_archives_and_filters(two_users: Path, cli: Cli) -> No
     assert [(r["conversation"], r["index"]) for r in answers] == [("current", 1), ("first", 1)]
     late = cli.jsonl("export", "--all", "--since", "2024-01-15T10:30:11Z", "--until", "2024-01-15T10:30:20Z")
     assert [(r["user"], r["index"]) for r in late] == [("alice", 1), ("alice", 2)]
+    # --model and --meta: the metadata's model, a key's JSON value; indexes as ever
+    assert [(r["user"], r["index"]) for r in cli.jsonl("export", "--all", "--model", "gpt-4")] == [("alice", 1)]
+    assert [(r["user"], r["index"]) for r in cli.jsonl("export", "--all", "--meta", "tokens=7")] == [("alice", 1)]
+    assert cli.jsonl("export", "--all", "--meta", 'tokens="7"') == [] and cli.jsonl("export", "--all", "--model", "gpt-3") == []
     # --all with --archive: only the users who have that archive
     assert [r["user"] for r in cli.jsonl("export", "--all", "--archive", "first")] == ["alice", "alice"]
 
@@ -367,6 +371,8 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
         ("--all", "--role", "assistant"),
         ("--all", "--since", "2024-01-15T10:00:30Z"),
         ("--all", "--until", "2000-01-01T00:00:00Z"),  # every conversation filtered empty
+        ("--all", "--model", "=cmd|' /C calc'!A0"),  # hostile_messages' model
+        ("--all", "--meta", "tokens.total=3", "--meta", "tokens.prompt=1"),
         (*users, "--include-archives"),
         ("zed", "amy"),
     ]
@@ -381,6 +387,8 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
 
     monkeypatch.setattr(parallel, "workers", lambda: 1)
     serial = exports()
+    by_model, by_meta = serial[len(runs) - 4][1], serial[len(runs) - 3][1]  # jsonl: the filters leave some messages, not all
+    assert 0 < by_model.count("\n") < serial[0][1].count("\n") and by_meta.count("\n") == 3  # message 3: zed's, zed's "old", amy's
     assert any(code == 5 for code, _, _ in serial) == (tree == "v1-broken")  # the damaged tree reports its damage (v1-after-cleanup's is recovered)
     assert any("glued separators split" in err for _, _, err in serial) == (tree == "v1-after-cleanup")
     monkeypatch.setattr(parallel, "workers", lambda: 2)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...exchange.registry import FORMATS, export_help
-from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
+from ..options import MetaFilterOption, ModelOption, RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
 
 # The --format choices, help and completions come from the one registry of formats.
@@ -30,6 +30,8 @@ def export(
     since: SinceOption = None,
     until: UntilOption = None,
     role: RoleOption = None,
+    model: ModelOption = None,
+    meta: MetaFilterOption = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat["jsonl"],
     output: Annotated[
         Optional[str],
@@ -123,7 +125,7 @@ def export(
         from ...exchange.cursor import Cursor
 
         cursor = Cursor.load(cursor_file, journal.root)
-    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state), cursor)
+    selection = Selection(tuple(users or ()), conversation, archive, include_archives, message_filter(since, until, role, state, model, meta), cursor)
     redacting = redactor(redact, redact_rules)
     options = ExportOptions(fmt.value, not raw_csv, system, redacting)
     conversations = stream(journal, selection, options)
