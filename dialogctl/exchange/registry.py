@@ -30,7 +30,9 @@ Formats:
 * ``openai`` / ``sharegpt``: one conversation per line for fine-tuning; a
   conversation that fails the checks of :func:`training_messages` is left out
   and counted in :attr:`ExportResult.skipped`.
-* ``sqlite``: a database file with ``conversations`` and ``messages`` tables.
+* ``sqlite``: a database file with ``conversations`` and ``messages`` tables and
+  ``messages_fts``, the full-text index of the content that ``sqlite-utils
+  search`` and Datasette's search use (when this Python's SQLite has FTS5).
 
 CSV cells are neutralised against formula injection by default, following
 OWASP's CSV injection guidance: a text cell whose first character is ``=``,

@@ -75,6 +75,11 @@ def export(
     exit 2. Use one cursor file per command line (same users, format and
     filters).
 
+    The sqlite database carries messages_fts, a full-text index of the
+    content (FTS5, external content): 'sqlite-utils search journal.db
+    messages WORD' and Datasette's search box use it. Where Python's SQLite
+    lacks FTS5 the database is written without it and a note says so.
+
     CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
     them or by another ') get a ' prepended so spreadsheets show them as text;
     'dialogctl import' removes exactly that prefix again.
@@ -149,6 +154,8 @@ def export(
         cursor.save()
         state.detail(f"cursor file {cursor_file} updated")
     report_redactions(state, redacting)
+    for note in result.notes:
+        state.say(note)
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")
