@@ -112,6 +112,8 @@ def test_latest_lists_the_newest_hits_first(root: Path, cli: Cli) -> None:
         ("alice", "old", 0),
     ]
     assert latest("--latest", "2") == newest_first[:2]
+    assert cli("-v", "search", "refund", "-a", "--latest", "2").stderr.endswith("the 2 newest matching messages (--latest 2)\n")
+    assert cli("-v", "search", "refund", "-a", "--latest", "7").stderr.endswith("6 matching messages, all of them (fewer than --latest 7)\n")
     assert latest("--latest", "1", "--role", "assistant") == [("alice", "old", 1)]
     assert latest("--latest", "3", "--until", "2024-01-16T10:00:00Z") == newest_first[4:]
     table = cli("search", "refund", "-a", "--latest", "2")

@@ -245,9 +245,7 @@ def show(
     user: UserArg,
     conversation: ConversationOpt = None,
     archive: ArchiveOpt = None,
-    tail: Annotated[
-        Optional[int], typer.Option("--tail", "-n", help="Only the last N messages (of those the filters keep).", min=0, metavar="N")
-    ] = None,
+    tail: Annotated[Optional[int], typer.Option("--tail", "-n", help="Only the last N messages (of those the filters keep).", min=0, metavar="N")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     role: RoleOption = None,

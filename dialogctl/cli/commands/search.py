@@ -99,7 +99,12 @@ def search(
     else:
         shown = emit_records(state, fmt, HIT_COLUMNS, records())
     report_redactions(state, redacting)
-    state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
+    if latest is not None and found["matches"] == latest:  # the heap kept these: how many matched in all is not counted
+        state.detail(f"the {latest} newest matching messages (--latest {latest})")
+    elif latest is not None:
+        state.detail(f"{found['matches']} matching messages, all of them (fewer than --latest {latest})")
+    else:
+        state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
     if not found["matches"]:
         raise typer.Exit(1)
 
