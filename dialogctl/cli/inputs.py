@@ -50,27 +50,36 @@ def check_role(role: str, where: str = "--role") -> str:
     return role
 
 
+def meta_pair(pair: str) -> tuple[list[str], Any]:
+    """One ``--meta KEY=VALUE``: the KEY split at its dots, and the value (JSON when it parses as JSON, else text).
+
+    ``append --meta`` sets metadata with it; ``--meta`` on search, export and show filters by it.
+    """
+    key, sep, raw = pair.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"--meta takes KEY=VALUE, got {pair!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    except RecursionError:
+        raise InvalidInput(f"--meta {key}: the value is nested deeper than {MAX_METADATA_DEPTH} levels") from None
+    check_json_like(value, f"--meta {key}")  # a non-finite number (NaN matches nothing, and cannot be stored)...
+    return key.split("."), value
+
+
 def parse_meta(pairs: list[str]) -> dict[str, Any] | None:
     """``--meta key=value``: the value is JSON when it parses as JSON, else text; dotted keys nest."""
     if not pairs:
         return None
     meta: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--meta takes KEY=VALUE, got {pair!r}")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        except RecursionError:
-            raise InvalidInput(f"--meta {key}: the value is nested deeper than {MAX_METADATA_DEPTH} levels") from None
+        parts, value = meta_pair(pair)
         target = meta
-        parts = key.split(".")
         for part in parts[:-1]:
             nested = target.setdefault(part, {})
             if not isinstance(nested, dict):
-                raise InvalidInput(f"--meta {key}: {part!r} is already a value")
+                raise InvalidInput(f"--meta {pair.partition('=')[0]}: {part!r} is already a value")
             target = nested
         target[parts[-1]] = value
     check_json_like(meta, "--meta")  # nested too deep (dotted keys count), a non-finite number...

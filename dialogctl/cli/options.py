@@ -1,7 +1,7 @@
 """Arguments and options shared by several commands, declared once.
 
 ``--format`` lives in :mod:`dialogctl.cli.output`; the user and conversation
-selectors, the time and role filters live here, with :func:`message_filter`
+selectors, the time, role, model and metadata filters live here, with :func:`message_filter`
 turning the filters into a :class:`dialogctl.views.filters.MessageFilter`;
 ``--redact``/``--redact-rules`` (export, show, search, follow) live here with
 :func:`redactor`, which builds the :class:`dialogctl.views.redaction.Redactor`.
@@ -105,12 +105,38 @@ RoleOption = Annotated[
 ]
 
 
-def message_filter(since: str | None, until: str | None, roles: list[str] | None, state: CliState | None = None) -> MessageFilter:
-    """The filter ``--since/--until/--role`` describe; given the state, -v says the resolved times on stderr."""
+ModelOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model",
+        help="Only messages whose metadata names this model (its 'model' key; repeatable: any of them).",
+        metavar="MODEL",
+    ),
+]
+MetaFilterOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--meta",
+        help="Only messages whose metadata KEY (dotted for nested keys: usage.tier) holds VALUE; VALUE is JSON when it parses "
+        "as JSON (42, true, \"42\" for the text), else text, as for 'append --meta'. Repeatable: all must hold.",
+        metavar="KEY=VALUE",
+    ),
+]
+
+
+def message_filter(
+    since: str | None,
+    until: str | None,
+    roles: list[str] | None,
+    state: CliState | None = None,
+    models: list[str] | None = None,
+    meta: list[str] | None = None,
+) -> MessageFilter:
+    """The filter ``--since/--until/--role/--model/--meta`` describe; given the state, -v says the resolved times on stderr."""
     from ..errors import InvalidInput
     from ..times import format_timestamp, parse_time_spec
-    from ..views.filters import MessageFilter
-    from .inputs import check_role
+    from ..views.filters import MessageFilter, MetaCondition
+    from .inputs import check_role, meta_pair
 
     start = parse_time_spec(since, "--since") if since is not None else None
     end = parse_time_spec(until, "--until") if until is not None else None
@@ -120,7 +146,8 @@ def message_filter(since: str | None, until: str | None, roles: list[str] | None
         if moment is not None and state is not None:
             state.detail(f"{option} {text} resolves to {format_timestamp(moment)}")
     chosen = frozenset(check_role(r) for r in roles) if roles else None
-    return MessageFilter(start, end, chosen)
+    conditions = tuple(MetaCondition(tuple(path), value) for path, value in map(meta_pair, meta or ()))
+    return MessageFilter(start, end, chosen, frozenset(models) if models else None, conditions)
 
 
 RedactOption = Annotated[

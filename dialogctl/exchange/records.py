@@ -24,6 +24,7 @@ class ExportResult(NamedTuple):
     conversations: int
     messages: int
     skipped: dict[str, int]  # training formats: conversations left out, by reason
+    notes: tuple[str, ...] = ()  # what the operator should know about the output (sqlite: no full-text index)
 
 
 class Placed(Protocol):

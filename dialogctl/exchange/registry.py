@@ -30,7 +30,9 @@ Formats:
 * ``openai`` / ``sharegpt``: one conversation per line for fine-tuning; a
   conversation that fails the checks of :func:`training_messages` is left out
   and counted in :attr:`ExportResult.skipped`.
-* ``sqlite``: a database file with ``conversations`` and ``messages`` tables.
+* ``sqlite``: a database file with ``conversations`` and ``messages`` tables and
+  ``messages_fts``, the full-text index of the content that ``sqlite-utils
+  search`` and Datasette's search use (when this Python's SQLite has FTS5).
 * ``parquet``: a Hive-partitioned dataset folder (``-o DIR``), each run adding
   files and a manifest entry; see :mod:`dialogctl.exchange.formats.parquet`
   and :mod:`dialogctl.exchange.dataset`. Needs the ``parquet`` extra (pyarrow).

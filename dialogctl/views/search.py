@@ -10,9 +10,9 @@ may escape (quote, backslash, tab, line breaks), every occurrence in a message
 is also an occurrence in the file's raw text, so the same pattern is first run
 over the raw file and a file without a hit is never parsed.
 
-With ``--since``/``--until``/``--role`` the saved catalog (see
+With ``--since``/``--until``/``--role``/``--model`` the saved catalog (see
 :mod:`dialogctl.journal.catalog`) also rules out, without reading them, files whose
-time span or roles cannot hold a selected message. Either way a file ruled
+time span, roles or models cannot hold a selected message. Either way a file ruled
 out still has its damage said (from the catalog, else by parsing it): a "no
 match" never hides records that could not be read. Only entries for files
 unchanged since the catalog was saved are trusted, and search never scans or
@@ -21,9 +21,12 @@ saves the catalog itself (that would parse every changed file first).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
@@ -85,6 +88,65 @@ def search(
     is parsed for it otherwise. A folder or file that cannot be read is told
     in ``journal.unreadable`` and the search goes on.
     """
+    for ref, messages in _searched(journal, m, users, include_archives, selection):
+        yield from _groups(ref, messages, m, selection, context)
+
+
+def latest(
+    journal: Journal,
+    m: Matcher,
+    count: int,
+    users: Iterable[str] | None = None,
+    include_archives: bool = False,
+    selection: MessageFilter = ALL,
+) -> list[Hit]:
+    """The ``count`` newest matching messages (by their timestamp), newest first; no context.
+
+    Memory holds ``count`` hits and one conversation: the hits are kept in a
+    min-heap of at most ``count``, and once it is full the saved catalog rules
+    out, unread, files whose newest message is older than the oldest hit kept.
+    A message whose timestamp cannot be read counts as older than any that
+    can; among equal times the one found later (in walk order, then in its
+    conversation) counts as newer. Damage is told as :func:`search` tells it.
+    """
+    heap: list[tuple[tuple[bool, datetime, int], Hit]] = []
+    order = itertools.count()
+
+    def oldest_kept() -> datetime | None:
+        if len(heap) < count or not heap[0][0][0]:
+            return None
+        return heap[0][0][1]
+
+    for ref, messages in _searched(journal, m, users, include_archives, selection, oldest_kept):
+        for index, msg in selection.indexed(messages):
+            spans = _spans(m, msg.content)
+            if not spans:
+                continue
+            moment = parse_timestamp(msg.timestamp)
+            entry = ((moment is not None, moment or _NO_TIME, next(order)), Hit(ref, index, msg, spans, True))
+            if len(heap) < count:
+                heapq.heappush(heap, entry)
+            elif entry[0] > heap[0][0]:
+                heapq.heapreplace(heap, entry)
+    return [hit for _, hit in sorted(heap, key=lambda entry: entry[0], reverse=True)]
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _searched(
+    journal: Journal,
+    m: Matcher,
+    users: Iterable[str] | None,
+    include_archives: bool,
+    selection: MessageFilter,
+    newer_than: Callable[[], datetime | None] | None = None,
+) -> Iterator[tuple[ConversationRef, list[Message]]]:
+    """Each conversation that may hold a match, parsed; files ruled out unread have their damage told.
+
+    ``newer_than()``, asked before each file, is a time a file must have a
+    message after to be read (None: no such bound now).
+    """
     saved: list[dict[str, list[Any]]] = []  # the catalog, loaded when first wanted
 
     def catalog() -> dict[str, list[Any]]:
@@ -103,7 +165,8 @@ def search(
         for f in files:
             if f.size == 0:
                 continue
-            if selection.active and not _may_hold_selected(catalog(), f, selection):
+            bound = newer_than() if newer_than is not None else None
+            if (selection.active or bound is not None) and not _may_hold_selected(catalog(), f, selection, bound):
                 _tell_damage(journal, catalog(), f, None)
                 continue
             try:
@@ -117,7 +180,7 @@ def search(
                 _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
                 continue
             conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
-            yield from _groups(f.ref, conv.messages, m, selection, context)
+            yield f.ref, conv.messages
 
 
 def redacted(groups: Iterable[list[Hit]], m: Matcher, redactor: Redactor) -> Iterator[list[Hit]]:
@@ -156,8 +219,8 @@ def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationF
     journal.parse_bytes(f.ref, data, len(data), f.mtime)
 
 
-def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter) -> bool:
-    """False when the catalog shows that no message of ``f`` passes the time and role filter."""
+def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter, newer_than: datetime | None = None) -> bool:
+    """False when the catalog shows that no message of ``f`` passes the time, role and model filter, or is after ``newer_than``."""
     from ..journal.catalog import saved_summary
 
     summary = saved_summary(saved, f)
@@ -165,11 +228,15 @@ def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selecti
         return True  # not known: read it
     if selection.roles is not None and not any(summary.roles.get(role) for role in selection.roles):
         return False
-    if selection.since is not None or selection.until is not None:
+    if selection.models is not None and summary.models is not None and not any(summary.models.get(model) for model in selection.models):
+        return False
+    if selection.since is not None or selection.until is not None or newer_than is not None:
         first, last = parse_timestamp(summary.first_timestamp or ""), parse_timestamp(summary.last_timestamp or "")
         if first is None or last is None:
-            return False  # no readable timestamp: a time bound keeps none of its messages
+            return False  # no readable timestamp: a time bound keeps none of its messages, and none is newer than a time
         if (selection.since is not None and last < selection.since) or (selection.until is not None and first >= selection.until):
+            return False
+        if newer_than is not None and last < newer_than:
             return False
     return True
 

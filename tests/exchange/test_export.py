@@ -50,6 +50,10 @@ def test_selection_current_archives_and_filters(two_users: Path, cli: Cli) -> No
     assert [(r["conversation"], r["index"]) for r in answers] == [("current", 1), ("first", 1)]
     late = cli.jsonl("export", "--all", "--since", "2024-01-15T10:30:11Z", "--until", "2024-01-15T10:30:20Z")
     assert [(r["user"], r["index"]) for r in late] == [("alice", 1), ("alice", 2)]
+    # --model and --meta: the metadata's model, a key's JSON value; indexes as ever
+    assert [(r["user"], r["index"]) for r in cli.jsonl("export", "--all", "--model", "gpt-4")] == [("alice", 1)]
+    assert [(r["user"], r["index"]) for r in cli.jsonl("export", "--all", "--meta", "tokens=7")] == [("alice", 1)]
+    assert cli.jsonl("export", "--all", "--meta", 'tokens="7"') == [] and cli.jsonl("export", "--all", "--model", "gpt-3") == []
     # --all with --archive: only the users who have that archive
     assert [r["user"] for r in cli.jsonl("export", "--all", "--archive", "first")] == ["alice", "alice"]
 
@@ -183,11 +187,33 @@ def test_sqlite_database(two_users: Path, cli: Cli, tmp_path: Path) -> None:
         ("alice", "first", 1, 1, "assistant", "old answer", None, None, None),
         ("alice", "current", 0, 1, "assistant", "hello", "gpt-4", 7, "gpt-4"),
     ]
+    # The full-text index sqlite-utils and Datasette detect (their query), and what it finds.
+    detect = "SELECT name FROM sqlite_master WHERE rootpage = 0 AND (sql LIKE :like OR sql LIKE :like2 OR (tbl_name = :table AND sql LIKE '%VIRTUAL TABLE%USING FTS%'))"
+    like = {"like": "%VIRTUAL TABLE%USING FTS%content=[messages]%", "like2": '%VIRTUAL TABLE%USING FTS%content="messages"%', "table": "messages"}
+    assert db.execute(detect, like).fetchall() == [("messages_fts",)]
+    found = db.execute("SELECT m.content, m.role FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH 'answer'").fetchall()
+    assert found == [("old answer", "assistant")]
+    assert db.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'question'").fetchone() == (2,)
     spans = db.execute("SELECT conversation, message_count, first_timestamp, last_timestamp FROM conversations WHERE user = 'alice' ORDER BY id").fetchall()
     assert spans == [
         ("current", 3, "2024-01-15T10:30:10.000Z", "2024-01-15T10:30:12.000Z"),
         ("first", 2, "2024-01-15T10:30:00.000Z", "2024-01-15T10:30:01.000Z"),
     ]
+
+
+def test_sqlite_without_fts5_is_written_without_the_index_and_says_so(two_users: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogctl.exchange.formats import sqlite as fmt
+
+    monkeypatch.setattr(fmt, "SQLITE_FTS", fmt.SQLITE_FTS.replace("USING fts5", "USING no_such_fts"))  # as a SQLite built without FTS5 answers
+    target = tmp_path / "journal.db"
+    result = cli("export", "alice", "--format", "sqlite", "-o", str(target))
+    assert result.exit_code == 0 and "no full-text index" in result.stderr and "no FTS5" in result.stderr
+    db = sqlite3.connect(target)
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (3,)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'messages_fts%'").fetchall() == []
+    imported = cli("--root", str(tmp_path / "again"), "import", "alice", str(target))
+    assert imported.exit_code == 0 and "imported 3 messages" in imported.stderr, imported.stderr
+    assert cli("-q", "export", "--all", "--format", "sqlite", "-o", str(tmp_path / "quiet.db")).stderr == ""
 
 
 @pytest.mark.parametrize(
@@ -367,6 +393,8 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
         ("--all", "--role", "assistant"),
         ("--all", "--since", "2024-01-15T10:00:30Z"),
         ("--all", "--until", "2000-01-01T00:00:00Z"),  # every conversation filtered empty
+        ("--all", "--model", "=cmd|' /C calc'!A0"),  # hostile_messages' model
+        ("--all", "--meta", "tokens.total=3", "--meta", "tokens.prompt=1"),
         (*users, "--include-archives"),
         ("zed", "amy"),
     ]
@@ -381,6 +409,8 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
 
     monkeypatch.setattr(parallel, "workers", lambda: 1)
     serial = exports()
+    by_model, by_meta = serial[len(runs) - 4][1], serial[len(runs) - 3][1]  # jsonl: the filters leave some messages, not all
+    assert 0 < by_model.count("\n") < serial[0][1].count("\n") and by_meta.count("\n") == 3  # message 3: zed's, zed's "old", amy's
     assert any(code == 5 for code, _, _ in serial) == (tree == "v1-broken")  # the damaged tree reports its damage (v1-after-cleanup's is recovered)
     assert any("glued separators split" in err for _, _, err in serial) == (tree == "v1-after-cleanup")
     monkeypatch.setattr(parallel, "workers", lambda: 2)

@@ -230,3 +230,13 @@ def test_runs_killed_at_every_step_of_the_commit_lose_and_repeat_nothing(journal
         assert erin == sorted(f"e{n}\n" for n in range(shipped)), f"lost after a kill at {call} #{nth}"
         assert not [p for p in dataset.rglob(".part-*")]
     assert kills >= len(commit)  # most runs were really killed where asked
+
+
+def test_filters_and_redaction_apply_to_the_dataset(journal: Path, cli: Cli, tmp_path: Path) -> None:
+    dataset = tmp_path / "lake"
+    cli("append", "carol", "write to me at jane.doe@example.com", "--meta", "model=m-1", "--timestamp", "2024-04-01T00:00:00Z")
+    result = _export(cli, dataset, "--model", "m-1", "--redact")
+    assert result.exit_code == 0, result.stderr
+    rows = _rows(dataset)
+    assert [(r["content"], r["model"]) for r in rows] == [("last moment", "m-1"), ("write to me at [REDACTED:email]", "m-1")]
+    assert not any("jane.doe" in (r["content"] + (r["metadata"] or "")) for r in _rows(dataset))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ...exchange.registry import FORMATS, export_help
-from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
+from ..options import MetaFilterOption, ModelOption, RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, complete_users
 from ..state import CliState
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ def export(
     since: SinceOption = None,
     until: UntilOption = None,
     role: RoleOption = None,
+    model: ModelOption = None,
+    meta: MetaFilterOption = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help=FORMAT_HELP, case_sensitive=False)] = ExportFormat["jsonl"],
     output: Annotated[
         Optional[str],
@@ -89,6 +91,11 @@ def export(
     the same again. A damaged cursor file, or one of another journal, is
     exit 2. Use one cursor file per command line (same users, format and
     filters).
+
+    The sqlite database carries messages_fts, a full-text index of the
+    content (FTS5, external content): 'sqlite-utils search journal.db
+    messages WORD' and Datasette's search box use it. Where Python's SQLite
+    lacks FTS5 the database is written without it and a note says so.
 
     CSV cells starting with = + - @ tab CR LF NUL (or with ' followed by one of
     them or by another ') get a ' prepended so spreadsheets show them as text;
@@ -152,7 +159,7 @@ def export(
         from ...exchange.cursor import Cursor
 
         cursor = Cursor.load(cursor_file, journal.root)
-    filters = message_filter(since, until, role, state)
+    filters = message_filter(since, until, role, state, model, meta)
     redacting = redactor(redact, redact_rules)
     options = ExportOptions(fmt.value, not raw_csv, system, redacting)
     check(options, "folder" if to_folder and to_file else "file" if to_file else "stream")  # before anything is written
@@ -183,6 +190,8 @@ def export(
         cursor.save()
         state.detail(f"cursor file {cursor_file} updated")
     report_redactions(state, redacting)
+    for note in result.notes:
+        state.say(note)
     if result.skipped:
         reasons = ", ".join(f"{count} with {reason}" for reason, count in sorted(result.skipped.items()))
         state.say(f"skipped {sum(result.skipped.values())} conversation(s) that fail the fine-tuning checks: {reasons}")

@@ -9,6 +9,8 @@ import typer
 from ..options import (
     ArchiveOpt,
     ConversationOpt,
+    MetaFilterOption,
+    ModelOption,
     RedactOption,
     RedactRulesOption,
     RoleOption,
@@ -243,12 +245,12 @@ def show(
     user: UserArg,
     conversation: ConversationOpt = None,
     archive: ArchiveOpt = None,
-    tail: Annotated[
-        Optional[int], typer.Option("--tail", "-n", help="Only the last N messages (of those --since/--until/--role keep).", min=0, metavar="N")
-    ] = None,
+    tail: Annotated[Optional[int], typer.Option("--tail", "-n", help="Only the last N messages (of those the filters keep).", min=0, metavar="N")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     role: RoleOption = None,
+    model: ModelOption = None,
+    meta: MetaFilterOption = None,
     markdown: Annotated[bool, typer.Option("--markdown", "-m", help="Render message text as Markdown (transcript only).")] = False,
     utc: Annotated[bool, typer.Option("--utc", help="Times in UTC (the default; transcript only).")] = False,
     local: Annotated[bool, typer.Option("--local", help="Times in the local time zone (transcript only).")] = False,
@@ -292,7 +294,7 @@ def show(
     transcript_only = [name for name, given in (("--markdown", markdown), ("--utc", utc), ("--local", local)) if given]
     if transcript_only and chosen is not Format.table:
         raise InvalidInput(f"{' and '.join(transcript_only)} only shape the transcript (--format table); --format {chosen.value} prints the exact data")
-    selection = message_filter(since, until, role, state)
+    selection = message_filter(since, until, role, state, model, meta)
     redacting = redactor(redact, redact_rules)
     journal = state.journal()
     ref = journal.resolve(user, conversation, archive)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, UsersArg
+from ..options import MetaFilterOption, ModelOption, RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, UsersArg
 from ..output import PLACE_COLUMNS, Column, FormatOption, emit_records
 from ..state import CliState
 
@@ -21,10 +21,22 @@ def search(
     regex: Annotated[bool, typer.Option("--regex", "-E", help="PATTERN is a Python regular expression.")] = False,
     case_sensitive: Annotated[bool, typer.Option("--case-sensitive", "-s", help="Match case exactly (default: ignore case).")] = False,
     role: RoleOption = None,
+    model: ModelOption = None,
+    meta: MetaFilterOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     include_archives: Annotated[bool, typer.Option("--include-archives", "-a", help="Search archived conversations too.")] = False,
     context: Annotated[int, typer.Option("--context", "-C", help="Show N messages before and after each match.", min=0, metavar="N")] = 0,
+    latest: Annotated[
+        Optional[int],
+        typer.Option(
+            "--latest",
+            help="Only the N newest matching messages (by message timestamp), newest first, without context. The whole selection is "
+            "searched, holding N hits in memory; files the saved catalog shows to be older than the N kept are not read.",
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
     redact: RedactOption = False,
     redact_rules: RedactRulesOption = None,
     fmt: FormatOption = None,
@@ -39,6 +51,12 @@ def search(
     redacted, so the address itself is not shown; spans then point into the
     redacted content.
 
+    --latest N lists the N newest matching messages, newest first (by
+    message timestamp; one whose time cannot be read counts as oldest).
+
+    --model and --meta keep only messages whose metadata names the model, or
+    holds the value at the key, as show and export do.
+
     Use -- before a PATTERN that starts with -: search -- '-v' alice.
 
     Examples:
@@ -47,16 +65,25 @@ def search(
       dialogctl search "refund"
       dialogctl search -E "order #\\d+" alice bob --include-archives -C 1
       dialogctl search password --role user --since 7d -f jsonl | jq -r .user | sort -u
+      dialogctl search timeout --latest 5 --model gpt-4o
+      dialogctl search refund --meta channel=email --meta usage.tier=2
     """
+    from ...errors import InvalidInput
     from ...views import search as core
     from ..options import message_filter, redactor, report_redactions
 
     state: CliState = ctx.obj
+    if latest is not None and context:
+        raise InvalidInput("--latest and --context cannot be combined: --latest lists single matches newest first, across conversations")
     redacting = redactor(redact, redact_rules)
     journal = state.journal()
     m = core.matcher(pattern, regex, case_sensitive)
-    selection = message_filter(since, until, role, state)
-    groups = core.search(journal, m, users or None, include_archives, selection, context)
+    selection = message_filter(since, until, role, state, model, meta)
+    groups: Iterator[list[Any]]
+    if latest is not None:
+        groups = iter([[hit] for hit in core.latest(journal, m, latest, users or None, include_archives, selection)])
+    else:
+        groups = core.search(journal, m, users or None, include_archives, selection, context)
     if redacting is not None:
         groups = core.redacted(groups, m, redacting)
     found = {"matches": 0}
@@ -72,7 +99,12 @@ def search(
     else:
         shown = emit_records(state, fmt, HIT_COLUMNS, records())
     report_redactions(state, redacting)
-    state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
+    if latest is not None and found["matches"] == latest:  # the heap kept these: how many matched in all is not counted
+        state.detail(f"the {latest} newest matching messages (--latest {latest})")
+    elif latest is not None:
+        state.detail(f"{found['matches']} matching messages, all of them (fewer than --latest {latest})")
+    else:
+        state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
     if not found["matches"]:
         raise typer.Exit(1)
 

@@ -1,4 +1,12 @@
-"""``sqlite``: a database file with ``conversations`` and ``messages`` tables."""
+"""``sqlite``: a database file with ``conversations`` and ``messages`` tables, and a full-text index of the content.
+
+The index is the convention ``sqlite-utils search`` and Datasette's search
+detect: an external-content FTS5 table ``messages_fts`` over ``messages``
+(``content="messages"``, ``content_rowid="id"``, one column ``content``), built
+in one pass once every row is in. It holds no copy of the text. A Python
+whose SQLite lacks FTS5 writes the same database without it, and the result
+says so in :attr:`ExportResult.notes`.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +56,14 @@ CREATE INDEX messages_message_id ON messages (message_id);
 """
 
 
+# The index sqlite-utils and Datasette look for (content="messages"); filled from the table by 'rebuild'.
+SQLITE_FTS = """
+CREATE VIRTUAL TABLE messages_fts USING fts5(content, content="messages", content_rowid="id");
+INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+"""
+NO_FTS5 = "the database has no full-text index (messages_fts): this Python's SQLite has no FTS5; everything else was written"
+
+
 SQLITE_BATCH = 20_000  # messages per transaction
 
 
@@ -88,11 +104,25 @@ def write_sqlite(path: str, selected: Iterable[Selected], check: Callable[[], No
                     pending = 0
             db.execute("COMMIT")
             db.executescript(SQLITE_INDEXES)
+            notes = () if _full_text_index(db) else (NO_FTS5,)
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise StorageError(f"cannot write the database {path}: {exc}") from None
-    return ExportResult(conversations, messages, {})
+    return ExportResult(conversations, messages, {}, notes)
+
+
+def _full_text_index(db: Any) -> bool:
+    """Build ``messages_fts``; False when this SQLite has no FTS5 (any other failure is raised)."""
+    import sqlite3
+
+    try:
+        db.executescript(SQLITE_FTS)
+    except sqlite3.OperationalError as exc:
+        if str(exc).startswith("no such module"):  # CREATE VIRTUAL TABLE failed: nothing was made
+            return False
+        raise
+    return True
 
 
 def _message_row(cid: int | None, index: int, msg: Message, mid: str) -> tuple[Any, ...]:
