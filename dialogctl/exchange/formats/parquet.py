@@ -18,7 +18,6 @@ buffers; DuckDB's partitioned ``COPY`` needs the whole selection staged first
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import UTC
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -28,7 +27,7 @@ from ...models import Message
 from ...times import parse_timestamp
 from ...usage import model_of, token_counts
 from ..outputfile import OutputFile
-from ..records import ExportFormat, ExportOptions, ExportResult, Formatted
+from ..records import ExportFormat, ExportOptions, ExportResult, Formatted, dumps
 from ..selection import Selected
 
 if TYPE_CHECKING:  # the registry imports every format at start-up: the dataset's modules load only when one is written
@@ -52,9 +51,9 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("metadata", "string", True),  # the message's metadata as a JSON object, null when it has none
     ("message_id", "string", False),
 )
-BUFFER_ROWS = 50_000  # rows held before the largest partitions are written as row groups
-BUFFER_BYTES = 64 * 1024 * 1024  # content held before the same
-MAX_OPEN = 32  # part files open at once
+BUFFER_ROWS = 20_000  # rows held before the largest partitions are written as row groups
+BUFFER_BYTES = 16 * 1024 * 1024  # content held before the same
+MAX_OPEN = 16  # part files open at once
 COMPRESSION = "zstd"
 
 
@@ -131,7 +130,7 @@ class ParquetWriter:
             prompt,
             completion,
             total,
-            None if meta is None else json.dumps(meta, ensure_ascii=False, separators=(",", ":")),
+            None if meta is None else dumps(meta),  # as jsonl, csv and sqlite write it
             mid,
         )
         for column, value in zip(buffer.columns, row, strict=True):
