@@ -45,8 +45,8 @@ QUICK = [(2_000, 20)]
 TIME = os.path.exists("/usr/bin/time")
 
 
-def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, capture: bool = False) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) and captured output of one process."""
+def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, capture: bool = False, ok: tuple[int, ...] = (0, 5)) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB) and captured output of one process; an exit code not in ``ok`` ends the benchmark."""
     rss_file = None
     if TIME:
         rss_file = Path(WORK_CWD[0] or ".") / ".rss"
@@ -63,7 +63,7 @@ def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, cap
     for handle in (fin, fout):
         if hasattr(handle, "close"):
             handle.close()
-    if proc.returncode not in (0, 5):
+    if proc.returncode not in ok:
         raise SystemExit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
     rss = usage.ru_maxrss
     if rss_file is not None:
@@ -87,6 +87,21 @@ def conversation_files(root: Path) -> list[Path]:
 
 def journal_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in conversation_files(root))
+
+
+def build_journal(dctl: list[str], root: Path, jsonl: Path, times: int) -> tuple[list[float], int]:
+    """Write the journal afresh ``times`` times with one ``append --jsonl`` process: the wall times and the last peak RSS (KiB)."""
+    builds, rss = [], 0
+    for _ in range(times):
+        shutil.rmtree(root, ignore_errors=True)
+        t, rss, _ = run([*dctl, "-q", "append", "--jsonl"], stdin=str(jsonl))
+        builds.append(t)
+    return builds, rss
+
+
+def cat_every_file(root: Path) -> list[str]:
+    """The ``cat`` limit: every conversation file read once, as one shell pipeline."""
+    return ["sh", "-c", f"find '{root}' -path '*/dialogs/*' -name '*.yaml' -type f -print0 | xargs -0 cat > /dev/null"]
 
 
 def build_reference_journal(jsonl: Path, root: Path) -> None:
@@ -139,11 +154,7 @@ def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> 
     print(f"== {size} messages, {users} users", flush=True)
 
     # W1: batch append of everything, against the baselines' messages/s.
-    builds = []
-    for _ in range(runs if size <= 100_000 else 1):
-        shutil.rmtree(root, ignore_errors=True)
-        t, rss, _ = run([*dctl, "-q", "append", "--jsonl"], stdin=str(jsonl))
-        builds.append(t)
+    builds, rss = build_journal(dctl, root, jsonl, runs if size <= 100_000 else 1)
     sample = min(size, 1000)
     scratch = work / "scratch"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -190,7 +201,7 @@ def bench_size(size: int, users: int, work: Path, runs: int, base_runs: int) -> 
         "ruamel": median([*BASE, "ruamel_stats", str(root)], base_runs),
         "sqlite": median([*BASE, "sqlite_stats", str(db)], runs),
         "stat": median([*BASE, "stat_all", str(root)], runs),
-        "cat": median(["sh", "-c", f"find '{root}' -path '*/dialogs/*' -name '*.yaml' -type f -print0 | xargs -0 cat > /dev/null"], runs),
+        "cat": median(cat_every_file(root), runs),
     }
     print("  W2", res["W2"], flush=True)
     res["bytes"] = journal_bytes(root)
