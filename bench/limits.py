@@ -127,7 +127,7 @@ def grep_counts(out: Path) -> dict[str, int]:
 
 def bench_size(size: int, work: Path, runs: int) -> dict[str, Any]:
     users = max(1, size // 100)
-    res: dict[str, Any] = {"messages": size, "users": users, "runs": runs}
+    res: dict[str, Any] = {"messages": size, "users": users, "runs": runs, "load_before": os.getloadavg()[0]}
     jsonl = work / f"messages-{size}.jsonl"
     if not jsonl.exists():
         synthetic.write_jsonl(str(jsonl), size, users)
@@ -192,6 +192,7 @@ def bench_size(size: int, work: Path, runs: int) -> dict[str, Any]:
             entry["ratio"] = entry["dialogctl"]["s"] / entry["baseline"]["s"]
         print(f"  {key}: {entry['ratio']:.2f}x, peak RSS {entry['dialogctl']['rss_mb']:.0f} MB", flush=True)
     res["workloads"] = w
+    res["load_after"] = os.getloadavg()[0]
     return res
 
 
@@ -208,6 +209,9 @@ def report(results: dict[str, Any], out: Path) -> str:
         "Each ratio is dialogctl's median time over its baseline's, both whole processes in the same run "
         "(append: dialogctl's messages/s over the raw append's, whose time is its writes and fsyncs only). "
         "Journals written by `dialogctl append --jsonl`, 100 messages a user. How it is measured: `bench/limits.py`.",
+        "Load average (1 min) when each size started and ended, other work included: "
+        + ", ".join(f"{r['messages']:,}: {r['load_before']:.1f} / {r['load_after']:.1f}" for r in sizes)
+        + f" (on {results['cores']} cores: above that, other work shared the cores and every time, ours and the baselines', is longer than on an idle machine).",
         "",
         "## Ratios",
         "",
@@ -331,6 +335,7 @@ def main() -> None:
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     harness.WORK_CWD[0] = str(args.work)
+    harness.compile_bytecode()
     os.environ["LC_ALL"] = LOCALE  # grep -i folds non-ASCII letters only in a UTF-8 locale
     grep_version = subprocess.run(["grep", "--version"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
     results: dict[str, Any] = {
