@@ -5,10 +5,12 @@
     python bench/limits.py --size 100000    # one size only (repeatable; bench/work/limits-sizes/ unless --out)
     python bench/limits.py --report bench/results/limits.json   # only redraw the table and chart
 
-The full run (10k/100k/1M, about an hour on 2 cores, most of it at 1M) is the
-one to commit once the issue 17 optimisations are merged:
+The full run (10k/100k/1M, about 40 minutes on 2 cores, most of it at 1M) is
+the one to commit once the issue 17 optimisations are merged:
 ``pip install -e '.[bench]' && python bench/limits.py`` writes ``limits.md``,
-``limits.json`` and ``limits.png`` to ``bench/results/``.
+``limits.json`` and ``limits.png`` to ``bench/results/``, replacing the first
+measurement committed with them (100k messages only, before the optimisations,
+``--size 100000 --out bench/results`` on a loaded machine).
 
 Each journal is written by dialogctl itself (``append --jsonl`` of the synthetic
 messages of ``bench/synthetic.py``, 100 messages a user, sharded, as
