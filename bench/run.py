@@ -45,8 +45,18 @@ QUICK = [(2_000, 20)]
 TIME = os.path.exists("/usr/bin/time")
 
 
-def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, capture: bool = False, ok: tuple[int, ...] = (0, 5)) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) and captured output of one process; an exit code not in ``ok`` ends the benchmark."""
+def run(
+    cmd: list[str],
+    stdin: str | None = None,
+    stdout: str | None = None,
+    capture: bool = False,
+    ok: tuple[int, ...] = (0, 5),
+    cpu: list[float] | None = None,
+) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB) and captured output of one process; an exit code not in ``ok`` ends the benchmark.
+
+    ``cpu`` gets the user and system seconds of the process and of the children it waited for (workers, a pipeline's commands).
+    """
     rss_file = None
     if TIME:
         rss_file = Path(WORK_CWD[0] or ".") / ".rss"
@@ -65,6 +75,8 @@ def run(cmd: list[str], stdin: str | None = None, stdout: str | None = None, cap
             handle.close()
     if proc.returncode not in ok:
         raise SystemExit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
     rss = usage.ru_maxrss
     if rss_file is not None:
         rss = int(rss_file.read_text().split()[-1])
@@ -88,12 +100,14 @@ def compile_bytecode() -> None:
 
 
 def median(cmd: list[str], runs: int, **kw: Any) -> dict[str, float]:
-    times, rss = [], 0
+    times: list[float] = []
+    cpu: list[float] = []
+    rss = 0
     for _ in range(runs):
-        t, r, _ = run(cmd, **kw)
+        t, r, _ = run(cmd, cpu=cpu, **kw)
         times.append(t)
         rss = max(rss, r)
-    return {"s": statistics.median(times), "rss_mb": rss / 1024, "runs": runs}
+    return {"s": statistics.median(times), "cpu_s": statistics.median(cpu), "rss_mb": rss / 1024, "runs": runs}
 
 
 def conversation_files(root: Path) -> list[Path]:
