@@ -5,7 +5,7 @@
     python bench/limits.py --size 100000    # one size only (repeatable; bench/work/limits-sizes/ unless --out)
     python bench/limits.py --report bench/results/limits.json   # only redraw the table and chart
 
-The full run (10k/100k/1M, about 40 minutes on 2 cores, most of it at 1M) is
+The full run (10k/100k/1M, 40 to 60 minutes on 2 cores, most of it at 1M) is
 the one to commit once the issue 17 optimisations are merged:
 ``pip install -e '.[bench]' && python bench/limits.py`` writes ``limits.md``,
 ``limits.json`` and ``limits.png`` to ``bench/results/``, replacing the first
@@ -31,13 +31,21 @@ process: a worker's or the parent's):
 
 grep searches exactly the files dialogctl searches: ``grep -r --include='*.yaml'
 --exclude=metadata.yaml ROOT/users``, every conversation file with archives
-(the harness checks grep's file count against the journal's before timing).
+(before timing, the harness checks that the files grep reads are exactly the
+journal's conversation files).
 Both run under ``LC_ALL=C.UTF-8`` so that ``-i`` folds non-ASCII letters, and
 both write their hits to a file (GNU grep stops at its first match when its
 output is ``/dev/null``). dialogctl prints ``--format jsonl``, one line per
 message; grep one line per matching line, so the counts differ: the table shows
 dialogctl's messages, grep's lines, and the files with a hit for both, which
 agree when they searched the same data.
+
+Wall times are what the targets are set in; the CPU seconds of each process
+and the children it waited for are recorded beside them, because on a shared
+machine the wall times include waiting for a core (the load average at the
+start and end of each size is in the table) and CPU seconds do not. dialogctl's bytecode is compiled first, as
+``pip install`` does: with ``PYTHONDONTWRITEBYTECODE`` set, an editable install
+would otherwise compile every module again in every process.
 """
 
 from __future__ import annotations
@@ -241,9 +249,9 @@ def report(results: dict[str, Any], out: Path) -> str:
         "## Times",
         "",
         "The CPU columns are user + system seconds of each process and the children it waited for (dialogctl's workers, "
-        "the `find | xargs cat` pipeline): less disturbed by other work on the machine than the wall times the targets are "
-        "set in, and higher than the wall time when dialogctl uses both cores. The append's baseline times its writes and "
-        "fsyncs inside one process, so it has no CPU figure.",
+        "the `find | xargs cat` pipeline). Unlike the wall times the targets are set in, they leave out time spent waiting "
+        "for a core while other work ran; they exceed the wall time when dialogctl uses both cores. The append's baseline "
+        "times its writes and fsyncs inside one process, so it has no CPU figure.",
         "",
         "| messages | files | MB | workload | dialogctl | baseline | ratio | target | met | CPU: dialogctl | CPU: baseline | CPU ratio | peak RSS |",
         "|---:|---:|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|",
