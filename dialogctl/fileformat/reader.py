@@ -225,8 +225,8 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     return result
 
 
-# A frame line after its "# dialogctl n=" (see codec.TRAILER_RE), up to its line break.
-_FRAME_FIELDS = re.compile(rb"(\d{1,15})(?: batch=(\d{1,15})-(\d{1,15}))? len=(\d{1,15}) crc32=([0-9a-f]{8})")
+# A frame line after its "# dialogctl n=" (see codec.TRAILER_RE), and its line break unless it ends the data.
+_FRAME_LINE_REST = re.compile(rb"(\d{1,15})(?: batch=(\d{1,15})-(\d{1,15}))? len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)")
 _RECORD_STARTS = (b"- ", b"---\n")  # how every record of ours begins (codec.encode_record)
 
 
@@ -261,7 +261,8 @@ def whole_records(data: bytes) -> RecordSpans | None:
     ends: list[int] = []
     afters: list[int] = []
     crc32 = zlib.crc32
-    match = _FRAME_FIELDS.match
+    match = _FRAME_LINE_REST.match
+    prefix, size = len(TRAILER_PREFIX), len(data)
     view = memoryview(data)
     head = parts[0]
     start = len(head) - len(head.lstrip(b"\n"))
@@ -274,12 +275,9 @@ def whole_records(data: bytes) -> RecordSpans | None:
             if m is None:
                 return None
             number, first, last, length, crc = m.groups()
-            after = end + len(TRAILER_PREFIX) + m.end()
-            if after < len(data) and data[after] != 10:
-                return None  # more on the frame line
             if int(length) != end - start or not data.startswith(_RECORD_STARTS, start) or crc32(view[start:end]) != int(crc, 16):
                 return None
-            if batch is not None or last is not None:
+            if last is not None or batch is not None:
                 # In a batch: its first record opens it, each next one follows, its last closes it.
                 if batch is not None:
                     if first != batch[0] or last != batch[1] or int(number) != n + 1:
@@ -291,17 +289,16 @@ def whole_records(data: bytes) -> RecordSpans | None:
                 if number == last:
                     batch = None
                 n = int(number)
-            after = min(after + 1, len(data))
             starts.append(start)
             ends.append(end)
-            afters.append(after)
-            end += len(TRAILER_PREFIX) + len(part)
-            start = after
+            start = end + prefix + m.end()
+            afters.append(start)
+            end += prefix + len(part)
             while start < end and data[start] == 10:
                 start += 1
     finally:
         view.release()
-    if start != len(data) or batch is not None:
+    if start != size or batch is not None:
         return None  # text after the last frame line, or a batch not closed
     return RecordSpans(starts, ends, afters)
 
