@@ -25,6 +25,7 @@ has none, and search then reads every file as it always did.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import Any, NamedTuple
 
 # Characters a record may store escaped (codec.quote: json.dumps's escapes and _DQ_EXTRA), a
@@ -47,15 +48,23 @@ class Needles(NamedTuple):
         hay = data.lower() if self.folded else data
         return hay if any(needle in hay for needle in self.alternatives) else None
 
-    def positions(self, hay: bytes) -> list[int]:
-        """Where the needles start in ``hay`` (from :meth:`in_bytes`), in no particular order."""
-        found: list[int] = []
+    def records(self, hay: bytes, afters: list[int]) -> list[int]:
+        """Which records of ``hay`` (from :meth:`in_bytes`; record i ends where ``afters[i]`` begins) hold a needle, in order.
+
+        After a hit the search goes on from the next record, so the work is
+        bounded by the records, not by how often a needle occurs.
+        """
+        found: set[int] = set()
+        last = len(afters) - 1
         for needle in self.alternatives:
             find, pos = hay.find, hay.find(needle)
             while pos >= 0:
-                found.append(pos)
-                pos = find(needle, pos + 1)
-        return found
+                i = bisect_right(afters, pos)
+                if i > last:
+                    break  # in line breaks after the last record (a needle holds none: cannot happen)
+                found.add(i)
+                pos = find(needle, afters[i])
+        return sorted(found)
 
 
 def usable(ch: str, folded: bool) -> bool:

@@ -251,8 +251,6 @@ def _through_frames(
     positions: such a file reads as one message per record (see
     :func:`~dialogctl.fileformat.reader.whole_records`).
     """
-    from bisect import bisect_right
-
     from ..fileformat.codec import decode_record
     from ..fileformat.reader import whole_records
 
@@ -280,7 +278,7 @@ def _through_frames(
 
     try:
         matches: dict[int, tuple[tuple[int, int], ...]] = {}
-        for i in sorted({bisect_right(records.afters, pos) for pos in m.needles.positions(hay)}):
+        for i in m.needles.records(hay, records.afters):
             msg = message(i)
             if selection.keeps(msg):
                 spans = _spans(m, msg.content)
