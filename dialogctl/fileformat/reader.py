@@ -12,7 +12,10 @@ ruamel.yaml is imported only then.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+import zlib
+from itertools import islice, repeat
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..models import Damage, Message
 from .codec import TRAILER_PREFIX, Form, check_batches, decode_record, detect_form, find_frames
@@ -220,6 +223,84 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     result.framed = result.settled_messages = len(messages)
     result.settled, result.last_n = pos, n
     return result
+
+
+# A frame line after its "# dialogctl n=" (see codec.TRAILER_RE), and its line break unless it ends the data.
+_FRAME_LINE_REST = re.compile(rb"(\d{1,15})(?: batch=(\d{1,15})-(\d{1,15}))? len=(\d{1,15}) crc32=([0-9a-f]{8})(?:\n|\Z)")
+_RECORD_STARTS = (b"- ", b"---\n")  # how every record of ours begins (codec.encode_record)
+
+
+class RecordSpans(NamedTuple):
+    """Where each record of a file of nothing but records of ours lies (see :func:`whole_records`)."""
+
+    starts: list[int]  # where record i begins
+    ends: list[int]  # where its body ends (its frame line begins)
+    afters: list[int]  # where the text after its frame line begins (line breaks, the next record, or the end of the data)
+
+
+def whole_records(data: bytes) -> RecordSpans | None:
+    """The records of data that is nothing but whole records of ours, found without decoding any; None for anything else.
+
+    When this answers, :func:`parse_conversation` reads exactly one message
+    per record, in order, with no damage, each one what
+    :func:`~dialogctl.fileformat.codec.decode_record` gives for its body. What
+    is checked is what the general path needs for that: records back to back
+    (only line breaks before, between and after them), each beginning as
+    ours do, its length and CRC-32 as its frame line says, batches whole and
+    in order (stricter than the general path, which is then simply used). A
+    record whose CRC-32 matches is one
+    :func:`~dialogctl.fileformat.codec.encode_record` wrote, and every version
+    of it writes what ``decode_record`` reads; a caller that decodes a record
+    anyway and gets None reads the file whole. No YAML and no text: one split
+    of the bytes on frame lines and a CRC-32 of every byte.
+    """
+    parts = data.split(TRAILER_PREFIX)
+    if len(parts) < 2 or not all(map(bytes.endswith, parts[:-1], repeat(b"\n"))):
+        return None  # no frame line, or "# dialogctl n=" other than at a line start
+    starts: list[int] = []
+    ends: list[int] = []
+    afters: list[int] = []
+    crc32 = zlib.crc32
+    match = _FRAME_LINE_REST.match
+    prefix, size = len(TRAILER_PREFIX), len(data)
+    view = memoryview(data)
+    head = parts[0]
+    start = len(head) - len(head.lstrip(b"\n"))
+    end = len(head)  # where the frame line of the record being read begins
+    batch: tuple[bytes, bytes] | None = None  # first and last n of the batch being read, as written
+    n = 0
+    try:
+        for part in islice(parts, 1, None):
+            m = match(part)
+            if m is None:
+                return None
+            number, first, last, length, crc = m.groups()
+            if int(length) != end - start or not data.startswith(_RECORD_STARTS, start) or crc32(view[start:end]) != int(crc, 16):
+                return None
+            if last is not None or batch is not None:
+                # In a batch: its first record opens it, each next one follows, its last closes it.
+                if batch is not None:
+                    if first != batch[0] or last != batch[1] or int(number) != n + 1:
+                        return None
+                elif first != number or int(number) >= int(last):  # type: ignore[arg-type]
+                    return None
+                else:
+                    batch = (first, last)  # type: ignore[assignment]
+                if number == last:
+                    batch = None
+                n = int(number)
+            starts.append(start)
+            ends.append(end)
+            start = end + prefix + m.end()
+            afters.append(start)
+            end += prefix + len(part)
+            while start < end and data[start] == 10:
+                start += 1
+    finally:
+        view.release()
+    if start != size or batch is not None:
+        return None  # text after the last frame line, or a batch not closed
+    return RecordSpans(starts, ends, afters)
 
 
 def _salvage(data: bytes, start: int, end: int, lines: _LineCounter, result: ParsedFile, label: str, at_end: bool) -> None:

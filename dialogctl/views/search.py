@@ -5,10 +5,22 @@ case-insensitively unless asked otherwise, against message content. Results
 come conversation by conversation as *groups*: each match with up to ``context``
 messages before and after it, overlapping groups merged (like ``grep -C``).
 
-Speed: parsing YAML is what costs. For a fixed string with no character YAML
-may escape (quote, backslash, tab, line breaks), every occurrence in a message
-is also an occurrence in the file's raw text, so the same pattern is first run
-over the raw file and a file without a hit is never parsed.
+Speed: parsing is what costs, so search parses only what it prints. Most
+patterns have *needles* (:mod:`dialogctl.views.needles`): byte strings one of
+which every match holds, and which a record of dialogctl's stores as written.
+A file without one is never parsed. In a file of nothing but dialogctl's own
+records (checked through their frame lines and CRC-32s, without decoding:
+:func:`~dialogctl.fileformat.reader.whole_records`) each needle found is
+mapped to its record, and only those records, and the ``context`` records
+around them, are decoded; the pattern then decides on the decoded content,
+so a needle in a key, the metadata or a frame line matches nothing. Any
+other file (the servers' items, damage, a torn batch, a record the exact
+decoder does not read) and any pattern without needles is read as before:
+for a fixed string with no character YAML may escape (quote, backslash,
+tab, line breaks), every occurrence in a message is also an occurrence in
+the file's raw text, so the same pattern is first run over the raw file and
+a file without a hit is never parsed; every other file is parsed whole.
+Either way the output is the same (tests compare both ways).
 
 With ``--since``/``--until``/``--role``/``--model`` the saved catalog (see
 :mod:`dialogctl.journal.catalog`) also rules out, without reading them, files whose
@@ -35,11 +47,13 @@ from ..journal.files import ConversationFile
 from ..models import ConversationRef, Message
 from ..times import parse_timestamp
 from .filters import ALL, MessageFilter
+from .needles import Needles, needles
 
 if TYPE_CHECKING:
+    from ..disk.storage import Folder
     from .redaction import Redactor
 
-_ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
+_ESCAPED_IN_YAML = re.compile(r'["\\\t\r\n\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]')
 
 
 class Hit(NamedTuple):
@@ -53,6 +67,7 @@ class Hit(NamedTuple):
 class Matcher(NamedTuple):
     pattern: re.Pattern[str]
     raw_check: bool  # True when a miss in the raw file text means a miss in every message
+    needles: Needles | None = None  # what every match holds in a record's raw bytes; None: parse every file that may match
 
 
 def matcher(text: str, regex: bool = False, case_sensitive: bool = False) -> Matcher:
@@ -65,7 +80,7 @@ def matcher(text: str, regex: bool = False, case_sensitive: bool = False) -> Mat
         compiled = re.compile(text if regex else re.escape(text), flags)
     except re.error as exc:
         raise InvalidInput(f"invalid regular expression: {exc.msg} at position {exc.pos}") from None
-    return Matcher(compiled, not regex and _ESCAPED_IN_YAML.search(text) is None)
+    return Matcher(compiled, not regex and _ESCAPED_IN_YAML.search(text) is None, needles(text, regex, flags))
 
 
 def _spans(m: Matcher, content: str) -> tuple[tuple[int, int], ...]:
@@ -88,8 +103,7 @@ def search(
     is parsed for it otherwise. A folder or file that cannot be read is told
     in ``journal.unreadable`` and the search goes on.
     """
-    for ref, messages in _searched(journal, m, users, include_archives, selection):
-        yield from _groups(ref, messages, m, selection, context)
+    return _found(journal, m, users, include_archives, selection, context)
 
 
 def latest(
@@ -117,13 +131,12 @@ def latest(
             return None
         return heap[0][0][1]
 
-    for ref, messages in _searched(journal, m, users, include_archives, selection, oldest_kept):
-        for index, msg in selection.indexed(messages):
-            spans = _spans(m, msg.content)
-            if not spans:
+    for group in _found(journal, m, users, include_archives, selection, 0, oldest_kept):
+        for hit in group:
+            if not hit.matched:
                 continue
-            moment = parse_timestamp(msg.timestamp)
-            entry = ((moment is not None, moment or _NO_TIME, next(order)), Hit(ref, index, msg, spans, True))
+            moment = parse_timestamp(hit.message.timestamp)
+            entry = ((moment is not None, moment or _NO_TIME, next(order)), hit)
             if len(heap) < count:
                 heapq.heappush(heap, entry)
             elif entry[0] > heap[0][0]:
@@ -134,19 +147,17 @@ def latest(
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
-def _searched(
+def _found(
     journal: Journal,
     m: Matcher,
     users: Iterable[str] | None,
     include_archives: bool,
     selection: MessageFilter,
+    context: int,
     newer_than: Callable[[], datetime | None] | None = None,
-) -> Iterator[tuple[ConversationRef, list[Message]]]:
-    """Each conversation that may hold a match, parsed; files ruled out unread have their damage told.
-
-    ``newer_than()``, asked before each file, is a time a file must have a
-    message after to be read (None: no such bound now).
-    """
+) -> Iterator[list[Hit]]:
+    """The groups of :func:`search`; ``newer_than()``, asked before each file, is a time a file must
+    have a message after to be read (None: no such bound now)."""
     saved: list[dict[str, list[Any]]] = []  # the catalog, loaded when first wanted
 
     def catalog() -> dict[str, list[Any]]:
@@ -156,31 +167,53 @@ def _searched(
             saved.append(load(journal.root))
         return saved[0]
 
+    for user, dialogs, files in _users_files(journal, users, include_archives):
+        for f in files:
+            if f.size == 0:
+                continue
+            bound = newer_than() if newer_than is not None else None
+            if (selection.active or bound is not None) and not _may_hold_selected(catalog(), f, selection, bound):
+                _tell_damage(journal, catalog(), f, None, dialogs)
+                continue
+            try:
+                data = _file_bytes(journal, f.ref, dialogs)
+            except StorageError as exc:
+                journal.note_unreadable(f.rel_path, exc, user)
+                continue
+            if data is None:
+                continue
+            if m.needles is not None:
+                fast = _through_frames(journal, catalog, f, data, m, selection, context)
+                if fast is not None:
+                    yield from fast
+                    continue
+            if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
+                _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
+                continue
+            conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
+            yield from _groups(f.ref, conv.messages, m, selection, context)
+
+
+
+
+def _users_files(journal: Journal, users: Iterable[str] | None, include_archives: bool) -> Iterator[tuple[str, Folder | None, list[ConversationFile]]]:
+    """Each user with their conversation files, and their ``dialogs/`` folder when it is open already.
+
+    Every user with archives: one pass over the tree, each folder opened once
+    (as :meth:`~dialogctl.journal.core.Journal.conversations` does). Otherwise
+    user by user, so that ``archived/`` folders are not opened when archives
+    are not searched.
+    """
+    if users is None and include_archives:
+        yield from journal.walk_open()
+        return
     for user in journal.users() if users is None else users:
         try:
             files = journal.conversation_files(user, include_archives=include_archives)
         except StorageError as exc:
             journal.note_unreadable(journal.user_path(user), exc, user)
             continue
-        for f in files:
-            if f.size == 0:
-                continue
-            bound = newer_than() if newer_than is not None else None
-            if (selection.active or bound is not None) and not _may_hold_selected(catalog(), f, selection, bound):
-                _tell_damage(journal, catalog(), f, None)
-                continue
-            try:
-                data = _file_bytes(journal, f.ref)
-            except StorageError as exc:
-                journal.note_unreadable(f.rel_path, exc, user)
-                continue
-            if data is None:
-                continue
-            if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
-                _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
-                continue
-            conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
-            yield f.ref, conv.messages
+        yield user, None, files
 
 
 def redacted(groups: Iterable[list[Hit]], m: Matcher, redactor: Redactor) -> Iterator[list[Hit]]:
@@ -200,7 +233,7 @@ def redacted(groups: Iterable[list[Hit]], m: Matcher, redactor: Redactor) -> Ite
         yield shown
 
 
-def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None) -> None:
+def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None, dialogs: Folder | None = None) -> None:
     """Put the damage of a file search did not need to parse in ``journal.damage``: from the catalog, else by parsing it."""
     from ..journal.catalog import saved_damage
 
@@ -210,12 +243,16 @@ def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationF
         return
     if data is None:
         try:
-            data = _file_bytes(journal, f.ref)
+            data = _file_bytes(journal, f.ref, dialogs)
         except StorageError as exc:
             journal.note_unreadable(f.rel_path, exc, f.ref.user)
             return
         if data is None:
             return
+    from ..fileformat.reader import whole_records
+
+    if whole_records(data) is not None:
+        return  # nothing but whole records of ours: no damage (and no need to parse to know it)
     journal.parse_bytes(f.ref, data, len(data), f.mtime)
 
 
@@ -241,13 +278,16 @@ def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selecti
     return True
 
 
-def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
-    """The file's bytes (never through a symlink); None when it is gone or too large to read."""
+def _file_bytes(journal: Journal, ref: ConversationRef, dialogs: Folder | None = None) -> bytes | None:
+    """The file's bytes (never through a symlink; in ``dialogs`` if the user's folder is open); None when it is gone or too large to read."""
     from ..disk.fileops import read_all
     from ..errors import FileTooLarge
 
-    with journal.dialogs_folder(ref.user) as dialogs:
+    if dialogs is not None:
         fd = journal.open_file(dialogs, ref)
+    else:
+        with journal.dialogs_folder(ref.user) as folder:
+            fd = journal.open_file(folder, ref)
     if fd is None:
         return None
     try:
@@ -259,12 +299,74 @@ def _file_bytes(journal: Journal, ref: ConversationRef) -> bytes | None:
         os.close(fd)
 
 
+class _ReadWhole(Exception):
+    """A record the exact decoder does not read: the file is read whole instead."""
+
+
+def _through_frames(
+    journal: Journal, catalog: Callable[[], dict[str, list[Any]]], f: ConversationFile, data: bytes, m: Matcher, selection: MessageFilter, context: int
+) -> list[list[Hit]] | None:
+    """The groups of a file of nothing but dialogctl's records, decoding only the records whose raw bytes hold a needle, and their context.
+
+    None when the file must be read whole (it holds anything else: the
+    servers' items, damage, a torn batch; or a record the exact decoder does
+    not read). Every match holds a needle, and in these records content is
+    stored as written, so a record without one cannot match; a record with
+    one is decoded and matched like any other. Message indexes are frame
+    positions: such a file reads as one message per record (see
+    :func:`~dialogctl.fileformat.reader.whole_records`).
+    """
+    from ..fileformat.codec import decode_record
+    from ..fileformat.reader import whole_records
+
+    assert m.needles is not None
+    hay = m.needles.in_bytes(data)
+    if hay is None:
+        if m.raw_check:
+            # The whole pattern is not in the text either (every match holds a needle): today's way.
+            _tell_damage(journal, catalog(), f, data)
+            return []
+        return [] if whole_records(data) is not None else None
+    records = whole_records(data)
+    if records is None:
+        return None
+    decoded: dict[int, Message] = {}
+
+    def message(i: int) -> Message:
+        msg = decoded.get(i)
+        if msg is None:
+            msg = decode_record(data[records.starts[i] : records.ends[i]])
+            if msg is None:
+                raise _ReadWhole
+            decoded[i] = msg
+        return msg
+
+    try:
+        matches: dict[int, tuple[tuple[int, int], ...]] = {}
+        for i in m.needles.records(hay, records.afters):
+            msg = message(i)
+            if selection.keeps(msg):
+                spans = _spans(m, msg.content)
+                if spans:
+                    matches[i] = spans
+        return list(_grouped(f.ref, len(records.starts), message, matches, context))
+    except _ReadWhole:
+        return None
+
+
 def _groups(ref: ConversationRef, messages: list[Message], m: Matcher, selection: MessageFilter, context: int) -> Iterator[list[Hit]]:
     matches: dict[int, tuple[tuple[int, int], ...]] = {}
     for index, msg in selection.indexed(messages):
         spans = _spans(m, msg.content)
         if spans:
             matches[index] = spans
+    return _grouped(ref, len(messages), messages.__getitem__, matches, context)
+
+
+def _grouped(
+    ref: ConversationRef, count: int, message: Callable[[int], Message], matches: dict[int, tuple[tuple[int, int], ...]], context: int
+) -> Iterator[list[Hit]]:
+    """The matches of one conversation of ``count`` messages with their context, overlapping groups merged (``message(i)``: message i)."""
     if not matches:
         return
     group: list[Hit] = []
@@ -274,11 +376,11 @@ def _groups(ref: ConversationRef, messages: list[Message], m: Matcher, selection
         if group and start > last + 1:
             yield group
             group = []
-        for i in range(start, min(len(messages), index + context + 1)):
+        for i in range(start, min(count, index + context + 1)):
             if i <= last:
                 continue
             spans = matches.get(i, ())
-            group.append(Hit(ref, i, messages[i], spans, bool(spans)))
+            group.append(Hit(ref, i, message(i), spans, bool(spans)))
             last = i
     if group:
         yield group
