@@ -285,13 +285,18 @@ def grid(
     aligned to the right; ``styles`` and ``ends``: per row, a style and
     whether a section (a rule) ends after it.
     """
+    terminal = sys.stdout.isatty()
+    if not terminal and not state.use_color(sys.stdout):
+        text = plain_grid([spec.heading for spec in specs], rows, header, right)
+        if text is not None:
+            sys.stdout.write(text)
+            return
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     from . import fit
 
-    terminal = sys.stdout.isatty()
     fitted = terminal and not state.wide
     if fitted:
         import shutil
@@ -318,6 +323,41 @@ def grid(
         cells = [_cut_cell(row[i], specs[i].cut, layout.widths[n]) if fitted else row[i] for n, i in enumerate(layout.keep)]
         t.add_row(*cells, style=styles[r] if styles else None, end_section=bool(ends and ends[r]))
     print_renderable(state, t, whole=not fitted)
+
+
+def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, right: Collection[int] = ()) -> str | None:
+    """A table for a pipe, laid out as :func:`grid`'s Rich table is there, without Rich: the same bytes, a hundred times faster.
+
+    Columns as wide as their widest cell (in terminal cells), two spaces
+    apart, right-aligned where asked, each line without trailing spaces; no
+    title, rules or styles (a pipe without colour has none). None when a cell
+    is something this layout does not know (a line break, a tab, a control
+    character, a line longer than the pipe console's width): Rich lays those out.
+    """
+    from rich.cells import cell_len
+
+    lines = [headings, *rows] if header else rows
+    texts = [[value if isinstance(value, str) else getattr(value, "plain", None) for value in line] for line in lines]
+    if not texts:
+        return ""
+    widths = [0] * len(headings)
+    for line in texts:
+        if len(line) != len(headings):
+            return None
+        for i, cell in enumerate(line):
+            if cell is None or not cell.isprintable():
+                return None  # a line break, a tab, a control character, Text of another kind: Rich decides
+            widths[i] = max(widths[i], cell_len(cell))
+    if sum(widths) + 2 * len(widths) > 1_000_000:
+        return None
+    out = []
+    for line in texts:
+        cells = []
+        for i, cell in enumerate(line):
+            pad = " " * (widths[i] - cell_len(cell))
+            cells.append(pad + cell if i in right else cell + pad)
+        out.append("  ".join(cells).rstrip() + "\n")
+    return "".join(out)
 
 
 def key_values(state: CliState, pairs: Iterable[tuple[str, str]], title: str | None = None) -> None:
