@@ -185,9 +185,7 @@ class OutputDataset:
         names = set(os.listdir(self.fd)) - {LOCK}
         if MANIFEST not in names:
             if names and not self.created:
-                raise InvalidInput(
-                    f"{self.path} is not empty and is not a dialogctl dataset (no {MANIFEST})", hint="choose a new or empty folder for -o DIR"
-                )
+                raise InvalidInput(f"{self.path} is not empty and is not a dialogctl dataset (no {MANIFEST})", hint="choose a new or empty folder for -o DIR")
             return
         where = f"{self.path}/{MANIFEST}"
         try:

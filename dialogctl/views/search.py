@@ -194,8 +194,6 @@ def _found(
             yield from _groups(f.ref, conv.messages, m, selection, context)
 
 
-
-
 def _users_files(journal: Journal, users: Iterable[str] | None, include_archives: bool) -> Iterator[tuple[str, Folder | None, list[ConversationFile]]]:
     """Each user with their conversation files, and their ``dialogs/`` folder when it is open already.
 

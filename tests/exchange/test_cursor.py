@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialogctl.exchange.cursor import message_id, message_ids
 from dialogctl.journal.core import Journal
@@ -243,3 +247,11 @@ def test_a_cursor_in_a_missing_folder_is_refused_before_anything_is_exported(tmp
     with pytest.raises(InvalidInput, match="its folder .* does not exist"):
         Cursor.load(str(tmp_path / "nodir" / "c.cursor"), str(tmp_path))
     assert Cursor.load(str(tmp_path / "c.cursor"), str(tmp_path)).users == {}  # a missing file in a folder that exists: a new cursor
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(), st.text(), st.text(), st.text(), st.integers(0, 10**9))
+def test_the_id_is_the_documented_hash_for_any_text(user: str, timestamp: str, role: str, content: str, occurrence: int) -> None:
+    """Any text, lone surrogates and escapes included: the id is the hash of json.dumps(...) as documented."""
+    key = json.dumps([user, timestamp, role, content, occurrence], ensure_ascii=False)
+    assert message_id(user, Message(role, content, timestamp), occurrence) == hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -44,7 +44,7 @@ EDGES = [
 
 
 def _rows(dataset: Path) -> list[dict[str, Any]]:
-    rel = duckdb.sql(f"SELECT * FROM read_parquet('{dataset}/**/*.parquet', hive_partitioning = true) ORDER BY \"user\", conversation, \"index\"")
+    rel = duckdb.sql(f'SELECT * FROM read_parquet(\'{dataset}/**/*.parquet\', hive_partitioning = true) ORDER BY "user", conversation, "index"')
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
 
 
@@ -87,7 +87,17 @@ def test_duckdb_and_pyarrow_read_back_the_exact_schema_and_every_row(journal: Pa
     ]
     dave = [r for r in rows if r["user"] == "dave"]
     got = [
-        (r["user"], r["conversation"], r["archived"], r["index"], r["role"], r["content"], r["timestamp_text"], None if r["metadata"] is None else json.loads(r["metadata"]), r["message_id"])
+        (
+            r["user"],
+            r["conversation"],
+            r["archived"],
+            r["index"],
+            r["role"],
+            r["content"],
+            r["timestamp_text"],
+            None if r["metadata"] is None else json.loads(r["metadata"]),
+            r["message_id"],
+        )
         for r in rows
         if r["user"] != "dave"
     ]
@@ -102,7 +112,12 @@ def test_duckdb_and_pyarrow_read_back_the_exact_schema_and_every_row(journal: Pa
     assert (dataset / f"date={NULL_PARTITION}").is_dir()
     # Model and tokens, from both shapes of the tokens metadata.
     tokens = {r["content"]: (r["model"], r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) for r in rows if r["user"] == "carol"}
-    assert tokens == {"first day": (None, None, None, None), "last moment": ("m-1", 7, 5, 12), "late in New York": (None, 3, 4, 9), "naive time": ("m-2", None, None, 12)}
+    assert tokens == {
+        "first day": (None, None, None, None),
+        "last moment": ("m-1", 7, 5, 12),
+        "late in New York": (None, 3, 4, 9),
+        "naive time": ("m-2", None, None, 12),
+    }
     # pyarrow reads the same rows with the same types; the manifest counts every file's rows.
     table = pads.dataset(str(dataset), format="parquet", partitioning="hive").to_table()
     assert table.num_rows == len(rows) == _manifest(dataset)["runs"][0]["rows"]
@@ -200,7 +215,10 @@ def test_runs_killed_at_every_step_of_the_commit_lose_and_repeat_nothing(journal
         return subprocess.run([sys.executable, faults.__file__, *args], capture_output=True, env=env, timeout=120)
 
     def ship(n: int) -> None:
-        reference_writer.append(Path(reference_writer.dialogs_path(journal, "erin")) / "current.yaml", [reference_writer.message("user", f"e{n}", f"2024-06-{1 + n // 24:02d}T{n % 24:02d}:00:00.000Z")])
+        reference_writer.append(
+            Path(reference_writer.dialogs_path(journal, "erin")) / "current.yaml",
+            [reference_writer.message("user", f"e{n}", f"2024-06-{1 + n // 24:02d}T{n % 24:02d}:00:00.000Z")],
+        )
 
     assert run([]).returncode == 0
     ship(0)

@@ -165,7 +165,17 @@ def export(
     check(options, "folder" if to_folder and to_file else "file" if to_file else "stream")  # before anything is written
     if to_folder:
         assert output is not None
-        result = _export_dataset(state, journal, output, Selection(tuple(users or ()), conversation, archive, include_archives, filters), options, force, by_server, cursor_file, cursor)
+        result = _export_dataset(
+            state,
+            journal,
+            output,
+            Selection(tuple(users or ()), conversation, archive, include_archives, filters),
+            options,
+            force,
+            by_server,
+            cursor_file,
+            cursor,
+        )
         report_redactions(state, redacting)
         return
     selection = Selection(tuple(users or ()), conversation, archive, include_archives, filters, cursor)
