@@ -124,7 +124,9 @@ class Folder(FolderHandle):
         adopt(fd, parent)
         os.fchmod(fd, modes.for_file(parent))
 
-    def append(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None) -> tuple[int, int]:
+    def append(
+        self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None, now: bool = False
+    ) -> tuple[int, int]:
         """Append ``data`` (bytes, or pieces written one ``write`` each), fsync it; return (where it starts, where it ends).
 
         On a short or failed write or fsync the file is cut back to where our
@@ -140,6 +142,9 @@ class Folder(FolderHandle):
         folder, for a new file) are left to :meth:`SyncGroup.flush
         <dialogctl.disk.syncgroup.SyncGroup.flush>`, which cuts the bytes back
         in the same way if they fail; the caller holds the file's lock until then.
+        With ``now`` as well, the file's bytes are fsynced here (a barrier: what
+        follows must not reach the disk before them) and only the folder's
+        fsync for a new file is left to the group.
         """
         fd, created = self.open_append(name, modes)
         where = self.child_path(name)
@@ -163,10 +168,10 @@ class Folder(FolderHandle):
                         else:
                             mixed = True
                         view = view[written:]
-                if later is None:
+                if later is None or now:
                     os.fsync(fd)
-                    if created:
-                        self.fsync()
+                if later is None and created:
+                    self.fsync()
             except BaseException as exc:  # a full disk, and also an interrupt or a failing source of pieces
                 self._cut_back(fd, name, ours, created, mixed)
                 if isinstance(exc, OSError):
@@ -177,9 +182,10 @@ class Folder(FolderHandle):
                 return size, size
             end = os.lseek(fd, 0, os.SEEK_CUR)
             if later is not None:
-                kept = os.dup(fd)
-                folder = Folder(os.dup(self.fd), self.path)
-                later.defer(kept, lambda: folder._cut_back_quietly(kept, name, ours, created, mixed), folder)
+                if not now:
+                    kept = os.dup(fd)
+                    folder = Folder(os.dup(self.fd), self.path)
+                    later.defer(kept, lambda: folder._cut_back_quietly(kept, name, ours, created, mixed), folder)
                 if created:
                     later.defer(os.dup(self.fd))
             return ours[0], end

@@ -98,8 +98,11 @@ class GroupCommit:
         else:
             self.commit()
 
-    def append(self, key: Hashable, user: str, load: Callable[[], Sequence[Message]], conversation: str | None = None) -> None:
-        """Write one batch (checked as :meth:`JournalWriter.append` checks it); its outcome comes from :meth:`take` once known."""
+    def append(self, key: Hashable, user: str, load: Callable[[], Sequence[Message]], conversation: str | None = None, *, checked: bool = False) -> None:
+        """Write one batch (checked as :meth:`JournalWriter.append` checks it); its outcome comes from :meth:`take` once known.
+
+        ``checked``: every message already passed :func:`~dialogctl.fileformat.codec.check_message` (read through ``input_message``).
+        """
         where = user
         size = 0
         tag = self.count

@@ -79,6 +79,7 @@ class Batch(NamedTuple):
     size: int  # how many messages
     load: Callable[[], list[Message]]
     lines: LineRanges | None = None  # where in the input they came from; None: not from numbered input
+    checked: bool = False  # every message already passed check_message (an input read through input_message)
 
 
 class Outcome(NamedTuple):
@@ -157,7 +158,7 @@ def append_batches(
                 yield from _settled(group.take())
                 yield from (_skipped(b, reason) for b in batches[index:])
                 return
-            group.append(batch, batch.user, batch.load, batch.conversation)
+            group.append(batch, batch.user, batch.load, batch.conversation, checked=batch.checked)
             yield from _settled(group.take())
         group.commit()
         yield from _settled(group.take())

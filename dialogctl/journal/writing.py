@@ -366,11 +366,10 @@ class JournalWriter(JournalReader):
             # archive after it). A write followed by more of the batch is fsynced before the archive
             # that moves its file: a crash then keeps the batch's first parts or none, never a
             # later part without an earlier one.
-            deferred = later if not remaining else None
-            if deferred is not None:
-                deferred.note(len(messages) - len(remaining) - len(chunk))
+            if later is not None and not remaining:
+                later.note(len(messages) - len(chunk))
             try:
-                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes, later=deferred)
+                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes, later=later, now=bool(remaining))
             except StorageError as exc:
                 done = len(messages) - len(remaining) - len(chunk)
                 if not done:
