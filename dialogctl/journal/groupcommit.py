@@ -156,7 +156,7 @@ class GroupCommit:
             self.group.abandon()
         finally:
             self.written = []
-            self._release(set())
+            self._release(set(self.held))  # folders made for batches now cut back go too (only when nothing else is in them)
 
     def _settle(self, failed: dict[object, OSError]) -> None:
         emptied: set[str] = set()

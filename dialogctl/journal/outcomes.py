@@ -8,11 +8,17 @@ the others: :func:`append_batches` goes on past a failing batch and reports
 every batch as an :class:`Outcome`, with the input lines it came from, so a
 retry sends only the lines of the batches that were not committed.
 
+Batches are committed in groups (:mod:`dialogctl.journal.groupcommit`, whose
+docstring says what a crash at each point leaves): written one after another,
+each under its user's lock, then fsynced together, and only then reported.
+
 With ``all_or_none`` every user's lock is taken first, in user id order, and
 nothing is written unless all of them are held: a busy lock leaves every
-batch unwritten. It cannot make a full disk atomic across users: a write that
-fails part-way leaves the batches before it committed, the failing one not,
-and the rest unwritten (each reported so).
+batch unwritten. Every batch is then written and all are fsynced together
+before any is reported. It cannot make a full disk atomic across users: a
+write that fails part-way leaves the batches before it committed, the failing
+one not, and the rest unwritten (each reported so); a batch whose fsync fails
+is cut back and reported failed, the others committed.
 
 Memory stays bounded: a batch's messages are loaded only when it is written
 (:attr:`Batch.load`), and its input lines are kept as ranges.
@@ -233,7 +239,14 @@ def _descriptors_free(locked: int) -> int:
     """Descriptors left for a group commit's deferred fsyncs once ``locked`` users' locks are held (three each, with their folders)."""
     import resource
 
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 3 * locked + 64 + 4096
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:  # room for a few thousand deferred fsyncs, when the hard limit allows
+            soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        except (ValueError, OSError):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 1 << 16
     return max(16, soft - 3 * locked - 64)

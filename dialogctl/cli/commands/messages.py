@@ -87,8 +87,9 @@ def append(
     ("no message text on stdin"). With --jsonl, empty stdin is zero messages:
     nothing is appended, and the exit code is 0.
 
-    Each user's batch is one locked, fsynced write; the conversation is
-    archived automatically when it reaches archiveThreshold messages. Prints
+    Each user's batch is one locked write, fsynced before it is reported;
+    the conversation is archived automatically when it reaches
+    archiveThreshold messages. Prints
     nothing unless --format asks for the result: one record per user batch
     (user, conversation, outcome, appended, messages, archived, lines,
     retryLines, reason).
