@@ -43,7 +43,7 @@ from ..disk.syncgroup import SyncGroup
 from ..errors import DialogError, InvalidInput, LockBusy, PartlyAppended, storage_error
 from ..fileformat.codec import check_message
 from ..models import AppendResult, Message
-from .writing import JournalWriter, _allow_open_files
+from .writing import JournalWriter, allow_open_files
 
 # Users written (and locks held) before a flush: each holds its lock (two open files),
 # its dialogs/ folder, and until the flush its file and the folders it made (at most
@@ -222,7 +222,7 @@ def _group_size() -> int:
     import resource
 
     try:
-        _allow_open_files(FILES_PER_USER * GROUP_USERS + 64, "a group commit")
+        allow_open_files(FILES_PER_USER * GROUP_USERS + 64, "a group commit")
     except InvalidInput:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         return max(1, min(GROUP_USERS, (soft - 64) // FILES_PER_USER))

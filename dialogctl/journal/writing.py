@@ -118,7 +118,7 @@ class JournalWriter(JournalReader):
         needed; beyond it, :class:`~dialogctl.errors.InvalidInput`).
         """
         chosen = sorted(set(users))
-        _allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
+        allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
         held: list[tuple[Folder, UserLock, list[str]]] = []
         folders: dict[str, Folder] = {}
         try:
@@ -548,7 +548,7 @@ class JournalWriter(JournalReader):
         return chosen
 
 
-def _allow_open_files(needed: int, why: str) -> None:
+def allow_open_files(needed: int, why: str) -> None:
     """Make room for ``needed`` open files (up to the hard limit), or refuse before anything is done."""
     import resource
 
