@@ -8,7 +8,9 @@ write (and of the folders and file made for a new user) are left to a
 are written this way, holding each one's lock, then one flush fsyncs
 everything in parallel, and only then are the locks released and the batches
 reported: nothing is reported as appended before it is durable, and no other
-writer sees (or appends after) bytes that may still be lost or cut back.
+writer sees (or appends after) bytes that may still be lost or cut back. A group is
+also committed once it has been written for :data:`GROUP_SECONDS`, which bounds how
+much longer than its own batch a user's lock is held.
 
 What a crash leaves, by when it comes:
 
@@ -33,6 +35,7 @@ a single append waits, so two commands never hold each other's users.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
@@ -51,6 +54,9 @@ from .writing import JournalWriter, allow_open_files
 # 256 costs about what one of 32 does.
 GROUP_USERS = 256
 FILES_PER_USER = 10
+# And at most about this long: a user's lock is held from its batch's write to the flush, so
+# another writer waiting for it (lockTimeoutMs, 5 s by default) waits for the group, not only the batch.
+GROUP_SECONDS = 1.0
 
 
 class _Held(NamedTuple):
@@ -88,6 +94,7 @@ class GroupCommit:
         self.done: list[tuple[Hashable, AppendResult | DialogError]] = []
         self.limit = _group_size()
         self.count = 0  # batches given so far (each one's tag)
+        self.started = 0.0  # when the group in hand took its first lock
 
     def __enter__(self) -> GroupCommit:
         return self
@@ -133,8 +140,8 @@ class GroupCommit:
             self._settle({})  # nothing waits for a flush: report the failures at once
 
     def full(self) -> bool:
-        """Whether the group holds as many users as it may: the next new user's batch commits it first."""
-        return len(self.held) >= self.limit
+        """Whether the group holds as many users as it may, or has been written for long enough: the next new user's batch commits it first."""
+        return len(self.held) >= self.limit or (bool(self.held) and time.monotonic() - self.started > GROUP_SECONDS)
 
     def commit(self) -> None:
         """Make every written batch durable together, release the locks, and make the outcomes ready for :meth:`take`."""
@@ -183,6 +190,8 @@ class GroupCommit:
             return held.dialogs
         if self.full():
             self.commit()
+        if not self.held:
+            self.started = time.monotonic()
         new_root = not os.path.isdir(self.journal.root)
         made: list[str] = []
         try:

@@ -325,12 +325,13 @@ def test_a_closed_stdout_stops_the_writing_and_stderr_says_what_was_written(tmp_
     proc.stdout.close()  # the reader is gone before the first record
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
-    assert contents(root, "u1") == ["m1"] and contents(root, f"u{GROUP_USERS}") == [f"m{GROUP_USERS}"]
-    assert contents(root, f"u{GROUP_USERS + 1}") == [] and contents(root, f"u{users}") == []
     told = err.splitlines()
     assert len(told) == users
-    assert told[0] == "dialogctl: committed: u1/current (input lines 1): 1 message(s)"
-    assert all(t.startswith("dialogctl: committed: ") for t in told[:GROUP_USERS])
-    assert told[GROUP_USERS:] == [
-        f"dialogctl: not committed (skipped): u{n} (input lines {n}): not written: stdout was closed" for n in (GROUP_USERS + 1, users)
+    # The first group (at most GROUP_USERS users; fewer if it took longer than GROUP_SECONDS to write) is committed, the rest never written.
+    first = sum(t.startswith("dialogctl: committed: ") for t in told)
+    assert 1 <= first <= GROUP_USERS
+    assert told[:first] == [f"dialogctl: committed: u{n}/current (input lines {n}): 1 message(s)" for n in range(1, first + 1)]
+    assert told[first:] == [
+        f"dialogctl: not committed (skipped): u{n} (input lines {n}): not written: stdout was closed" for n in range(first + 1, users + 1)
     ]
+    assert all(contents(root, f"u{n}") == ([f"m{n}"] if n <= first else []) for n in range(1, users + 1))
