@@ -139,7 +139,7 @@ class SpooledMessages:
 
         self.spool.flush()
         return [
-            Batch(user, conversation, len(numbers), partial(self.spool.pick, numbers), self.lines[(user, conversation)])
+            Batch(user, conversation, len(numbers), partial(self.spool.pick, numbers), self.lines[(user, conversation)], checked=True)
             for (user, conversation), numbers in self.groups.items()
         ]
 

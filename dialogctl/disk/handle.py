@@ -6,10 +6,13 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ..errors import NotFound, UnsafePath, storage_error
 from .fileops import DIR_FLAGS, FOLLOW, READ_FLAGS, Modes, adopt, close_all, not_regular, read_all, rmdir_quietly
+
+if TYPE_CHECKING:
+    from .syncgroup import SyncGroup
 
 
 class FolderHandle:
@@ -40,7 +43,9 @@ class FolderHandle:
 
     # --- folders ---------------------------------------------------------
 
-    def open_folder(self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW, made_paths: list[str] | None = None) -> Self:
+    def open_folder(
+        self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW, made_paths: list[str] | None = None, later: SyncGroup | None = None
+    ) -> Self:
         """Open ``parts`` below this folder, one name at a time, never through a symlink.
 
         With ``create``, missing folders are made following ``modes`` (by
@@ -48,7 +53,8 @@ class FolderHandle:
         fails part-way, the folders this call made are removed again.
         ``made_paths`` gets the path (below this folder) of each folder made,
         so a caller whose later step fails can remove them too
-        (:meth:`remove_made`).
+        (:meth:`remove_made`). With ``later`` (a group commit) the fsync of
+        the folder each new one is made in is left to the group's flush.
         """
         fds = [os.dup(self.fd)]  # fds[i] is the parent of parts[i]
         made: list[int] = []
@@ -73,7 +79,10 @@ class FolderHandle:
                 if made and made[-1] == index:
                     adopt(fds[-1], parent)
                     os.fchmod(fds[-1], mode)
-                    os.fsync(fds[-2])
+                    if later is None:
+                        os.fsync(fds[-2])
+                    else:
+                        later.defer(os.dup(fds[-2]))
         except OSError as exc:
             for index in reversed(made):
                 rmdir_quietly(parts[index], fds[index])

@@ -27,6 +27,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import NotFound, StorageError, storage_error
 from .fileops import (
@@ -48,6 +49,9 @@ from .fileops import (
     write_all,
 )
 from .handle import FolderHandle
+
+if TYPE_CHECKING:
+    from .syncgroup import SyncGroup
 
 
 class Folder(FolderHandle):
@@ -120,7 +124,9 @@ class Folder(FolderHandle):
         adopt(fd, parent)
         os.fchmod(fd, modes.for_file(parent))
 
-    def append(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW) -> tuple[int, int]:
+    def append(
+        self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None, now: bool = False
+    ) -> tuple[int, int]:
         """Append ``data`` (bytes, or pieces written one ``write`` each), fsync it; return (where it starts, where it ends).
 
         On a short or failed write or fsync the file is cut back to where our
@@ -131,6 +137,14 @@ class Folder(FolderHandle):
         reads and ``repair`` drops. Each write's place is known from the file
         offset ``O_APPEND`` leaves behind, so bytes a server appended before
         ours are never cut.
+
+        With ``later`` (a group commit) the fsyncs of the file (and of this
+        folder, for a new file) are left to :meth:`SyncGroup.flush
+        <dialogctl.disk.syncgroup.SyncGroup.flush>`, which cuts the bytes back
+        in the same way if they fail; the caller holds the file's lock until then.
+        With ``now`` as well, the file's bytes are fsynced here (a barrier: what
+        follows must not reach the disk before them) and only the folder's
+        fsync for a new file is left to the group.
         """
         fd, created = self.open_append(name, modes)
         where = self.child_path(name)
@@ -154,31 +168,62 @@ class Folder(FolderHandle):
                         else:
                             mixed = True
                         view = view[written:]
-                os.fsync(fd)
-                if created:
+                if later is None or now:
+                    os.fsync(fd)
+                if later is None and created:
                     self.fsync()
             except BaseException as exc:  # a full disk, and also an interrupt or a failing source of pieces
-                size = os.fstat(fd).st_size
-                if not ours:
-                    if created and size == 0:
-                        self.remove_quietly(name)
-                elif not mixed and size == ours[1]:
-                    if created and ours[0] == 0:
-                        self.remove_quietly(name)
-                    else:
-                        truncate_quietly(fd, ours[0])
+                self._cut_back(fd, name, ours, created, mixed)
                 if isinstance(exc, OSError):
                     raise storage_error(exc, "append to", where) from None
                 raise
             if not ours:
                 size = os.fstat(fd).st_size
                 return size, size
-            return ours[0], os.lseek(fd, 0, os.SEEK_CUR)
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if later is not None:
+                if not now:
+                    kept = os.dup(fd)
+                    folder = Folder(os.dup(self.fd), self.path)
+                    later.defer(kept, lambda: folder._cut_back_quietly(kept, name, ours, created, mixed), folder)
+                if created:
+                    later.defer(os.dup(self.fd))
+            return ours[0], end
         finally:
             os.close(fd)
 
-    def create_empty(self, name: str, modes: Modes = FOLLOW, like: os.stat_result | None = None) -> None:
-        """Create an empty file if the name is free (no-op if it exists); ``like``: take that file's owner and mode."""
+    def _cut_back(self, fd: int, name: str, ours: list[int], created: bool, mixed: bool) -> None:
+        """Take our bytes (``ours``: [start, end]) back off a file whose append failed, when nobody appended after them."""
+        size = os.fstat(fd).st_size
+        if not ours:
+            if created and size == 0:
+                self.remove_quietly(name)
+        elif not mixed and size == ours[1]:
+            if created and ours[0] == 0:
+                self.remove_quietly(name)
+            else:
+                truncate_quietly(fd, ours[0])
+
+    def _cut_back_quietly(self, fd: int, name: str, ours: list[int], created: bool, mixed: bool) -> None:
+        """:meth:`_cut_back` for a group commit's undo (best effort: the failure itself is what gets reported).
+
+        The file may have been moved since (an automatic archive after the
+        batch): then it is cut back through ``fd``, never removed by a name
+        that is now another file's.
+        """
+        try:
+            here, ours_st = self.stat(name), os.fstat(fd)
+            if here is None or (here.st_dev, here.st_ino) != (ours_st.st_dev, ours_st.st_ino):
+                created = False
+            self._cut_back(fd, name, ours, created, mixed)
+        except (OSError, StorageError):
+            pass
+
+    def create_empty(self, name: str, modes: Modes = FOLLOW, like: os.stat_result | None = None, later: SyncGroup | None = None) -> None:
+        """Create an empty file if the name is free (no-op if it exists); ``like``: take that file's owner and mode.
+
+        ``later``: a group commit, which takes its fsync.
+        """
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=self.fd)
         except FileExistsError:
@@ -187,7 +232,10 @@ class Folder(FolderHandle):
             raise storage_error(exc, "create", self.child_path(name)) from None
         try:
             self.set_up_new(fd, modes, like)
-            os.fsync(fd)
+            if later is None:
+                os.fsync(fd)
+            else:
+                later.defer(os.dup(fd))
         except OSError as exc:
             self.remove_quietly(name)
             raise storage_error(exc, "create", self.child_path(name)) from None
@@ -277,17 +325,23 @@ class Folder(FolderHandle):
                 self.remove_quietly(backup)
         return kept if keep_open else None
 
-    def rename_to(self, name: str, target: Folder, new_name: str) -> None:
+    def rename_to(self, name: str, target: Folder, new_name: str, later: SyncGroup | None = None) -> None:
         """Move a file between two journal folders (same filesystem), durably.
 
         If the folders cannot be fsynced the file is moved back, so a failed
-        move leaves both folders as they were.
+        move leaves both folders as they were. With ``later`` (a group commit)
+        their fsyncs are left to its flush (and a failure there moves nothing back).
         """
         where = f"{self.child_path(name)} to {target.child_path(new_name)}"
         try:
             os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=target.fd)
         except OSError as exc:
             raise storage_error(exc, "move", where) from None
+        if later is not None:
+            later.defer(os.dup(target.fd))
+            if target.fd != self.fd:
+                later.defer(os.dup(self.fd))
+            return
         try:
             target.fsync()
             if target.fd != self.fd:

@@ -105,20 +105,47 @@ def _escape_extra(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group(0)):04x}"
 
 
+# The encoders json.dumps(ensure_ascii=False) and json.dumps(ensure_ascii=False,
+# allow_nan=False) would make on every call.
+_encode_string = json.encoder.encode_basestring
+_encode_json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def quote(text: str) -> str:
     """A double-quoted scalar that is valid YAML 1.2 and valid JSON."""
-    return _DQ_EXTRA.sub(_escape_extra, json.dumps(text, ensure_ascii=False))
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # nothing to escape (printable ASCII has no controls and no DEL)
+    return _DQ_EXTRA.sub(_escape_extra, _encode_string(text))
 
 
 def dump_json_line(value: Any) -> str:
     """Metadata as one line of JSON that is also a YAML 1.2 flow node."""
-    return _DQ_EXTRA.sub(_escape_extra, json.dumps(value, ensure_ascii=False, allow_nan=False))
+    line = _encode_json_line(value)
+    if line.isascii() and "\x7f" not in line:
+        return line  # none of the characters _DQ_EXTRA escapes
+    return _DQ_EXTRA.sub(_escape_extra, line)
 
 
 def check_json_like(value: Any, what: str = "metadata", depth: int = 0) -> None:
     """Refuse values that would not survive a JSON round trip exactly."""
     if depth > MAX_METADATA_DEPTH:
         raise InvalidInput(f"{what} is nested deeper than {MAX_METADATA_DEPTH} levels")
+    kind = type(value)
+    if kind is dict:
+        # The common case (metadata parsed from JSON) without a call per key and plain item.
+        plain = depth < MAX_METADATA_DEPTH
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise InvalidInput(f"{what} has a key that is not a string")
+            if not key.isascii():
+                _check_text(key, what)
+            kind = type(item)
+            if plain and kind is str:
+                if not item.isascii():
+                    _check_text(item, what)
+            elif not (plain and (item is None or kind is int or kind is bool)):
+                check_json_like(item, what, depth + 1)
+        return
     if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
@@ -143,6 +170,8 @@ def check_json_like(value: Any, what: str = "metadata", depth: int = 0) -> None:
 
 
 def _check_text(text: str, what: str) -> None:
+    if text.isascii():
+        return  # O(1): ASCII text has no surrogates
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -188,19 +217,23 @@ def input_message(raw: dict[str, Any], where: str, now: str | None = None, field
 
 def check_message(msg: Message) -> None:
     """Validate a message before it is written."""
-    if not isinstance(msg.role, str) or not msg.role:
+    role, content, timestamp, metadata = msg.role, msg.content, msg.timestamp, msg.metadata
+    if not isinstance(role, str) or not role:
         raise InvalidInput("message role must be a non-empty string")
-    if not isinstance(msg.content, str):
+    if not isinstance(content, str):
         raise InvalidInput("message content must be a string")
-    if not isinstance(msg.timestamp, str) or not msg.timestamp:
+    if not isinstance(timestamp, str) or not timestamp:
         raise InvalidInput("message timestamp must be a non-empty string")
-    _check_text(msg.role, "role")
-    _check_text(msg.content, "content")
-    _check_text(msg.timestamp, "timestamp")
-    if msg.metadata is not None:
-        if not isinstance(msg.metadata, dict):
+    if not role.isascii():
+        _check_text(role, "role")
+    if not content.isascii():
+        _check_text(content, "content")
+    if not timestamp.isascii():
+        _check_text(timestamp, "timestamp")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
             raise InvalidInput("message metadata must be a mapping")
-        check_json_like(msg.metadata, "field 'metadata'")
+        check_json_like(metadata, "field 'metadata'")
 
 
 # --- writing -----------------------------------------------------------------
@@ -236,20 +269,42 @@ def _role_text(role: str) -> str:
     return quote(role)
 
 
+def _content_text(content: str, key_indent: str) -> str:
+    """:func:`_content_lines` as text, each line ending in a line break; the common literal block without a list of lines."""
+    body = content.rstrip("\n")
+    if not body or not _literal_ok(content):
+        return "\n".join(_content_lines(content, key_indent)) + "\n"
+    last = body.rfind("\n")
+    if not body[last + 1 :].strip(" \t"):
+        return "\n".join(_content_lines(content, key_indent)) + "\n"
+    trailing = len(content) - len(body)
+    block_indent = key_indent + "  "
+    if last < 0:
+        block = block_indent + body
+    elif "\n\n" in body or body[0] == "\n":
+        block = _INDENT_LINES.sub(block_indent, body)  # empty lines stay empty
+    else:
+        block = block_indent + body.replace("\n", "\n" + block_indent)
+    indicator = "-" if trailing == 0 else ("" if trailing == 1 else "+")
+    return f"{key_indent}content: |2{indicator}\n{block}\n" + "\n" * (trailing - 1 if trailing > 1 else 0)
+
+
+_INDENT_LINES = re.compile(r"^(?=.)", re.M)  # the start of every line that is not empty
+
+
 def encode_record(msg: Message, n: int, form: Form, batch: Batch | None = None) -> bytes:
     """One framed record: the message as YAML, then its frame comment line (naming its batch, if it is in one)."""
+    role = msg.role if msg.role in _COMMON_ROLES else _role_text(msg.role)
     if form == "documents":
-        lines = ["---", f"role: {_role_text(msg.role)}"]
+        head = f"---\nrole: {role}\n"
         indent = ""
     else:
-        lines = [f"- role: {_role_text(msg.role)}"]
+        head = f"- role: {role}\n"
         indent = "  "
-    lines.extend(_content_lines(msg.content, indent))
-    lines.append(f"{indent}timestamp: {quote(msg.timestamp)}")
+    text = f"{head}{_content_text(msg.content, indent)}{indent}timestamp: {quote(msg.timestamp)}\n"
     if msg.metadata is not None:
-        lines.append(f"{indent}metadata: {dump_json_line(msg.metadata)}")
-    lines.append("")
-    body = "\n".join(lines).encode("utf-8")
+        text += f"{indent}metadata: {dump_json_line(msg.metadata)}\n"
+    body = text.encode("utf-8")
     if batch is None:
         return body + b"# dialogctl n=%d len=%d crc32=%08x\n" % (n, len(body), zlib.crc32(body))
     return body + b"# dialogctl n=%d batch=%d-%d len=%d crc32=%08x\n" % (n, batch[0], batch[1], len(body), zlib.crc32(body))

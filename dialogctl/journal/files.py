@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..config import Settings
 from ..disk import layout as L
@@ -20,6 +20,9 @@ from ..disk.tree import TreeFolder, walk_users_tree
 from ..errors import FileTooLarge, InvalidInput, LayoutError, NotFound, StorageError, UnsafePath
 from ..fileformat.codec import Form
 from ..models import ConversationRef, Damage, Message, Unreadable
+
+if TYPE_CHECKING:
+    from ..disk.syncgroup import SyncGroup
 
 MAX_RECORD = 1 << 20  # config/journal-config.yaml: a few lines; never read past this
 FILE_TOO_LARGE = "file too large"  # the damage a conversation file over maxFileMB is reported as
@@ -284,15 +287,18 @@ class JournalFiles:
     def user_path(self, user: str) -> str:
         return "/".join((L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR))
 
-    def dialogs_folder(self, user: str, create: bool = False, made: list[str] | None = None) -> Folder:
-        """An open handle on the user's ``dialogs/`` folder; ``made`` gets the folders made for it (below the root)."""
+    def dialogs_folder(self, user: str, create: bool = False, made: list[str] | None = None, later: SyncGroup | None = None) -> Folder:
+        """An open handle on the user's ``dialogs/`` folder; ``made`` gets the folders made for it (below the root).
+
+        ``later``: a group commit, which takes the fsyncs of the folders made (see :mod:`dialogctl.disk.syncgroup`).
+        """
         L.validate_user_id(user)
         parts = (L.USERS_DIR, *self.layout().user_parts(user), L.DIALOGS_DIR)  # an id the layout refuses is refused before anything is written
         if create:
             parts = (L.USERS_DIR, *self.layout(for_write=True).user_parts(user), L.DIALOGS_DIR)
         try:
             with open_root(self.root, create=create, mode=self.root_mode) as root:
-                return root.open_folder(parts, create=create, modes=self.modes, made_paths=made)
+                return root.open_folder(parts, create=create, modes=self.modes, made_paths=made, later=later)
         except NotFound:
             raise NotFound(f"user {user!r} not found in {self.root}") from None
 

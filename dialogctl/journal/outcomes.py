@@ -8,11 +8,17 @@ the others: :func:`append_batches` goes on past a failing batch and reports
 every batch as an :class:`Outcome`, with the input lines it came from, so a
 retry sends only the lines of the batches that were not committed.
 
+Batches are committed in groups (:mod:`dialogctl.journal.groupcommit`, whose
+docstring says what a crash at each point leaves): written one after another,
+each under its user's lock, then fsynced together, and only then reported.
+
 With ``all_or_none`` every user's lock is taken first, in user id order, and
 nothing is written unless all of them are held: a busy lock leaves every
-batch unwritten. It cannot make a full disk atomic across users: a write that
-fails part-way leaves the batches before it committed, the failing one not,
-and the rest unwritten (each reported so).
+batch unwritten. Every batch is then written and all are fsynced together
+before any is reported. It cannot make a full disk atomic across users: a
+write that fails part-way leaves the batches before it committed, the failing
+one not, and the rest unwritten (each reported so); a batch whose fsync fails
+is cut back and reported failed, the others committed.
 
 Memory stays bounded: a batch's messages are loaded only when it is written
 (:attr:`Batch.load`), and its input lines are kept as ranges.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import DialogError, PartlyAppended, PartlyDone
 from ..models import AppendResult, Message
@@ -79,6 +85,7 @@ class Batch(NamedTuple):
     size: int  # how many messages
     load: Callable[[], list[Message]]
     lines: LineRanges | None = None  # where in the input they came from; None: not from numbered input
+    checked: bool = False  # every message already passed check_message (an input read through input_message)
 
 
 class Outcome(NamedTuple):
@@ -129,45 +136,95 @@ class Outcome(NamedTuple):
         return f"not committed ({self.outcome}): {where}: {self.reason}"
 
 
-def append_batches(journal: Journal, batches: Sequence[Batch], *, all_or_none: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Outcome]:
-    """Write each batch under its user's lock and yield its outcome as soon as it is known, in input order.
+def append_batches(
+    journal: Journal, batches: Sequence[Batch], *, all_or_none: bool = False, stop: Callable[[], str | None] | None = None
+) -> Iterator[Outcome]:
+    """Write each batch under its user's lock and yield its outcome once it is known (durable, or failed), in input order.
 
-    ``stop`` is asked before each batch (an interrupt): once it says yes, the
-    rest are skipped. Failures that are not :class:`DialogError` (a bug, a
-    second Ctrl-C) propagate as they are.
+    The batches are committed in groups (:mod:`dialogctl.journal.groupcommit`):
+    written one after another, then made durable together, and only then
+    yielded as committed. ``stop`` is asked before each batch (an interrupt, a
+    closed output): once it gives a reason, what is written is committed and
+    reported, and the rest are skipped for that reason. Failures that are not :class:`DialogError` (a bug, a second
+    Ctrl-C) cut back what is not yet committed and propagate as they are.
     """
     if all_or_none:
         yield from _all_or_none(journal, batches, stop)
         return
-    for index, batch in enumerate(batches):
-        if stop is not None and stop():
-            yield from (_skipped(b, "interrupted before it was written") for b in batches[index:])
-            return
-        try:
-            result = journal.append(batch.user, batch.load(), batch.conversation)
-        except DialogError as exc:
-            yield _failed(batch, exc)
-            continue
-        yield _committed(batch, result)
+    from .groupcommit import GroupCommit
+
+    with GroupCommit(journal) as group:
+        for index, batch in enumerate(batches):
+            if group.full():  # told before more is written, so a stop (a closed output) leaves the rest unwritten
+                group.commit()
+                yield from _settled(group.take())
+            reason = stop() if stop is not None else None
+            if reason:
+                group.commit()
+                yield from _settled(group.take())
+                yield from (_skipped(b, reason) for b in batches[index:])
+                return
+            group.append(batch, batch.user, batch.load, batch.conversation, checked=batch.checked)
+            yield from _settled(group.take())
+        group.commit()
+        yield from _settled(group.take())
 
 
-def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], bool] | None) -> Iterator[Outcome]:
+def _settled(done: list[tuple[Any, AppendResult | DialogError]]) -> Iterator[Outcome]:
+    for batch, result in done:
+        yield _failed(batch, result) if isinstance(result, DialogError) else _committed(batch, result)
+
+
+def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], str | None] | None) -> Iterator[Outcome]:
+    from ..disk.syncgroup import SyncGroup
+    from ..errors import storage_error
+
     told = 0  # outcomes yielded so far
     try:
         with journal.locked_all([b.user for b in batches], "append", create=True) as held:
+            # Every lock is held: each batch is written with its last fsync left to one flush at
+            # the end (a group commit), and the outcomes are told once that flush made them durable.
+            group = SyncGroup()
+            written: list[Outcome | tuple[Batch, AppendResult]] = []
             failure: Outcome | None = None
-            for batch in batches:
-                if failure is not None:
-                    outcome = _skipped(batch, f"not written: --all-or-none stops at the first failure (user {failure.user!r})")
-                elif stop is not None and stop():
-                    outcome = _skipped(batch, "interrupted before it was written")
-                else:
-                    try:
-                        outcome = _committed(batch, journal.append_locked(held[batch.user], batch.user, batch.load(), batch.conversation))
-                    except DialogError as exc:
-                        outcome = failure = _failed(batch, exc)
+            failed: dict[object, OSError] = {}
+            room = _descriptors_free(len(held))
+            try:
+                for index, batch in enumerate(batches):
+                    if failure is not None:
+                        written.append(_skipped(batch, f"not written: --all-or-none stops at the first failure (user {failure.user!r})"))
+                    elif stop is not None and (reason := stop()):
+                        written.append(_skipped(batch, reason))
+                    else:
+                        group.tag = index
+                        try:
+                            written.append((batch, journal.append_locked(held[batch.user], batch.user, batch.load(), batch.conversation, later=group)))
+                        except DialogError as exc:
+                            written.append(failure := _failed(batch, exc))
+                    if 2 * len(group) >= room:  # each deferred fsync holds up to two descriptors: flush early (nothing is told yet)
+                        failed.update(group.flush())
+                failed.update(group.flush())
+            except BaseException:
+                group.abandon()
+                raise
+            for index, item in enumerate(written):
+                if not isinstance(item, Outcome):
+                    batch, result = item
+                    error = failed.get(index)
+                    if error is None:
+                        item = _committed(batch, result)
+                    else:
+                        where = f"the conversation of user {batch.user!r}"
+                        durable = int(group.notes.get(index, 0))
+                        failure_error = storage_error(error, "append to", where)
+                        item = _failed(
+                            batch,
+                            PartlyAppended(f"appended {durable} of {batch.size} messages for user {batch.user!r}, then: {failure_error.message}", appended=durable)
+                            if durable
+                            else failure_error,
+                        )
                 told += 1
-                yield outcome
+                yield item
     except DialogError as exc:  # a lock that stayed busy, a folder that could not be made: nothing was written
         for batch in batches[told:]:
             if exc.user is None:
@@ -178,9 +235,21 @@ def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], 
                 yield _skipped(batch, f"not written: --all-or-none could not lock user {exc.user!r}", exc)
 
 
-def not_written(batches: Sequence[Batch], reason: str) -> list[Outcome]:
-    """Outcomes for batches the caller stopped before writing (its output was closed)."""
-    return [_skipped(batch, reason) for batch in batches]
+def _descriptors_free(locked: int) -> int:
+    """Descriptors left for a group commit's deferred fsyncs once ``locked`` users' locks are held (three each, with their folders)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 3 * locked + 64 + 4096
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:  # room for a few thousand deferred fsyncs, when the hard limit allows
+            soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        except (ValueError, OSError):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, soft - 3 * locked - 64)
 
 
 def _committed(batch: Batch, result: AppendResult) -> Outcome:

@@ -13,6 +13,7 @@ from ..disk import layout as L
 from ..disk.fileops import TEMP_MARK
 from ..disk.locking import FolderGone, UserLock, make_owner
 from ..disk.storage import Folder, open_root
+from ..disk.syncgroup import SyncGroup
 from ..errors import DialogError, FileTooLarge, InvalidInput, NotFound, PartlyAppended, StorageError, UnsafePath
 from ..fileformat.codec import Form, check_message, detect_form, encode_batch, encode_chunks, last_frame_n
 from ..fileformat.reader import parse_conversation
@@ -36,9 +37,9 @@ class JournalWriter(JournalReader):
 
     # --- writing -------------------------------------------------------------------------
 
-    def _lock(self, dialogs: Folder, user: str, command: str) -> UserLock:
+    def _lock(self, dialogs: Folder, user: str, command: str, timeout: float | None = None) -> UserLock:
         owner = make_owner(str(self.settings["serverId"]), f"dialogctl {command}" if self.command != "python" else command)
-        return UserLock(dialogs, user, owner, self.settings.lock_timeout, self.modes)
+        return UserLock(dialogs, user, owner, self.settings.lock_timeout if timeout is None else timeout, self.modes)
 
     def locked(self, user: str, command: str, body: Callable[[Folder], T], create: bool = False) -> T:
         """Run ``body(dialogs)`` under the user's lock.
@@ -60,17 +61,28 @@ class JournalWriter(JournalReader):
             lock.release()
             dialogs.close()
 
-    def _lock_in_place(self, user: str, command: str, create: bool, made: list[str] | None = None, new_root: bool = False) -> tuple[Folder, UserLock]:
+    def _lock_in_place(
+        self,
+        user: str,
+        command: str,
+        create: bool,
+        made: list[str] | None = None,
+        new_root: bool = False,
+        timeout: float | None = None,
+        later: SyncGroup | None = None,
+    ) -> tuple[Folder, UserLock]:
         """The user's ``dialogs/`` folder, open, and its lock, held (see :meth:`locked`).
 
         ``made`` gets the folders made for it (below the root); when no lock
         file can be made there, they go again (and the root, if ``new_root``).
+        ``timeout``: how long to wait for the lock (None: ``lockTimeoutMs``);
+        ``later``: a group commit, which takes the fsyncs of the folders made.
         """
         for _ in range(5):
             if made is not None:
                 made.clear()
-            dialogs = self.dialogs_folder(user, create=create, made=made)
-            lock = self._lock(dialogs, user, command)
+            dialogs = self.dialogs_folder(user, create=create, made=made, later=later)
+            lock = self._lock(dialogs, user, command, timeout)
             try:
                 lock.acquire()
             except FolderGone:
@@ -106,7 +118,7 @@ class JournalWriter(JournalReader):
         needed; beyond it, :class:`~dialogctl.errors.InvalidInput`).
         """
         chosen = sorted(set(users))
-        _allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
+        allow_open_files(2 * len(chosen) + 64, f"holding the locks of {len(chosen)} users at once")
         held: list[tuple[Folder, UserLock, list[str]]] = []
         folders: dict[str, Folder] = {}
         try:
@@ -266,14 +278,33 @@ class JournalWriter(JournalReader):
 
         return self.locked(user, command, body, create=True)
 
-    def append_locked(self, dialogs: Folder, user: str, messages: list[Message], conversation: str | None = None, *, one_write: bool = False) -> AppendResult:
-        """:meth:`append`, for a caller that holds the user's lock (``dialogs`` is the user's open folder, as :meth:`locked_all` gives it)."""
+    def append_locked(
+        self,
+        dialogs: Folder,
+        user: str,
+        messages: list[Message],
+        conversation: str | None = None,
+        *,
+        one_write: bool = False,
+        later: SyncGroup | None = None,
+    ) -> AppendResult:
+        """:meth:`append`, for a caller that holds the user's lock (``dialogs`` is the user's open folder, as :meth:`locked_all` gives it).
+
+        With ``later`` (a group commit, :mod:`dialogctl.journal.groupcommit`)
+        the batch's last write is not fsynced here: the caller keeps the lock
+        until :meth:`SyncGroup.flush <dialogctl.disk.syncgroup.SyncGroup.flush>`
+        made it durable, and only then reports it. Every write followed by an
+        archive of its file is still fsynced before the archive moves the file,
+        so a crash never keeps a later part of a batch without the earlier.
+        The group's note for the batch is how many of its messages were
+        durable before that last write (what a failed flush leaves appended).
+        """
         if not messages:
             raise InvalidInput("nothing to append")
         for msg in messages:
             check_message(msg)
         name, ref = self._target(dialogs, user, conversation)
-        return self._append_locked(dialogs, user, name, ref, messages, one_write)
+        return self._append_locked(dialogs, user, name, ref, messages, one_write, later)
 
     def _target(self, dialogs: Folder, user: str, conversation: str | None) -> tuple[str, ConversationRef]:
         if conversation is not None and conversation != "current":
@@ -287,7 +318,16 @@ class JournalWriter(JournalReader):
             ref = ConversationRef(user, "session", utc_now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex())
         return L.session_file(ref.id or ""), ref
 
-    def _append_locked(self, dialogs: Folder, user: str, name: str, ref: ConversationRef, messages: Sequence[Message], one_write: bool = False) -> AppendResult:
+    def _append_locked(
+        self,
+        dialogs: Folder,
+        user: str,
+        name: str,
+        ref: ConversationRef,
+        messages: Sequence[Message],
+        one_write: bool = False,
+        later: SyncGroup | None = None,
+    ) -> AppendResult:
         threshold = int(self.settings["archiveThreshold"])
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
@@ -301,7 +341,7 @@ class JournalWriter(JournalReader):
             room = limit - count
             if room <= 0 or (one_write and count and len(remaining) > room):
                 try:
-                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages) - len(remaining))
+                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages) - len(remaining), later=later)
                 except StorageError as exc:
                     if remaining is messages:
                         raise
@@ -322,8 +362,14 @@ class JournalWriter(JournalReader):
             # short by a kill reads as nothing at all; a large one goes in pieces of about a
             # megabyte (see codec.encode_chunks).
             pieces = encode_chunks(chunk, len(chunk), count + 1, form)
+            # In a group commit the batch's last write waits for the group's fsync (and so does an
+            # archive after it). A write followed by more of the batch is fsynced before the archive
+            # that moves its file: a crash then keeps the batch's first parts or none, never a
+            # later part without an earlier one.
+            if later is not None and not remaining:
+                later.note(len(messages) - len(chunk))
             try:
-                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes)
+                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes, later=later, now=bool(remaining))
             except StorageError as exc:
                 done = len(messages) - len(remaining) - len(chunk)
                 if not done:
@@ -335,7 +381,7 @@ class JournalWriter(JournalReader):
                 # The messages are durable: a failed archive must not report them as
                 # lost (a caller would append them again). The next append archives first.
                 try:
-                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages))
+                    aid = self.archive_locked(dialogs, user, name, ref, moves=moves, at=len(messages), later=later)
                 except StorageError as exc:
                     self._metadata_after_append(dialogs, user, name, before, messages, moves)
                     return AppendResult(user, ref.name, len(messages), count, tuple(archived), exc.message)
@@ -461,18 +507,20 @@ class JournalWriter(JournalReader):
         archive_id: str | None = None,
         moves: list[usermeta.Move] | None = None,
         at: int = 0,
+        later: SyncGroup | None = None,
     ) -> str | None:
         """Archive one conversation (the caller holds the user's lock); its id, or None when it was empty.
 
         metadata.yaml is told of the move at once, unless ``moves`` collects it
         for the caller's own update (an append tells it once, at its end; ``at``
         is how many of its messages were written before this archive).
+        ``later``: a group commit, which takes the fsyncs of the move.
         """
         st = regular_file(dialogs, name)
         if st is None or st.st_size == 0:
             return None
         made: list[str] = []
-        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made) as archived:
+        with dialogs.open_folder((L.ARCHIVE_DIR,), create=True, modes=self.modes, made_paths=made, later=later) as archived:
             try:
                 if archive_id is not None:
                     if archived.stat(L.archive_file(archive_id)) is not None:
@@ -481,11 +529,11 @@ class JournalWriter(JournalReader):
                 else:
                     base = ref.id if ref.kind == "session" and ref.id else archive_id_for(utc_now())
                     chosen = unique_name(archived, base)
-                dialogs.rename_to(name, archived, L.archive_file(chosen))
+                dialogs.rename_to(name, archived, L.archive_file(chosen), later)
                 # The reference implementation expects the file to exist after an archive;
                 # it is the servers' file as much as the one it replaces (same owner and mode).
                 try:
-                    dialogs.create_empty(name, self.modes, like=st)
+                    dialogs.create_empty(name, self.modes, like=st, later=later)
                 except StorageError:
                     move_back(archived, L.archive_file(chosen), dialogs, name)
                     raise
@@ -500,7 +548,7 @@ class JournalWriter(JournalReader):
         return chosen
 
 
-def _allow_open_files(needed: int, why: str) -> None:
+def allow_open_files(needed: int, why: str) -> None:
     """Make room for ``needed`` open files (up to the hard limit), or refuse before anything is done."""
     import resource
 

@@ -295,7 +295,7 @@ def test_ctrl_c_finishes_the_batch_in_hand_reports_and_exits_130(tmp_path: Path)
     assert {u: r["outcome"] for u, r in got.items()} == {"alice": "committed", "bob": "committed", "carol": "skipped"}, err
     assert got["carol"]["reason"] == "interrupted before it was written" and got["carol"]["retryLines"] == "3"
     assert contents(root, "bob") == ["earlier bob", "b"] and contents(root, "carol") == []
-    assert "finishing the batch being written" in err and err.splitlines()[-1] == "dialogctl: interrupted"
+    assert "finishing the batches being written" in err and err.splitlines()[-1] == "dialogctl: interrupted"
 
 
 def _without_locks(tree: dict[str, Any]) -> dict[str, Any]:
@@ -309,8 +309,12 @@ def test_all_or_none_goes_with_jsonl(args: list[str], root: Path, cli: Cli) -> N
 
 
 def test_a_closed_stdout_stops_the_writing_and_stderr_says_what_was_written(tmp_path: Path) -> None:
+    """Batches are committed a group at a time: a reader gone before the first record stops the writing after the first group, and stderr says so."""
+    from dialogctl.journal.groupcommit import GROUP_USERS
+
     root = tmp_path / "j"
-    text = line("u1", "one") + line("u2", "two") + line("u3", "three")
+    users = GROUP_USERS + 2
+    text = "".join(line(f"u{n}", f"m{n}") for n in range(1, users + 1))
     source = tmp_path / "in.jsonl"
     source.write_text(text)
     with source.open() as stdin:
@@ -321,9 +325,13 @@ def test_a_closed_stdout_stops_the_writing_and_stderr_says_what_was_written(tmp_
     proc.stdout.close()  # the reader is gone before the first record
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
-    assert contents(root, "u1") == ["one"] and contents(root, "u2") == [] and contents(root, "u3") == []
-    assert err.splitlines() == [
-        "dialogctl: committed: u1/current (input lines 1): 1 message(s)",
-        "dialogctl: not committed (skipped): u2 (input lines 2): not written: stdout was closed",
-        "dialogctl: not committed (skipped): u3 (input lines 3): not written: stdout was closed",
+    told = err.splitlines()
+    assert len(told) == users
+    # The first group (at most GROUP_USERS users; fewer if it took longer than GROUP_SECONDS to write) is committed, the rest never written.
+    first = sum(t.startswith("dialogctl: committed: ") for t in told)
+    assert 1 <= first <= GROUP_USERS
+    assert told[:first] == [f"dialogctl: committed: u{n}/current (input lines {n}): 1 message(s)" for n in range(1, first + 1)]
+    assert told[first:] == [
+        f"dialogctl: not committed (skipped): u{n} (input lines {n}): not written: stdout was closed" for n in range(first + 1, users + 1)
     ]
+    assert all(contents(root, f"u{n}") == ([f"m{n}"] if n <= first else []) for n in range(1, users + 1))

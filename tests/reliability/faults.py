@@ -189,10 +189,15 @@ class Run(NamedTuple):
         return [line for line in self.trace if not line.startswith("fault ")]
 
 
-def command(args: list[str], rules: list[Rule] | None = None, trace: Path | None = None, fsize: int | None = None) -> tuple[list[str], dict[str, str]]:
-    """The argv and extra environment that run dialogctl with these faults (the root is the ``--root`` argument)."""
+def command(
+    args: list[str], rules: list[Rule] | None = None, trace: Path | None = None, fsize: int | None = None, patches: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and extra environment that run dialogctl with these faults (the root is the ``--root`` argument).
+
+    ``patches``: module attributes set in the child before dialogctl runs (``{"dialogctl.journal.groupcommit.GROUP_USERS": 2}``).
+    """
     root = args[args.index("--root") + 1] if "--root" in args else None
-    config = {"rules": [list(r) for r in rules or []], "trace": str(trace) if trace else None, "fsize": fsize, "root": root}
+    config = {"rules": [list(r) for r in rules or []], "trace": str(trace) if trace else None, "fsize": fsize, "root": root, "patches": patches or {}}
     return [sys.executable, __file__, *args], {ENV: json.dumps(config)}
 
 
@@ -204,10 +209,11 @@ def run(
     fsize: int | None = None,
     timeout: float = 60,
     input: bytes | None = None,
+    patches: dict[str, Any] | None = None,
 ) -> Run:
     """Run dialogctl with faults and wait; the trace (kept in ``tmp``) lists every step it took."""
     trace = tmp / f"trace-{time.monotonic_ns()}" if tmp is not None else None
-    argv, extra = command(args, rules, trace, fsize)
+    argv, extra = command(args, rules, trace, fsize, patches)
     full_env = dict(os.environ, **(env or {}), **extra)
     proc = subprocess.run(argv, capture_output=True, env=full_env, timeout=timeout, input=input)
     lines = trace.read_text().splitlines() if trace is not None and trace.exists() else []
@@ -221,6 +227,11 @@ def _child_main() -> None:
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (config["fsize"], config["fsize"]))
+    import importlib
+
+    for dotted, value in config.get("patches", {}).items():
+        module, name = dotted.rsplit(".", 1)
+        setattr(importlib.import_module(module), name, value)
     injector = Injector([Rule(*r) for r in config.get("rules", [])], config.get("trace"), config.get("root"))
     injector.install()
     from dialogctl.cli import main

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from dialogctl import Journal
+from dialogctl.journal.groupcommit import GROUP_USERS
 from dialogctl.maintenance.repair import repair
 from dialogctl.maintenance.verify import verify
 from dialogctl.models import Message
@@ -166,6 +167,103 @@ def test_kill_at_every_step(scenario: str, template: Path, tmp_path: Path, figur
         f"crash, {scenario}: killed at {len(runs)} points ({len(steps)} steps: before, after, half-way through writes): "
         + ", ".join(f"{n} read {what}" for what, n in outcomes.items())
         + f"; leftovers {dict(leftovers) or 'none'}, all mended by repair; 0 messages lost"
+    )
+
+
+# A group commit (append --jsonl): four users' batches written, then made durable together.
+# archiveThreshold 5: alice's batch (she holds 4) is split, 1 message then an archive then 2
+# (the write before the archive is fsynced first); bob's (he holds 2) fills his conversation,
+# which is archived after it; carol and dave are new users (their folders are made).
+GROUP_BATCHES = {
+    "alice": ["a-1", "a-2", "a-3"],
+    "bob": ["b-1", "b-2", "b-3"],
+    "carol": ["c-1", "c-2"],
+    "dave": ["d-1"],
+}
+GROUP_INPUT = "".join(
+    json.dumps({"user": user, "role": "user", "content": text, "timestamp": TS}) + "\n"
+    for i in range(3)
+    for user, texts in GROUP_BATCHES.items()
+    if i < len(texts)
+    for text in texts[i : i + 1]
+).encode()
+# How much of a batch a crash may leave: none or all of it, or for a batch split by an
+# archive its parts in order (here: alice's first message alone).
+GROUP_ALLOWED = {user: {0, len(texts)} for user, texts in GROUP_BATCHES.items()} | {"alice": {0, 1, 3}}
+
+
+def _batch_present(state: dict[str, Any], old: dict[str, Any], user: str) -> int | None:
+    """How many of the user's batch messages the journal reads, in order, with all the old ones kept once; None when anything else."""
+    current, archives = state.get(user, ((), ()))
+    everything = [m for archive in archives for m in archive] + list(current)
+    old_current, old_archives = old.get(user, ((), ()))
+    before = [m for archive in old_archives for m in archive] + list(old_current)
+    batch = GROUP_BATCHES[user]
+    kept = [m for m in everything if m not in batch]
+    got = [m for m in everything if m in batch]
+    if sorted(kept) != sorted(before) or got != batch[: len(got)]:
+        return None
+    return len(got)
+
+
+@pytest.mark.parametrize("group_users", [None, 2])
+def test_kill_a_group_commit_at_every_step(group_users: int | None, template: Path, tmp_path: Path, figures: Any) -> None:
+    """append --jsonl of four users killed before, after and half-way through every step of its group commit.
+
+    Every user's files read, each batch is all there or not at all (a split batch: its parts
+    in order), the old messages stay, and every batch reported as committed before the kill is there.
+    With groups of two users (alice and bob, then carol and dave), the first group's records
+    are printed (unbuffered) before the second group is written: kills there must find them.
+    """
+    args = ["--set", "archiveThreshold=5", "append", "--jsonl", "--format", "jsonl"]
+    patches = {} if group_users is None else {"dialogctl.journal.groupcommit.GROUP_USERS": group_users}
+    env = {"PYTHONUNBUFFERED": "1"}  # a record printed is in the pipe at once, as a terminal or a line-reading consumer would get it
+    root = _fresh(template, tmp_path / "journal")
+    old = reading(root)
+    clean = faults.run(["--root", str(root), *args], tmp=tmp_path, input=GROUP_INPUT, patches=patches, env=env)
+    assert clean.returncode == 0, clean.stderr
+    new = reading(root)
+    assert all(_batch_present(new, old, user) == len(texts) for user, texts in GROUP_BATCHES.items())
+    steps = [line.split() for line in clean.steps]
+    assert sum(step[1] == "fsync" for step in steps) > 4  # the flush's fsyncs are steps too
+    runs = [Rule("step", int(step[0]), "kill") for step in steps] + [Rule("step", int(step[0]), "kill-after") for step in steps]
+    runs += [Rule("step", int(step[0]), "torn") for step in steps if step[1] in ("write", "pwrite")]
+    seen: Counter[str] = Counter()
+    acknowledged = 0
+    leftovers: Counter[str] = Counter()
+    for rule in runs:
+        root = _fresh(template, tmp_path / "journal")
+        run = faults.run(["--root", str(root), *args], [rule], tmp=tmp_path, input=GROUP_INPUT, patches=patches, env=env)
+        state = reading(root)
+        if run.returncode == 0:  # the rule's step was not reached (the flush's fsyncs run in threads, in any order)
+            assert state == new, rule
+            continue
+        assert run.returncode == -signal.SIGKILL, (rule, run.returncode, run.stderr)
+        for user in GROUP_BATCHES:
+            present = _batch_present(state, old, user)
+            assert present in GROUP_ALLOWED[user], (rule, user, present, state.get(user))
+            seen[f"{user} {present}/{len(GROUP_BATCHES[user])}"] += 1
+        for record in map(json.loads, run.stdout.splitlines()):
+            assert record["outcome"] == "committed", (rule, record)
+            assert _batch_present(state, old, record["user"]) == len(GROUP_BATCHES[record["user"]]), (rule, record, state)
+            acknowledged += 1
+        journal = journal_at(root)
+        findings = verify(journal).findings
+        assert {f.problem for f in findings} <= CRASH_LEFTOVERS | {"torn batch"}, (rule, findings)  # a batch cut by the kill
+        leftovers.update(f.problem for f in findings)
+        if findings:
+            report = repair(journal)
+            assert report.unmended == [], (rule, report.unmended)
+            assert verify(journal).findings == [], rule
+            assert reading(root) == state, rule
+    assert seen["alice 1/3"] and seen["carol 0/2"] and seen["carol 2/2"]  # the kills fell before, inside and after the group
+    if group_users == 2:
+        assert acknowledged > 0  # kills in the second group found the first group's records printed
+    figures.add(
+        f"crash, group commit (append --jsonl, 4 users in groups of {group_users or GROUP_USERS}, one batch split by an archive): "
+        f"killed at {len(runs)} points ({len(steps)} steps); "
+        f"per user and batch: {dict(sorted(seen.items()))}; {acknowledged} records printed before a kill, each batch there; "
+        f"leftovers {dict(leftovers) or 'none'}, all mended by repair; 0 batches half there"
     )
 
 

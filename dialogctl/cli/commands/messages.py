@@ -89,8 +89,9 @@ def append(
     ("no message text on stdin"). With --jsonl, empty stdin is zero messages:
     nothing is appended, and the exit code is 0.
 
-    Each user's batch is one locked, fsynced write; the conversation is
-    archived automatically when it reaches archiveThreshold messages. Prints
+    Each user's batch is one locked write, fsynced before it is reported;
+    the conversation is archived automatically when it reaches
+    archiveThreshold messages. Prints
     nothing unless --format asks for the result: one record per user batch
     (user, conversation, outcome, appended, messages, archived, lines,
     retryLines, reason).
@@ -102,7 +103,9 @@ def append(
     records say the same (outcome committed, partly committed, failed or
     skipped; retryLines: the input lines to send again), and the exit code is
     7 if some were committed, else the failure's own (4 lock busy, 6 I/O).
-    Ctrl-C finishes the batch being written, reports, and exits 130.
+    Batches are written a group of users at a time and made durable together
+    (a group commit) before they are reported. Ctrl-C commits the batches
+    already written, reports, and exits 130.
 
     Use -- before a message that starts with -: -- ends the options, so
     everything after it is USER and TEXT (append alice -- '- buy milk').
@@ -181,37 +184,46 @@ def _append_many(state: CliState, batches: list[Any], all_or_none: bool, fmt: Op
     from ..state import tell
 
     interrupted: list[bool] = []
+    closed: list[str] = []  # stdout's reader went away
 
     def on_interrupt(signum: int, frame: Any) -> None:
         if interrupted:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
         interrupted.append(True)
-        tell("interrupted: finishing the batch being written, then stopping (Ctrl-C again stops at once)")
+        tell("interrupted: finishing the batches being written, then stopping (Ctrl-C again stops at once)")
+
+    def stop() -> str | None:
+        if closed:
+            return closed[0]
+        return "interrupted before it was written" if interrupted else None
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     outcomes: list[Any] = []
     try:
 
         def each() -> Any:
-            for outcome in append_batches(state.journal(), batches, all_or_none=all_or_none, stop=lambda: bool(interrupted)):
+            for outcome in append_batches(state.journal(), batches, all_or_none=all_or_none, stop=stop):
                 outcomes.append(outcome)
                 record = outcome.to_json()
                 if outcome.committed:
                     _tell(state, record)
                 yield record
 
+        records = each()
         if fmt is not None:
             try:
-                emit_records(state, fmt, APPEND_COLUMNS, each())
+                emit_records(state, fmt, APPEND_COLUMNS, records)
             except BrokenPipeError:
-                # stdout's reader went away: write no more, and say on stderr what was and was not written.
-                from ...journal.outcomes import not_written
-
-                for outcome in outcomes + not_written(batches[len(outcomes) :], "not written: stdout was closed"):
+                # stdout's reader went away: write no more batches, and say on stderr what was and was not
+                # written (the batches written with the one being printed are committed all the same).
+                closed.append("not written: stdout was closed")
+                for _ in records:
+                    pass
+                for outcome in outcomes:
                     tell(outcome.describe())
                 raise
         else:
-            for _ in each():
+            for _ in records:
                 pass
     finally:
         signal.signal(signal.SIGINT, previous)
