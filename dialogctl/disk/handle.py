@@ -44,7 +44,12 @@ class FolderHandle:
     # --- folders ---------------------------------------------------------
 
     def open_folder(
-        self, parts: tuple[str, ...] | list[str], create: bool = False, modes: Modes = FOLLOW, made_paths: list[str] | None = None, later: SyncGroup | None = None
+        self,
+        parts: tuple[str, ...] | list[str],
+        create: bool = False,
+        modes: Modes = FOLLOW,
+        made_paths: list[str] | None = None,
+        later: SyncGroup | None = None,
     ) -> Self:
         """Open ``parts`` below this folder, one name at a time, never through a symlink.
 

@@ -124,9 +124,7 @@ class Folder(FolderHandle):
         adopt(fd, parent)
         os.fchmod(fd, modes.for_file(parent))
 
-    def append(
-        self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None, now: bool = False
-    ) -> tuple[int, int]:
+    def append(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None, now: bool = False) -> tuple[int, int]:
         """Append ``data`` (bytes, or pieces written one ``write`` each), fsync it; return (where it starts, where it ends).
 
         On a short or failed write or fsync the file is cut back to where our

@@ -81,7 +81,7 @@ class SyncGroup:
                     errors = list(pool.map(_fsync, [p.fd for p in pending]))
             else:
                 errors = []
-            for item, error in zip(pending, errors):
+            for item, error in zip(pending, errors, strict=True):
                 if error is not None and item.tag not in failed:
                     failed[item.tag] = error
             _undo([p for p in pending if p.tag in failed])

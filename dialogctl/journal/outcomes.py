@@ -136,9 +136,7 @@ class Outcome(NamedTuple):
         return f"not committed ({self.outcome}): {where}: {self.reason}"
 
 
-def append_batches(
-    journal: Journal, batches: Sequence[Batch], *, all_or_none: bool = False, stop: Callable[[], str | None] | None = None
-) -> Iterator[Outcome]:
+def append_batches(journal: Journal, batches: Sequence[Batch], *, all_or_none: bool = False, stop: Callable[[], str | None] | None = None) -> Iterator[Outcome]:
     """Write each batch under its user's lock and yield its outcome once it is known (durable, or failed), in input order.
 
     The batches are committed in groups (:mod:`dialogctl.journal.groupcommit`):
@@ -219,7 +217,9 @@ def _all_or_none(journal: Journal, batches: Sequence[Batch], stop: Callable[[], 
                         failure_error = storage_error(error, "append to", where)
                         item = _failed(
                             batch,
-                            PartlyAppended(f"appended {durable} of {batch.size} messages for user {batch.user!r}, then: {failure_error.message}", appended=durable)
+                            PartlyAppended(
+                                f"appended {durable} of {batch.size} messages for user {batch.user!r}, then: {failure_error.message}", appended=durable
+                            )
                             if durable
                             else failure_error,
                         )

@@ -331,7 +331,5 @@ def test_a_closed_stdout_stops_the_writing_and_stderr_says_what_was_written(tmp_
     first = sum(t.startswith("dialogctl: committed: ") for t in told)
     assert 1 <= first <= GROUP_USERS
     assert told[:first] == [f"dialogctl: committed: u{n}/current (input lines {n}): 1 message(s)" for n in range(1, first + 1)]
-    assert told[first:] == [
-        f"dialogctl: not committed (skipped): u{n} (input lines {n}): not written: stdout was closed" for n in range(first + 1, users + 1)
-    ]
+    assert told[first:] == [f"dialogctl: not committed (skipped): u{n} (input lines {n}): not written: stdout was closed" for n in range(first + 1, users + 1)]
     assert all(contents(root, f"u{n}") == ([f"m{n}"] if n <= first else []) for n in range(1, users + 1))
