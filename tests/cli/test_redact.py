@@ -70,7 +70,16 @@ def _redacted(text: str) -> str:
 
 
 def _output(cli: Cli, tmp_path: Path, fmt: str, *args: str) -> tuple[str, str]:
-    """(the export as text, stderr); sqlite's database dumped as SQL."""
+    """(the export as text, stderr); sqlite's database dumped as SQL, parquet's dataset as its rows in JSON."""
+    if fmt == "parquet":
+        import duckdb
+
+        lake = tmp_path / f"lake{len(list(tmp_path.glob('lake*')))}"
+        result = cli("export", "--all", "--format", "parquet", "-o", str(lake), *args)
+        assert result.exit_code == 0, result.stderr
+        rel = duckdb.sql(f'SELECT * EXCLUDE (date) FROM read_parquet(\'{lake}/**/*.parquet\', hive_partitioning = true) ORDER BY "user", conversation, "index"')
+        rows = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+        return json.dumps(rows, ensure_ascii=False, default=str, indent=1), result.stderr
     if fmt != "sqlite":
         result = cli("export", "--all", "--format", fmt, *args, env={"SOURCE_DATE_EPOCH": "1700000000"})
         assert result.exit_code == 0, result.stderr
