@@ -39,8 +39,9 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..disk.fileops import DIR_FLAGS, TEMP_MARK
-from ..errors import InvalidInput, LockBusy, UnsafePath, storage_error
+from ..disk.fileops import DIR_FLAGS, Modes, rmdir_quietly
+from ..disk.storage import Folder
+from ..errors import FileTooLarge, InvalidInput, LockBusy, UnsafePath, storage_error
 from ..times import format_timestamp, utc_now
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class OutputDataset:
         self.manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "partitioning": list(self.partitioning), "runs": [], "cursor": None}
         self.parts: list[PartFile] = []
         self.folders: dict[str, int] = {}
-        self.made: list[tuple[int, str]] = []  # (parent fd, name) of each partition folder this run made: removed again on failure
+        self.made: list[str] = []  # each partition folder this run made (below the dataset, parents first): removed again on failure
         self.removed: list[str] = []  # leftovers of interrupted runs removed by this one (relative paths)
         self.resumed = False  # the cursor was taken from the manifest (see resume)
         self.cursor: Cursor | None = None
@@ -189,19 +190,11 @@ class OutputDataset:
             return
         where = f"{self.path}/{MANIFEST}"
         try:
-            fd = os.open(MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=self.fd)
-        except OSError as exc:
-            raise storage_error(exc, "open", where) from None
+            data = self._folder().read_bytes(MANIFEST, MAX_MANIFEST)
+        except FileTooLarge:
+            data = None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise UnsafePath(f"{where} is not a regular file")
-            data = os.read(fd, MAX_MANIFEST + 1)
-            while len(data) <= MAX_MANIFEST and (more := os.read(fd, MAX_MANIFEST + 1 - len(data))):
-                data += more
-        finally:
-            os.close(fd)
-        try:
-            manifest = json.loads(data) if len(data) <= MAX_MANIFEST else None
+            manifest = json.loads(data) if data is not None else None
         except ValueError:
             manifest = None
         if not _valid_manifest(manifest):
@@ -297,26 +290,15 @@ class OutputDataset:
         return part
 
     def _make_folders(self, partition: tuple[str, ...]) -> int:
-        fd = os.dup(self.fd)
-        try:
-            for name in partition:
-                made = False
-                try:
-                    os.mkdir(name, self.dir_mode, dir_fd=fd)
-                    made = True
-                except FileExistsError:
-                    pass
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-                if made:
-                    self.made.append((os.dup(fd), name))
-                os.close(fd)
-                fd = child
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise UnsafePath(f"{self.path}/{'/'.join(partition)} is a symlink or not a folder; dialogctl does not write through links") from None
-            raise storage_error(exc, "create the partition folder", f"{self.path}/{'/'.join(partition)}") from None
-        return fd
+        """Open (making what is missing, never through a link) the partition folder; its descriptor, owned by the dataset."""
+        made: list[str] = []
+        folder = self._folder().open_folder(partition, create=True, modes=Modes(file=self.file_mode, dir=self.dir_mode), made_paths=made)
+        self.made.extend(made)
+        return folder.fd
+
+    def _folder(self) -> Folder:
+        """The dataset folder as a :class:`~dialogctl.disk.storage.Folder` on the descriptor this run holds (not to be closed)."""
+        return Folder(self.fd, self.path)
 
     # --- committing ----------------------------------------------------------------------
 
@@ -382,20 +364,7 @@ class OutputDataset:
         manifest["runs"] = [*manifest["runs"], self.run_record()]
         manifest["cursor"] = json.loads(self.cursor.text()) if self.cursor is not None else manifest.get("cursor")
         text = json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"
-        temp = f"{MANIFEST}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode, dir_fd=self.fd)
-        try:
-            os.fchmod(fd, self.file_mode)
-            with open(fd, "w", encoding="utf-8", closefd=False) as out:
-                out.write(text)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(temp, dir_fd=self.fd)
-            raise
-        os.close(fd)
-        os.rename(temp, MANIFEST, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        os.fsync(self.fd)
+        self._folder().write_atomic(MANIFEST, text.encode("utf-8"), Modes(file=self.file_mode, dir=self.dir_mode))
         self.manifest = manifest
 
     def _discard(self) -> None:
@@ -408,11 +377,8 @@ class OutputDataset:
                 os.unlink(part.temp, dir_fd=part.folder_fd)
             except OSError:
                 pass
-        for parent, name in reversed(self.made):  # deepest first; a folder someone else filled meanwhile stays
-            try:
-                os.rmdir(name, dir_fd=parent)
-            except OSError:
-                pass
+        for rel in reversed(self.made):  # deepest first; a folder someone else filled meanwhile stays
+            rmdir_quietly(rel, self.fd)
         if self.created and self.fd >= 0:  # nothing of this dataset existed before the run: leave no trace
             try:
                 if set(os.listdir(self.fd)) <= {LOCK}:
@@ -429,9 +395,6 @@ class OutputDataset:
         for fd in self.folders.values():
             os.close(fd)
         self.folders = {}
-        for parent, _ in self.made:
-            os.close(parent)
-        self.made = []
         for fd in (self.lock_fd, self.fd):
             if fd >= 0:
                 os.close(fd)  # closing the lock file releases the lock
