@@ -105,19 +105,11 @@ def emit_records(
 ) -> int:
     """Write records in the chosen format; return how many were written."""
     fmt = fmt or Format.table
+    if fmt in (Format.json, Format.jsonl):
+        return emit_json_texts(fmt, (dumps(dict(record)) for record in records))
     count = 0
     out = stdout_for(fmt)
-    if fmt is Format.json:
-        out.write("[")
-        for record in records:
-            out.write(("\n" if count == 0 else ",\n") + dumps(dict(record)))
-            count += 1
-        out.write("\n]\n" if count else "]\n")
-    elif fmt is Format.jsonl:
-        for record in records:
-            out.write(dumps(dict(record)) + "\n")
-            count += 1
-    elif fmt is Format.tsv:
+    if fmt is Format.tsv:
         out.write(tsv_line([c.key for c in columns]))
         for record in records:
             out.write(tsv_line([cell_text(record.get(c.key)) for c in columns]))
@@ -139,6 +131,24 @@ def emit_records(
             render.table(state, columns, rows, title=title)
         elif empty:
             state.say(empty)
+    out.flush()
+    return count
+
+
+def emit_json_texts(fmt: Format, texts: Iterable[str]) -> int:
+    """Records already encoded as JSON objects, as a json array or as jsonl; return how many were written."""
+    count = 0
+    out = stdout_for(fmt)
+    if fmt is Format.json:
+        out.write("[")
+        for text in texts:
+            out.write(("\n" if count == 0 else ",\n") + text)
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    else:
+        for text in texts:
+            out.write(text + "\n")
+            count += 1
     out.flush()
     return count
 

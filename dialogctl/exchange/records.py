@@ -51,6 +51,24 @@ def message_record(conv: Placed, index: int, msg: Message, mid: str | None = Non
     return record
 
 
+def message_json(conv: Placed, index: int, msg: Message, extra: str = "") -> str:
+    """``json.dumps`` of :func:`message_record` (without ``message_id``), assembled from pieces.
+
+    ``extra`` is more members, already JSON, each starting ``, "key": ``. Each
+    string goes through the JSON encoder's own string escaper, so the text is
+    byte for byte what ``json.dumps(..., ensure_ascii=False)`` gives, without a
+    dictionary per message (a search printing every message of a journal).
+    """
+    from json.encoder import encode_basestring as text  # what json.dumps(ensure_ascii=False) uses
+
+    ref = conv.ref
+    return (
+        f'{{"user": {text(ref.user)}, "conversation": {text(ref.name)}, "archived": {"true" if ref.archived else "false"}, '
+        f'"index": {index}, "role": {text(msg.role)}, "content": {text(msg.content)}, "timestamp": {text(msg.timestamp)}, '
+        f'"metadata": {"null" if msg.metadata is None else dumps(msg.metadata)}{extra}}}'
+    )
+
+
 def model_and_tokens(metadata: dict[str, Any] | None) -> tuple[str | None, int | None]:
     """The model name and total token count a message's metadata records, if any."""
     from ..usage import model_of, tokens_of

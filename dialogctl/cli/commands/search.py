@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..options import MetaFilterOption, ModelOption, RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, UsersArg
-from ..output import PLACE_COLUMNS, Column, FormatOption, emit_records
+from ..output import PLACE_COLUMNS, Column, FormatOption, emit_json_texts, emit_records
 from ..state import CliState
 
 HIT_COLUMNS = [*PLACE_COLUMNS, Column("match", "Match", "bool"), Column("content", "Content")]
@@ -96,6 +96,8 @@ def search(
 
     if fmt is None or fmt.value == "table":
         shown = _table(state, groups, found)
+    elif fmt.value in ("json", "jsonl"):
+        shown = emit_json_texts(fmt, _texts(groups, found))
     else:
         shown = emit_records(state, fmt, HIT_COLUMNS, records())
     report_redactions(state, redacting)
@@ -107,6 +109,17 @@ def search(
         state.detail(f"{found['matches']} matching messages ({shown} shown with context)")
     if not found["matches"]:
         raise typer.Exit(1)
+
+
+def _texts(groups: Iterator[list[Any]], found: dict[str, int]) -> Iterator[str]:
+    """Each hit as JSON: :func:`_record` encoded, byte for byte, without building it (a search can print every message)."""
+    from ...exchange.records import message_json
+
+    for group in groups:
+        for hit in group:
+            found["matches"] += hit.matched
+            spans = ", ".join(f"[{a}, {b}]" for a, b in hit.spans)
+            yield message_json(hit, hit.position, hit.message, f', "match": {"true" if hit.matched else "false"}, "spans": [{spans}]')
 
 
 def _record(hit: Any) -> dict[str, Any]:
