@@ -69,15 +69,20 @@ class _LineCounter:
         return self.line
 
 
-def parse_conversation(data: bytes, label: str, form: Form | None = None, first_line: int = 1, after_frame: bool = False) -> ParsedFile:
+def parse_conversation(data: bytes, label: str, form: Form | None = None, first_line: int = 1, after_frame: bool = False, content: bool = True) -> ParsedFile:
     """Every intact message of a conversation file, and the damage found.
 
     To read only what was added to a file since a valid frame ended, pass the
     bytes from there on as ``data`` with the file's ``form``, the line number
     ``data`` starts on and ``after_frame=True``: the result is then exactly the
     part of a whole-file read that comes after that frame.
+
+    ``content=False`` is for callers that count and never show (the catalog):
+    the same messages and damage, but a message's content may be left empty
+    (it is, in a file of nothing but our records: decoding it is most of the
+    cost of reading one).
     """
-    whole = _read_framed_file(data)
+    whole = _read_framed_file(data, content)
     if whole is not None:
         whole.form = form or whole.form
         return whole
@@ -147,7 +152,7 @@ def _name_the_cut_record(data: bytes, start: int, end: int, lines: _LineCounter,
             result.damage[k] = Damage(result.damage[k].path, top, "torn record", "the rest of a record cut off with its batch (an interrupted write)")
 
 
-def _read_framed_file(data: bytes) -> ParsedFile | None:
+def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
     """Data that is nothing but dialogctl's own framed records, read in one pass; None if it is anything else.
 
     Each record and its frame line are matched by one pattern, checked (length,
@@ -155,6 +160,11 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
     path below finds, without its separate passes and copies. Batches must be
     whole and in order here (each record of a batch follows the one before
     it); anything else, such as a torn batch, is left to the general path.
+    Without ``content`` a literal block is not decoded (the messages' content
+    is ""): one check that all the data is UTF-8 stands for the decoding of
+    every block, which could fail only where that check does (the pattern's
+    other text around the blocks is ASCII). A quoted content is still parsed
+    (it can fail to be a JSON string).
     """
     import zlib
 
@@ -168,6 +178,11 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
         form = "sequence"
     else:
         return None
+    if not content and not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return None
     match = framed_record_pattern(form).match
     view = memoryview(data)
     crc32 = zlib.crc32
@@ -202,8 +217,8 @@ def _read_framed_file(data: bytes) -> ParsedFile | None:
                 form,
                 role.decode(),
                 None if quoted is None else quoted.decode(),
-                None if chomp is None else chomp.decode(),
-                None if block is None else block.decode(),
+                None if chomp is None or not content else chomp.decode(),
+                None if block is None or not content else block.decode(),
                 stamp.decode(),
                 None if meta is None else meta.decode(),
             )

@@ -41,8 +41,7 @@ import marshal
 import os
 import stat
 import zlib
-from collections.abc import Iterable, Iterator
-from datetime import UTC
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import parallel
@@ -51,10 +50,9 @@ from ..disk.paths import CATALOG_FILE, CATALOG_LOCK, SYSTEM_DIR
 from ..disk.storage import open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
 from ..fileformat.reader import parse_conversation
-from ..models import RECOVERED_KINDS, ConversationSummary, Damage, Message
-from ..times import parse_timestamp
-from ..usage import model_of, tokens_in
+from ..models import RECOVERED_KINDS, ConversationSummary, Damage
 from .files import FILE_TOO_LARGE, Conversation, ConversationFile, too_large_detail
+from .tally import TALLY_LEN, Tally
 
 if TYPE_CHECKING:
     from .core import Journal
@@ -68,117 +66,6 @@ DEFAULT_FILE_LIMIT = 256 << 20  # maxFileMB's default; callers pass the journal'
 # Entry layout (a list, for a compact marshal payload).
 E_DEV, E_INO, E_SIZE, E_MTIME, E_FORM, E_SETTLED, E_N, E_CHECK, E_LINE, E_FULL, E_BASE = range(11)
 _ENTRY_LEN = 11
-_TALLY_LEN = 11  # Tally.to_list()
-
-
-class Tally:
-    """Running totals over a run of messages (and the damage met on the way)."""
-
-    __slots__ = (
-        "messages",
-        "first",
-        "last",
-        "first_at",
-        "last_at",
-        "roles",
-        "models",
-        "tokens",
-        "token_messages",
-        "days",
-        "damage",
-        "model_tokens",
-        "day_tokens",
-    )
-
-    def __init__(self) -> None:
-        self.messages = 0
-        self.first: str | None = None
-        self.last: str | None = None
-        self.first_at: Any = None  # parsed first/last, filled on demand
-        self.last_at: Any = None
-        self.roles: dict[str, int] = {}
-        self.models: dict[str, int] = {}
-        self.tokens = 0
-        self.token_messages = 0
-        self.days: dict[str, int] = {}
-        self.damage: list[tuple[int | None, str, str]] = []  # (line, kind, detail)
-        # Only models and days where some message carried a count: a missing key means "not known", not 0.
-        self.model_tokens: dict[str, int] = {}
-        self.day_tokens: dict[str, int] = {}
-
-    def add(self, messages: Iterable[Message]) -> None:
-        roles, models, days, model_tokens, day_tokens = self.roles, self.models, self.days, self.model_tokens, self.day_tokens
-        first_at, last_at = self._bounds()
-        for msg in messages:
-            self.messages += 1
-            roles[msg.role] = roles.get(msg.role, 0) + 1
-            meta = msg.metadata
-            count = model = None
-            if meta:
-                model = model_of(meta)
-                if model is not None:
-                    models[model] = models.get(model, 0) + 1
-                count = tokens_in(meta.get("tokens"))
-                if count is not None:
-                    self.tokens += count
-                    self.token_messages += 1
-                    if model is not None:
-                        model_tokens[model] = model_tokens.get(model, 0) + count
-            stamp = msg.timestamp
-            moment = parse_timestamp(stamp)
-            if moment is None:
-                continue
-            # The journal's own form (...T...Z) names its UTC day in its first ten characters.
-            if stamp.endswith("Z") and stamp[10:11] == "T" and stamp[:1].isdigit():
-                day = stamp[:10]
-            else:
-                day = moment.astimezone(UTC).date().isoformat()
-            days[day] = days.get(day, 0) + 1
-            if count is not None:
-                day_tokens[day] = day_tokens.get(day, 0) + count
-            if first_at is None or moment < first_at:
-                first_at, self.first = moment, stamp
-            if last_at is None or moment > last_at:
-                last_at, self.last = moment, stamp
-        self.first_at, self.last_at = first_at, last_at
-
-    def add_damage(self, damage: Iterable[Damage]) -> None:
-        self.damage.extend((d.line, d.kind, d.detail) for d in damage)
-
-    def _bounds(self) -> tuple[Any, Any]:
-        if self.first_at is None and self.first is not None:
-            self.first_at = parse_timestamp(self.first)
-        if self.last_at is None and self.last is not None:
-            self.last_at = parse_timestamp(self.last)
-        return self.first_at, self.last_at
-
-    def copy(self) -> Tally:
-        return Tally.from_list(self.to_list())
-
-    def to_list(self) -> list[Any]:
-        return [
-            self.messages,
-            self.first,
-            self.last,
-            dict(self.roles),
-            dict(self.models),
-            self.tokens,
-            self.token_messages,
-            dict(self.days),
-            list(self.damage),
-            # None, not {}, when no count was seen: most journals carry none, and marshal loads None for free.
-            dict(self.model_tokens) if self.model_tokens else None,
-            dict(self.day_tokens) if self.day_tokens else None,
-        ]
-
-    @classmethod
-    def from_list(cls, raw: list[Any]) -> Tally:
-        tally = cls()
-        (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage, model_tokens, day_tokens) = raw
-        tally.roles, tally.models, tally.days = dict(roles), dict(models), dict(days)
-        tally.model_tokens, tally.day_tokens = dict(model_tokens or {}), dict(day_tokens or {})
-        tally.damage = [tuple(d) for d in damage]
-        return tally
 
 
 def summarize(conv: Conversation) -> ConversationSummary:
@@ -254,7 +141,7 @@ def _entry_from_fd(fd: int, st: os.stat_result, rel_path: str, old: list[Any] | 
     if len(data) > limit:  # it grew past the limit while we read
         return _too_large_entry(os.fstat(fd), limit)
     region = memoryview(data)[start:].tobytes() if start else data
-    parsed = parse_conversation(region, rel_path, form=form, first_line=line, after_frame=start > 0)
+    parsed = parse_conversation(region, rel_path, form=form, first_line=line, after_frame=start > 0, content=False)
     base.add(parsed.messages[: parsed.settled_messages])
     base.add_damage(parsed.damage[: parsed.settled_damage])
     settled = start
@@ -394,7 +281,7 @@ def _valid(entry: Any) -> bool:
         type(entry) is list
         and len(entry) == _ENTRY_LEN
         and type(entry[E_FULL]) is list
-        and len(entry[E_FULL]) == _TALLY_LEN
+        and len(entry[E_FULL]) == TALLY_LEN
         and all(type(entry[i]) is int for i in _NUMBERS)
     )
 

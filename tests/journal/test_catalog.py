@@ -23,6 +23,7 @@ from dialogctl import Journal, parallel
 from dialogctl.fileformat.codec import encode_batch
 from dialogctl.journal import catalog
 from dialogctl.models import ConversationSummary, Message
+from dialogctl.times import parse_timestamp
 
 from ..conftest import TREES, Cli, copy_tree
 from ..strategies import messages as any_message
@@ -369,7 +370,7 @@ def test_days_are_utc_days(moment: datetime, zone: str, sep: str, millis: bool) 
     text = moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (".123" if millis else "") + zone
     tally = catalog.Tally()
     tally.add([Message("user", "x", text)])
-    parsed = catalog.parse_timestamp(text)
+    parsed = parse_timestamp(text)
     assert parsed is not None
     assert tally.days == {parsed.astimezone(UTC).date().isoformat(): 1}
 

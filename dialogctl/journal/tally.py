@@ -1,0 +1,148 @@
+"""Running totals over a conversation's messages: what the catalog keeps of each file.
+
+:class:`Tally` counts messages by role, model and UTC day, tokens by model and
+by day, the first and last timestamps, and the damage met; its list form
+(:meth:`Tally.to_list`) is what a catalog entry stores (see
+:mod:`dialogctl.journal.catalog`). Its inner loop runs once per message of
+every file a catalog scan reads, so the rules of :mod:`dialogctl.usage` and
+:func:`dialogctl.times.parse_timestamp` are inlined there for the common values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..models import Damage, Message
+from ..times import parse_timestamp
+from ..usage import tokens_in
+
+TALLY_LEN = 11  # Tally.to_list()
+
+
+class Tally:
+    """Running totals over a run of messages (and the damage met on the way)."""
+
+    __slots__ = (
+        "messages",
+        "first",
+        "last",
+        "first_at",
+        "last_at",
+        "roles",
+        "models",
+        "tokens",
+        "token_messages",
+        "days",
+        "damage",
+        "model_tokens",
+        "day_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.first: str | None = None
+        self.last: str | None = None
+        self.first_at: Any = None  # parsed first/last, filled on demand
+        self.last_at: Any = None
+        self.roles: dict[str, int] = {}
+        self.models: dict[str, int] = {}
+        self.tokens = 0
+        self.token_messages = 0
+        self.days: dict[str, int] = {}
+        self.damage: list[tuple[int | None, str, str]] = []  # (line, kind, detail)
+        # Only models and days where some message carried a count: a missing key means "not known", not 0.
+        self.model_tokens: dict[str, int] = {}
+        self.day_tokens: dict[str, int] = {}
+
+    def add(self, messages: Iterable[Message]) -> None:
+        # usage.model_of, usage.tokens_in and times.parse_timestamp inlined for the common
+        # values (a plain int count, a timestamp in the journal's own form); the rest through them.
+        roles, models, days, model_tokens, day_tokens = self.roles, self.models, self.days, self.model_tokens, self.day_tokens
+        first_at, last_at = self._bounds()
+        first, last = self.first, self.last
+        seen = tokens = token_messages = 0
+        from_iso = datetime.fromisoformat
+        for role, _content, stamp, meta in messages:
+            seen += 1
+            roles[role] = roles.get(role, 0) + 1
+            count = model = None
+            if meta:
+                model = meta.get("model")
+                if isinstance(model, str) and model:
+                    models[model] = models.get(model, 0) + 1
+                else:
+                    model = None
+                raw = meta.get("tokens")
+                count = (raw if raw >= 0 else None) if type(raw) is int else tokens_in(raw)
+                if count is not None:
+                    tokens += count
+                    token_messages += 1
+                    if model is not None:
+                        model_tokens[model] = model_tokens.get(model, 0) + count
+            # The journal's own form (...T...Z) names its UTC day in its first ten characters,
+            # and nothing parse_timestamp strips or converts.
+            if type(stamp) is str and stamp[-1:] == "Z" and stamp[10:11] == "T" and stamp[:1].isdigit():
+                try:
+                    moment = from_iso(stamp)
+                except ValueError:
+                    continue
+                if moment.tzinfo is None:  # never for a "Z" time; parse_timestamp's rule all the same
+                    moment = moment.replace(tzinfo=UTC)
+                day = stamp[:10]
+            else:
+                moment = parse_timestamp(stamp)
+                if moment is None:
+                    continue
+                day = moment.astimezone(UTC).date().isoformat()
+            days[day] = days.get(day, 0) + 1
+            if count is not None:
+                day_tokens[day] = day_tokens.get(day, 0) + count
+            if first_at is None or moment < first_at:
+                first_at, first = moment, stamp
+            if last_at is None or moment > last_at:
+                last_at, last = moment, stamp
+        self.messages += seen
+        self.tokens += tokens
+        self.token_messages += token_messages
+        self.first, self.last = first, last
+        self.first_at, self.last_at = first_at, last_at
+
+    def add_damage(self, damage: Iterable[Damage]) -> None:
+        self.damage.extend((d.line, d.kind, d.detail) for d in damage)
+
+    def _bounds(self) -> tuple[Any, Any]:
+        if self.first_at is None and self.first is not None:
+            self.first_at = parse_timestamp(self.first)
+        if self.last_at is None and self.last is not None:
+            self.last_at = parse_timestamp(self.last)
+        return self.first_at, self.last_at
+
+    def copy(self) -> Tally:
+        return Tally.from_list(self.to_list())
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.messages,
+            self.first,
+            self.last,
+            dict(self.roles),
+            dict(self.models),
+            self.tokens,
+            self.token_messages,
+            dict(self.days),
+            list(self.damage),
+            # None, not {}, when no count was seen: most journals carry none, and marshal loads None for free.
+            dict(self.model_tokens) if self.model_tokens else None,
+            dict(self.day_tokens) if self.day_tokens else None,
+        ]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> Tally:
+        tally = cls()
+        (tally.messages, tally.first, tally.last, roles, models, tally.tokens, tally.token_messages, days, damage, model_tokens, day_tokens) = raw
+        tally.roles, tally.models, tally.days = dict(roles), dict(models), dict(days)
+        tally.model_tokens, tally.day_tokens = dict(model_tokens or {}), dict(day_tokens or {})
+        tally.damage = [tuple(d) for d in damage]
+        return tally
