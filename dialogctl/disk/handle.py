@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Self
 
 from ..errors import NotFound, UnsafePath, storage_error
@@ -39,7 +38,9 @@ class FolderHandle:
         self.close()
 
     def child_path(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        path = self.path
+        # os.path.join for one name in this folder (never absolute), without its call layers: a walk asks once per folder.
+        return f"{path}/{name}" if path and path[-1] != "/" else path + name
 
     # --- folders ---------------------------------------------------------
 
@@ -106,7 +107,7 @@ class FolderHandle:
 
     def open_child(self, name: str) -> Self:
         """Open one sub-folder (never through a symlink): one system call, for tree walks."""
-        path = os.path.join(self.path, name)
+        path = self.child_path(name)
         try:
             return type(self)(os.open(name, DIR_FLAGS, dir_fd=self.fd), path)
         except FileNotFoundError:
@@ -130,11 +131,11 @@ class FolderHandle:
         except OSError as exc:
             raise storage_error(exc, "list", self.path) from None
 
-    def entries(self) -> Iterator[os.DirEntry[str]]:
-        """Entries of this folder; ``is_dir``/``is_file`` do not follow symlinks when asked not to."""
+    def entries(self) -> list[os.DirEntry[str]]:
+        """Entries of this folder, read in one go; ``is_dir``/``is_file`` do not follow symlinks when asked not to."""
         try:
             with os.scandir(self.fd) as it:
-                yield from it
+                return list(it)
         except OSError as exc:
             raise storage_error(exc, "list", self.path) from None
 

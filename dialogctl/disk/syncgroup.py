@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 # Threads for a flush: enough for the file system to join the fsyncs into a few
@@ -77,6 +76,8 @@ class SyncGroup:
             if len(pending) == 1:
                 errors = [_fsync(pending[0].fd)]
             elif pending:
+                from concurrent.futures import ThreadPoolExecutor  # here: its import (threads, logging) costs milliseconds of every start-up
+
                 with ThreadPoolExecutor(min(THREADS, len(pending)), thread_name_prefix="fsync") as pool:
                     errors = list(pool.map(_fsync, [p.fd for p in pending]))
             else:

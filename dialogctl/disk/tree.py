@@ -122,12 +122,13 @@ def walk_users_tree(
 
 def _listed(parts: tuple[str, ...], folder: Handle, on_unreadable: Unreadable) -> TreeFolder[Handle] | None:
     try:
-        entries = sorted(Entry(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in folder.entries())
+        entries = [Entry(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in folder.entries()]
     except NotFound:
         return None
     except StorageError as exc:
         on_unreadable("/".join((USERS_DIR, *parts)), exc)
         return None
+    entries.sort()
     return TreeFolder(parts, folder, entries)
 
 

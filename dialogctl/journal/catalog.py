@@ -42,6 +42,7 @@ import os
 import stat
 import zlib
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import parallel
@@ -273,7 +274,8 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
     return True
 
 
-_NUMBERS = (E_DEV, E_INO, E_SIZE, E_MTIME, E_SETTLED, E_N, E_CHECK, E_LINE)
+_NUMBERS = itemgetter(E_DEV, E_INO, E_SIZE, E_MTIME, E_SETTLED, E_N, E_CHECK, E_LINE)
+_ALL_INT = (int,) * 8
 
 
 def _valid(entry: Any) -> bool:
@@ -282,7 +284,7 @@ def _valid(entry: Any) -> bool:
         and len(entry) == _ENTRY_LEN
         and type(entry[E_FULL]) is list
         and len(entry[E_FULL]) == TALLY_LEN
-        and all(type(entry[i]) is int for i in _NUMBERS)
+        and tuple(map(type, _NUMBERS(entry))) == _ALL_INT  # checked once per file on every scan: no loop in Python
     )
 
 
