@@ -424,7 +424,7 @@ def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: s
     metadata = None
     if meta is not None:
         try:
-            metadata, end = _scan_json(meta, 0)  # json.loads without its per-call layers
+            metadata, end = scan_json(meta, 0)  # json.loads without its per-call layers
             if end != len(meta):
                 metadata = json.loads(meta)  # trailing blanks (not what we write, still JSON)
         except (ValueError, StopIteration, RecursionError):  # nested too deep for the parser: the slow path reports it
@@ -434,7 +434,7 @@ def message_from_fields(form: Form, role_text: str, quoted: str | None, chomp: s
     return Message(role, content, timestamp, metadata)
 
 
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner json.loads ends in
+scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner json.loads ends in: (value, end) of a JSON text from a position
 
 
 def _json_string(text: str) -> str | None:

@@ -18,7 +18,7 @@ from itertools import islice, repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..models import Damage, Message
-from .codec import TRAILER_PREFIX, Form, check_batches, decode_record, detect_form, find_frames
+from .codec import TRAILER_PREFIX, Form, check_batches, decode_record, detect_form, find_frames, message_from_fields, scan_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,7 +168,7 @@ def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
     """
     import zlib
 
-    from .codec import framed_record_pattern, message_from_fields
+    from .codec import framed_record_pattern
 
     form: Form
     first = len(data) - len(data.lstrip(b"\n"))  # each write of ours begins with a line break
@@ -213,15 +213,18 @@ def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
                     batch = (batch_first, batch_last)
                 if number == batch_last:
                     batch = None
-            msg = message_from_fields(
-                form,
-                role.decode(),
-                None if quoted is None else quoted.decode(),
-                None if chomp is None or not content else chomp.decode(),
-                None if block is None or not content else block.decode(),
-                stamp.decode(),
-                None if meta is None else meta.decode(),
-            )
+            if content:
+                msg = message_from_fields(
+                    form,
+                    role.decode(),
+                    None if quoted is None else quoted.decode(),
+                    None if chomp is None else chomp.decode(),
+                    None if block is None else block.decode(),
+                    stamp.decode(),
+                    None if meta is None else meta.decode(),
+                )
+            else:
+                msg = _message_without_content(form, role, quoted, stamp, meta)
             if msg is None:
                 return None
             messages.append(msg)
@@ -238,6 +241,34 @@ def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
     result.framed = result.settled_messages = len(messages)
     result.settled, result.last_n = pos, n
     return result
+
+
+_PLAIN_ROLES = {b"user": "user", b"assistant": "assistant", b"system": "system"}
+
+
+def _message_without_content(form: Form, role: bytes, quoted: bytes | None, stamp: bytes, meta: bytes | None) -> Message | None:
+    """:func:`~dialogctl.fileformat.codec.message_from_fields` of a record's fields, content left out ("").
+
+    The common record (a plain role, a timestamp with nothing to unescape,
+    metadata that is one JSON object) is read here with the same rules;
+    anything else goes through ``message_from_fields`` itself, which decides.
+    """
+    text = stamp.decode()
+    plain_role = _PLAIN_ROLES.get(role)
+    if plain_role is not None and quoted is None and len(text) >= 2 and text[0] == '"' == text[-1]:
+        inner = text[1:-1]
+        if "\\" not in inner and '"' not in inner and inner.isprintable():
+            if meta is None:
+                return Message(plain_role, "", inner)
+            meta_text = meta.decode()
+            try:
+                metadata, end = scan_json(meta_text, 0)
+            except (ValueError, StopIteration, RecursionError):
+                metadata = end = None
+            if end == len(meta_text) and type(metadata) is dict:
+                return Message(plain_role, "", inner, metadata)
+    quoted_text = None if quoted is None else quoted.decode()
+    return message_from_fields(form, role.decode(), quoted_text, None, None, text, None if meta is None else meta.decode())
 
 
 # A frame line after its "# dialogctl n=" (see codec.TRAILER_RE), and its line break unless it ends the data.
