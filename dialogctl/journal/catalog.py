@@ -330,6 +330,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     to_read = 0
     learned = False
     limit = journal.file_limit
+    root = journal.root  # a property that builds a path each time
     for user, dialogs, files in journal.walk_open():
         users.append((user, files))
         for f in files:
@@ -354,7 +355,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                 if fresh is not None:
                     entries[f.rel_path] = fresh
                 continue
-            jobs.append((journal.root, f.rel_path, entry, limit))
+            jobs.append((root, f.rel_path, entry, limit))
             users_of[f.rel_path] = user
             to_read += f.size
     if jobs:

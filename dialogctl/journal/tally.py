@@ -57,8 +57,8 @@ class Tally:
         self.day_tokens: dict[str, int] = {}
 
     def add(self, messages: Iterable[Message]) -> None:
-        # usage.model_of, usage.tokens_in and times.parse_timestamp inlined for the common
-        # values (a plain int count, a timestamp in the journal's own form); the rest through them.
+        # usage.model_of, usage.tokens_in and times.parse_timestamp inlined for the common values
+        # (an int count or total, a timestamp in the journal's own form); the rest through them.
         roles, models, days, model_tokens, day_tokens = self.roles, self.models, self.days, self.model_tokens, self.day_tokens
         first_at, last_at = self._bounds()
         first, last = self.first, self.last
@@ -75,7 +75,12 @@ class Tally:
                 else:
                     model = None
                 raw = meta.get("tokens")
-                count = (raw if raw >= 0 else None) if type(raw) is int else tokens_in(raw)
+                if type(raw) is int:
+                    count = raw if raw >= 0 else None
+                elif type(raw) is dict and type(total := raw.get("total")) is int and total >= 0:
+                    count = total
+                else:
+                    count = tokens_in(raw)
                 if count is not None:
                     tokens += count
                     token_messages += 1
