@@ -178,11 +178,6 @@ def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
         form = "sequence"
     else:
         return None
-    if not content and not data.isascii():
-        try:
-            data.decode()
-        except UnicodeDecodeError:
-            return None
     match = framed_record_pattern(form).match
     view = memoryview(data)
     crc32 = zlib.crc32
@@ -236,6 +231,11 @@ def _read_framed_file(data: bytes, content: bool = True) -> ParsedFile | None:
         view.release()
     if batch is not None:
         return None  # a batch still open at the end: torn (or being written)
+    if not content and not data.isascii():  # last: a file that is not all records of ours never pays for it
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return None
     result = ParsedFile(form)
     result.messages = messages
     result.framed = result.settled_messages = len(messages)
