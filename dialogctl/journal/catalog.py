@@ -23,7 +23,7 @@ place with the size kept and the modification time set back (``touch -d``,
 ``utime``). ``stats --rescan`` reads every file again. Saving is an
 optimisation: it happens only after a whole-journal scan that learned
 something, under a non-blocking lock (a busy lock means another process is
-saving the same knowledge), by atomic rename; a journal dialogctl cannot write
+saving the same knowledge), by atomic rename (not fsynced: a torn one is rebuilt); a journal dialogctl cannot write
 still gets correct answers, read from its files. Dry runs never save.
 
 On disk: a magic line, the payload's length and CRC-32, then the entries as
@@ -266,7 +266,9 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
                     portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
                 except portalocker.exceptions.LockException:
                     return False  # another process is saving what it learned; ours is no better
-                system.write_atomic(CATALOG_FILE, data, journal.modes)
+                # Not fsynced (write_atomic's derived files): a catalog a crash leaves torn fails its
+                # checksum and is rebuilt, and a stale one only costs reads. The fsyncs were most of a save.
+                system.write_atomic(CATALOG_FILE, data, journal.modes, durable=False)
             finally:
                 os.close(fd)  # closing releases the lock
     except (DialogError, OSError):
