@@ -29,6 +29,10 @@ out still has its damage said (from the catalog, else by parsing it): a "no
 match" never hides records that could not be read. Only entries for files
 unchanged since the catalog was saved are trusted, and search never scans or
 saves the catalog itself (that would parse every changed file first).
+
+On a large journal :mod:`dialogctl.views.search_pipeline` does the work of
+each file (:func:`in_file`, which touches nothing but the file's bytes) in
+worker processes, with the same output.
 """
 
 from __future__ import annotations
