@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import partial
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -144,30 +144,34 @@ def _streamed(
         results: Iterator[list[Any]] = parallel.ordered(func, jobs(), count, window=2 * count, what="searching the journal")
     else:  # too little to be worth starting workers: the same work, here
         results = map(func, jobs())
-    for found in results:
-        answers = iter(found)
-        for item in handed_out.popleft():
-            if isinstance(item, _Met):
-                journal.damage.extend(item.damage)
-                journal.unreadable.extend(u for u in item.unreadable if u not in journal.unreadable)
-            elif isinstance(item, _Known):
-                journal.damage.extend(item.damage)
-            elif isinstance(item, _Raise):
-                raise item.error
-            else:
-                answer = next(answers)
-                if answer is None:  # gone since the walk
-                    continue
-                if isinstance(answer, _Raise):
-                    raise answer.error
-                if isinstance(answer, StorageError):
-                    journal.note_unreadable(item.rel_path, answer, item.ref.user)
-                    continue
-                shaped, damage, counts = answer
-                journal.damage.extend(damage)
-                if redactor is not None:
-                    redactor.merge(counts)
-                yield from shaped
+    try:
+        for found in results:
+            answers = iter(found)
+            for item in handed_out.popleft():
+                if isinstance(item, _Met):
+                    journal.damage.extend(item.damage)
+                    journal.unreadable.extend(u for u in item.unreadable if u not in journal.unreadable)
+                elif isinstance(item, _Known):
+                    journal.damage.extend(item.damage)
+                elif isinstance(item, _Raise):
+                    raise item.error
+                else:
+                    answer = next(answers)
+                    if answer is None:  # gone since the walk
+                        continue
+                    if isinstance(answer, _Raise):
+                        raise answer.error
+                    if isinstance(answer, StorageError):
+                        journal.note_unreadable(item.rel_path, answer, item.ref.user)
+                        continue
+                    shaped, damage, counts = answer
+                    journal.damage.extend(damage)
+                    if redactor is not None:
+                        redactor.merge(counts)
+                    yield from shaped
+    finally:
+        if isinstance(results, Generator):
+            results.close()  # the workers stop now, not when the error that ends the search lets go of this frame
 
 
 def _walked(journal: Journal, users: Iterable[str] | None, include_archives: bool) -> Iterator[ConversationFile | _Met | _Raise]:
