@@ -287,3 +287,35 @@ def test_a_bug_in_a_worker_is_an_internal_error_exit_70(tmp_path: Path, monkeypa
     result = CliRunner().invoke(app, ["--root", str(root), "export", "--all", "--format", "jsonl"])
     assert result.exit_code == 70
     assert result.stderr.strip().splitlines() == ["dialogctl: internal error (TypeError); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened."]
+
+
+def test_a_search_worker_killed_in_a_file_ends_the_search_with_exit_6(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic: the worker that reaches one file dies there; the search ends at once, naming it, after only hits a complete run begins with."""
+    from typer.testing import CliRunner
+
+    from dialogctl import parallel
+    from dialogctl.cli.app import app
+    from dialogctl.views import search_pipeline
+
+    root = _journal(tmp_path / "journal", users=40)
+    args = ["--root", str(root), *COMMANDS["search"]]
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(search_pipeline, "BATCH_BYTES", 1)
+    complete = CliRunner().invoke(app, args)
+    assert complete.exit_code == 0 and complete.stdout
+    real = search_pipeline.in_file
+
+    def dying(rel_path: str, *rest: Any) -> Any:
+        if "/u0015/" in rel_path:  # among the users with hits (10 to 19)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(rel_path, *rest)
+
+    monkeypatch.setattr(search_pipeline, "in_file", dying)  # the workers are forked with it
+    started = time.monotonic()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 6
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "was killed by SIGKILL" in lines[0] and "while searching the journal" in lines[0], lines
+    assert complete.stdout.startswith(result.stdout) and len(result.stdout) < len(complete.stdout)
+    assert time.monotonic() - started < 10
