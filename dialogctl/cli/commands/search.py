@@ -81,15 +81,14 @@ def search(
     m = core.matcher(pattern, regex, case_sensitive)
     selection = message_filter(since, until, role, state, model, meta)
     # JSON, CSV and TSV are written where the hits are found (in worker processes on a large journal), records joined as the format
-    # joins them; a table is laid out here, from the hits.
-    shape = None if fmt is None or fmt is Format.table else partial(_text, fmt)
+    # joins them; a table is laid out here, from the cells made there.
+    shape: Any = _cells if fmt is None or fmt is Format.table else partial(_text, fmt)
     groups: Iterator[Any]
     if latest is not None:
         groups = iter([[hit] for hit in core.latest(journal, m, latest, users or None, include_archives, selection)])
         if redacting is not None:
             groups = core.redacted(groups, m, redacting)
-        if shape is not None:
-            groups = (shape([group]) for group in groups)
+        groups = (shape([group]) for group in groups)
     else:
         from ...views.search_pipeline import stream
 
@@ -175,11 +174,33 @@ def _highlighted(text: str, spans: list[tuple[int, int]], style: str) -> Any:
     return out
 
 
-def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
+def _cells(groups: list[list[Any]]) -> list[list[tuple[str, str, str, str, str, str, list[tuple[int, int]], bool]]]:
+    """The hits of ``groups`` as the table shows them, group by group: user, conversation, index, time and role escaped,
+    the window of the content around its first match with the matches in it, and whether it matched.
+
+    A few hundred characters a hit, where the hit holds the whole message: what worker processes send back for a table.
+    """
+    from ..render import visible
+
+    cells = []
+    for group in groups:
+        rows = []
+        for hit in group:
+            text, spans = _snippet(hit.message.content, hit.spans)
+            conversation = visible(hit.ref.name) + (" (archived)" if hit.ref.archived else "")
+            rows.append(
+                (visible(hit.ref.user), conversation, str(hit.position), visible(hit.message.timestamp), visible(hit.message.role), text, spans, hit.matched)
+            )
+        cells.append(rows)
+    return cells
+
+
+def _table(state: CliState, parts: Any, found: dict[str, int]) -> int:
+    """The hits' table; ``parts``: what :func:`_cells` gives, for runs of groups."""
     import sys
 
     from ..fit import END, FIXED, MIDDLE, Spec
-    from ..render import grid, visible
+    from ..render import grid
 
     terminal = sys.stdout.isatty()
     color = state.use_color()
@@ -188,26 +209,19 @@ def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
     rows: list[list[Any]] = []
     styles: list[str | None] = []
     ends: list[bool] = []
-    for group_number, group in enumerate(groups):
-        if group_number and not terminal:
-            rows.append(["--", "", "", "", "", ""])  # grep's group separator, for pipes
-            styles.append(None)
-            ends.append(False)
-        for number, hit in enumerate(group):
-            found["matches"] += hit.matched
-            text, spans = _snippet(hit.message.content, hit.spans)
-            rows.append(
-                [
-                    visible(hit.ref.user),
-                    visible(hit.ref.name) + (" (archived)" if hit.ref.archived else ""),
-                    str(hit.position),
-                    visible(hit.message.timestamp),
-                    visible(hit.message.role),
-                    _highlighted(text, spans, "bold red" if color else ""),
-                ]
-            )
-            styles.append(None if hit.matched else "dim")
-            ends.append(number == len(group) - 1)
+    group_number = 0
+    for part in parts:
+        for group in part:
+            if group_number and not terminal:
+                rows.append(["--", "", "", "", "", ""])  # grep's group separator, for pipes
+                styles.append(None)
+                ends.append(False)
+            group_number += 1
+            for number, (user, conversation, position, timestamp, role, text, spans, matched) in enumerate(group):
+                found["matches"] += matched
+                rows.append([user, conversation, position, timestamp, role, _highlighted(text, spans, "bold red" if color else "")])
+                styles.append(None if matched else "dim")
+                ends.append(number == len(group) - 1)
     shown = len(rows) - sum(1 for row in rows if row[0] == "--" and not row[1])
     if rows:
         grid(state, specs, rows, right={2}, styles=styles, ends=ends)
