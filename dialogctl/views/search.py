@@ -43,6 +43,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
@@ -186,7 +187,7 @@ def _found(
                 continue
             if data is None:
                 continue
-            groups, damage = in_file(journal.rel_path(f.ref), f.ref, data, m, selection, context, lambda f=f: _saved_damage(catalog(), f))
+            groups, damage = in_file(partial(journal.rel_path, f.ref), f.ref, data, m, selection, context, partial(_saved_damage_of, catalog, f))
             journal.damage.extend(damage)
             yield from groups
 
@@ -249,6 +250,10 @@ def _saved_damage(saved: dict[str, list[Any]], f: ConversationFile) -> list[Dama
     return saved_damage(saved, f)
 
 
+def _saved_damage_of(catalog: Callable[[], dict[str, list[Any]]], f: ConversationFile) -> list[Damage] | None:
+    return _saved_damage(catalog(), f)
+
+
 def damage_of(rel_path: str, data: bytes, known: list[Damage] | None) -> list[Damage]:
     """The damage of a file search did not need to parse: ``known`` (the catalog's record of it) when not None, else found in ``data``."""
     if known is not None:
@@ -261,9 +266,16 @@ def damage_of(rel_path: str, data: bytes, known: list[Damage] | None) -> list[Da
 
 
 def in_file(
-    rel_path: str, ref: ConversationRef, data: bytes, m: Matcher, selection: MessageFilter, context: int, known: Callable[[], list[Damage] | None]
+    rel_path: Callable[[], str],
+    ref: ConversationRef,
+    data: bytes,
+    m: Matcher,
+    selection: MessageFilter,
+    context: int,
+    known: Callable[[], list[Damage] | None],
 ) -> tuple[list[list[Hit]], list[Damage]]:
-    """The groups of one conversation file's bytes, and its damage; ``known()``: the catalog's record of its damage (None: not known).
+    """The groups of one conversation file's bytes, and its damage; ``known()``: the catalog's record of its damage (None: not
+    known); ``rel_path()``: the file's path in damage reports (asked only when there is damage to find).
 
     Touches nothing but ``data``: a worker process runs it as this process does.
     """
@@ -271,12 +283,12 @@ def in_file(
         fast = _through_frames(ref, data, m, selection, context)
         if fast is not None:
             groups, missed = fast
-            return groups, damage_of(rel_path, data, known()) if missed else []
+            return groups, damage_of(rel_path(), data, known()) if missed else []
     if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
-        return [], damage_of(rel_path, data, known())  # no match in the file, but its damage is said all the same
+        return [], damage_of(rel_path(), data, known())  # no match in the file, but its damage is said all the same
     from ..fileformat.reader import parse_conversation
 
-    parsed = parse_conversation(data, rel_path)
+    parsed = parse_conversation(data, rel_path())
     return list(_groups(ref, parsed.messages, m, selection, context)), parsed.damage
 
 

@@ -53,8 +53,8 @@ class _ToRead(NamedTuple):
     """A file for a worker; ``ruled_out`` (by the catalog, whose record of its damage is not usable) means: read for its damage only."""
 
     ref: ConversationRef
-    rel_path: str  # where it was found
-    damage_path: str  # what its damage is reported as
+    rel_path: str  # where it was found, and what its damage is reported as (the path Journal.rel_path gives: the walk keeps only
+    # folders where the layout places their user, and file names read one to one as conversations)
     size: int
     ruled_out: bool
     known: list[Damage] | None  # the catalog's record of its damage, when it knows the file as it is
@@ -219,10 +219,10 @@ def _items(journal: Journal, m: Matcher, selection: MessageFilter, walked: Itera
             continue
         if selection.active and not may_hold_selected(catalog(), f, selection):
             known = saved_damage(catalog(), f)
-            yield _Known(known) if known is not None else _ToRead(f.ref, f.rel_path, journal.rel_path(f.ref), f.size, True, None)
+            yield _Known(known) if known is not None else _ToRead(f.ref, f.rel_path, f.size, True, None)
             continue
         # Damage is said from the catalog for a file without a match, when it knows the file (only a fixed string rules out unparsed).
-        yield _ToRead(f.ref, f.rel_path, journal.rel_path(f.ref), f.size, False, saved_damage(catalog(), f) if m.raw_check else None)
+        yield _ToRead(f.ref, f.rel_path, f.size, False, saved_damage(catalog(), f) if m.raw_check else None)
 
 
 _Answer = tuple[list[Any], list[Damage], dict[str, int]] | StorageError | _Raise | None
@@ -260,7 +260,7 @@ def _search_files(
         try:
             data = read_all(fd, limit)
         except FileTooLarge:  # not read: its damage (as Journal.too_large in a serial search)
-            answers.append(([], [Damage(item.damage_path, None, FILE_TOO_LARGE, too_large_detail(os.fstat(fd).st_size, limit))], {}))
+            answers.append(([], [Damage(item.rel_path, None, FILE_TOO_LARGE, too_large_detail(os.fstat(fd).st_size, limit))], {}))
             continue
         except (OSError, DialogError) as exc:
             answers.append(_Raise(exc))
@@ -268,9 +268,9 @@ def _search_files(
         finally:
             os.close(fd)
         if item.ruled_out:
-            answers.append(([], damage_of(item.damage_path, data, None), {}))
+            answers.append(([], damage_of(item.rel_path, data, None), {}))
             continue
-        groups, damage = in_file(item.damage_path, item.ref, data, m, selection, context, lambda item=item: item.known)
+        groups, damage = in_file(partial(_given, item.rel_path), item.ref, data, m, selection, context, partial(_given, item.known))
         counts: dict[str, int] = {}
         if redactor is not None:
             fresh = redactor.fresh()  # this file's counts only: the caller adds them to its own
@@ -278,3 +278,8 @@ def _search_files(
             counts = dict(fresh.counts)
         answers.append((groups if shape is None else [shape(groups)] if groups else [], damage, counts))
     return answers
+
+
+def _given(value: Any) -> Any:
+    """``value``, for :func:`~dialogctl.views.search.in_file`, which asks for what it may not need."""
+    return value
