@@ -306,8 +306,8 @@ def test_a_search_worker_killed_in_a_file_ends_the_search_with_exit_6(tmp_path: 
     assert complete.exit_code == 0 and complete.stdout
     real = search_pipeline.in_file
 
-    def dying(rel_path: str, *rest: Any) -> Any:
-        if "/u0015/" in rel_path:  # among the users with hits (10 to 19)
+    def dying(rel_path: Any, *rest: Any) -> Any:
+        if "/u0015/" in rel_path():  # among the users with hits (10 to 19)
             os.kill(os.getpid(), signal.SIGKILL)
         return real(rel_path, *rest)
 
