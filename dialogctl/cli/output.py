@@ -153,6 +153,32 @@ def emit_json_texts(fmt: Format, texts: Iterable[str]) -> int:
     return count
 
 
+def emit_row_texts(fmt: Format, columns: list[Column], texts: Iterable[str]) -> None:
+    """Rows already written as CSV or TSV (any number to a text), after the header :func:`emit_records` writes."""
+    out = stdout_for(fmt)
+    if fmt is Format.tsv:
+        out.write(tsv_line([c.key for c in columns]))
+    else:
+        import csv
+
+        csv.writer(out, dialect="excel", lineterminator="\n").writerow([c.key for c in columns])
+    for text in texts:
+        out.write(text)
+    out.flush()
+
+
+def row_texts(fmt: Format, columns: list[Column], records: Iterable[Mapping[str, Any]]) -> str:
+    """Records as the CSV or TSV rows :func:`emit_records` writes for them."""
+    if fmt is Format.tsv:
+        return "".join(tsv_line([cell_text(record.get(c.key)) for c in columns]) for record in records)
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, dialect="excel", lineterminator="\n").writerows([cell_text(record.get(c.key)) for c in columns] for record in records)
+    return buffer.getvalue()
+
+
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 

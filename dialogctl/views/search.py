@@ -29,6 +29,10 @@ out still has its damage said (from the catalog, else by parsing it): a "no
 match" never hides records that could not be read. Only entries for files
 unchanged since the catalog was saved are trusted, and search never scans or
 saves the catalog itself (that would parse every changed file first).
+
+On a large journal :mod:`dialogctl.views.search_pipeline` does the work of
+each file (:func:`in_file`, which touches nothing but the file's bytes) in
+worker processes, with the same output.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
 from ..journal.core import Journal
 from ..journal.files import ConversationFile
-from ..models import ConversationRef, Message
+from ..models import ConversationRef, Damage, Message
 from ..times import parse_timestamp
 from .filters import ALL, MessageFilter
 from .needles import Needles, needles
@@ -167,13 +172,13 @@ def _found(
             saved.append(load(journal.root))
         return saved[0]
 
-    for user, dialogs, files in _users_files(journal, users, include_archives):
+    for user, dialogs, files in users_files(journal, users, include_archives):
         for f in files:
             if f.size == 0:
                 continue
             bound = newer_than() if newer_than is not None else None
-            if (selection.active or bound is not None) and not _may_hold_selected(catalog(), f, selection, bound):
-                _tell_damage(journal, catalog(), f, None, dialogs)
+            if (selection.active or bound is not None) and not may_hold_selected(catalog(), f, selection, bound):
+                _tell_damage(journal, catalog(), f, dialogs)
                 continue
             try:
                 data = _file_bytes(journal, f.ref, dialogs)
@@ -182,19 +187,12 @@ def _found(
                 continue
             if data is None:
                 continue
-            if m.needles is not None:
-                fast = _through_frames(journal, catalog, f, data, m, selection, context)
-                if fast is not None:
-                    yield from fast
-                    continue
-            if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
-                _tell_damage(journal, catalog(), f, data)  # no match in the file, but its damage is said all the same
-                continue
-            conv = journal.parse_bytes(f.ref, data, len(data), f.mtime)
-            yield from _groups(f.ref, conv.messages, m, selection, context)
+            groups, damage = in_file(partial(journal.rel_path, f.ref), f.ref, data, m, selection, context, partial(_saved_damage_of, catalog, f))
+            journal.damage.extend(damage)
+            yield from groups
 
 
-def _users_files(journal: Journal, users: Iterable[str] | None, include_archives: bool) -> Iterator[tuple[str, Folder | None, list[ConversationFile]]]:
+def users_files(journal: Journal, users: Iterable[str] | None, include_archives: bool) -> Iterator[tuple[str, Folder | None, list[ConversationFile]]]:
     """Each user with their conversation files, and their ``dialogs/`` folder when it is open already.
 
     Every user with archives: one pass over the tree, each folder opened once
@@ -231,30 +229,70 @@ def redacted(groups: Iterable[list[Hit]], m: Matcher, redactor: Redactor) -> Ite
         yield shown
 
 
-def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, data: bytes | None, dialogs: Folder | None = None) -> None:
-    """Put the damage of a file search did not need to parse in ``journal.damage``: from the catalog, else by parsing it."""
-    from ..journal.catalog import saved_damage
-
-    known = saved_damage(saved, f)
+def _tell_damage(journal: Journal, saved: dict[str, list[Any]], f: ConversationFile, dialogs: Folder | None) -> None:
+    """Put the damage of a file search ruled out unread in ``journal.damage``: from the catalog, else by reading it."""
+    known = _saved_damage(saved, f)
     if known is not None:
         journal.damage.extend(known)
         return
-    if data is None:
-        try:
-            data = _file_bytes(journal, f.ref, dialogs)
-        except StorageError as exc:
-            journal.note_unreadable(f.rel_path, exc, f.ref.user)
-            return
-        if data is None:
-            return
-    from ..fileformat.reader import whole_records
+    try:
+        data = _file_bytes(journal, f.ref, dialogs)
+    except StorageError as exc:
+        journal.note_unreadable(f.rel_path, exc, f.ref.user)
+        return
+    if data is not None:
+        journal.damage.extend(damage_of(journal.rel_path(f.ref), data, None))
+
+
+def _saved_damage(saved: dict[str, list[Any]], f: ConversationFile) -> list[Damage] | None:
+    from ..journal.catalog import saved_damage
+
+    return saved_damage(saved, f)
+
+
+def _saved_damage_of(catalog: Callable[[], dict[str, list[Any]]], f: ConversationFile) -> list[Damage] | None:
+    return _saved_damage(catalog(), f)
+
+
+def damage_of(rel_path: str, data: bytes, known: list[Damage] | None) -> list[Damage]:
+    """The damage of a file search did not need to parse: ``known`` (the catalog's record of it) when not None, else found in ``data``."""
+    if known is not None:
+        return known
+    from ..fileformat.reader import parse_conversation, whole_records
 
     if whole_records(data) is not None:
-        return  # nothing but whole records of ours: no damage (and no need to parse to know it)
-    journal.parse_bytes(f.ref, data, len(data), f.mtime)
+        return []  # nothing but whole records of ours: no damage (and no need to parse to know it)
+    return parse_conversation(data, rel_path).damage
 
 
-def _may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter, newer_than: datetime | None = None) -> bool:
+def in_file(
+    rel_path: Callable[[], str],
+    ref: ConversationRef,
+    data: bytes,
+    m: Matcher,
+    selection: MessageFilter,
+    context: int,
+    known: Callable[[], list[Damage] | None],
+) -> tuple[list[list[Hit]], list[Damage]]:
+    """The groups of one conversation file's bytes, and its damage; ``known()``: the catalog's record of its damage (None: not
+    known); ``rel_path()``: the file's path in damage reports (asked only when there is damage to find).
+
+    Touches nothing but ``data``: a worker process runs it as this process does.
+    """
+    if m.needles is not None:
+        fast = _through_frames(ref, data, m, selection, context)
+        if fast is not None:
+            groups, missed = fast
+            return groups, damage_of(rel_path(), data, known()) if missed else []
+    if m.raw_check and m.pattern.search(data.decode("utf-8", "replace")) is None:
+        return [], damage_of(rel_path(), data, known())  # no match in the file, but its damage is said all the same
+    from ..fileformat.reader import parse_conversation
+
+    parsed = parse_conversation(data, rel_path())
+    return list(_groups(ref, parsed.messages, m, selection, context)), parsed.damage
+
+
+def may_hold_selected(saved: dict[str, list[Any]], f: ConversationFile, selection: MessageFilter, newer_than: datetime | None = None) -> bool:
     """False when the catalog shows that no message of ``f`` passes the time, role and model filter, or is after ``newer_than``."""
     from ..journal.catalog import saved_summary
 
@@ -301,10 +339,9 @@ class _ReadWhole(Exception):
     """A record the exact decoder does not read: the file is read whole instead."""
 
 
-def _through_frames(
-    journal: Journal, catalog: Callable[[], dict[str, list[Any]]], f: ConversationFile, data: bytes, m: Matcher, selection: MessageFilter, context: int
-) -> list[list[Hit]] | None:
-    """The groups of a file of nothing but dialogctl's records, decoding only the records whose raw bytes hold a needle, and their context.
+def _through_frames(ref: ConversationRef, data: bytes, m: Matcher, selection: MessageFilter, context: int) -> tuple[list[list[Hit]], bool] | None:
+    """The groups of a file of nothing but dialogctl's records, decoding only the records whose raw bytes hold a needle, and their context;
+    with True when the pattern is nowhere in the file, whatever it holds (its damage is to be said without parsing it).
 
     None when the file must be read whole (it holds anything else: the
     servers' items, damage, a torn batch; or a record the exact decoder does
@@ -321,10 +358,8 @@ def _through_frames(
     hay = m.needles.in_bytes(data)
     if hay is None:
         if m.raw_check:
-            # The whole pattern is not in the text either (every match holds a needle): today's way.
-            _tell_damage(journal, catalog(), f, data)
-            return []
-        return [] if whole_records(data) is not None else None
+            return [], True  # the whole pattern is not in the text either (every match holds a needle)
+        return ([], False) if whole_records(data) is not None else None
     records = whole_records(data)
     if records is None:
         return None
@@ -347,7 +382,7 @@ def _through_frames(
                 spans = _spans(m, msg.content)
                 if spans:
                     matches[i] = spans
-        return list(_grouped(f.ref, len(records.starts), message, matches, context))
+        return list(_grouped(ref, len(records.starts), message, matches, context)), False
     except _ReadWhole:
         return None
 

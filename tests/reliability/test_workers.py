@@ -1,7 +1,7 @@
 """Worker processes that die: a command that fans out to workers never waits for a dead one.
 
-A first ``stats`` or ``list`` (the catalog's cold scan) and ``export --format
-jsonl`` read files in worker processes once there is enough to read. Here a
+A first ``stats`` or ``list`` (the catalog's cold scan), ``export --format
+jsonl`` and ``search`` read files in worker processes once there is enough to read. Here a
 real SIGKILL hits a worker at a random moment, workers run out of memory under
 ``RLIMIT_AS``, and workers cannot be started at all: every run ends within a
 few seconds, with exit 0 and the complete output, or with one line naming the
@@ -33,6 +33,8 @@ COMMANDS = {
     "export": ["export", "--all", "--format", "jsonl"],
     "stats": ["stats", "--format", "json"],
     "list": ["list", "--format", "jsonl"],
+    # " of u" is a needle of every record of the journals here: every file is searched record by record; about 100 hits
+    "search": ["search", "-E", "line 1[0-9] of user 1[0-9] |end 7$", "-a", "--format", "jsonl"],
 }
 
 
@@ -102,7 +104,7 @@ def _complete(root: Path, args: list[str]) -> bytes:
 
 def test_a_worker_killed_at_a_random_moment_ends_the_command_at_once(tmp_path: Path, figures: Any) -> None:
     root = _journal(tmp_path / "journal")
-    rounds = count("WORKER_KILLS", 12)
+    rounds = count("WORKER_KILLS", 16)
     rng = random.Random(1414)
     complete = {name: _complete(root, args) for name, args in COMMANDS.items()}
     outcomes = {"killed, exit 6": 0, "finished first, exit 0": 0}
@@ -149,7 +151,7 @@ def test_a_worker_killed_at_a_random_moment_ends_the_command_at_once(tmp_path: P
             assert not _running(pid), f"worker {pid} outlived the command"
     assert outcomes["killed, exit 6"] > 0
     figures.add(
-        f"workers: {rounds} SIGKILLs of a worker at random moments of a cold stats, list and export --format jsonl: "
+        f"workers: {rounds} SIGKILLs of a worker at random moments of a cold stats, list, export --format jsonl and search: "
         f"{outcomes['killed, exit 6']} ended with exit 6 naming the killed pid (at most {slowest:.2f} s after the kill), "
         f"{outcomes['finished first, exit 0']} had finished with the complete output; 0 hangs, 0 workers left behind"
     )
@@ -168,7 +170,7 @@ def test_workers_out_of_memory_end_the_command_with_exit_6(tmp_path: Path, figur
     for u in range(6):  # files of 20 MB: a worker's parse needs more than a small limit leaves
         folder = root / "users" / f"u{u}" / "dialogs"
         folder.mkdir(parents=True)
-        big = [Message("user", ("x" * 99 + "\n") * 2000, f"2024-01-15T10:00:{i:02d}.000Z") for i in range(100)]
+        big = [Message("user", ("x" * 99 + "\n") * 2000 + f"end {i}", f"2024-01-15T10:00:{i:02d}.000Z") for i in range(100)]
         (folder / "current.yaml").write_bytes(encode_batch(big, 1, "sequence"))
     (root / "config").mkdir()
     (root / "config" / "journal-config.yaml").write_text("layout: flat\nconversations: current\n")
@@ -196,7 +198,7 @@ def test_workers_out_of_memory_end_the_command_with_exit_6(tmp_path: Path, figur
             assert time.monotonic() - started < 30
     assert worker_ran_out, "no run had a worker run out of memory: the limits tried do not reach the workers here"
     figures.add(
-        f"workers: {runs} cold stats, list and export runs under RLIMIT_AS of 40-400 MB: exit codes {dict(sorted(codes.items()))}, "
+        f"workers: {runs} cold stats, list, export and search runs under RLIMIT_AS of 40-400 MB: exit codes {dict(sorted(codes.items()))}, "
         f"{worker_ran_out} naming a worker that ran out of memory; 0 hangs, 0 internal errors"
     )
 
@@ -285,3 +287,35 @@ def test_a_bug_in_a_worker_is_an_internal_error_exit_70(tmp_path: Path, monkeypa
     result = CliRunner().invoke(app, ["--root", str(root), "export", "--all", "--format", "jsonl"])
     assert result.exit_code == 70
     assert result.stderr.strip().splitlines() == ["dialogctl: internal error (TypeError); this is a bug. Set DIALOGCTL_DEBUG=1 to see where it happened."]
+
+
+def test_a_search_worker_killed_in_a_file_ends_the_search_with_exit_6(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic: the worker that reaches one file dies there; the search ends at once, naming it, after only hits a complete run begins with."""
+    from typer.testing import CliRunner
+
+    from dialogctl import parallel
+    from dialogctl.cli.app import app
+    from dialogctl.views import search_pipeline
+
+    root = _journal(tmp_path / "journal", users=40)
+    args = ["--root", str(root), *COMMANDS["search"]]
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(search_pipeline, "BATCH_BYTES", 1)
+    complete = CliRunner().invoke(app, args)
+    assert complete.exit_code == 0 and complete.stdout
+    real = search_pipeline.in_file
+
+    def dying(rel_path: Any, *rest: Any) -> Any:
+        if "/u0015/" in rel_path():  # among the users with hits (10 to 19)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(rel_path, *rest)
+
+    monkeypatch.setattr(search_pipeline, "in_file", dying)  # the workers are forked with it
+    started = time.monotonic()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 6
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "was killed by SIGKILL" in lines[0] and "while searching the journal" in lines[0], lines
+    assert complete.stdout.startswith(result.stdout) and len(result.stdout) < len(complete.stdout)
+    assert time.monotonic() - started < 10

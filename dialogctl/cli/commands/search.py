@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..options import MetaFilterOption, ModelOption, RedactOption, RedactRulesOption, RoleOption, SinceOption, UntilOption, UsersArg
-from ..output import PLACE_COLUMNS, Column, FormatOption, emit_json_texts, emit_records
+from ..output import PLACE_COLUMNS, Column, Format, FormatOption, emit_json_texts, emit_row_texts, row_texts
 from ..state import CliState
 
 HIT_COLUMNS = [*PLACE_COLUMNS, Column("match", "Match", "bool"), Column("content", "Content")]
@@ -79,27 +80,28 @@ def search(
     journal = state.journal()
     m = core.matcher(pattern, regex, case_sensitive)
     selection = message_filter(since, until, role, state, model, meta)
-    groups: Iterator[list[Any]]
+    # JSON, CSV and TSV are written where the hits are found (in worker processes on a large journal), records joined as the format
+    # joins them; a table is laid out here, from the cells made there.
+    shape: Any = _cells if fmt is None or fmt is Format.table else partial(_text, fmt)
+    groups: Iterator[Any]
     if latest is not None:
         groups = iter([[hit] for hit in core.latest(journal, m, latest, users or None, include_archives, selection)])
+        if redacting is not None:
+            groups = core.redacted(groups, m, redacting)
+        groups = (shape([group]) for group in groups)
     else:
-        groups = core.search(journal, m, users or None, include_archives, selection, context)
-    if redacting is not None:
-        groups = core.redacted(groups, m, redacting)
-    found = {"matches": 0}
+        from ...views.search_pipeline import stream
 
-    def records() -> Iterator[dict[str, Any]]:
-        for group in groups:
-            for hit in group:
-                found["matches"] += hit.matched
-                yield _record(hit)
-
-    if fmt is None or fmt.value == "table":
+        groups = stream(journal, m, shape, users or None, include_archives, selection, context, redacting)
+    found = {"matches": 0, "shown": 0}
+    if fmt is None or fmt is Format.table:
         shown = _table(state, groups, found)
-    elif fmt.value in ("json", "jsonl"):
-        shown = emit_json_texts(fmt, _texts(groups, found))
     else:
-        shown = emit_records(state, fmt, HIT_COLUMNS, records())
+        if fmt in (Format.json, Format.jsonl):
+            emit_json_texts(fmt, _texts(groups, found))
+        else:
+            emit_row_texts(fmt, HIT_COLUMNS, _texts(groups, found))
+        shown = found["shown"]
     report_redactions(state, redacting)
     if latest is not None and found["matches"] == latest:  # the heap kept these: how many matched in all is not counted
         state.detail(f"the {latest} newest matching messages (--latest {latest})")
@@ -111,15 +113,28 @@ def search(
         raise typer.Exit(1)
 
 
-def _texts(groups: Iterator[list[Any]], found: dict[str, int]) -> Iterator[str]:
-    """Each hit as JSON: :func:`_record` encoded, byte for byte, without building it (a search can print every message)."""
+def _text(fmt: Format, groups: list[list[Any]]) -> tuple[str, int, int]:
+    """The hits of ``groups`` as the format writes them (JSON records joined by the format's separator; CSV or TSV rows),
+    how many there are and how many matched."""
+    hits = [hit for group in groups for hit in group]
+    matched = sum(hit.matched for hit in hits)
+    if fmt not in (Format.json, Format.jsonl):
+        return row_texts(fmt, HIT_COLUMNS, [_record(hit) for hit in hits]), len(hits), matched
     from ...exchange.records import message_json
 
-    for group in groups:
-        for hit in group:
-            found["matches"] += hit.matched
-            spans = ", ".join(f"[{a}, {b}]" for a, b in hit.spans)
-            yield message_json(hit, hit.position, hit.message, f', "match": {"true" if hit.matched else "false"}, "spans": [{spans}]')
+    texts = []
+    for hit in hits:  # _record encoded, byte for byte, without building it (a search can print every message)
+        spans = ", ".join(f"[{a}, {b}]" for a, b in hit.spans)
+        texts.append(message_json(hit, hit.position, hit.message, f', "match": {"true" if hit.matched else "false"}, "spans": [{spans}]'))
+    return (",\n" if fmt is Format.json else "\n").join(texts), len(hits), matched
+
+
+def _texts(parts: Iterator[tuple[str, int, int]], found: dict[str, int]) -> Iterator[str]:
+    """The texts of :func:`_text`: each written as one record is (a JSON text's separators are within it)."""
+    for text, records, matched in parts:
+        found["matches"] += matched
+        found["shown"] += records
+        yield text
 
 
 def _record(hit: Any) -> dict[str, Any]:
@@ -159,11 +174,33 @@ def _highlighted(text: str, spans: list[tuple[int, int]], style: str) -> Any:
     return out
 
 
-def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
+def _cells(groups: list[list[Any]]) -> list[list[tuple[str, str, str, str, str, str, list[tuple[int, int]], bool]]]:
+    """The hits of ``groups`` as the table shows them, group by group: user, conversation, index, time and role escaped,
+    the window of the content around its first match with the matches in it, and whether it matched.
+
+    A few hundred characters a hit, where the hit holds the whole message: what worker processes send back for a table.
+    """
+    from ..render import visible
+
+    cells = []
+    for group in groups:
+        rows = []
+        for hit in group:
+            text, spans = _snippet(hit.message.content, hit.spans)
+            conversation = visible(hit.ref.name) + (" (archived)" if hit.ref.archived else "")
+            rows.append(
+                (visible(hit.ref.user), conversation, str(hit.position), visible(hit.message.timestamp), visible(hit.message.role), text, spans, hit.matched)
+            )
+        cells.append(rows)
+    return cells
+
+
+def _table(state: CliState, parts: Any, found: dict[str, int]) -> int:
+    """The hits' table; ``parts``: what :func:`_cells` gives, for runs of groups."""
     import sys
 
     from ..fit import END, FIXED, MIDDLE, Spec
-    from ..render import grid, visible
+    from ..render import grid
 
     terminal = sys.stdout.isatty()
     color = state.use_color()
@@ -172,26 +209,19 @@ def _table(state: CliState, groups: Any, found: dict[str, int]) -> int:
     rows: list[list[Any]] = []
     styles: list[str | None] = []
     ends: list[bool] = []
-    for group_number, group in enumerate(groups):
-        if group_number and not terminal:
-            rows.append(["--", "", "", "", "", ""])  # grep's group separator, for pipes
-            styles.append(None)
-            ends.append(False)
-        for number, hit in enumerate(group):
-            found["matches"] += hit.matched
-            text, spans = _snippet(hit.message.content, hit.spans)
-            rows.append(
-                [
-                    visible(hit.ref.user),
-                    visible(hit.ref.name) + (" (archived)" if hit.ref.archived else ""),
-                    str(hit.position),
-                    visible(hit.message.timestamp),
-                    visible(hit.message.role),
-                    _highlighted(text, spans, "bold red" if color else ""),
-                ]
-            )
-            styles.append(None if hit.matched else "dim")
-            ends.append(number == len(group) - 1)
+    group_number = 0
+    for part in parts:
+        for group in part:
+            if group_number and not terminal:
+                rows.append(["--", "", "", "", "", ""])  # grep's group separator, for pipes
+                styles.append(None)
+                ends.append(False)
+            group_number += 1
+            for number, (user, conversation, position, timestamp, role, text, spans, matched) in enumerate(group):
+                found["matches"] += matched
+                rows.append([user, conversation, position, timestamp, role, _highlighted(text, spans, "bold red" if color else "")])
+                styles.append(None if matched else "dim")
+                ends.append(number == len(group) - 1)
     shown = len(rows) - sum(1 for row in rows if row[0] == "--" and not row[1])
     if rows:
         grid(state, specs, rows, right={2}, styles=styles, ends=ends)
