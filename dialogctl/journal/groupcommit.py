@@ -122,8 +122,9 @@ class GroupCommit:
             size = len(messages)
             if not messages:
                 raise InvalidInput("nothing to append")
-            for msg in messages:
-                check_message(msg)
+            if not checked:  # read through input_message: validated once, on input
+                for msg in messages:
+                    check_message(msg)
             self.group.tag = tag
             dialogs = self._hold(user)
             try:
