@@ -24,9 +24,11 @@ from ..errors import storage_error
 from ..models import Message
 
 _BLOCK = 1 << 20  # bytes read back at a time
-# About this much message text is held in memory by a GroupedSpool before it goes to its file.
+# About this much memory is taken by the messages a GroupedSpool holds before they go to its file,
+# reckoned as two bytes a character of content and a kilobyte for each message's other objects
+# (about what messages parsed from JSON take: their metadata mappings are most of that).
 HELD_BYTES = 16 << 20
-_HELD_EXTRA = 256  # and this much for each message's objects
+_HELD_EXTRA = 1024
 
 
 def _temporary_file() -> IO[bytes]:
@@ -141,11 +143,11 @@ class SpooledRun(Sequence[Message]):
 class GroupedSpool:
     """Validated messages by group (each user's batch of ``append --jsonl``) in a nameless temporary file.
 
-    Messages are held in memory by group until about :data:`HELD_BYTES` of them
-    are held; then each group's run goes to the file as one :mod:`marshal`
-    record. A group is read back as those few records, one read each, and the
-    run still held: memory is bounded however large the input, and neither
-    writing nor reading costs a system call per message.
+    Messages are held in memory by group until they take about :data:`HELD_BYTES`;
+    then each group's run goes to the file as one :mod:`marshal` record. A
+    group is read back as those few records, one read each, and the run still
+    held: memory is bounded however large the input, and neither writing nor
+    reading costs a system call per message.
     """
 
     def __init__(self, held_bytes: int = HELD_BYTES) -> None:
@@ -161,7 +163,7 @@ class GroupedSpool:
         if held is None:
             held = self.held[key] = []
         held.append(msg)
-        self._holding += len(msg.content) + _HELD_EXTRA
+        self._holding += 2 * len(msg.content) + _HELD_EXTRA
         if self._holding >= self.held_bytes:
             self._write_held()
 
