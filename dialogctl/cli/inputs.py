@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from array import array
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -92,27 +91,26 @@ def timestamp_option(text: str | None) -> str:
     return format_timestamp(parse_time_spec(text, "--timestamp"))
 
 
-_JSONL_KEYS = {"role", "content", "timestamp", "metadata", "user", "conversation"}
-_IGNORED_KEYS = {"archived", "index"}  # fields of dialogctl's own JSONL export
+_JSONL_KEYS = frozenset({"role", "content", "timestamp", "metadata", "user", "conversation"})
+_IGNORED_KEYS = frozenset({"archived", "index"})  # fields of dialogctl's own JSONL export
+_KNOWN_KEYS = _JSONL_KEYS | _IGNORED_KEYS
 
 
 class SpooledMessages:
-    """Validated ``--jsonl`` messages in a :class:`~dialogctl.fileformat.spool.MessageSpool`, grouped by (user, conversation).
+    """Validated ``--jsonl`` messages in a :class:`~dialogctl.fileformat.spool.GroupedSpool`, grouped by (user, conversation).
 
-    Groups keep the order each first appears in; memory holds two integers per
-    message (where its record lies, and its number in its group) and the input
-    line numbers of each group as ranges. Close it (or use it as a context
-    manager) when done.
+    Groups keep the order each first appears in; memory holds the input line
+    numbers of each group as ranges, and a bounded run of messages. Close it
+    (or use it as a context manager) when done.
     """
 
     def __init__(self) -> None:
-        from ..fileformat.spool import MessageSpool  # only --jsonl needs it: a single append does not load it
+        from ..fileformat.spool import GroupedSpool  # only --jsonl needs it: a single append does not load it
         from ..journal.outcomes import LineRanges
 
         self._ranges = LineRanges
-        self.spool = MessageSpool()
-        self.groups: dict[tuple[str, str | None], array[int]] = {}
-        self.lines: dict[tuple[str, str | None], LineRanges] = {}
+        self.spool = GroupedSpool()
+        self.groups: dict[tuple[str, str | None], LineRanges] = {}  # each group's input lines
 
     def __enter__(self) -> SpooledMessages:
         return self
@@ -120,27 +118,20 @@ class SpooledMessages:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def count(self) -> int:
-        return len(self.spool)
-
     def add(self, key: tuple[str, str | None], msg: Message, line: int = 0) -> None:
-        number = self.spool.add(msg)
-        numbers = self.groups.get(key)
-        if numbers is None:
-            numbers = self.groups[key] = array("q")
-            self.lines[key] = self._ranges()
-        numbers.append(number)
-        self.lines[key].add(line)
+        lines = self.groups.get(key)
+        if lines is None:
+            lines = self.groups[key] = self._ranges()
+        lines.add(line)
+        self.spool.add(key, msg)
 
     def batches(self) -> list[Batch]:
         """Each group as a batch whose messages are read back from the file only when it is written."""
         from ..journal.outcomes import Batch
 
-        self.spool.flush()
         return [
-            Batch(user, conversation, len(numbers), partial(self.spool.pick, numbers), self.lines[(user, conversation)], checked=True)
-            for (user, conversation), numbers in self.groups.items()
+            Batch(user, conversation, lines.count, partial(self.spool.load, (user, conversation)), lines, checked=True)
+            for (user, conversation), lines in self.groups.items()
         ]
 
     def close(self) -> None:
@@ -167,7 +158,7 @@ def spool_jsonl_messages(
             except UnicodeDecodeError as exc:
                 raise InvalidInput(f"stdin is not valid UTF-8 (byte offset {offset + exc.start})") from None
             offset += len(raw_line)
-            if not line.strip():
+            if not line or line.isspace():  # blank: what line.strip() empties, without copying the line
                 continue
             user, conversation, msg = jsonl_message(line, f"stdin line {number}", default_user)
             key = (user, conversation if conversation is not None else default_conversation)
@@ -193,9 +184,8 @@ def jsonl_message(line: str, where: str, default_user: str | None) -> tuple[str,
         raise InvalidInput(f"{where}: {too_deep(line)}") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: expected a JSON object")
-    unknown = set(raw) - _JSONL_KEYS - _IGNORED_KEYS
-    if unknown:
-        raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    if not raw.keys() <= _KNOWN_KEYS:
+        raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(raw.keys() - _KNOWN_KEYS))}")
     user = raw.get("user", default_user)
     if not isinstance(user, str) or not user:
         raise InvalidInput(f'{where}: no user (pass USER or give each line a "user" field)')

@@ -140,9 +140,10 @@ class Folder(FolderHandle):
         folder, for a new file) are left to :meth:`SyncGroup.flush
         <dialogctl.disk.syncgroup.SyncGroup.flush>`, which cuts the bytes back
         in the same way if they fail; the caller holds the file's lock until then.
-        With ``now`` as well, the file's bytes are fsynced here (a barrier: what
-        follows must not reach the disk before them) and only the folder's
-        fsync for a new file is left to the group.
+        With ``now`` as well, the write is a barrier (what follows must not reach
+        the disk before it): its fsync is deferred as one
+        (:meth:`SyncGroup.flush_barriers <dialogctl.disk.syncgroup.SyncGroup.flush_barriers>`),
+        and the caller writes nothing more of the batch before that has run.
         """
         fd, created = self.open_append(name, modes)
         where = self.child_path(name)
@@ -166,7 +167,7 @@ class Folder(FolderHandle):
                         else:
                             mixed = True
                         view = view[written:]
-                if later is None or now:
+                if later is None:
                     os.fsync(fd)
                 if later is None and created:
                     self.fsync()
@@ -180,10 +181,9 @@ class Folder(FolderHandle):
                 return size, size
             end = os.lseek(fd, 0, os.SEEK_CUR)
             if later is not None:
-                if not now:
-                    kept = os.dup(fd)
-                    folder = Folder(os.dup(self.fd), self.path)
-                    later.defer(kept, lambda: folder._cut_back_quietly(kept, name, ours, created, mixed), folder)
+                kept = os.dup(fd)
+                folder = Folder(os.dup(self.fd), self.path)
+                later.defer(kept, lambda: folder._cut_back_quietly(kept, name, ours, created, mixed), folder, barrier=now)
                 if created:
                     later.defer(os.dup(self.fd))
             return ours[0], end

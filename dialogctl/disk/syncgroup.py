@@ -43,6 +43,7 @@ class _Deferred(NamedTuple):
     fd: int  # owned by the group: closed after the flush
     undo: Callable[[], None] | None  # cuts back an appended file's bytes (the caller still holds its lock)
     keep: Any  # what the undo needs open (closed with fd), or None
+    barrier: bool  # the rest of its batch waits for it (see SyncGroup.flush_barriers)
 
 
 class SyncGroup:
@@ -56,9 +57,14 @@ class SyncGroup:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def defer(self, fd: int, undo: Callable[[], None] | None = None, keep: Any = None) -> None:
-        """fsync ``fd`` at the flush; the group owns ``fd`` (pass a dup of a descriptor the caller keeps) and ``keep`` (closed with it)."""
-        self._pending.append(_Deferred(self.tag, fd, undo, keep))
+    def defer(self, fd: int, undo: Callable[[], None] | None = None, keep: Any = None, barrier: bool = False) -> None:
+        """fsync ``fd`` at the flush; the group owns ``fd`` (pass a dup of a descriptor the caller keeps) and ``keep`` (closed with it).
+
+        A ``barrier`` is a write that more of its batch must not follow until it
+        is durable: its caller writes nothing more of that batch before
+        :meth:`flush_barriers` (or :meth:`flush`) has synced it.
+        """
+        self._pending.append(_Deferred(self.tag, fd, undo, keep, barrier))
 
     def note(self, value: Any) -> None:
         """Keep something about the current tag for the caller (read back from :attr:`notes`)."""
@@ -71,24 +77,20 @@ class SyncGroup:
         first), so after the flush every tag is either durable or gone.
         """
         pending, self._pending = self._pending, []
-        failed: dict[Any, OSError] = {}
-        try:
-            if len(pending) == 1:
-                errors = [_fsync(pending[0].fd)]
-            elif pending:
-                from concurrent.futures import ThreadPoolExecutor  # here: its import (threads, logging) costs milliseconds of every start-up
+        return _sync(pending)
 
-                with ThreadPoolExecutor(min(THREADS, len(pending)), thread_name_prefix="fsync") as pool:
-                    errors = list(pool.map(_fsync, [p.fd for p in pending]))
-            else:
-                errors = []
-            for item, error in zip(pending, errors, strict=True):
-                if error is not None and item.tag not in failed:
-                    failed[item.tag] = error
-            _undo([p for p in pending if p.tag in failed])
-        finally:
-            _close(pending)
-        return failed
+    def flush_barriers(self) -> dict[Any, OSError]:
+        """:meth:`flush` for the barriers alone: the batches waiting on them go on once this returns (a failed one's bytes are cut back).
+
+        The barriers of many batches are synced together, as a flush does:
+        each batch that spans an archive waits once for a group of fsyncs,
+        not for an fsync of its own.
+        """
+        barriers = [p for p in self._pending if p.barrier]
+        if not barriers:
+            return {}
+        self._pending = [p for p in self._pending if not p.barrier]
+        return _sync(barriers)
 
     def abandon(self) -> None:
         """Give up on everything deferred (an interrupt, a bug): cut back every appended file's bytes, latest first."""
@@ -97,6 +99,28 @@ class SyncGroup:
             _undo(pending)
         finally:
             _close(pending)
+
+
+def _sync(pending: list[_Deferred]) -> dict[Any, OSError]:
+    """fsync ``pending`` in parallel; the failed tags with their first error, their appends undone; every descriptor closed."""
+    failed: dict[Any, OSError] = {}
+    try:
+        if len(pending) == 1:
+            errors = [_fsync(pending[0].fd)]
+        elif pending:
+            from concurrent.futures import ThreadPoolExecutor  # here: its import (threads, logging) costs milliseconds of every start-up
+
+            with ThreadPoolExecutor(min(THREADS, len(pending)), thread_name_prefix="fsync") as pool:
+                errors = list(pool.map(_fsync, [p.fd for p in pending]))
+        else:
+            errors = []
+        for item, error in zip(pending, errors, strict=True):
+            if error is not None and item.tag not in failed:
+                failed[item.tag] = error
+        _undo([p for p in pending if p.tag in failed])
+    finally:
+        _close(pending)
+    return failed
 
 
 def _fsync(fd: int) -> OSError | None:

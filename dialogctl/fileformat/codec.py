@@ -91,8 +91,7 @@ def _literal_ok(text: str) -> bool:
     return _not_literal.search(text) is None
 
 
-# What json.dumps(ensure_ascii=False) leaves raw but YAML double-quoted scalars
-# must not contain raw.
+# What json.dumps(ensure_ascii=False) leaves raw but YAML double-quoted scalars must not contain raw.
 _DQ_EXTRA = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 _PLAIN_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _COMMON_ROLES = frozenset({"user", "assistant", "system"})
@@ -105,8 +104,7 @@ def _escape_extra(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group(0)):04x}"
 
 
-# The encoders json.dumps(ensure_ascii=False) and json.dumps(ensure_ascii=False,
-# allow_nan=False) would make on every call.
+# The encoders json.dumps(ensure_ascii=False) and json.dumps(ensure_ascii=False, allow_nan=False) would make on every call.
 _encode_string = json.encoder.encode_basestring
 _encode_json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
@@ -184,11 +182,10 @@ _SHOWN_ROLE = re.compile(r"[A-Za-z_-]{1,32}")  # a role shown in an error only w
 def input_message(raw: dict[str, Any], where: str, now: str | None = None, field: str = "field") -> Message:
     """A message from the fields of an input record (``--jsonl``, every import format), or an error naming ``where``.
 
-    The one check of an input message: ``role`` one of :data:`~dialogctl.models.ROLES`
-    (shown in the error only when it looks like a role: a misplaced column could
-    hold message text), ``content`` text, ``timestamp`` by the timestamp rule or
-    absent (``now``, or the time of the call), ``metadata`` an object, and what
-    :func:`check_message` refuses. ``field`` names the input's unit ("column").
+    The one check of an input message: ``role`` one of :data:`~dialogctl.models.ROLES` (shown in the
+    error only when it looks like a role: a misplaced column could hold message text), ``content`` text,
+    ``timestamp`` by the timestamp rule or absent (``now``, or the time of the call), ``metadata`` an
+    object, and what :func:`check_message` refuses. ``field`` names the input's unit ("column").
     """
     role = raw.get("role")
     if not isinstance(role, str):
@@ -207,12 +204,11 @@ def input_message(raw: dict[str, Any], where: str, now: str | None = None, field
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: {field} 'metadata' must be an object")
-    msg = Message(role, content, timestamp, metadata)
-    try:
-        check_message(msg)
+    try:  # the rest of check_message (a role of ROLES is ASCII): the message's one check, not repeated on the write
+        _check_values(content, timestamp, metadata)
     except InvalidInput as exc:
         raise InvalidInput(f"{where}: {exc.message}") from None
-    return msg
+    return Message(role, content, timestamp, metadata)
 
 
 def check_message(msg: Message) -> None:
@@ -226,6 +222,10 @@ def check_message(msg: Message) -> None:
         raise InvalidInput("message timestamp must be a non-empty string")
     if not role.isascii():
         _check_text(role, "role")
+    _check_values(content, timestamp, metadata)
+
+
+def _check_values(content: str, timestamp: str, metadata: dict[str, Any] | None) -> None:
     if not content.isascii():
         _check_text(content, "content")
     if not timestamp.isascii():

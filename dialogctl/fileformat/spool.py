@@ -17,25 +17,34 @@ from __future__ import annotations
 import marshal
 import os
 from array import array
-from collections.abc import Iterator, Sequence
-from typing import overload
+from collections.abc import Hashable, Iterator, Sequence
+from typing import IO, overload
 
 from ..errors import storage_error
 from ..models import Message
 
 _BLOCK = 1 << 20  # bytes read back at a time
+# About this much memory is taken by the messages a GroupedSpool holds before they go to its file,
+# reckoned as two bytes a character of content and a kilobyte for each message's other objects
+# (about what messages parsed from JSON take: their metadata mappings are most of that).
+HELD_BYTES = 16 << 20
+_HELD_EXTRA = 1024
+
+
+def _temporary_file() -> IO[bytes]:
+    import tempfile
+
+    try:
+        return tempfile.TemporaryFile()
+    except OSError as exc:
+        raise storage_error(exc, "create", "a temporary file to hold the input") from None
 
 
 class MessageSpool:
     """Validated messages in a nameless temporary file (a context manager; :meth:`close` removes it)."""
 
     def __init__(self) -> None:
-        import tempfile
-
-        try:
-            self.file = tempfile.TemporaryFile()
-        except OSError as exc:
-            raise storage_error(exc, "create", "a temporary file to hold the input") from None
+        self.file = _temporary_file()
         self.offsets = array("q", [0])  # where each record starts; the last entry is where the next one will
         self._flushed = True
 
@@ -58,16 +67,6 @@ class MessageSpool:
             except OSError as exc:
                 raise storage_error(exc, "write", "a temporary file holding the input") from None
             self._flushed = True
-
-    def pick(self, numbers: Sequence[int]) -> list[Message]:
-        """The messages with these numbers (from :meth:`add`), in the order given."""
-        self.flush()
-        fd = self.file.fileno()
-        offsets = self.offsets
-        try:
-            return [Message(*marshal.loads(os.pread(fd, offsets[i + 1] - offsets[i], offsets[i]))) for i in numbers]
-        except OSError as exc:
-            raise storage_error(exc, "read", "a temporary file holding the input") from None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -139,3 +138,59 @@ class SpooledRun(Sequence[Message]):
 
     def __iter__(self) -> Iterator[Message]:
         return self.spool.read(self.start, self.stop)
+
+
+class GroupedSpool:
+    """Validated messages by group (each user's batch of ``append --jsonl``) in a nameless temporary file.
+
+    Messages are held in memory by group until they take about :data:`HELD_BYTES`;
+    then each group's run goes to the file as one :mod:`marshal` record. A
+    group is read back as those few records, one read each, and the run still
+    held: memory is bounded however large the input, and neither writing nor
+    reading costs a system call per message.
+    """
+
+    def __init__(self, held_bytes: int = HELD_BYTES) -> None:
+        self.file = _temporary_file()
+        self.held: dict[Hashable, list[Message]] = {}
+        self.records: dict[Hashable, list[tuple[int, int]]] = {}  # each group's records in the file: (offset, length)
+        self.held_bytes = held_bytes
+        self._holding = 0  # about how many bytes the held messages take
+        self._end = 0
+
+    def add(self, key: Hashable, msg: Message) -> None:
+        held = self.held.get(key)
+        if held is None:
+            held = self.held[key] = []
+        held.append(msg)
+        self._holding += 2 * len(msg.content) + _HELD_EXTRA
+        if self._holding >= self.held_bytes:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        try:
+            for key, held in self.held.items():
+                data = marshal.dumps(list(map(tuple, held)))
+                self.file.write(data)
+                self.records.setdefault(key, []).append((self._end, len(data)))
+                self._end += len(data)
+            self.file.flush()
+        except OSError as exc:
+            raise storage_error(exc, "write", "a temporary file holding the input") from None
+        self.held = {}
+        self._holding = 0
+
+    def load(self, key: Hashable) -> list[Message]:
+        """The messages of a group, in the order added."""
+        messages: list[Message] = []
+        fd = self.file.fileno()
+        try:
+            for offset, length in self.records.get(key, ()):
+                messages.extend(map(Message._make, marshal.loads(os.pread(fd, length, offset))))
+        except OSError as exc:
+            raise storage_error(exc, "read", "a temporary file holding the input") from None
+        messages.extend(self.held.get(key, ()))
+        return messages
+
+    def close(self) -> None:
+        self.file.close()

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 from ..disk import layout as L
 from ..disk.locking import LockState, probe
-from ..disk.storage import Folder
-from ..errors import NotFound, StorageError, UnsafePath
+from ..disk.storage import Folder, open_root
+from ..errors import InvalidInput, NotFound, StorageError, UnsafePath
 from ..times import archive_id_for, utc_now
 from . import usermeta
 from .writing import JournalWriter, move_back, regular_file, unique_name
@@ -37,7 +37,8 @@ class Journal(JournalWriter):
 
     Built in layers, one module each: :class:`~dialogctl.journal.files.JournalFiles` (layout, users, files),
     :class:`~dialogctl.journal.reading.JournalReader` (reads),
-    :class:`~dialogctl.journal.writing.JournalWriter` (locks, appends, rewrites); archiving and restoring are here.
+    :class:`~dialogctl.journal.writing.JournalWriter` (locks, appends, rewrites); archiving, restoring and moving a
+    user's folder from an older place are here.
     """
 
     @classmethod
@@ -139,6 +140,45 @@ class Journal(JournalWriter):
             return RestoreResult(user, archive_id, ref.name, archived_first)
 
         return self.locked(user, "restore", body)
+
+    def move_from_old_place(self, user: str, command: str = "repair") -> bool:
+        """Move a short id's ``dialogs/`` and ``metadata.yaml`` from where dialogctl before 0.2 kept it to where the servers do.
+
+        (``bob`` from ``users/bo/b/`` to ``users/bo/b/bob/``.) Runs under the
+        lock in the folder being moved, the lock any dialogctl writing there
+        takes. The new folder is made with the mode (and, as root, the owner)
+        of the folder it is made in. Nothing is ever replaced: when the new
+        folder already holds ``dialogs/``, nothing changes and the answer is
+        False; a ``metadata.yaml`` already there is kept.
+        """
+        L.validate_user_id(user)
+        layout = self.layout()
+        new_parts = layout.user_parts(user)
+        old_parts = layout.old_user_parts(user)
+        if old_parts is None:
+            raise InvalidInput(f"user {user!r} has no older place in the {layout.describe_folders()} layout")
+        with open_root(self.root) as root:
+            try:
+                old = root.open_folder((L.USERS_DIR, *old_parts))
+                dialogs = old.open_child(L.DIALOGS_DIR)
+            except NotFound:
+                raise NotFound(f"user {user!r} not found in users/{'/'.join(old_parts)}") from None
+            with old, dialogs:
+                lock = self._lock(dialogs, user, command)
+                lock.acquire()
+                try:
+                    here, locked = old.stat(L.DIALOGS_DIR), os.fstat(dialogs.fd)
+                    if here is None or (here.st_dev, here.st_ino) != (locked.st_dev, locked.st_ino):
+                        raise StorageError(f"{dialogs.path} was moved while waiting for its lock")
+                    with old.open_folder((new_parts[-1],), create=True, modes=self.modes) as new:
+                        if not old.move_unless_there(L.DIALOGS_DIR, new, L.DIALOGS_DIR):
+                            old.remove_empty_folders((new_parts[-1],))  # made for nothing
+                            return False
+                        if old.stat(usermeta.METADATA_FILE) is not None:
+                            old.move_unless_there(usermeta.METADATA_FILE, new, usermeta.METADATA_FILE)
+                    return True
+                finally:
+                    lock.release()
 
     # --- whole-journal views -------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class JournalFiles:
         self.damage: list[Damage] = []  # what reads could not read, for the caller to report
         self.unreadable: list[Unreadable] = []  # files and folders whole-journal reads went on without, for the caller to report
         self._layout: L.Layout | None = None
+        self._recorded_in: tuple[int, int] | None = None  # the root (device, inode) whose layout record _layout was read from or written to
         self._skip_record = False
         self.rewrites = LiveRewrites()  # rewritten files still watched for a server's late append
 
@@ -157,9 +158,11 @@ class JournalFiles:
 
     def layout(self, for_write: bool = False) -> L.Layout:
         """The root's layout: its record, else detected; settings may only confirm it."""
-        if self._layout is not None and not for_write:
-            return self._layout
+        if self._layout is not None and (not for_write or (self._recorded_in is not None and self._recorded_in == _identity(self.root))):
+            return self._layout  # for a write, only while the root is still the one whose record was read (a record is never replaced)
+        self._recorded_in = None
         explicit = {name: self.settings[name] for name in ("layout", "shardLevels", "shardSize", "conversations") if self.settings.setting(name).explicit}
+        root, before = None, _identity(self.root)  # taken before the read: a root replaced meanwhile is read again next time
         record = self.read_record()
         if record is not None:
             found = L.Layout(
@@ -169,6 +172,7 @@ class JournalFiles:
                 record.get("conversations", "current"),  # type: ignore[arg-type]
             )
             self._check_explicit(found, explicit, f"{'/'.join(L.RECORD_PATH)} records")
+            root = before
         else:
             # Layout settings given by flag, environment or config are used as given:
             # detection only fills in the ones not given (folders that do not fit are
@@ -181,9 +185,11 @@ class JournalFiles:
                 found = preferred._replace(conversations=conversations)
                 if for_write:
                     self._write_record(found)
+                    root = _identity(self.root)
             else:
                 found = L.Layout(detected.scheme, detected.shard_levels or 0, detected.shard_size or 0, conversations)
         self._layout = found
+        self._recorded_in = root
         return found
 
     def _check_explicit(self, found: L.Layout, explicit: dict[str, object], how: str) -> None:
@@ -202,6 +208,7 @@ class JournalFiles:
         """Go on without the layout record (``verify`` does, after reporting why it cannot be used): the layout is detected."""
         self._skip_record = True
         self._layout = None
+        self._recorded_in = None
 
     def read_record(self) -> dict[str, object] | None:
         """The layout record, read through the root's folder handle like every file inside the journal.
@@ -302,10 +309,15 @@ class JournalFiles:
         except NotFound:
             raise NotFound(f"user {user!r} not found in {self.root}") from None
 
-    def conversation_files(self, user: str, include_archives: bool = True) -> list[ConversationFile]:
-        """The user's conversation files: current, sessions (newest last), then archives."""
-        with self.dialogs_folder(user) as dialogs:
+    def conversation_files(self, user: str, include_archives: bool = True, dialogs: Folder | None = None) -> list[ConversationFile]:
+        """The user's conversation files: current, sessions (newest last), then archives.
+
+        ``dialogs``: the user's folder, already open (a writer holding its lock), listed instead of opened again.
+        """
+        if dialogs is not None:
             return self._conversation_files(dialogs, user, include_archives)
+        with self.dialogs_folder(user) as opened:
+            return self._conversation_files(opened, user, include_archives)
 
     def _conversation_files(self, dialogs: Folder, user: str, include_archives: bool, rel: str | None = None) -> list[ConversationFile]:
         rel = rel if rel is not None else self.user_path(user)
@@ -452,3 +464,12 @@ def _parse_simple_mapping(text: str) -> dict[str, object] | None:
         value = value.strip()
         out[key] = int(value) if value.isdigit() else value
     return out
+
+
+def _identity(root: str) -> tuple[int, int] | None:
+    """The root folder's (device, inode), or None when it is not there."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -12,6 +12,14 @@ writer sees (or appends after) bytes that may still be lost or cut back. A group
 also committed once it has been written for :data:`GROUP_SECONDS`, which bounds how
 much longer than its own batch a user's lock is held.
 
+A batch that an automatic archive splits must have each part durable before
+the archive that moves its file (a crash then keeps its first parts or none,
+never a later part without an earlier one). That write is a *barrier*: the
+batch's steps (:meth:`JournalWriter.append_steps
+<dialogctl.journal.writing.JournalWriter.append_steps>`) stop there, and at the
+commit the barriers of every such batch are fsynced together, then each goes
+on (the archive, the next part), until every batch is written; then the flush.
+
 What a crash leaves, by when it comes:
 
 * while a batch is written: its records are there whole or the batch's marks
@@ -36,7 +44,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
 from typing import NamedTuple
 
 from ..disk import layout as L
@@ -72,7 +80,7 @@ class _Slot(NamedTuple):
     user: str
     where: str  # the file the batch's last write went to (for the error of a failed flush)
     size: int  # messages in the batch
-    result: AppendResult | DialogError
+    result: AppendResult | DialogError | None  # None: its steps wait for a barrier (see commit)
 
 
 class GroupCommit:
@@ -91,6 +99,7 @@ class GroupCommit:
         self.group = SyncGroup()
         self.held: dict[str, _Held] = {}
         self.written: list[_Slot] = []  # in order, not yet committed
+        self.waiting: list[tuple[int, Generator[None, OSError | None, AppendResult]]] = []  # (place in written, its steps) stopped at a barrier
         self.done: list[tuple[Hashable, AppendResult | DialogError]] = []
         self.limit = _group_size()
         self.count = 0  # batches given so far (each one's tag)
@@ -122,14 +131,21 @@ class GroupCommit:
             size = len(messages)
             if not messages:
                 raise InvalidInput("nothing to append")
-            for msg in messages:
-                check_message(msg)
+            if not checked:  # read through input_message: validated once, on input
+                for msg in messages:
+                    check_message(msg)
             self.group.tag = tag
             dialogs = self._hold(user)
             try:
                 name, ref = self.journal._target(dialogs, user, conversation)
                 where = dialogs.child_path(name)
-                result: AppendResult | DialogError = self.journal._append_locked(dialogs, user, name, ref, messages, later=self.group)
+                steps = self.journal.append_steps(dialogs, user, name, ref, messages, later=self.group)
+                result: AppendResult | DialogError | None = None
+                try:
+                    steps.send(None)
+                    self.waiting.append((len(self.written), steps))  # a barrier: the rest is written at the commit
+                except StopIteration as done:
+                    result = done.value
             except DialogError:
                 self._let_go_if_unused(user)
                 raise
@@ -146,11 +162,32 @@ class GroupCommit:
     def commit(self) -> None:
         """Make every written batch durable together, release the locks, and make the outcomes ready for :meth:`take`."""
         try:
+            self._go_on()
             failed = self.group.flush()
         except BaseException:
             self.abandon()
             raise
         self._settle(failed)
+
+    def _go_on(self) -> None:
+        """Sync the barriers of the batches waiting on one (all together), then let each go on, until none waits."""
+        while self.waiting:
+            failed = self.group.flush_barriers()
+            waiting, self.waiting = self.waiting, []
+            for index, steps in waiting:
+                slot = self.written[index]
+                self.group.tag = slot.tag
+                result: AppendResult | DialogError
+                try:
+                    steps.send(failed.get(slot.tag))
+                    self.waiting.append((index, steps))  # stopped at its next barrier
+                    continue
+                except StopIteration as done:
+                    result = done.value
+                except DialogError as exc:
+                    self._let_go_if_unused(slot.user, index)
+                    result = exc
+                self.written[index] = slot._replace(result=result)
 
     def take(self) -> list[tuple[Hashable, AppendResult | DialogError]]:
         """The batches whose outcome is known, in the order given (each once)."""
@@ -163,12 +200,14 @@ class GroupCommit:
             self.group.abandon()
         finally:
             self.written = []
+            self.waiting = []
             self._release(set(self.held))  # folders made for batches now cut back go too (only when nothing else is in them)
 
     def _settle(self, failed: dict[object, OSError]) -> None:
         emptied: set[str] = set()
         for slot in self.written:
             result = slot.result
+            assert result is not None, "a batch still waits for its barrier"  # _go_on ran every batch's steps to their end
             error = failed.get(slot.tag)
             if error is not None and isinstance(result, AppendResult):
                 durable = int(self.group.notes.get(slot.tag, 0))
@@ -204,10 +243,10 @@ class GroupCommit:
         self.held[user] = _Held(dialogs, lock, made, new_root)
         return dialogs
 
-    def _let_go_if_unused(self, user: str) -> None:
-        """After a failed batch: a user locked for it alone, whose folders were made for it, is let go (the folders taken back)."""
+    def _let_go_if_unused(self, user: str, failed: int = -1) -> None:
+        """After a failed batch (``failed``: its place in :attr:`written`, if there): a user locked for it alone, whose folders were made for it, is let go (the folders taken back)."""
         held = self.held.get(user)
-        if held is None or not held.made or any(s.user == user for s in self.written):
+        if held is None or not held.made or any(s.user == user for i, s in enumerate(self.written) if i != failed):
             return
         del self.held[user]
         self._let_go(held, True)

@@ -185,12 +185,21 @@ def recompute(journal: JournalWriter, user: str, previous: dict[str, Any] | None
 
 
 def after_append(
-    journal: JournalWriter, user_folder: Folder, user: str, target: str, before: Key, after: Key, batch: Sequence[Message], moves: Sequence[Move] = ()
+    journal: JournalWriter,
+    user_folder: Folder,
+    user: str,
+    target: str,
+    before: Key,
+    after: Key,
+    batch: Sequence[Message],
+    moves: Sequence[Move] = (),
+    dialogs: Folder | None = None,
 ) -> None:
     """Bring the metadata up to date after ``batch`` was appended to ``target`` (under the user's lock).
 
     ``before``/``after`` are the target's identity before and after the append;
-    ``moves`` are the archives the append made on the way.
+    ``moves`` are the archives the append made on the way; ``dialogs`` is the
+    user's open (locked) ``dialogs/`` folder, listed when the files must be.
     """
     meta = load(user_folder)
     own = meta.get(_OWN) if meta else None
@@ -202,7 +211,7 @@ def after_append(
         and own["counted"].get(target) == before
         and isinstance(meta.get("statistics"), dict)
     )
-    if meta is None and before is None and _only_written_by(journal, user, target, moves):
+    if meta is None and before is None and _only_written_by(journal, user, target, moves, dialogs):
         meta, trusted = _fresh(user, None), True  # a new user: this batch is all there is
     if meta is None or not trusted:
         meta = recompute(journal, user, meta)  # reads the files as they are now: the batch and moves included
@@ -217,9 +226,9 @@ def after_append(
     save(user_folder, meta, journal.modes)
 
 
-def _only_written_by(journal: JournalWriter, user: str, target: str, moves: Sequence[Move]) -> bool:
+def _only_written_by(journal: JournalWriter, user: str, target: str, moves: Sequence[Move], dialogs: Folder | None) -> bool:
     """Whether the user's conversation files are exactly what this append wrote (a listing; nothing is read)."""
-    names = {f.rel_path.rsplit("/dialogs/", 1)[-1] for f in journal.conversation_files(user, include_archives=True)}
+    names = {f.rel_path.rsplit("/dialogs/", 1)[-1] for f in journal.conversation_files(user, include_archives=True, dialogs=dialogs)}
     return names <= {target, *(m.new for m in moves)}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
@@ -14,7 +14,7 @@ from ..disk.fileops import TEMP_MARK
 from ..disk.locking import FolderGone, UserLock, make_owner
 from ..disk.storage import Folder, open_root
 from ..disk.syncgroup import SyncGroup
-from ..errors import DialogError, FileTooLarge, InvalidInput, NotFound, PartlyAppended, StorageError, UnsafePath
+from ..errors import DialogError, FileTooLarge, InvalidInput, NotFound, PartlyAppended, StorageError, UnsafePath, storage_error
 from ..fileformat.codec import Form, check_message, detect_form, encode_batch, encode_chunks, last_frame_n
 from ..fileformat.reader import parse_conversation
 from ..models import AppendResult, ConversationRef, Message
@@ -207,45 +207,6 @@ class JournalWriter(JournalReader):
             with root.open_folder((L.USERS_DIR,)) as users:
                 users.remove_empty_folders(parts)
 
-    def move_from_old_place(self, user: str, command: str = "repair") -> bool:
-        """Move a short id's ``dialogs/`` and ``metadata.yaml`` from where dialogctl before 0.2 kept it to where the servers do.
-
-        (``bob`` from ``users/bo/b/`` to ``users/bo/b/bob/``.) Runs under the
-        lock in the folder being moved, the lock any dialogctl writing there
-        takes. The new folder is made with the mode (and, as root, the owner)
-        of the folder it is made in. Nothing is ever replaced: when the new
-        folder already holds ``dialogs/``, nothing changes and the answer is
-        False; a ``metadata.yaml`` already there is kept.
-        """
-        L.validate_user_id(user)
-        layout = self.layout()
-        new_parts = layout.user_parts(user)
-        old_parts = layout.old_user_parts(user)
-        if old_parts is None:
-            raise InvalidInput(f"user {user!r} has no older place in the {layout.describe_folders()} layout")
-        with open_root(self.root) as root:
-            try:
-                old = root.open_folder((L.USERS_DIR, *old_parts))
-                dialogs = old.open_child(L.DIALOGS_DIR)
-            except NotFound:
-                raise NotFound(f"user {user!r} not found in users/{'/'.join(old_parts)}") from None
-            with old, dialogs:
-                lock = self._lock(dialogs, user, command)
-                lock.acquire()
-                try:
-                    here, locked = old.stat(L.DIALOGS_DIR), os.fstat(dialogs.fd)
-                    if here is None or (here.st_dev, here.st_ino) != (locked.st_dev, locked.st_ino):
-                        raise StorageError(f"{dialogs.path} was moved while waiting for its lock")
-                    with old.open_folder((new_parts[-1],), create=True, modes=self.modes) as new:
-                        if not old.move_unless_there(L.DIALOGS_DIR, new, L.DIALOGS_DIR):
-                            old.remove_empty_folders((new_parts[-1],))  # made for nothing
-                            return False
-                        if old.stat(usermeta.METADATA_FILE) is not None:
-                            old.move_unless_there(usermeta.METADATA_FILE, new, usermeta.METADATA_FILE)
-                    return True
-                finally:
-                    lock.release()
-
     def append(
         self, user: str, messages: Sequence[Message], conversation: str | None = None, *, one_write: bool = False, command: str = "append"
     ) -> AppendResult:
@@ -328,6 +289,33 @@ class JournalWriter(JournalReader):
         one_write: bool = False,
         later: SyncGroup | None = None,
     ) -> AppendResult:
+        steps = self.append_steps(dialogs, user, name, ref, messages, one_write, later)
+        try:
+            steps.send(None)
+            while later is not None:  # a barrier: synced now, alone
+                steps.send(later.flush_barriers().get(later.tag))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        raise AssertionError("append steps stop only in a group commit")
+
+    def append_steps(
+        self,
+        dialogs: Folder,
+        user: str,
+        name: str,
+        ref: ConversationRef,
+        messages: Sequence[Message],
+        one_write: bool = False,
+        later: SyncGroup | None = None,
+    ) -> Generator[None, OSError | None, AppendResult]:
+        """:meth:`append_locked` without its checks, as a generator that returns the result.
+
+        In a group commit (``later``) a write that more of the batch follows is
+        a barrier (see :meth:`SyncGroup.defer <dialogctl.disk.syncgroup.SyncGroup.defer>`):
+        the steps stop there until the caller has synced it, and then take that
+        barrier's error, or None when it is durable (a group commit syncs many
+        batches' barriers together).
+        """
         threshold = int(self.settings["archiveThreshold"])
         cap = int(self.settings["maxConversationLength"])
         limit = min(threshold, cap) if threshold > 0 else cap
@@ -363,13 +351,15 @@ class JournalWriter(JournalReader):
             # megabyte (see codec.encode_chunks).
             pieces = encode_chunks(chunk, len(chunk), count + 1, form)
             # In a group commit the batch's last write waits for the group's fsync (and so does an
-            # archive after it). A write followed by more of the batch is fsynced before the archive
-            # that moves its file: a crash then keeps the batch's first parts or none, never a
-            # later part without an earlier one.
+            # archive after it). A write followed by more of the batch is fsynced (a barrier) before
+            # the archive that moves its file: a crash then keeps the batch's first parts or none,
+            # never a later part without an earlier one.
             if later is not None and not remaining:
                 later.note(len(messages) - len(chunk))
             try:
                 _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes, later=later, now=bool(remaining))
+                if later is not None and remaining and (error := (yield)) is not None:
+                    raise storage_error(error, "append to", dialogs.child_path(name))
             except StorageError as exc:
                 done = len(messages) - len(remaining) - len(chunk)
                 if not done:
@@ -399,7 +389,7 @@ class JournalWriter(JournalReader):
             after = usermeta.key_of(dialogs.stat(name))
         except StorageError:
             return  # recomputed at the next append
-        self._keep_metadata(dialogs, lambda meta_folder: usermeta.after_append(self, meta_folder, user, name, before, after, messages, moves))
+        self._keep_metadata(dialogs, lambda meta_folder: usermeta.after_append(self, meta_folder, user, name, before, after, messages, moves, dialogs))
 
     def _keep_metadata(self, dialogs: Folder, update: Callable[[Folder], None]) -> None:
         """Update the user's metadata.yaml; a failure there never fails the write it follows.

@@ -170,6 +170,28 @@ def test_the_spool_reads_back_large_and_many_messages_exactly() -> None:
         assert len(run[10:]) == len(messages) - 10 and list(run[10:][:2]) == messages[10:12] and list(run[7:3]) == []
 
 
+@pytest.mark.parametrize("held_bytes", [1, 4000, 1 << 30])
+def test_the_grouped_spool_reads_each_group_back_in_order_whatever_it_holds_in_memory(held_bytes: int) -> None:
+    """append --jsonl's spool: each group's messages back in the order added, some from the file and the rest still held."""
+    from dialogctl.fileformat.spool import GroupedSpool
+
+    big = Message("assistant", "x" * 300_000, TS, {"a": [1, 2, {"b": None}], "é": "\u2028"})
+    expected: dict[tuple[str, str | None], list[Message]] = {}
+    spool = GroupedSpool(held_bytes)
+    for i in range(3000):
+        key = (f"u{i % 7}", None if i % 3 else "s")
+        msg = big if i == 1500 else Message("user" if i % 2 else "assistant", f"m{i}\n" * (i % 5), TS, {"n": i} if i % 4 else None)
+        spool.add(key, msg)
+        expected.setdefault(key, []).append(msg)
+    assert os.fstat(spool.file.fileno()).st_nlink == 0  # no name: nothing is left behind
+    assert bool(spool.records) == (held_bytes < 1 << 30)  # small limits went to the file, the largest held everything
+    for key, messages in expected.items():
+        got = spool.load(key)
+        assert got == messages and all(type(m) is Message for m in got)
+    assert spool.load(("nobody", None)) == []
+    spool.close()
+
+
 def _one_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 

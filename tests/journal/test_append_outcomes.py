@@ -262,6 +262,28 @@ def test_a_batch_split_at_the_archive_threshold_reports_the_part_committed(tmp_p
     assert sorted(contents(root, "carol")) == ["c1", "c2", "c3", "c4", "c5"]  # current first, then the archives
 
 
+@pytest.mark.parametrize(("nth", "appended"), [(1, 0), (2, 1)])
+def test_a_failed_barrier_in_a_group_commit_cuts_the_part_back_and_keeps_the_others(tmp_path: Path, nth: int, appended: int) -> None:
+    """A batch split by archives waits at each barrier (the write before an archive) for the group to sync it.
+
+    carol holds 1 message and archiveThreshold is 2: her 5 go 1, archive, 2, archive, 2. The run's
+    first fsync is her first barrier (the rest is left to the flush), the second her second one:
+    a failure there cuts that part back and reports only the parts before it.
+    """
+    root = tmp_path / "j"
+    _journal(root, "alice", "carol")
+    text = line("alice", "a") + "".join(line("carol", f"c{i}") for i in range(1, 6))
+    args = ["--root", str(root), "--set", "archiveThreshold=2", "append", "--jsonl", "--format", "jsonl"]
+    run = faults.run(args, [faults.Rule("fsync", nth, "EIO")], tmp=tmp_path, input=text.encode())
+    assert run.returncode == 7, run.stderr
+    got = records(run.stdout)
+    assert got["alice"]["outcome"] == "committed"
+    assert got["carol"]["outcome"] == ("partly committed" if appended else "failed") and got["carol"]["appended"] == appended
+    assert "Input/output error" in got["carol"]["reason"]
+    assert sorted(contents(root, "carol")) == sorted(["earlier carol", *(f"c{i}" for i in range(1, appended + 1))])
+    assert contents(root, "alice") == ["earlier alice", "a"]
+
+
 def test_an_id_the_layout_refuses_stops_the_input_before_anything_is_written(root: Path, cli: Cli) -> None:
     cli("append", "abcd", "hi")
     result = cli("append", "--jsonl", input=line("alice", "a") + line("abcdabcd", "b"))
