@@ -332,7 +332,8 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
     apart, right-aligned where asked, each line without trailing spaces; no
     title, rules or styles (a pipe without colour has none). None when a cell
     is something this layout does not know (a line break, a tab, a control
-    character, a line longer than the pipe console's width): Rich lays those out.
+    character, a space at either end, which Rich strips when it aligns, a line
+    longer than the pipe console's width): Rich lays those out.
     """
     from rich.cells import cell_len
 
@@ -345,8 +346,8 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
         if len(line) != len(headings):
             return None
         for i, cell in enumerate(line):
-            if cell is None or not cell.isprintable():
-                return None  # a line break, a tab, a control character, Text of another kind: Rich decides
+            if cell is None or not cell.isprintable() or cell[:1] == " " or cell[-1:] == " ":
+                return None  # a line break, a tab, a control character, Text of another kind, spaces Rich may strip: Rich decides
             widths[i] = max(widths[i], cell_len(cell))
     if sum(widths) + 2 * len(widths) > 1_000_000:
         return None
