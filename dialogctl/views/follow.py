@@ -209,9 +209,15 @@ class Follower:
             return None
         return st if (st.st_mode & 0o170000) == 0o100000 else None  # regular files only
 
-    def _read(self, path: str, start: int, end: int) -> bytes:
+    def _read(self, path: str, start: int, end: int, ino: int | None = None) -> bytes:
         """Bytes [start, end) of a file, opened like every file in the journal (folder by folder, never through a link,
-        never a FIFO); nothing when that is more than ``maxFileMB`` (reported once, as damage)."""
+        never a FIFO); nothing when that is more than ``maxFileMB`` (reported once, as damage).
+
+        ``ino``: the file that was looked at. The name may hold another file by
+        the time it is opened (an archive renamed it away and the next append
+        filled its successor): nothing is read then, and the next round finds
+        the move and reads the file where it went.
+        """
         if end - start > self.journal.file_limit:
             if path not in self._too_large:
                 self._too_large.add(path)
@@ -224,6 +230,8 @@ class Follower:
         if fd is None:
             return b""
         try:
+            if ino is not None and os.fstat(fd).st_ino != ino:
+                return b""
             return os.pread(fd, max(0, end - start), start)
         finally:
             os.close(fd)
@@ -263,8 +271,17 @@ class Follower:
         if known is None and st.st_ino in self.archived_at_start:
             size = self.archived_at_start.pop(st.st_ino)
             known = (size, self._count_at(path, size))
-        if known is None or known[0] > st.st_size:
+        if known is None:
             return None
+        if known[0] > st.st_size:  # shorter than what we read of it: rewritten in place, or a look that is already stale
+            now = self._stat(path)
+            if now is None or now.st_ino != st.st_ino:
+                # The name holds another file already: the one looked at grew and moved on since (an archive).
+                # Watched from what was read of it, the next round finds it where it went and reads the rest.
+                return _Watched(ref, st.st_ino, *known)
+            if known[0] > now.st_size:
+                return None
+            st = now
         watched = _Watched(ref, st.st_ino, *known)
         events.extend(self._read_new(path, watched, st.st_size))
         return watched
@@ -285,11 +302,11 @@ class Follower:
 
     def _skipping(self, path: str, ref: ConversationRef, st: os.stat_result) -> _Watched:
         """Watch a file from its current end (from before a batch still being written: it is new when it is whole)."""
-        tail = self._read(path, max(0, st.st_size - 4096), st.st_size)
+        tail = self._read(path, max(0, st.st_size - 4096), st.st_size, st.st_ino)
         count = last_frame_n(tail) if tail else 0
         offset = st.st_size
         if count is None:  # not ending on our frame: count by reading the file once
-            data = self._read(path, 0, st.st_size)
+            data = self._read(path, 0, st.st_size, st.st_ino)
             frames, _ = find_frames(data)
             settled = check_batches(frames).settled
             if settled < len(frames):
@@ -357,7 +374,7 @@ class Follower:
         rewritten from one we watched): also skip messages older than the
         moment following started, the part the rewrite kept.
         """
-        data = self._read(path, watched.offset, size)
+        data = self._read(path, watched.offset, size, watched.ino)
         frames, _ = find_frames(data)
         settled = check_batches(frames).settled
         end = frames[settled - 1].after if settled else 0

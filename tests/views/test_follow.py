@@ -144,3 +144,38 @@ def test_every_interleaving_of_looks_with_archives_and_restores(tmp_path: Path) 
                 got += _contents(_round(follower))
         got += _contents(_round(follower))
         assert got == ["one", "two", "three", "four"], (mask, got)
+
+
+def test_a_file_swapped_between_its_stat_and_its_read_is_read_where_it_went(tmp_path: Path) -> None:
+    """A look stats current.yaml, then, before the read, the file is filled, archived, and its successor holds as many bytes.
+
+    Reading by name then gave the successor's bytes to the file the stat saw: the next round read the
+    archived file on from the wrong offset (messages lost, or printed twice). Found by
+    ``test_follow_while_another_process_appends`` under load, one run in 10 to 60.
+    """
+    root = tmp_path / "j"
+    journal = _journal(root, archiveThreshold="3")
+    stamp = "2030-01-01T00:00:00.000Z"
+    journal.append("alice", [Message("user", "seed", stamp)])
+    follower = Follower(journal, rescan=0)
+    assert follower.poll() == []
+    journal.append("alice", [Message("user", "a0", stamp), Message("user", "a1", stamp)])  # current full: seed a0 a1
+    journal.append("alice", [Message("user", "b0", stamp)])  # archived, the new current holds b0
+    real_stat = follower._stat
+    swapped: list[str] = []
+
+    def stat_then_swap(path: str):  # type: ignore[no-untyped-def]
+        st = real_stat(path)
+        if path.endswith("current.yaml") and not swapped:
+            swapped.append(path)  # once, between this stat and the read: b0's file filled and archived, c0 (as long as b0) after it
+            journal.append("alice", [Message("user", "b1", stamp), Message("user", "b2", stamp)])
+            journal.append("alice", [Message("user", "c0", stamp)])
+        return st
+
+    follower._stat = stat_then_swap  # type: ignore[method-assign]
+    seen = _contents(_round(follower))
+    follower._stat = real_stat  # type: ignore[method-assign]
+    seen += _contents(_round(follower)) + _contents(_round(follower))
+    assert swapped
+    assert sorted(seen) == ["a0", "a1", "b0", "b1", "b2", "c0"]  # each once
+    assert [c for c in seen if c[0] in "ab"] == ["a0", "a1", "b0", "b1", "b2"]  # in order within the conversations
