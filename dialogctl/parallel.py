@@ -31,6 +31,7 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 PARALLEL_BYTES = 2 << 20  # below this, starting workers costs more than they save (measured: a 4 MB journal gains)
+BATCH_BYTES = 1 << 20  # a worker's job in exports and searches: about this many bytes of files (one job per file costs more in hand-offs)
 _SMALL_JOB = 16 << 10  # a pickled job this small may wait in a worker's pipe behind the one it runs (a pipe holds 200 KB)
 _NO_MEMORY = 75  # a worker's exit status when it ran out of memory and could not even say so
 # Signals that kill a worker from outside (an operator, the OOM killer, a limit): a resource failure, not a bug.

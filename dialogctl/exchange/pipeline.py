@@ -16,8 +16,6 @@ from .records import ExportOptions, Formatted
 from .registry import export_format
 from .selection import Selected, Selection, is_single, select
 
-BATCH_BYTES = 1 << 20  # a worker's job: about this many bytes of files (one job per file costs more in hand-offs)
-
 
 def stream(journal: Journal, selection: Selection, options: ExportOptions) -> Iterator[Selected | Formatted]:
     """What :func:`select` gives, for the writer of ``options.format``; formatted on every core when that pays.
@@ -74,7 +72,7 @@ def _formatted(journal: Journal, files: Iterator[Any], options: ExportOptions, m
         for f in files:
             batch.append((f.ref, f.rel_path))
             size += f.size
-            if size >= BATCH_BYTES:
+            if size >= parallel.BATCH_BYTES:
                 handed_out.append(batch)
                 yield journal.root, options, message_filter, batch, journal.file_limit
                 batch, size = [], 0

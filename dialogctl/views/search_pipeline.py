@@ -2,7 +2,7 @@
 
 With more than one CPU and at least :data:`dialogctl.parallel.PARALLEL_BYTES`
 of files to search, the files go to worker processes in batches of about
-:data:`BATCH_BYTES`. A worker does for each file what :func:`~dialogctl.views.search.search`
+:data:`~dialogctl.parallel.BATCH_BYTES`. A worker does for each file what :func:`~dialogctl.views.search.search`
 does (the same :func:`~dialogctl.views.search.in_file`), redacts what it found and
 hands each group to the caller's ``shape`` (a command printing JSON gets its
 finished text back, never parsed messages: sending those would cost this
@@ -32,8 +32,6 @@ from .search import Hit, Matcher, damage_of, in_file, may_hold_selected, redacte
 
 if TYPE_CHECKING:
     from .redaction import Redactor
-
-BATCH_BYTES = 1 << 20  # a worker's job: about this many bytes of files (one job per file costs more in hand-offs)
 
 
 class _Met(NamedTuple):
@@ -130,7 +128,7 @@ def _streamed(
             batch.append(item)
             if isinstance(item, _ToRead):
                 size += item.size
-                if size >= BATCH_BYTES:
+                if size >= parallel.BATCH_BYTES:
                     handed_out.append(batch)
                     yield journal.root, journal.file_limit, [i for i in batch if isinstance(i, _ToRead)]
                     batch, size = [], 0

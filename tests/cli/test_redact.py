@@ -113,13 +113,12 @@ def test_every_export_format_carries_the_redacted_text_and_nothing_else_changes(
 
 def test_export_on_worker_processes_redacts_and_counts_as_a_serial_export(secrets: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from dialogctl import parallel
-    from dialogctl.exchange import pipeline
 
     monkeypatch.setattr(parallel, "workers", lambda: 1)
     serial = cli("export", "--all", "--redact")
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(pipeline, "BATCH_BYTES", 1)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
     parallel_run = cli("export", "--all", "--redact")
     assert parallel_run.exit_code == serial.exit_code == 0
     assert parallel_run.stdout == serial.stdout

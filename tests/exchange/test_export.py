@@ -380,7 +380,6 @@ def test_conversation_objects_are_written_exactly_as_json_dumps_would(messages: 
 def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker processes format JSONL and CSV; the bytes, the damage reported and the exit code stay a serial export's."""
     from dialogctl import parallel
-    from dialogctl.exchange import pipeline
 
     from ..conftest import copy_tree
 
@@ -416,7 +415,7 @@ def test_export_on_every_core_writes_what_a_serial_export_writes(tree: str, tmp_
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
     for batch in (1, 3000):  # every file its own job; several files a job
-        monkeypatch.setattr(pipeline, "BATCH_BYTES", batch)
+        monkeypatch.setattr(parallel, "BATCH_BYTES", batch)
         assert exports() == serial
 
 

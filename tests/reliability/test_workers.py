@@ -301,7 +301,7 @@ def test_a_search_worker_killed_in_a_file_ends_the_search_with_exit_6(tmp_path: 
     args = ["--root", str(root), *COMMANDS["search"]]
     monkeypatch.setattr(parallel, "workers", lambda: 2)
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(search_pipeline, "BATCH_BYTES", 1)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
     complete = CliRunner().invoke(app, args)
     assert complete.exit_code == 0 and complete.stdout
     real = search_pipeline.in_file

@@ -106,7 +106,7 @@ def _fanned(cli: Cli, root: Path, fmt: str, runs: list[list[str]], monkeypatch: 
         assert _runs(cli, root, fmt, runs) == serial  # too little for workers: the same work in this process
         patched.setattr(parallel, "PARALLEL_BYTES", 0)
         for batch in (1, 3000):
-            patched.setattr(search_pipeline, "BATCH_BYTES", batch)
+            patched.setattr(parallel, "BATCH_BYTES", batch)
             for args, got, want in zip(runs, _runs(cli, root, fmt, runs), serial, strict=True):
                 assert got == want, (args, batch)
     return serial
@@ -178,7 +178,7 @@ def test_the_library_stream_gives_the_hits_damage_and_unreadable_of_search(damag
     from dialogctl.views.filters import MessageFilter
 
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(search_pipeline, "BATCH_BYTES", 1)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
     since = MessageFilter(since=parse_timestamp("2024-01-15T10:00:30Z"))
     for pattern, regex, kw in [("refund", False, {"include_archives": True}), (r"\w+", True, {"context": 2}), ("é", False, {"selection": since})]:
         m = core.matcher(pattern, regex)
