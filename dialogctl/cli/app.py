@@ -69,6 +69,28 @@ class DialogGroup(TyperGroup):
             command = self.commands[cmd_name] = load_command(cmd_name)
         return command
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The ``Commands`` section of ``dialogctl --help``, from each command's docstring.
+
+        Typer's own builds every command to read its help (each signature
+        inspected and converted: most of a ``--help`` run); a command's short
+        help is only the first paragraph of its function's docstring, made
+        short by the same Click function. Same bytes.
+        """
+        import importlib
+        import inspect
+        from gettext import gettext
+
+        from typer._click.utils import make_default_short_help
+
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = []
+        for name, (module_name, attr) in COMMANDS.items():
+            doc = inspect.getdoc(getattr(importlib.import_module(f"{__package__}.commands.{module_name}"), attr))
+            rows.append((name, make_default_short_help(doc, limit).strip() if doc else ""))
+        with formatter.section(gettext("Commands")):  # as Click says it
+            formatter.write_dl(rows)
+
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         # Typer's own suggestions look only at the commands already loaded (none: they load on demand).
         from typer._click.exceptions import UsageError
