@@ -6,6 +6,7 @@ comes back; bench/startup.py measures the time itself.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,14 @@ def test_stats_in_a_pipe_imports_no_rich_table_console_or_yaml(tmp_path: Path) -
 
 def test_help_imports_no_rich_and_no_yaml() -> None:
     assert _imported_by(["--help"], ("rich", "ruamel.yaml", "portalocker")) == []
+
+
+def test_command_modules_have_real_annotations() -> None:
+    """Typer evaluates a string annotation on every build of the command (three times per run): see dialogctl.cli.commands."""
+    folder = Path(__file__).resolve().parents[2] / "dialogctl" / "cli" / "commands"
+    lazy = [
+        path.name
+        for path in sorted(folder.glob("*.py"))
+        if any(isinstance(node, ast.ImportFrom) and node.module == "__future__" for node in ast.parse(path.read_text(encoding="utf-8")).body)
+    ]
+    assert lazy == []
