@@ -31,6 +31,16 @@ def test_help_lists_the_commands_as_typer_does_without_building_them(width: int)
     assert ours.getvalue() == typers.getvalue()
 
 
+@pytest.mark.parametrize("incomplete", ["", "s", "re", "x", "-", "--"])
+def test_completing_a_command_name_answers_as_typer_does_without_building_the_commands(incomplete: str) -> None:
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group, info_name="dialogctl", resilient_parsing=True)
+    ours = [(item.value, item.type, item.help) for item in group.shell_complete(ctx, incomplete)]
+    assert group.commands == {}
+    typers = [(item.value, item.type, item.help) for item in TyperGroup.shell_complete(group, ctx, incomplete)]
+    assert ours == typers
+
+
 def _imported_by(argv: list[str], modules: tuple[str, ...]) -> list[str]:
     code = (
         "import sys\n"
