@@ -27,6 +27,8 @@ never
 sharded
 _.list_commands  # Click's group protocol
 _.resolve_command
+_.format_commands  # the Commands section of --help (overridden)
+_.shell_complete  # completing a command name (overridden)
 _._main_shell_completion  # Click's completion entry point (overridden)
 source_template  # Click's ShellComplete subclass protocol
 _.source_vars

@@ -69,6 +69,22 @@ class DialogGroup(TyperGroup):
             command = self.commands[cmd_name] = load_command(cmd_name)
         return command
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The ``Commands`` section of ``dialogctl --help``, from each command's docstring (see :func:`short_help`)."""
+        from gettext import gettext
+
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, short_help(name, limit)) for name in COMMANDS]
+        with formatter.section(gettext("Commands")):  # as Click says it
+            formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Completing a command's name: the names and their short help (see :func:`short_help`), then the options, as Typer answers."""
+        from typer._click.shell_completion import CompletionItem
+
+        found = [CompletionItem(name, help=short_help(name)) for name in COMMANDS if name.startswith(incomplete)]
+        return found + super(TyperGroup, self).shell_complete(ctx, incomplete)
+
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         # Typer's own suggestions look only at the commands already loaded (none: they load on demand).
         from typer._click.exceptions import UsageError
@@ -358,6 +374,24 @@ WIDE_HELP = (
 def _set_wide(ctx: Any, param: Any, value: bool) -> None:
     if value and isinstance(ctx.obj, CliState):
         ctx.obj.wide = True
+
+
+def short_help(name: str, limit: int = 45) -> str:
+    """A command's help in the list of commands, read from its function's docstring without building the command.
+
+    Typer builds every command to ask it (each signature inspected, each
+    parameter converted: most of a ``--help`` run, or of completing a command's
+    name); the short help is only the docstring's first paragraph, shortened
+    by the same Click function, so the bytes are the same.
+    """
+    import importlib
+    import inspect
+
+    from typer._click.utils import make_default_short_help
+
+    module_name, attr = COMMANDS[name]
+    doc = inspect.getdoc(getattr(importlib.import_module(f"{__package__}.commands.{module_name}"), attr))
+    return make_default_short_help(doc, limit).strip() if doc else ""
 
 
 def load_command(name: str) -> Any:

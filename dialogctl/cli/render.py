@@ -332,8 +332,10 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
     apart, right-aligned where asked, each line without trailing spaces; no
     title, rules or styles (a pipe without colour has none). None when a cell
     is something this layout does not know (a line break, a tab, a control
-    character, a space at either end, which Rich strips when it aligns, a line
-    longer than the pipe console's width): Rich lays those out.
+    character, a space at the end of a right-aligned cell, which Rich strips
+    before it aligns, a line longer than the pipe console's width): Rich lays
+    those out. Spaces at the start of a cell, and at the end of a left-aligned
+    one, Rich keeps (``stats`` indents its per-role lines that way).
     """
     from rich.cells import cell_len
 
@@ -346,8 +348,8 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
         if len(line) != len(headings):
             return None
         for i, cell in enumerate(line):
-            if cell is None or not cell.isprintable() or cell[:1] == " " or cell[-1:] == " ":
-                return None  # a line break, a tab, a control character, Text of another kind, spaces Rich may strip: Rich decides
+            if cell is None or not cell.isprintable() or (cell[-1:] == " " and i in right):
+                return None  # a line break, a tab, a control character, Text of another kind, a space Rich strips: Rich decides
             widths[i] = max(widths[i], cell_len(cell))
     if sum(widths) + 2 * len(widths) > 1_000_000:
         return None

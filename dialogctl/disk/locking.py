@@ -7,13 +7,18 @@ removed and recreated while it waited) and writes an owner record into the
 file: serverId, host, pid, command and since, as one JSON line. A process
 that times out names that owner in its error.
 
-Locks are ``flock`` locks taken through portalocker: the kernel releases them
-when the holder dies, even by SIGKILL. The owner record is cleared on release,
-so a record left in an unlocked file is known to be stale.
+Locks are ``flock`` locks: the kernel releases them when the holder dies,
+even by SIGKILL. The owner record is cleared on release, so a record left in
+an unlocked file is known to be stale. They are taken with ``fcntl.flock``
+itself (:func:`try_lock`), the call portalocker makes on POSIX: importing
+portalocker costs about 25 ms (it reads its version with
+``importlib.metadata``), a fifth of a whole ``dialogctl append``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import random
@@ -24,6 +29,25 @@ from ..errors import LockBusy, StorageError
 from .fileops import FOLLOW, Modes
 from .layout import LOCK_FILE
 from .storage import Folder
+
+
+def try_lock(fd: int, shared: bool = False) -> bool:
+    """Take an flock on ``fd`` without waiting: False when another process holds a conflicting one.
+
+    Any other failure (``ENOLCK`` on a filesystem without locks) is the
+    ``OSError`` itself, as portalocker raised it (wrapped) on POSIX.
+    """
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class FolderGone(StorageError):
@@ -77,29 +101,28 @@ class UserLock:
         self.release()
 
     def acquire(self) -> None:
-        import portalocker
-
         deadline = time.monotonic() + self.timeout
         delay = 0.0005
         fd = self._open()
         try:
             while True:
                 try:
-                    portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
-                except portalocker.exceptions.AlreadyLocked:
+                    locked = try_lock(fd)
+                except OSError as exc:
+                    # In the words portalocker's LockException gave (its args: the error and its text).
+                    raise StorageError(f"cannot lock {self.dialogs.child_path(LOCK_FILE)}: {(exc, str(exc))}") from None
+                if not locked:
                     now = time.monotonic()
                     if now >= deadline:
                         raise self._busy(fd) from None
                     time.sleep(min(delay * (0.5 + random.random()), deadline - now))
                     delay = min(delay * 2, 0.02)
                     continue
-                except portalocker.exceptions.LockException as exc:
-                    raise StorageError(f"cannot lock {self.dialogs.child_path(LOCK_FILE)}: {exc}") from None
                 if self._still_ours(fd):
                     break
                 # The lock file was removed or replaced while we waited: lock the new
                 # one, or let the caller start over if the whole folder is gone.
-                portalocker.unlock(fd)
+                unlock(fd)
                 os.close(fd)
                 fd = -1
                 if os.fstat(self.dialogs.fd).st_nlink == 0:
@@ -120,14 +143,12 @@ class UserLock:
     def release(self) -> None:
         if self.fd < 0:
             return
-        import portalocker
-
         try:
             os.ftruncate(self.fd, 0)
         except OSError:
             pass  # a stale record is harmless: it is only believed while the lock is held
         try:
-            portalocker.unlock(self.fd)
+            unlock(self.fd)
         finally:
             os.close(self.fd)
             self.fd = -1
@@ -163,19 +184,13 @@ class LockState(NamedTuple):
 
 def probe(dialogs: Folder) -> LockState | None:
     """Whether a user's lock is held right now, without creating anything."""
-    import portalocker
-
     fd = dialogs.open_read(LOCK_FILE)  # a FIFO, device or link there is refused, never waited on
     if fd is None:
         return None
     try:
-        try:
-            portalocker.lock(fd, portalocker.LockFlags.SHARED | portalocker.LockFlags.NON_BLOCKING)
-        except portalocker.exceptions.AlreadyLocked:
-            held = True
-        else:
-            held = False
-            portalocker.unlock(fd)
+        held = not try_lock(fd, shared=True)
+        if not held:
+            unlock(fd)
         data = os.pread(fd, 4096, 0)  # read after the test: a new holder writes its record first thing
         return LockState(held, parse_owner(data) if data else None, len(data))
     finally:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import parallel
 from ..disk.fileops import human_size, kind_of
+from ..disk.locking import try_lock
 from ..disk.paths import CATALOG_FILE, CATALOG_LOCK, SYSTEM_DIR
 from ..disk.storage import open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
@@ -252,8 +253,6 @@ def _load_fd(fd: int) -> tuple[dict[str, list[Any]], str | None]:
 
 def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
     """Write the catalog atomically under its lock; False when busy or not writable (never an error)."""
-    import portalocker
-
     payload = marshal.dumps(entries)
     if len(payload) > MAX_CATALOG:
         return False  # it would never be loaded
@@ -262,9 +261,7 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
         with open_root(journal.root) as top, top.open_folder((SYSTEM_DIR,), create=True, modes=journal.modes) as system:
             fd = system.open_read_write(CATALOG_LOCK, journal.modes)
             try:
-                try:
-                    portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
-                except portalocker.exceptions.LockException:
+                if not try_lock(fd):
                     return False  # another process is saving what it learned; ours is no better
                 # Not fsynced (write_atomic's derived files): a catalog a crash leaves torn fails its
                 # checksum and is rebuilt, and a stale one only costs reads. The fsyncs were most of a save.

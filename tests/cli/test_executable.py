@@ -21,6 +21,7 @@ def test_core_never_loads_the_cli_toolkit() -> None:
 
 
 def test_append_path_imports_no_rich_no_yaml_and_no_script_table(tmp_path: Path) -> None:
+    """Nor portalocker: its import (importlib.metadata, for its version) was a fifth of an append; the lock is fcntl.flock."""
     code = (
         "import sys\n"
         "from dialogctl.cli.app import app\n"
@@ -28,7 +29,7 @@ def test_append_path_imports_no_rich_no_yaml_and_no_script_table(tmp_path: Path)
         "    app(['--root', sys.argv[1], 'append', 'alice', 'hi'], prog_name='dialogctl')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(','.join(m for m in ('rich', 'ruamel.yaml', 'dialogctl.script_table') if m in sys.modules))"
+        "print(','.join(m for m in ('rich', 'ruamel.yaml', 'dialogctl.script_table', 'portalocker', 'importlib.metadata') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "j")], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -51,22 +51,31 @@ tables = st.integers(1, 5).flatmap(
 )
 
 
-def _rich_decides(cell: Any) -> bool:
+def _rich_decides(cell: Any, right: bool) -> bool:
     text = cell if isinstance(cell, str) else cell.plain
-    return not text.isprintable() or text[:1] == " " or text[-1:] == " "
+    return not text.isprintable() or (right and text[-1:] == " ")
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # the patch is undone each example
 @given(tables)
 @example(table=(["0 "], [], True, {0}, [False] * 6))  # Rich strips the space when it right-aligns: " 0", where the plain layout gave "0"
 @example(table=([" a", "b"], [["x ", " y"]], True, set(), [False] * 6))
+@example(table=(["", ""], [["Messages", "21"], ["  user messages", "11"]], False, set(), [False] * 6))  # stats: indented labels stay plain
+@example(table=(["#", "b"], [[" 1", "x "], ["10 ", "y"]], True, {0}, [False] * 6))  # right-aligned: a space at the end goes to Rich
 def test_the_plain_layout_is_riches_layout_in_a_pipe(monkeypatch: pytest.MonkeyPatch, table: Any) -> None:
     headings, rows, header, right, ends = table
     plain = render.plain_grid(headings, rows, header, right)
     if plain is None:  # left to Rich: only for what the plain layout does not know
-        assert any(_rich_decides(c) for line in ([headings] if header else []) + rows for c in line)
+        assert any(_rich_decides(c, i in right) for line in ([headings] if header else []) + rows for i, c in enumerate(line))
         return
     assert plain == _through_rich(monkeypatch, headings, rows, header, right, ends[: len(rows)])
+
+
+def test_indented_labels_are_laid_out_without_rich() -> None:
+    """``stats`` in a pipe indents its per-role lines: Rich keeps leading spaces, so the plain layout takes them (no Rich import)."""
+    text = render.plain_grid(["", ""], [["Messages", "21"], ["  user messages", "11"]], False)
+    assert text == "Messages         21\n  user messages  11\n"
+    assert render.plain_grid(["n"], [["1 "]], True, {0}) is None  # right-aligned with a space at its end: Rich strips it first
 
 
 def test_wide_characters_and_right_alignment() -> None:

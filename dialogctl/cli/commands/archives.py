@@ -1,7 +1,5 @@
 """``archive`` and ``restore``: moving conversations in and out of ``archived/``."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

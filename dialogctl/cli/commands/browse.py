@@ -1,7 +1,5 @@
 """``browse``: look through the journal in a terminal UI (Textual, the ``tui`` extra)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

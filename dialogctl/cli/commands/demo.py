@@ -1,7 +1,5 @@
 """``demo``: write a small journal to try dialogctl on, and say what to try next."""
 
-from __future__ import annotations
-
 import shlex
 import shutil
 import sys

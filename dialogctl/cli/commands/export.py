@@ -1,7 +1,5 @@
 """``export``: conversations out of the journal, streamed to stdout or a file."""
 
-from __future__ import annotations
-
 import os
 import sys
 from enum import StrEnum
@@ -210,15 +208,15 @@ def export(
 
 def _export_dataset(
     state: CliState,
-    journal: Journal,
+    journal: "Journal",
     output: str,
-    selection: Selection,
-    options: ExportOptions,
+    selection: "Selection",
+    options: "ExportOptions",
     force: bool,
     by_server: bool,
     cursor_file: str | None,
-    cursor: Cursor | None,
-) -> ExportResult:
+    cursor: "Cursor | None",
+) -> "ExportResult":
     """``--format parquet -o DIR``: one run added to the dataset, then the cursor saved (see :mod:`dialogctl.exchange.dataset`)."""
     from ...exchange.dataset import OutputDataset
     from ...exchange.pipeline import stream

@@ -1,7 +1,5 @@
 """``follow``: print messages as they are appended, like ``tail -f`` for the journal."""
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated, Any, Optional

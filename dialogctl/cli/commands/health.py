@@ -1,7 +1,5 @@
 """``verify``, ``repair`` and ``doctor``: checking the journal and mending it."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

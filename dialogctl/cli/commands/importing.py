@@ -1,7 +1,5 @@
 """``import``: messages from a file into one conversation, validated first, written all or nothing."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import Annotated, Optional
 

@@ -1,7 +1,5 @@
 """``append`` and ``show``: messages in and out of one user's conversation."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

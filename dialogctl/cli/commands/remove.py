@@ -1,7 +1,5 @@
 """``rm``: delete a conversation, an archive, or all of a user's data, for real."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """``cleanup``: retention with a plan the operator sees before anything goes."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Any, Optional
 

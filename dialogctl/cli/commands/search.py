@@ -1,7 +1,5 @@
 """``search``: find messages by text, like grep over the journal."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Optional

@@ -1,7 +1,5 @@
 """``list``, ``stats``, ``locks`` and ``config``: looking at the journal as a whole."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -315,7 +313,7 @@ def config(ctx: typer.Context, fmt: FormatOption = None) -> None:
         raise failure
 
 
-def _effective_layout(journal: Journal) -> dict[str, Any]:
+def _effective_layout(journal: "Journal") -> dict[str, Any]:
     """The layout row of ``config``: a journal whose layout cannot be told still shows every setting."""
     from ...errors import DialogError
 
