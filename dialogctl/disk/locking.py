@@ -25,7 +25,7 @@ import random
 import time
 from typing import Any, NamedTuple
 
-from ..errors import LockBusy, StorageError
+from ..errors import LockBusy, StorageError, storage_error
 from .fileops import FOLLOW, Modes
 from .layout import LOCK_FILE
 from .storage import Folder
@@ -108,9 +108,8 @@ class UserLock:
             while True:
                 try:
                     locked = try_lock(fd)
-                except OSError as exc:
-                    # In the words portalocker's LockException gave (its args: the error and its text).
-                    raise StorageError(f"cannot lock {self.dialogs.child_path(LOCK_FILE)}: {(exc, str(exc))}") from None
+                except OSError as exc:  # not "held by another": no locks on this filesystem (ENOLCK), or the like
+                    raise storage_error(exc, "lock", self.dialogs.child_path(LOCK_FILE)) from None
                 if not locked:
                     now = time.monotonic()
                     if now >= deadline:

@@ -264,6 +264,24 @@ def test_lock_busy_exits_4_naming_the_holder(root: Path, cli: Cli) -> None:
     assert locks[0]["user"] == "alice" and locks[0]["serverId"] == "srv-9"
 
 
+def test_a_filesystem_without_locks_is_a_storage_error_naming_the_lock_file(root: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flock failing for another reason than a holder (ENOLCK on a mount without locks) is exit 6 with the system's words, never a wait."""
+    import errno
+    import fcntl
+
+    cli("append", "alice", "hi")
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fcntl, "flock", no_locks)
+        result = cli("append", "alice", "blocked")
+    assert result.exit_code == 6
+    assert "cannot lock " in result.stderr and ".lock: No locks available" in result.stderr, result.stderr
+    assert [m["content"] for m in cli.jsonl("show", "alice", "--format", "jsonl")] == ["hi"]
+
+
 def test_append_jsonl_keeps_unicode_line_separators(root: Path, cli: Cli) -> None:
     content = "one\u2028two\x85three\u2029four\x1c\x1d\x1e end"
     line = json.dumps({"role": "user", "content": content}, ensure_ascii=False)
