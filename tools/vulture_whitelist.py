@@ -74,3 +74,5 @@ _.border_title
 _.placeholder
 # pyarrow.parquet.ParquetWriter reads it in __del__ (formats/parquet.py abandons a failed writer through it).
 _.is_open
+# rich.console.Console calls it on a BrokenPipeError (cli/render.py's console makes that exit 141).
+_.on_broken_pipe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from typing import Any
@@ -41,10 +42,26 @@ def guard_standard_streams() -> None:
             _to_devnull(fd, os.O_RDONLY if fd == 0 else os.O_WRONLY)
     if sys.stdout is None:
         sys.stdout = ClosedStdout()
+    elif isinstance(getattr(sys.stdout, "buffer", None), io.FileIO):
+        sys.stdout = _buffered(sys.stdout)
     if sys.stderr is None:  # closed at start-up: Python has no stream for it
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115 - lives as long as the process
     if not isinstance(sys.stderr, QuietStream):
         sys.stderr = QuietStream(sys.stderr)
+
+
+def _buffered(stream: Any) -> Any:
+    """stdout with a buffer under its text layer again, flushed at every line break.
+
+    ``PYTHONUNBUFFERED=1`` (or ``python -u``, common in containers) gives stdout
+    no buffer: its text layer writes straight to the descriptor and ignores
+    what a short write left unwritten. A reader that goes away mid-write (``|
+    head``) then cost the rest of the text silently and the command exited 0,
+    not 141. A buffered writer finishes every short write or raises. Flushing
+    at each line break keeps what the variable asked for: a line printed is in
+    the pipe at once.
+    """
+    return open(stream.fileno(), "w", encoding=stream.encoding, errors=stream.errors, closefd=False, buffering=1)  # noqa: SIM115 - lives as long as the process
 
 
 class QuietStream:

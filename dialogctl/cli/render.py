@@ -107,8 +107,6 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
     """
     import shutil
 
-    from rich.console import Console
-
     stream = sys.stderr if stderr else sys.stdout
     color = state.use_color(stream)
     terminal = stream.isatty()
@@ -116,7 +114,7 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
         width = shutil.get_terminal_size().columns
     else:
         width = PIPE_MARKDOWN_WIDTH if markdown else 1_000_000
-    return Console(
+    return _console_class()(
         file=file or stream,
         # A terminal stays one without colour (progress bars redraw in place); a pipe is
         # treated as a terminal only when colour is forced into it.
@@ -129,6 +127,24 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
         width=width,
         soft_wrap=not terminal and not markdown,
     )
+
+
+def _console_class() -> Any:
+    """Rich's Console, except that a reader gone away is a closed pipe as everywhere else: exit 141, not Rich's exit 1."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        class PipeConsole(Console):
+            def on_broken_pipe(self) -> None:  # Rich: silence stdout and exit 1
+                self.quiet = True
+                raise BrokenPipeError(32, "stdout was closed by its reader")  # the command ends with 141 (see app.DialogGroup.invoke)
+
+        _CONSOLE = PipeConsole
+    return _CONSOLE
+
+
+_CONSOLE: Any = None
 
 
 def print_renderable(state: CliState, renderable: Any, whole: bool = False) -> None:

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dialogctl import Journal
 from dialogctl.models import Message
 
@@ -144,3 +146,42 @@ def test_a_closed_stdout_is_a_closed_pipe_and_never_reaches_a_file(tmp_path: Pat
     for args in (["list", "-f", "json"], ["list"], ["export", "--all", "-f", "jsonl"]):
         result = run(*args)
         assert result.returncode == 141 and b"internal error" not in result.stderr, (args, result)
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_goes_away_mid_output_is_exit_141_with_or_without_pythonunbuffered(tmp_path: Path, unbuffered: str) -> None:
+    """``dialogctl ... | head`` over megabytes of output: 141, nothing on stderr about it, whatever the stdout buffering.
+
+    With ``PYTHONUNBUFFERED=1`` (containers set it) stdout's text layer writes straight to the
+    descriptor and ignores what a short write left: the rest of the text was dropped and the
+    command exited 0, as if the reader had had everything.
+    """
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "journal"
+    journal = Journal.open(str(root))
+    line = "needle " + "x" * 12_000  # 90 messages: 1 MB, all in the current conversation (under archiveThreshold)
+    journal.append("alice", [Message("user" if i % 2 == 0 else "assistant", f"{i} {line}", f"2024-01-15T10:30:{i % 60:02d}.{i:03d}Z") for i in range(90)])
+    # and 3,000 short ones, archived a hundred at a time: a table of search hits over 300 KB
+    journal.append("bob", [Message("user", f"{i} needle", f"2024-01-16T10:{i // 60 % 60:02d}:{i % 60:02d}.000Z") for i in range(3000)])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    commands = [
+        ["search", "needle", "-a"],  # a table, laid out in one write
+        ["search", "needle", "-a", "--format", "jsonl"],
+        ["show", "alice", "--format", "jsonl"],
+        ["show", "alice"],
+        ["export", "--all", "--format", "jsonl"],
+    ]
+    for args in commands:
+        proc = subprocess.Popen([sys.executable, "-m", "dialogctl", "--root", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stderr is not None
+        if len(proc.stdout.read(10)) != 10:
+            raise AssertionError((args, unbuffered, proc.wait(timeout=60), proc.stderr.read()))
+        proc.stdout.close()  # the reader goes away with a megabyte still to come
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 141, (args, unbuffered, proc.returncode, err)
+        assert b"Traceback" not in err and b"Exception ignored" not in err and b"internal error" not in err, (args, err)
