@@ -28,6 +28,7 @@ CLEANUP_LOG_FILE = "cleanup.log"
 AUDIT_LOG_FILE = "audit.log"
 CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
+CATALOG_LOG = "catalog.log"  # what dialogctl's own appends added since the catalog was saved (see journal.delta)
 QUARANTINE_DIR = "quarantine"
 
 STATS = (SYSTEM_DIR, STATS_FILE)

@@ -52,8 +52,9 @@ from ..disk.storage import open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
 from ..fileformat.reader import parse_conversation
 from ..models import RECOVERED_KINDS, ConversationSummary, Damage
+from . import delta
 from .files import FILE_TOO_LARGE, Conversation, ConversationFile, too_large_detail
-from .tally import TALLY_LEN, Tally
+from .tally import TALLY_LEN, Tally, merged
 
 if TYPE_CHECKING:
     from .core import Journal
@@ -269,6 +270,9 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
                 # Not fsynced (write_atomic's derived files): a catalog a crash leaves torn fails its
                 # checksum and is rebuilt, and a stale one only costs reads. The fsyncs were most of a save.
                 system.write_atomic(CATALOG_FILE, data, journal.modes, durable=False)
+                # What the delta log told is in the entries just saved (a record appended since our
+                # look at it is lost with it: that costs its file a read, nothing else).
+                delta.empty(system, journal.modes)
             finally:
                 os.close(fd)  # closing releases the lock
     except (DialogError, OSError):
@@ -322,6 +326,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     (a few hundred bytes); files to read from the start are read after the
     walk, on every core when they add up to many bytes.
     """
+    deltas: dict[tuple[int, int], list[delta.Record]] | None = None  # the delta log, read when a file is first found grown
     saved = load(journal.root) if saved is None else saved
     users: list[tuple[str, list[ConversationFile]]] = []
     entries: dict[str, list[Any]] = {}
@@ -350,6 +355,15 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     entries[f.rel_path] = entry
                     learned = True
                     continue
+            if entry is not None and entry[E_SETTLED] == entry[E_SIZE] < f.size <= limit and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
+                if deltas is None:
+                    deltas = delta.load(root)
+                told = deltas.get((f.dev, f.ino))
+                fresh = _told(entry, told, f) if told else None
+                if fresh is not None:  # grown by our own appends alone: known without a read
+                    entries[f.rel_path] = fresh
+                    learned = True
+                    continue
             if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
                 fresh = _read_grown(journal, dialogs, f, entry)
                 read.append(f.rel_path)
@@ -371,6 +385,42 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     if len(entries) != len(saved):
         learned = True
     return Scan(users, entries, read, learned)
+
+
+def _told(entry: list[Any], records: list[delta.Record], f: ConversationFile) -> list[Any] | None:
+    """The entry of a file grown by our own appends alone, from the delta log's records of its inode; None when they do not account for it.
+
+    Each record applies to the entry that is exactly its "before" and fully
+    settled (it ends with our last whole record, as each record leaves it);
+    the result counts only if it is the file as it is now (see
+    :mod:`dialogctl.journal.delta` for why that is what a read would give).
+    """
+    current = entry
+    for rec in records:
+        if (current[E_DEV], current[E_INO], current[E_SIZE], current[E_MTIME]) != rec.before or current[E_SETTLED] != current[E_SIZE]:
+            continue
+        if current[E_SIZE] and current[E_FORM] != rec.form:
+            continue
+        n = rec.length
+        zeros = bytes(n)
+        # CRC-32 is affine: crc(A + B) = crc(B, crc(A)) = crc(0^n, crc(A)) ^ crc(B) ^ crc(0^n)
+        check = zlib.crc32(zeros, current[E_CHECK]) ^ rec.crc ^ zlib.crc32(zeros)
+        current = [
+            current[E_DEV],
+            current[E_INO],
+            rec.size,
+            rec.mtime_ns,
+            current[E_FORM] if current[E_SIZE] else rec.form,
+            rec.size,
+            rec.last_n,
+            check,
+            current[E_LINE] + rec.newlines,
+            merged(current[E_FULL], rec.tally),
+            None,
+        ]
+    if current is entry or not _matches(current, f):
+        return None
+    return current
 
 
 def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:

@@ -151,3 +151,52 @@ class Tally:
         tally.model_tokens, tally.day_tokens = dict(model_tokens or {}), dict(day_tokens or {})
         tally.damage = [tuple(d) for d in damage]
         return tally
+
+
+def merged(head: list[Any], tail: list[Any]) -> list[Any]:
+    """The list form of the tally of ``head``'s messages and damage followed by ``tail``'s (both list forms).
+
+    Exactly what one :class:`Tally` fed both runs in order gives: counts
+    added, each mapping's keys in the order first met (``head``'s, then
+    ``tail``'s new ones), the earliest and latest timestamps with ties kept
+    by the first met, damage in order.
+    """
+    h_messages, h_first, h_last, h_roles, h_models, h_tokens, h_token_messages, h_days, h_damage, h_model_tokens, h_day_tokens = head
+    t_messages, t_first, t_last, t_roles, t_models, t_tokens, t_token_messages, t_days, t_damage, t_model_tokens, t_day_tokens = tail
+    first, last = h_first, h_last
+    if t_first is not None:
+        if first is None:
+            first = t_first
+        else:
+            earliest, candidate = parse_timestamp(first), parse_timestamp(t_first)
+            if earliest is None or (candidate is not None and candidate < earliest):
+                first = t_first
+    if t_last is not None:
+        if last is None:
+            last = t_last
+        else:
+            latest, candidate = parse_timestamp(last), parse_timestamp(t_last)
+            if latest is None or (candidate is not None and candidate > latest):
+                last = t_last
+    model_tokens = _added(h_model_tokens or {}, t_model_tokens or {})
+    day_tokens = _added(h_day_tokens or {}, t_day_tokens or {})
+    return [
+        h_messages + t_messages,
+        first,
+        last,
+        _added(h_roles, t_roles),
+        _added(h_models, t_models),
+        h_tokens + t_tokens,
+        h_token_messages + t_token_messages,
+        _added(h_days, t_days),
+        [tuple(d) for d in h_damage] + [tuple(d) for d in t_damage],
+        model_tokens or None,
+        day_tokens or None,
+    ]
+
+
+def _added(head: dict[str, int], tail: dict[str, int]) -> dict[str, int]:
+    out = dict(head)
+    for key, count in tail.items():
+        out[key] = out.get(key, 0) + count
+    return out
