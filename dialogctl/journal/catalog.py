@@ -8,7 +8,14 @@ file's path and checked against its identity (device, inode, size, mtime_ns) on
 every use:
 
 * a file whose identity matches is not opened at all;
-* a file that grew (same inode, larger) is parsed only from where its last
+* a file that grew by dialogctl's own appends alone is not opened either:
+  each append logs what it added in ``system/catalog.log`` (the tally of its
+  messages, its bytes' length, line breaks and CRC-32, the file's identity
+  before and after; see :mod:`dialogctl.journal.delta`), and the entry is
+  carried forward when the records chain from the entry's identity to the
+  file's identity now (the new CRC-32 is combined from the old one and the
+  record's, without the bytes); the log is emptied after each save;
+* any other file that grew (same inode, larger) is parsed only from where its last
   valid frame ended, after checking (CRC-32 of every byte before that point)
   that what was summarised is unchanged: an edit in place followed by an
   append (a token count changed, then a message added) is read from scratch;
@@ -17,10 +24,14 @@ every use:
 * anything else (rewritten, truncated, new) is read from scratch.
 
 The catalog is never trusted over the files: every answer is what a full
-re-read would give, and :func:`check` proves it for ``verify``. The one change
-it cannot see is one made to look like no change at all: bytes rewritten in
-place with the size kept and the modification time set back (``touch -d``,
-``utime``). ``stats --rescan`` reads every file again. Saving is an
+re-read would give, and :func:`check` proves it for ``verify`` (reading every
+file whose entry it holds, whatever the log said). The one change it cannot
+see is one made to look like no change at all: bytes rewritten in place with
+the size kept and the modification time set back (``touch -d``, ``utime``).
+The delta log is believed exactly that far and no further: a record applies
+only to an entry that is its "before" identity, and only if the result is the
+file's identity now. ``stats --rescan`` reads every file again (and trusts
+neither the catalog nor the log). Saving is an
 optimisation: it happens only after a whole-journal scan that learned
 something, under a non-blocking lock (a busy lock means another process is
 saving the same knowledge), by atomic rename (not fsynced: a torn one is rebuilt); a journal dialogctl cannot write
@@ -271,8 +282,12 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
                 # checksum and is rebuilt, and a stale one only costs reads. The fsyncs were most of a save.
                 system.write_atomic(CATALOG_FILE, data, journal.modes, durable=False)
                 # What the delta log told is in the entries just saved (a record appended since our
-                # look at it is lost with it: that costs its file a read, nothing else).
-                delta.empty(system, journal.modes)
+                # look at it is lost with it: that costs its file a read, nothing else). A log that
+                # cannot be emptied keeps records whose "before" no saved entry is any more.
+                try:
+                    delta.empty(system, journal.modes)
+                except (DialogError, OSError):
+                    pass
             finally:
                 os.close(fd)  # closing releases the lock
     except (DialogError, OSError):
