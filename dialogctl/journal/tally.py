@@ -10,6 +10,7 @@ every file a catalog scan reads, so the rules of :mod:`dialogctl.usage` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -163,21 +164,8 @@ def merged(head: list[Any], tail: list[Any]) -> list[Any]:
     """
     h_messages, h_first, h_last, h_roles, h_models, h_tokens, h_token_messages, h_days, h_damage, h_model_tokens, h_day_tokens = head
     t_messages, t_first, t_last, t_roles, t_models, t_tokens, t_token_messages, t_days, t_damage, t_model_tokens, t_day_tokens = tail
-    first, last = h_first, h_last
-    if t_first is not None:
-        if first is None:
-            first = t_first
-        else:
-            earliest, candidate = parse_timestamp(first), parse_timestamp(t_first)
-            if earliest is None or (candidate is not None and candidate < earliest):
-                first = t_first
-    if t_last is not None:
-        if last is None:
-            last = t_last
-        else:
-            latest, candidate = parse_timestamp(last), parse_timestamp(t_last)
-            if latest is None or (candidate is not None and candidate > latest):
-                last = t_last
+    first = t_first if h_first is None or (t_first is not None and _before(t_first, h_first)) else h_first
+    last = t_last if h_last is None or (t_last is not None and _before(h_last, t_last)) else h_last
     model_tokens = _added(h_model_tokens or {}, t_model_tokens or {})
     day_tokens = _added(h_day_tokens or {}, t_day_tokens or {})
     return [
@@ -193,6 +181,18 @@ def merged(head: list[Any], tail: list[Any]) -> list[Any]:
         model_tokens or None,
         day_tokens or None,
     ]
+
+
+# The journal's own form, to the millisecond or finer: two such texts of one length are in time order as text.
+_SORTABLE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z")
+
+
+def _before(a: str, b: str) -> bool:
+    """Whether the moment ``a`` names comes before the one ``b`` names (both are timestamps a tally kept: they parse)."""
+    if len(a) == len(b) and _SORTABLE.fullmatch(a) and _SORTABLE.fullmatch(b):
+        return a < b
+    moment_a, moment_b = parse_timestamp(a), parse_timestamp(b)
+    return moment_a is not None and moment_b is not None and moment_a < moment_b
 
 
 def _added(head: dict[str, int], tail: dict[str, int]) -> dict[str, int]:

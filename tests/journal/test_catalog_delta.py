@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,20 @@ def test_any_appends_scan_like_a_full_reread(tmp_path_factory: pytest.TempPathFa
     result = catalog.scan(journal)
     assert result.read == []
     assert_like_a_full_reread(journal, result.entries)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["ms", "s", "us"]),
+)
+def test_the_merge_orders_timestamps_as_parsing_does(a: datetime, b: datetime, spec: str) -> None:
+    """Two timestamps in the journal's own form, of one length, compared as text (the merge's fast path): as parsed."""
+    first, second = (m.isoformat(timespec={"ms": "milliseconds", "s": "seconds", "us": "microseconds"}[spec]) + "Z" for m in (a, b))
+    one, two = Tally(), Tally()
+    one.add([Message("user", "", first)])
+    two.add([Message("user", "", second)])
+    both = Tally()
+    both.add([Message("user", "", first), Message("user", "", second)])
+    assert merged(one.to_list(), two.to_list()) == both.to_list()
