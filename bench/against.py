@@ -24,6 +24,7 @@ into a fresh root); all of them by default. ``search``, ``export`` and
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import resource
 import shutil
@@ -44,6 +45,9 @@ from dialogctl.disk import paths  # noqa: E402
 
 FIXED = "Zürich 東京"
 REGEX = "rollback|résumé|データ [0-9]"
+# -P: not the current folder first on sys.path (``-m`` puts it there): run from a checkout, its
+# dialogctl/ would shadow the tree PYTHONPATH names, and both sides would run the same code.
+RUN = ("-P", "-m", "dialogctl")
 WORKLOADS = ("search-fixed", "search-regex", "export", "first-stats", "warm-stats", "after-appends-stats", "append")
 
 
@@ -53,7 +57,7 @@ Before = Callable[[str], None]  # what a run needs done first (untimed), given t
 def untimed(tree: str, args: list[str], stdin: str | None = None) -> None:
     env = dict(os.environ, PYTHONPATH=tree, LC_ALL="C.UTF-8")
     with open(stdin or os.devnull, "rb") as given:
-        subprocess.run([sys.executable, "-m", "dialogctl", *args], stdin=given, stdout=subprocess.DEVNULL, check=True, env=env)
+        subprocess.run([sys.executable, *RUN, *args], stdin=given, stdout=subprocess.DEVNULL, check=True, env=env)
 
 
 def timed(tree: str, args: list[str], stdin: str | None, before: Before | None) -> tuple[float, float]:
@@ -63,7 +67,7 @@ def timed(tree: str, args: list[str], stdin: str | None, before: Before | None) 
     env = dict(os.environ, PYTHONPATH=tree, LC_ALL="C.UTF-8")
     start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(stdin or os.devnull, "rb") as given:
-        done = subprocess.run([sys.executable, "-m", "dialogctl", *args], stdin=given, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        done = subprocess.run([sys.executable, *RUN, *args], stdin=given, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):  # search exits 1 when nothing matches
@@ -130,6 +134,16 @@ def main() -> None:
         old = scratch / rev
         subprocess.run(["git", "-C", str(TREE), "worktree", "add", "--detach", "-q", str(old), rev], check=True)
         try:
+            for tree in (str(old), str(TREE)):
+                # Bytecode compiled on both sides, as an install has it (PYTHONDONTWRITEBYTECODE would
+                # leave one side compiling every module it imports, every run: tenths of a second).
+                compileall.compile_dir(os.path.join(tree, "dialogctl"), quiet=1)
+                env = dict(os.environ, PYTHONPATH=tree)
+                found = subprocess.run(
+                    [sys.executable, "-P", "-c", "import dialogctl; print(dialogctl.__file__)"], capture_output=True, text=True, env=env, check=True
+                )
+                if not found.stdout.strip().startswith(tree):
+                    raise SystemExit(f"PYTHONPATH={tree} runs the dialogctl of {found.stdout.strip()}: both sides would run the same code")
             table = commands(args.root, args.jsonl, scratch)
             chosen = [w for w in (args.workloads or WORKLOADS) if w in table]
             if not chosen:
