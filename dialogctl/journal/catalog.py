@@ -407,7 +407,7 @@ def _told(entry: list[Any], records: list[delta.Record], f: ConversationFile) ->
 
     Each record applies to the entry that is exactly its "before" and fully
     settled (it ends with our last whole record, as each record leaves it);
-    the result counts only if it is the file as it is now (see
+    the result counts only once it is the file as the walk found it (see
     :mod:`dialogctl.journal.delta` for why that is what a read would give).
     """
     current = entry
@@ -433,9 +433,9 @@ def _told(entry: list[Any], records: list[delta.Record], f: ConversationFile) ->
             merged(current[E_FULL], rec.tally),
             None,
         ]
-    if current is entry or not _matches(current, f):
-        return None
-    return current
+        if _matches(current, f):  # the file as the walk found it: appends since then are the next scan's
+            return current
+    return None
 
 
 def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:

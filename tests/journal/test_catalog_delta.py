@@ -157,6 +157,29 @@ def test_a_server_racing_our_append_means_no_record(when: str, tmp_path: Path, m
     assert_like_a_full_reread(journal, result.entries)
 
 
+def test_an_append_during_the_scan_is_left_to_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record of an append made after the walk looked at the file: the entry stops at the file as the walk found it."""
+    journal = saved_journal(tmp_path / "j")
+    journal.append("alice", [_msg(9)])
+    walk = journal.walk_open
+    seen: dict[str, int] = {}
+
+    def walk_then_append() -> Any:
+        for user, dialogs, files in walk():
+            if user == "alice":
+                seen.update((f.rel_path, f.size) for f in files)
+                journal.append("alice", [_msg(10)])  # after the walk's look, before the scan reads the log
+            yield user, dialogs, files
+
+    monkeypatch.setattr(journal, "walk_open", walk_then_append)
+    result = catalog.scan(journal)
+    assert result.read == [] and result.entries[ALICE][catalog.E_SIZE] == seen[ALICE]
+    monkeypatch.undo()
+    again = catalog.scan(journal, result.entries)
+    assert again.read == []
+    assert_like_a_full_reread(journal, again.entries)
+
+
 def test_torn_and_glued_records_are_ignored(tmp_path: Path) -> None:
     journal = saved_journal(tmp_path / "j")
     journal.append("alice", [_msg(9)])
