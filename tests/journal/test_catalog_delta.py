@@ -405,3 +405,33 @@ def test_the_merge_orders_timestamps_as_parsing_does(a: datetime, b: datetime, s
     both = Tally()
     both.add([Message("user", "", first), Message("user", "", second)])
     assert merged(one.to_list(), two.to_list()) == both.to_list()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(any_message(), min_size=1, max_size=3).map(lambda ms: ("ours", ms)),
+            st.just(("server", None)),
+            st.just(("stats", None)),
+            st.just(("archive", None)),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_ours_and_the_servers_appends_in_any_order(tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, Any]]) -> None:
+    root = tmp_path_factory.mktemp("mixed")
+    journal = _journal(root, archiveThreshold="0", fileShape="sequence")
+    journal.append("alice", [_msg(0)])
+    list(catalog.summaries(journal))
+    for i, (kind, value) in enumerate(steps):
+        if kind == "ours":
+            journal.append("alice", value)
+        elif kind == "server":
+            reference_writer.append(root / ALICE, [reference_writer.message("assistant", f"server {i}", f"2024-05-01T00:00:{i:02d}.000Z", {"model": "s"})])
+        elif kind == "archive":
+            journal.archive("alice")
+        else:
+            list(catalog.summaries(journal))
+        assert_like_a_full_reread(journal, catalog.scan(journal).entries)
