@@ -65,6 +65,7 @@ MAX_LOG = 32 << 20  # a log this large is no longer appended to (the next catalo
 MAX_MESSAGES = 4096  # a write of more messages than this is not logged (tallying them costs more than a read)
 MAX_BYTES = 4 << 20  # nor one of more bytes
 _VERSION = 1
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode  # one line, ASCII: no line break can get into a record
 
 
 class Record(NamedTuple):
@@ -134,7 +135,7 @@ def record(rel_path: str, seen: list[os.stat_result], digest: Digest, messages: 
         digest.length,
         tally.to_list(),
     ]
-    body = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    body = _encode(fields).encode("ascii")
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
