@@ -28,7 +28,9 @@ record); records are applied in log order, each to what the one before left;
 and the result is used only when its "after" is the file's identity now.
 So a record is believed exactly as far as an unchanged (device, inode, size,
 mtime_ns) is believed already: the one thing it cannot see is bytes rewritten
-in place with the size kept and the modification time set back. A server's
+in place with the size kept and the modification time set back, or (on a file
+system whose clock ticks coarser than the gap) an edit in place made within the
+same tick as our append, which leaves the identity our record's "after" too. A server's
 append after ours, an archive, a restore, a rewrite, an edit then an append,
 a write cut back (the log is written only after the fsync) all leave a file
 whose identity is not the record's "after": the file is read, as before.

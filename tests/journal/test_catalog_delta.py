@@ -228,11 +228,15 @@ def test_records_of_files_changed_since_do_not_apply(change: str, tmp_path: Path
         journal.archive("alice", archive_id="one")
         journal.restore("alice", "one")  # back in place: the same inode and identity as the record's "after"
     elif change == "edited, then appended to":
+        appended = path.stat()
         with path.open("r+b") as f:
-            f.seek(path.stat().st_size - 300)
+            f.seek(appended.st_size - 300)
             byte = f.read(1)
             f.seek(-1, os.SEEK_CUR)
             f.write(b"X" if byte != b"X" else b"Y")
+        # An edit shows in the identity by its mtime; where the clock is coarser than the time between our
+        # append and the edit, it would not (the documented blind spot), so the test makes sure it moved.
+        os.utime(path, ns=(appended.st_atime_ns, max(path.stat().st_mtime_ns, appended.st_mtime_ns + 1_000_000)))
         journal.append("alice", [_msg(10)])  # our "before" is not the entry's identity: no record applies
     else:
         os.truncate(path, path.stat().st_size - 10)
