@@ -158,6 +158,6 @@ def test_reading_changes_nothing(tmp_path: Path, cli: Cli) -> None:
         for args in (["list"], ["stats"], ["cleanup", "--dry-run", "--max-age", "1d"]):
             cli("--root", str(root), *args)
         after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-        catalog = {root / "system" / "catalog.bin", root / "system" / "catalog.lock", root / "system" / "stats.yaml"}
+        catalog = {root / "system" / name for name in ("catalog.bin", "catalog.lock", "catalog.log", "stats.yaml")}
         assert set(after) - set(before) == catalog, tree
         assert {p: after[p] for p in before} == before, tree

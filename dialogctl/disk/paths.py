@@ -28,6 +28,7 @@ CLEANUP_LOG_FILE = "cleanup.log"
 AUDIT_LOG_FILE = "audit.log"
 CATALOG_FILE = "catalog.bin"
 CATALOG_LOCK = "catalog.lock"
+CATALOG_LOG = "catalog.log"  # what dialogctl's own appends added since the catalog was saved (see journal.delta)
 QUARANTINE_DIR = "quarantine"
 
 STATS = (SYSTEM_DIR, STATS_FILE)
@@ -37,7 +38,7 @@ CATALOG = (SYSTEM_DIR, CATALOG_FILE)
 QUARANTINE = (SYSTEM_DIR, QUARANTINE_DIR)
 
 # The files dialogctl writes itself under system/ and config/ (verify checks they are regular files).
-OWN_FILES = (RECORD_PATH, CLEANUP_LOG, AUDIT_LOG, (SYSTEM_DIR, CATALOG_LOCK), STATS)
+OWN_FILES = (RECORD_PATH, CLEANUP_LOG, AUDIT_LOG, (SYSTEM_DIR, CATALOG_LOCK), (SYSTEM_DIR, CATALOG_LOG), STATS)
 
 
 class PathEntry(NamedTuple):
@@ -59,5 +60,9 @@ PATHS = (
     PathEntry("/".join(CLEANUP_LOG), "JSON lines: each cleanup run's intent (before its first change) and outcome, tied by their run id."),
     PathEntry("/".join(AUDIT_LOG), "JSON lines: each rm and repair run's intent (before its first change) and outcome; never message text."),
     PathEntry("/".join(CATALOG), f"A cache of conversation summaries for stats, list and cleanup (locked by {CATALOG_LOCK}); safe to delete."),
+    PathEntry(
+        f"{SYSTEM_DIR}/{CATALOG_LOG}",
+        "Lines telling what dialogctl's own appends added since the catalog was saved, so it need not read them back; safe to delete.",
+    ),
     PathEntry("/".join(QUARANTINE) + "/", "Exact copies of what repair replaced or dropped, under RUN/PATH-IN-THE-JOURNAL."),
 )

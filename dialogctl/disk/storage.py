@@ -124,7 +124,15 @@ class Folder(FolderHandle):
         adopt(fd, parent)
         os.fchmod(fd, modes.for_file(parent))
 
-    def append(self, name: str, data: bytes | Iterable[bytes], modes: Modes = FOLLOW, later: SyncGroup | None = None, now: bool = False) -> tuple[int, int]:
+    def append(
+        self,
+        name: str,
+        data: bytes | Iterable[bytes],
+        modes: Modes = FOLLOW,
+        later: SyncGroup | None = None,
+        now: bool = False,
+        seen: list[os.stat_result] | None = None,
+    ) -> tuple[int, int]:
         """Append ``data`` (bytes, or pieces written one ``write`` each), fsync it; return (where it starts, where it ends).
 
         On a short or failed write or fsync the file is cut back to where our
@@ -144,13 +152,21 @@ class Folder(FolderHandle):
         the disk before it): its fsync is deferred as one
         (:meth:`SyncGroup.flush_barriers <dialogctl.disk.syncgroup.SyncGroup.flush_barriers>`),
         and the caller writes nothing more of the batch before that has run.
+
+        ``seen`` (an existing file only) gets the ``fstat`` of the file just
+        before our first write and just after our last, for the catalog's
+        delta log (see :mod:`dialogctl.journal.delta`): from them the caller
+        tells whether anyone else wrote to the file in between.
         """
         fd, created = self.open_append(name, modes)
         where = self.child_path(name)
         ours: list[int] = []  # [start, end] of our bytes in the file, once a write went through
         mixed = False  # someone else's bytes landed between two of our writes
+        before: os.stat_result | None = None
         try:
             try:
+                if seen is not None and not created:
+                    before = os.fstat(fd)
                 for piece in [data] if isinstance(data, bytes) else data:
                     view = memoryview(piece)
                     # One write per piece in all but failure cases: a short write (the disk
@@ -167,6 +183,8 @@ class Folder(FolderHandle):
                         else:
                             mixed = True
                         view = view[written:]
+                if before is not None and seen is not None:
+                    seen.extend((before, os.fstat(fd)))
                 if later is None:
                     os.fsync(fd)
                 if later is None and created:

@@ -52,6 +52,7 @@ class SyncGroup:
     def __init__(self) -> None:
         self.tag: Any = None
         self.notes: dict[Any, Any] = {}
+        self.kept: list[tuple[Any, bytes]] = []  # (tag, data) to publish once the tag is durable (see keep)
         self._pending: list[_Deferred] = []
 
     def __len__(self) -> int:
@@ -69,6 +70,10 @@ class SyncGroup:
     def note(self, value: Any) -> None:
         """Keep something about the current tag for the caller (read back from :attr:`notes`)."""
         self.notes[self.tag] = value
+
+    def keep(self, data: bytes) -> None:
+        """Keep ``data`` under the current tag for the caller to publish once that tag is durable (the catalog's delta log lines); dropped by :meth:`abandon`."""
+        self.kept.append((self.tag, data))
 
     def flush(self) -> dict[Any, OSError]:
         """fsync everything deferred, in parallel; the failed tags with their first error.
@@ -95,6 +100,7 @@ class SyncGroup:
     def abandon(self) -> None:
         """Give up on everything deferred (an interrupt, a bug): cut back every appended file's bytes, latest first."""
         pending, self._pending = self._pending, []
+        self.kept = []
         try:
             _undo(pending)
         finally:

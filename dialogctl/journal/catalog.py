@@ -8,7 +8,14 @@ file's path and checked against its identity (device, inode, size, mtime_ns) on
 every use:
 
 * a file whose identity matches is not opened at all;
-* a file that grew (same inode, larger) is parsed only from where its last
+* a file that grew by dialogctl's own appends alone is not opened either:
+  each append logs what it added in ``system/catalog.log`` (the tally of its
+  messages, its bytes' length, line breaks and CRC-32, the file's identity
+  before and after; see :mod:`dialogctl.journal.delta`), and the entry is
+  carried forward when the records chain from the entry's identity to the
+  file's identity now (the new CRC-32 is combined from the old one and the
+  record's, without the bytes); the log is emptied after each save;
+* any other file that grew (same inode, larger) is parsed only from where its last
   valid frame ended, after checking (CRC-32 of every byte before that point)
   that what was summarised is unchanged: an edit in place followed by an
   append (a token count changed, then a message added) is read from scratch;
@@ -17,10 +24,14 @@ every use:
 * anything else (rewritten, truncated, new) is read from scratch.
 
 The catalog is never trusted over the files: every answer is what a full
-re-read would give, and :func:`check` proves it for ``verify``. The one change
-it cannot see is one made to look like no change at all: bytes rewritten in
-place with the size kept and the modification time set back (``touch -d``,
-``utime``). ``stats --rescan`` reads every file again. Saving is an
+re-read would give, and :func:`check` proves it for ``verify`` (reading every
+file whose entry it holds, whatever the log said). The one change it cannot
+see is one made to look like no change at all: bytes rewritten in place with
+the size kept and the modification time set back (``touch -d``, ``utime``).
+The delta log is believed exactly that far and no further: a record applies
+only to an entry that is its "before" identity, and only if the result is the
+file's identity now. ``stats --rescan`` reads every file again (and trusts
+neither the catalog nor the log). Saving is an
 optimisation: it happens only after a whole-journal scan that learned
 something, under a non-blocking lock (a busy lock means another process is
 saving the same knowledge), by atomic rename (not fsynced: a torn one is rebuilt); a journal dialogctl cannot write
@@ -53,8 +64,9 @@ from ..disk.storage import open_below, open_root
 from ..errors import DialogError, NotFound, StorageError, storage_error
 from ..fileformat.reader import parse_conversation
 from ..models import RECOVERED_KINDS, ConversationSummary, Damage
+from . import delta
 from .files import FILE_TOO_LARGE, Conversation, ConversationFile, too_large_detail
-from .tally import TALLY_LEN, Tally
+from .tally import TALLY_LEN, Tally, merged
 
 if TYPE_CHECKING:
     from .core import Journal
@@ -266,6 +278,13 @@ def save(journal: Journal, entries: dict[str, list[Any]]) -> bool:
                 # Not fsynced (write_atomic's derived files): a catalog a crash leaves torn fails its
                 # checksum and is rebuilt, and a stale one only costs reads. The fsyncs were most of a save.
                 system.write_atomic(CATALOG_FILE, data, journal.modes, durable=False)
+                # What the delta log told is in the entries just saved (a record appended since our
+                # look at it is lost with it: that costs its file a read, nothing else). A log that
+                # cannot be emptied keeps records whose "before" no saved entry is any more.
+                try:
+                    delta.empty(system, journal.modes)
+                except (DialogError, OSError):
+                    pass
             finally:
                 os.close(fd)  # closing releases the lock
     except (DialogError, OSError):
@@ -319,6 +338,7 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     (a few hundred bytes); files to read from the start are read after the
     walk, on every core when they add up to many bytes.
     """
+    deltas: dict[tuple[int, int], list[delta.Record]] | None = None  # the delta log, read when a file is first found grown
     saved = load(journal.root) if saved is None else saved
     users: list[tuple[str, list[ConversationFile]]] = []
     entries: dict[str, list[Any]] = {}
@@ -347,6 +367,15 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
                     entries[f.rel_path] = entry
                     learned = True
                     continue
+            if entry is not None and entry[E_SETTLED] == entry[E_SIZE] < f.size <= limit and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
+                if deltas is None:
+                    deltas = delta.load(root)
+                told = deltas.get((f.dev, f.ino))
+                fresh = _told(entry, told, f) if told else None
+                if fresh is not None:  # grown by our own appends alone: known without a read
+                    entries[f.rel_path] = fresh
+                    learned = True
+                    continue
             if entry is not None and 0 < entry[E_SETTLED] <= entry[E_SIZE] < f.size and (entry[E_DEV], entry[E_INO]) == (f.dev, f.ino):
                 fresh = _read_grown(journal, dialogs, f, entry)
                 read.append(f.rel_path)
@@ -368,6 +397,42 @@ def scan(journal: Journal, saved: dict[str, list[Any]] | None = None, use_cores:
     if len(entries) != len(saved):
         learned = True
     return Scan(users, entries, read, learned)
+
+
+def _told(entry: list[Any], records: list[delta.Record], f: ConversationFile) -> list[Any] | None:
+    """The entry of a file grown by our own appends alone, from the delta log's records of its inode; None when they do not account for it.
+
+    Each record applies to the entry that is exactly its "before" and fully
+    settled (it ends with our last whole record, as each record leaves it);
+    the result counts only once it is the file as the walk found it (see
+    :mod:`dialogctl.journal.delta` for why that is what a read would give).
+    """
+    current = entry
+    for rec in records:
+        if (current[E_DEV], current[E_INO], current[E_SIZE], current[E_MTIME]) != rec.before or current[E_SETTLED] != current[E_SIZE]:
+            continue
+        if current[E_SIZE] and current[E_FORM] != rec.form:
+            continue
+        n = rec.length
+        zeros = bytes(n)
+        # CRC-32 is affine: crc(A + B) = crc(B, crc(A)) = crc(0^n, crc(A)) ^ crc(B) ^ crc(0^n)
+        check = zlib.crc32(zeros, current[E_CHECK]) ^ rec.crc ^ zlib.crc32(zeros)
+        current = [
+            current[E_DEV],
+            current[E_INO],
+            rec.size,
+            rec.mtime_ns,
+            current[E_FORM] if current[E_SIZE] else rec.form,
+            rec.size,
+            rec.last_n,
+            check,
+            current[E_LINE] + rec.newlines,
+            merged(current[E_FULL], rec.tally),
+            None,
+        ]
+        if _matches(current, f):  # the file as the walk found it: appends since then are the next scan's
+            return current
+    return None
 
 
 def _read_grown(journal: Journal, dialogs: Any, f: ConversationFile, entry: list[Any]) -> list[Any] | None:

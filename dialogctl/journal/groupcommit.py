@@ -54,6 +54,7 @@ from ..disk.syncgroup import SyncGroup
 from ..errors import DialogError, InvalidInput, LockBusy, PartlyAppended, storage_error
 from ..fileformat.codec import check_message
 from ..models import AppendResult, Message
+from . import delta
 from .writing import JournalWriter, allow_open_files
 
 # Users written (and locks held) before a flush: each holds its lock (two open files),
@@ -205,6 +206,7 @@ class GroupCommit:
 
     def _settle(self, failed: dict[object, OSError]) -> None:
         emptied: set[str] = set()
+        committed: set[int] = set()  # tags whose batch is durable and reported appended
         for slot in self.written:
             result = slot.result
             assert result is not None, "a batch still waits for its barrier"  # _go_on ran every batch's steps to their end
@@ -218,9 +220,15 @@ class GroupCommit:
                     result = failure
                     emptied.add(slot.user)
             self.done.append((slot.key, result))
+            if isinstance(result, AppendResult):
+                committed.add(slot.tag)
         self.written = []
         self.group.notes.clear()
-        self._release(emptied)
+        kept, self.group.kept = self.group.kept, []
+        try:  # before the locks go: the log tells each file's appends in the order they were made
+            delta.write(self.journal.root, b"".join(line for tag, line in kept if tag in committed))
+        finally:
+            self._release(emptied)
 
     def _hold(self, user: str) -> Folder:
         """The user's dialogs/ folder, its lock held until the next commit (taken now if not yet)."""

@@ -10,6 +10,7 @@ every file a catalog scan reads, so the rules of :mod:`dialogctl.usage` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -151,3 +152,51 @@ class Tally:
         tally.model_tokens, tally.day_tokens = dict(model_tokens or {}), dict(day_tokens or {})
         tally.damage = [tuple(d) for d in damage]
         return tally
+
+
+def merged(head: list[Any], tail: list[Any]) -> list[Any]:
+    """The list form of the tally of ``head``'s messages and damage followed by ``tail``'s (both list forms).
+
+    Exactly what one :class:`Tally` fed both runs in order gives: counts
+    added, each mapping's keys in the order first met (``head``'s, then
+    ``tail``'s new ones), the earliest and latest timestamps with ties kept
+    by the first met, damage in order.
+    """
+    h_messages, h_first, h_last, h_roles, h_models, h_tokens, h_token_messages, h_days, h_damage, h_model_tokens, h_day_tokens = head
+    t_messages, t_first, t_last, t_roles, t_models, t_tokens, t_token_messages, t_days, t_damage, t_model_tokens, t_day_tokens = tail
+    first = t_first if h_first is None or (t_first is not None and _before(t_first, h_first)) else h_first
+    last = t_last if h_last is None or (t_last is not None and _before(h_last, t_last)) else h_last
+    model_tokens = _added(h_model_tokens or {}, t_model_tokens or {})
+    day_tokens = _added(h_day_tokens or {}, t_day_tokens or {})
+    return [
+        h_messages + t_messages,
+        first,
+        last,
+        _added(h_roles, t_roles),
+        _added(h_models, t_models),
+        h_tokens + t_tokens,
+        h_token_messages + t_token_messages,
+        _added(h_days, t_days),
+        [tuple(d) for d in h_damage] + [tuple(d) for d in t_damage],
+        model_tokens or None,
+        day_tokens or None,
+    ]
+
+
+# The journal's own form, to the millisecond or finer: two such texts of one length are in time order as text.
+_SORTABLE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z")
+
+
+def _before(a: str, b: str) -> bool:
+    """Whether the moment ``a`` names comes before the one ``b`` names (both are timestamps a tally kept: they parse)."""
+    if len(a) == len(b) and _SORTABLE.fullmatch(a) and _SORTABLE.fullmatch(b):
+        return a < b
+    moment_a, moment_b = parse_timestamp(a), parse_timestamp(b)
+    return moment_a is not None and moment_b is not None and moment_a < moment_b
+
+
+def _added(head: dict[str, int], tail: dict[str, int]) -> dict[str, int]:
+    out = dict(head)
+    for key, count in tail.items():
+        out[key] = out.get(key, 0) + count
+    return out

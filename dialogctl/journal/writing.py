@@ -19,7 +19,7 @@ from ..fileformat.codec import Form, check_message, detect_form, encode_batch, e
 from ..fileformat.reader import parse_conversation
 from ..models import AppendResult, ConversationRef, Message
 from ..times import archive_id_for, utc_now
-from . import usermeta
+from . import delta, usermeta
 from .files import FileSeen
 from .reading import TAIL_BYTES, JournalReader
 
@@ -356,8 +356,10 @@ class JournalWriter(JournalReader):
             # never a later part without an earlier one.
             if later is not None and not remaining:
                 later.note(len(messages) - len(chunk))
+            digest, seen = (delta.Digest(), []) if delta.wanted(chunk) else (None, None)  # what the catalog's delta log is told
+            stream = (b"\n" + piece for piece in pieces)
             try:
-                _, new_size = dialogs.append(name, (b"\n" + piece for piece in pieces), self.modes, later=later, now=bool(remaining))
+                _, new_size = dialogs.append(name, digest.through(stream) if digest else stream, self.modes, later=later, now=bool(remaining), seen=seen)
                 if later is not None and remaining and (error := (yield)) is not None:
                     raise storage_error(error, "append to", dialogs.child_path(name))
             except StorageError as exc:
@@ -366,6 +368,8 @@ class JournalWriter(JournalReader):
                     raise
                 raise PartlyAppended(f"appended {done} of {len(messages)} messages for user {user!r}, then: {exc.message}", appended=done) from None
             count += len(chunk)
+            if digest and seen:
+                delta.tell(self.root, later, self.rel_path(ref), seen, digest, chunk, form, count)
             tail = _Tail(new_size, form, count)
             if count >= limit and not remaining:
                 # The messages are durable: a failed archive must not report them as

@@ -32,7 +32,7 @@ LAYOUTS = {
     "sharded 3x1": {"layout": "sharded", "shardLevels": "3", "shardSize": "1"},
 }
 # Written by the command itself, or derived and rebuilt: not anyone's files.
-COMMAND_FILES = ("system/audit.log", "system/cleanup.log", "system/catalog.bin", "system/catalog.lock", "system/stats.yaml")
+COMMAND_FILES = ("system/audit.log", "system/cleanup.log", "system/catalog.bin", "system/catalog.lock", "system/catalog.log", "system/stats.yaml")
 
 
 def _build(root: Path, layout: dict[str, str], inactive: str | None = None) -> Journal:

@@ -89,7 +89,7 @@ def _fresh(template: Path, dest: Path, prepare: Any) -> Path:
 
 LOGS = ("system/cleanup.log", "system/audit.log")
 # Caches and summaries a command writes best-effort after its last commit.
-DERIVED_SYSTEM_FILES = ("system/catalog.bin", "system/catalog.lock", "system/stats.yaml")
+DERIVED_SYSTEM_FILES = ("system/catalog.bin", "system/catalog.lock", "system/catalog.log", "system/stats.yaml")
 
 
 def normalized(root: Path, leftovers: bool = True, derived: bool = True) -> Counter[tuple[str, int, bytes | None]]:

@@ -51,6 +51,7 @@ PLACES = {
     "lock file": Place(f"{DIALOGS}/.lock", [(["locks"], (6,)), (["append", "alice", "more"], (6,)), (["archive", "alice"], (6,))]),
     "catalog": Place("system/catalog.bin", [(["stats"], (0,)), (["list"], (0,)), (["repair"], (0, 1))], reads_whole=True),
     "catalog lock": Place("system/catalog.lock", [(["stats"], (0,)), (["list"], (0,))]),
+    "catalog log": Place("system/catalog.log", [(["append", "alice", "more"], (0,)), (["stats"], (0,)), (["list"], (0,))]),
     "stats file": Place("system/stats.yaml", [(["stats"], (0,))]),
     "metadata": Place("users/al/ic/e/metadata.yaml", [(["append", "alice", "more"], (0,)), (["list"], (0,))], reads_whole=True),
     "conversation": Place(f"{DIALOGS}/current.yaml", [(["show", "alice"], (0, 5, 6)), (["list"], (0, 5)), (["export", "--all"], (0, 5))], reads_whole=True),
