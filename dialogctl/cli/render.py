@@ -349,7 +349,7 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
     title, rules or styles (a pipe without colour has none). None when a cell
     is something this layout does not know (a line break, a tab, a control
     character, a space at the end of a right-aligned cell, which Rich strips
-    before it aligns, a line longer than the pipe console's width): Rich lays
+    before it aligns, a cell of zero-width characters only, a line longer than the pipe console's width): Rich lays
     those out. Spaces at the start of a cell, and at the end of a left-aligned
     one, Rich keeps (``stats`` indents its per-role lines that way).
     """
@@ -366,7 +366,10 @@ def plain_grid(headings: list[str], rows: list[list[Any]], header: bool = True, 
         for i, cell in enumerate(line):
             if cell is None or not cell.isprintable() or (cell[-1:] == " " and i in right):
                 return None  # a line break, a tab, a control character, Text of another kind, a space Rich strips: Rich decides
-            widths[i] = max(widths[i], cell_len(cell))
+            width = cell_len(cell)
+            if not width and cell:
+                return None  # nothing but zero-width characters (a lone combining accent): Rich drops the line
+            widths[i] = max(widths[i], width)
     if sum(widths) + 2 * len(widths) > 1_000_000:
         return None
     out = []

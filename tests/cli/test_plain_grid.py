@@ -52,8 +52,10 @@ tables = st.integers(1, 5).flatmap(
 
 
 def _rich_decides(cell: Any, right: bool) -> bool:
+    from rich.cells import cell_len
+
     text = cell if isinstance(cell, str) else cell.plain
-    return not text.isprintable() or (right and text[-1:] == " ")
+    return not text.isprintable() or (right and text[-1:] == " ") or (text != "" and cell_len(text) == 0)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # the patch is undone each example
@@ -62,6 +64,7 @@ def _rich_decides(cell: Any, right: bool) -> bool:
 @example(table=([" a", "b"], [["x ", " y"]], True, set(), [False] * 6))
 @example(table=(["", ""], [["Messages", "21"], ["  user messages", "11"]], False, set(), [False] * 6))  # stats: indented labels stay plain
 @example(table=(["#", "b"], [[" 1", "x "], ["10 ", "y"]], True, {0}, [False] * 6))  # right-aligned: a space at the end goes to Rich
+@example(table=(["a", "b"], [["\u0301", "x"]], False, set(), [False] * 6))  # a lone combining accent: Rich drops it ("  x"), the plain layout kept it
 def test_the_plain_layout_is_riches_layout_in_a_pipe(monkeypatch: pytest.MonkeyPatch, table: Any) -> None:
     headings, rows, header, right, ends = table
     plain = render.plain_grid(headings, rows, header, right)
