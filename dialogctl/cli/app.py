@@ -384,26 +384,28 @@ def short_help(name: str, limit: int = 45) -> str:
     name); the short help is only the docstring's first paragraph, shortened
     by the same Click function, so the bytes are the same.
     """
-    import importlib
     import inspect
 
     from typer._click.utils import make_default_short_help
 
-    module_name, attr = COMMANDS[name]
-    doc = inspect.getdoc(getattr(importlib.import_module(f"{__package__}.commands.{module_name}"), attr))
+    doc = inspect.getdoc(command_function(name))
     return make_default_short_help(doc, limit).strip() if doc else ""
+
+
+def command_function(name: str) -> Any:
+    """The function a subcommand runs, from its module (imported on first use)."""
+    import importlib
+
+    module_name, attr = COMMANDS[name]
+    return getattr(importlib.import_module(f"{__package__}.commands.{module_name}"), attr)
 
 
 def load_command(name: str) -> Any:
     """The click command for one subcommand, built from its function (with --wide for a table command)."""
-    import importlib
-
     from typer.core import TyperOption
 
-    module_name, attr = COMMANDS[name]
-    module = importlib.import_module(f"{__package__}.commands.{module_name}")
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    single.command(name, cls=DialogCommand, context_settings=CONTEXT_SETTINGS)(getattr(module, attr))
+    single.command(name, cls=DialogCommand, context_settings=CONTEXT_SETTINGS)(command_function(name))
     command = typer.main.get_command(single)
     if name in TABLE_COMMANDS:
         wide = TyperOption(param_decls=["--wide"], is_flag=True, default=False, expose_value=False, callback=_set_wide, help=WIDE_HELP)

@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
 from ..times import parse_timestamp, utc_now
@@ -129,22 +130,17 @@ def console(state: CliState, file: IO[str] | None = None, stderr: bool = False, 
     )
 
 
+@cache
 def _console_class() -> Any:
     """Rich's Console, except that a reader gone away is a closed pipe as everywhere else: exit 141, not Rich's exit 1."""
-    global _CONSOLE
-    if _CONSOLE is None:
-        from rich.console import Console
+    from rich.console import Console
 
-        class PipeConsole(Console):
-            def on_broken_pipe(self) -> None:  # Rich: silence stdout and exit 1
-                self.quiet = True
-                raise BrokenPipeError(32, "stdout was closed by its reader")  # the command ends with 141 (see app.DialogGroup.invoke)
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:  # Rich: silence stdout and exit 1
+            self.quiet = True
+            raise BrokenPipeError(32, "stdout was closed by its reader")  # the command ends with 141 (see app.DialogGroup.invoke)
 
-        _CONSOLE = PipeConsole
-    return _CONSOLE
-
-
-_CONSOLE: Any = None
+    return PipeConsole
 
 
 def print_renderable(state: CliState, renderable: Any, whole: bool = False) -> None:
